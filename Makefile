@@ -1,0 +1,131 @@
+# quantd - one non-recursive Makefile. Each folder lists its sources in <dir>/module.mk.
+#
+#   make                 build libqd.a, quantd and quant (build/release)
+#   make CC=clang        the same with clang (warnings are errors under both)
+#   make test            unit tests, integration tests, then the unit tests again under clang ASan+UBSan
+#   make demo            a walk through of what exists, against an embedded store under ./var/
+#   make deps            install the Debian packages the build and the tests need (as root), else print the line
+#   make bench-store     put/get throughput against cat and cp
+#   make FLAVOUR=asan    a sanitizer build in build/asan (clang)
+
+FLAVOUR ?= release
+B := build/$(FLAVOUR)
+
+ifeq ($(FLAVOUR),asan)
+CC := clang
+OPT := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDOPT := -fsanitize=address,undefined
+else ifeq ($(FLAVOUR),debug)
+OPT := -O0 -g
+LDOPT :=
+else
+OPT := -O2 -g
+LDOPT :=
+endif
+
+PKGS := lmdb libzstd libcrypto jansson libgit2 libevent libcurl
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wformat=2
+CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -pthread -Iinclude $(WARN) $(OPT) $(PKG_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL := -pthread $(LDOPT) $(LDFLAGS)
+LIBS := $(PKG_LIBS) -lm
+
+QD_BUILD_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+# Filled by the module.mk files.
+LIBQD_SRCS :=
+QUANT_SRCS :=
+QUANTD_SRCS :=
+include common/module.mk verify/module.mk store/module.mk quantd/module.mk client/module.mk daemon/module.mk
+
+obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
+LIBQD_OBJS := $(call obj,$(LIBQD_SRCS))
+QUANT_OBJS := $(call obj,$(QUANT_SRCS))
+QUANTD_OBJS := $(call obj,$(QUANTD_SRCS))
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRCS))
+STRESS_SRCS := $(wildcard tests/stress/test_*.c)
+STRESS_BINS := $(patsubst tests/stress/%.c,$(B)/tests/%,$(STRESS_SRCS))
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+TOOL_BINS := $(patsubst tests/tools/%.c,$(B)/tools/%,$(TOOL_SRCS))
+BENCH_SRCS := $(wildcard bench/*.c)
+BENCH_BINS := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
+
+.PHONY: all test check tests unit-bins demo deps clean bench-store lint
+all: $(B)/libqd.a $(B)/quant $(B)/quantd quant quantd
+
+# Convenience links at the top level: ./quant and ./quantd are the release programs.
+quant quantd: %: $(B)/%
+	@ln -sf $(B)/$@ $@
+
+$(B)/libqd.a: $(LIBQD_OBJS)
+	@mkdir -p $(@D)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/quant: $(QUANT_OBJS) $(B)/libqd.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $(QUANT_OBJS) $(B)/libqd.a $(LIBS)
+
+$(B)/quantd: $(QUANTD_OBJS) $(B)/libqd.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $(QUANTD_OBJS) $(B)/libqd.a $(LIBS)
+
+$(B)/obj/common/version.o: CFLAGS_ALL += -DQD_BUILD_COMMIT='"$(QD_BUILD_COMMIT)"'
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS_ALL) $(CFLAGS_$(subst /,_,$*)) -MMD -MP -c -o $@ $<
+
+$(B)/tests/%: tests/unit/%.c $(B)/libqd.a tests/unit/testutil.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS) $(CMOCKA_LIBS)
+
+$(B)/tests/%: tests/stress/%.c $(B)/libqd.a tests/unit/testutil.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS) $(CMOCKA_LIBS)
+
+$(B)/tools/%: tests/tools/%.c $(B)/libqd.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
+
+$(B)/bench/%: bench/%.c $(B)/libqd.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
+
+tests: all $(UNIT_BINS) $(STRESS_BINS) $(TOOL_BINS)
+unit-bins: $(B)/libqd.a $(UNIT_BINS) $(TOOL_BINS)
+
+# The whole suite: release unit + stress + integration, then the unit tests under ASan+UBSan.
+test check:
+	@$(MAKE) --no-print-directory tests
+	@$(MAKE) --no-print-directory FLAVOUR=asan unit-bins
+	@tests/run.sh
+
+demo: all
+	@scripts/demo.sh
+
+bench-store: all $(TOOL_BINS) $(BENCH_BINS)
+	@bench/store.sh
+
+DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev liblmdb-dev libzstd-dev libssl-dev \
+	libjansson-dev libgit2-dev libevent-dev libcurl4-openssl-dev libcmocka-dev openssl python3 \
+	python3-jsonschema
+deps:
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(DEB_PKGS); \
+	else \
+		echo "run as root, or: sudo apt-get update && sudo apt-get install -y $(DEB_PKGS)"; \
+	fi
+
+lint:
+	@! grep -nE '\b(malloc|calloc|realloc|free|strdup|sprintf|strcat|gets)\(' $(filter-out common/alloc.c,$(LIBQD_SRCS)) \
+		|| (echo "lint: use qd_malloc/qd_free and bounded string functions" && false)
+
+clean:
+	rm -rf build quant quantd
+
+-include $(shell find build -name '*.d' 2>/dev/null)

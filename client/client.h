@@ -1,0 +1,43 @@
+/* client.h - shared pieces of the `quant` command line. */
+#ifndef QUANT_CLIENT_H
+#define QUANT_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Exit codes: fixed, documented in the README. */
+enum {
+    EXIT_OK_ = 0,
+    EXIT_ERR = 1,        /* any other failure */
+    EXIT_USAGE = 2,      /* bad arguments or a malformed digest */
+    EXIT_NOTFOUND = 3,   /* no such blob, store or file */
+    EXIT_VERIFY = 4,     /* a digest, hash or signature did not check out; fsck found problems; truncated input */
+    EXIT_UNREACHABLE = 5,/* the daemon could not be reached */
+    EXIT_CONFLICT = 6,   /* the object is referenced, or the store is held by another writer */
+    EXIT_BADSTORE = 7,   /* the directory is not a store, or a newer quantd made it */
+    EXIT_FULL = 8        /* the store or the disk is full */
+};
+
+/* Map a qd_err to an exit code (the one table in that direction). */
+int qd_exit_code(int err);
+
+/* Print "quant: <context>: <last error message>" to stderr and return the exit code for err. */
+int qd_fail(int err, const char *context);
+
+/* A progress bar on stderr, drawn only when stderr is a terminal and the transfer is large. */
+typedef struct progress {
+    const char *label;
+    uint64_t total;
+    uint64_t last_draw_ns;
+    uint64_t start_ns;
+    bool active;
+} progress;
+
+void progress_start(progress *p, const char *label, uint64_t total);
+void progress_update(uint64_t done, uint64_t total, void *payload);
+void progress_end(progress *p);
+uint64_t now_ns(void);
+
+int cmd_store(int argc, char **argv);
+
+#endif

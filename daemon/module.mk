@@ -1,0 +1,2 @@
+# daemon/: the `quantd` server.
+QUANTD_SRCS += daemon/main.c
