@@ -82,19 +82,23 @@ $(B)/obj/%.o: %.c
 
 $(B)/tests/%: tests/unit/%.c $(B)/libqd.a tests/unit/testutil.h
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS) $(CMOCKA_LIBS)
+	@echo "  TEST    $@"
+	@$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS) $(CMOCKA_LIBS)
 
 $(B)/tests/%: tests/stress/%.c $(B)/libqd.a tests/unit/testutil.h
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS) $(CMOCKA_LIBS)
+	@echo "  TEST    $@"
+	@$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS) $(CMOCKA_LIBS)
 
 $(B)/tools/%: tests/tools/%.c $(B)/libqd.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
 
 $(B)/bench/%: bench/%.c $(B)/libqd.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
 
 tests: all $(UNIT_BINS) $(STRESS_BINS) $(TOOL_BINS)
 unit-bins: $(B)/libqd.a $(UNIT_BINS) $(TOOL_BINS)

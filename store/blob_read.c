@@ -4,6 +4,7 @@
  * A reader holds one read transaction, so what it reads is one consistent snapshot. Raw chunks are handed out as
  * pointers into LMDB's map (no copy); compressed chunks are decompressed once into the reader's buffer.
  */
+#include <stddef.h>
 #include <string.h>
 
 #include <zstd.h>
@@ -16,8 +17,8 @@ struct qd_blob_reader {
     qd_store *s;
     MDB_txn *txn;
     qd_digest digest;
-    const blob_hdr *hdr;
-    const blob_chunk *chunks;
+    blob_hdr hdr;
+    blob_chunk *chunks;    /* an aligned copy of the record's chunk list */
     uint64_t pos;
     uint32_t ci;           /* the chunk holding pos (== n_chunks at the end) */
     ZSTD_DCtx *dctx;
@@ -60,7 +61,7 @@ int qd_store__chunk_decode(const MDB_val *v, void *dctx, uint8_t *dst, const uin
     return qd_error_set(QD_ECORRUPT, QD_EC_STORE, "chunk record has unknown codec %u", h.codec);
 }
 
-static int blob_lookup(qd_store *s, MDB_txn *txn, const qd_digest *d, const blob_hdr **h, const blob_chunk **c)
+static int blob_lookup(qd_store *s, MDB_txn *txn, const qd_digest *d, blob_hdr *h, blob_chunk **c)
 {
     MDB_val k = {32, (void *)d->bytes}, v;
     char ds[QD_DIGEST_STR_LEN + 1];
@@ -75,14 +76,13 @@ static int blob_lookup(qd_store *s, MDB_txn *txn, const qd_digest *d, const blob
 int qd_store_stat(qd_store *s, const qd_digest *d, qd_blob_info *out)
 {
     MDB_txn *txn;
-    const blob_hdr *h;
-    const blob_chunk *c;
+    blob_hdr h;
     int rc = qd_store__read_begin(s, &txn);
     if (rc < 0)
         return rc;
-    rc = blob_lookup(s, txn, d, &h, &c);
+    rc = blob_lookup(s, txn, d, &h, NULL);
     if (rc == QD_OK) {
-        qd_store__blob_info(d, h, out);
+        qd_store__blob_info(d, &h, out);
         rc = qd_store__count_referrers(s, txn, d, &out->n_referrers);
     }
     qd_store__txn_end(s, txn);
@@ -115,17 +115,16 @@ int qd_store_list(qd_store *s, int (*fn)(const qd_blob_info *info, void *payload
     }
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         qd_digest d;
-        const blob_hdr *h;
-        const blob_chunk *c;
+        blob_hdr h;
         qd_blob_info info;
         if (k.mv_size != 32) {
             rc = qd_error_set(QD_ECORRUPT, QD_EC_STORE, "malformed blob key");
             break;
         }
         memcpy(d.bytes, k.mv_data, 32);
-        if ((rc = qd_store__blob_parse(&d, &v, &h, &c)) < 0)
+        if ((rc = qd_store__blob_parse(&d, &v, &h, NULL)) < 0)
             break;
-        qd_store__blob_info(&d, h, &info);
+        qd_store__blob_info(&d, &h, &info);
         if ((rc = qd_store__count_referrers(s, txn, &d, &info.n_referrers)) < 0)
             break;
         if ((rc = fn(&info, payload)) != 0)
@@ -162,14 +161,14 @@ int qd_blob_reader_open(qd_blob_reader **out, qd_store *s, const qd_digest *d)
     return QD_OK;
 }
 
-uint64_t qd_blob_reader_size(const qd_blob_reader *r) { return r->hdr->size; }
+uint64_t qd_blob_reader_size(const qd_blob_reader *r) { return r->hdr.size; }
 
 int qd_blob_reader_seek(qd_blob_reader *r, uint64_t off)
 {
-    uint32_t lo = 0, hi = r->hdr->n_chunks;
-    if (off > r->hdr->size)
+    uint32_t lo = 0, hi = r->hdr.n_chunks;
+    if (off > r->hdr.size)
         return qd_error_set(QD_EINVAL, QD_EC_STORE, "offset %llu is past the end of the blob (%llu bytes)",
-                            (unsigned long long)off, (unsigned long long)r->hdr->size);
+                            (unsigned long long)off, (unsigned long long)r->hdr.size);
     /* first chunk whose end is past off */
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
@@ -194,7 +193,7 @@ int qd_blob_reader_next(qd_blob_reader *r, size_t max, const void **data, size_t
 
     *data = NULL;
     *len = 0;
-    if (r->pos >= r->hdr->size || max == 0)
+    if (r->pos >= r->hdr.size || max == 0)
         return QD_OK;
     c = &r->chunks[r->ci];
     start = r->ci ? r->chunks[r->ci - 1].end : 0;
@@ -211,7 +210,7 @@ int qd_blob_reader_next(qd_blob_reader *r, size_t max, const void **data, size_t
         }
         if (rc)
             return qd_store__err_mdb(rc, "read a chunk");
-        if (v.mv_size >= sizeof(chunk_hdr) && ((const chunk_hdr *)v.mv_data)->codec == CODEC_ZSTD) {
+        if (v.mv_size >= sizeof(chunk_hdr) && ((const uint8_t *)v.mv_data)[offsetof(chunk_hdr, codec)] == CODEC_ZSTD) {
             if (!r->dctx && !(r->dctx = ZSTD_createDCtx()))
                 return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "zstd: cannot create a decompression context");
             if (!r->dbuf && !(r->dbuf = qd_big_alloc(QD_CHUNK_MAX)))
@@ -247,6 +246,7 @@ void qd_blob_reader_close(qd_blob_reader *r)
     qd_store__txn_end(r->s, r->txn);
     ZSTD_freeDCtx(r->dctx);
     qd_big_free(r->dbuf, QD_CHUNK_MAX);
+    qd_free(r->chunks);
     qd_free(r);
 }
 

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <stddef.h>
 
 #include "qd/alloc.h"
 #include "qd/err.h"
@@ -443,30 +444,40 @@ void qd_store_close(qd_store *s)
 
 /* ---- shared record helpers ----------------------------------------------------------------------------------- */
 
-int qd_store__blob_parse(const qd_digest *d, const MDB_val *v, const blob_hdr **hdr, const blob_chunk **chunks)
+int qd_store__blob_parse(const qd_digest *d, const MDB_val *v, blob_hdr *h, blob_chunk **chunks)
 {
-    const blob_hdr *h;
-    const blob_chunk *c;
+    const uint8_t *raw = v->mv_data;
     char ds[QD_DIGEST_STR_LEN + 1];
     uint64_t prev = 0;
+    blob_chunk *c = NULL;
 
+    if (chunks)
+        *chunks = NULL;
+    /* LMDB values are not aligned: copy before reading wider than a byte */
     if (v->mv_size < sizeof(blob_hdr))
         goto bad;
-    h = v->mv_data;
+    memcpy(h, raw, sizeof(*h));
     if (h->magic != BLOB_MAGIC || v->mv_size != sizeof(blob_hdr) + (size_t)h->n_chunks * sizeof(blob_chunk))
         goto bad;
-    c = (const blob_chunk *)((const char *)v->mv_data + sizeof(blob_hdr));
+    if (chunks && h->n_chunks) {
+        if (!(c = qd_mallocarray(h->n_chunks, sizeof(*c))))
+            return QD_ENOMEM;
+        memcpy(c, raw + sizeof(blob_hdr), (size_t)h->n_chunks * sizeof(*c));
+    }
     for (uint32_t i = 0; i < h->n_chunks; i++) {
-        if (c[i].end <= prev || c[i].end - prev > QD_CHUNK_MAX)
+        uint64_t end;
+        memcpy(&end, raw + sizeof(blob_hdr) + (size_t)i * sizeof(blob_chunk) + offsetof(blob_chunk, end), 8);
+        if (end <= prev || end - prev > QD_CHUNK_MAX)
             goto bad;
-        prev = c[i].end;
+        prev = end;
     }
     if (prev != h->size)
         goto bad;
-    *hdr = h;
-    *chunks = c;
+    if (chunks)
+        *chunks = c;
     return QD_OK;
 bad:
+    qd_free(c);
     return qd_error_set(QD_ECORRUPT, QD_EC_STORE, "blob %s: malformed record", qd_digest_format(ds, d));
 }
 

@@ -85,8 +85,9 @@ void qd_store__txn_end(qd_store *s, MDB_txn *txn);
 typedef int (*qd_store__write_fn)(qd_store *s, MDB_txn *txn, void *payload);
 int qd_store__write(qd_store *s, qd_store__write_fn fn, void *payload);
 
-/* Parse and check a blob record in place. @return QD_OK or QD_ECORRUPT */
-int qd_store__blob_parse(const qd_digest *d, const MDB_val *v, const blob_hdr **hdr, const blob_chunk **chunks);
+/* Check a blob record and copy out its header and, when chunks is not NULL, its chunk list (free it with qd_free).
+ * LMDB values are not aligned, hence the copies. @return QD_OK, QD_ECORRUPT, QD_ENOMEM */
+int qd_store__blob_parse(const qd_digest *d, const MDB_val *v, blob_hdr *hdr, blob_chunk **chunks);
 void qd_store__blob_info(const qd_digest *d, const blob_hdr *h, qd_blob_info *out);
 /* Count the references held on blob d within txn. */
 int qd_store__count_referrers(qd_store *s, MDB_txn *txn, const qd_digest *d, uint64_t *out);
