@@ -1,10 +1,13 @@
 /*
  * store.c - opening and closing a store, its meta database, the writer lock and the transaction helpers.
  *
- * The map: LMDB reserves address space for the whole map but the file only grows as pages are written. We open
- * with a modest map (1 GiB) and double it whenever a write transaction reports MDB_MAP_FULL, up to map_max. A
- * real full disk shows up as ENOSPC from the commit: the transaction is aborted, the store is unchanged, and the
- * caller gets QD_EFULL.
+ * The map: LMDB reserves address space for the whole map but the file only grows as pages are written (we never
+ * use MDB_WRITEMAP, so nothing is preallocated). We open with a map of 64 GiB of address space and double it
+ * whenever a write transaction reports MDB_MAP_FULL, up to map_max. Growing needs every transaction of this process
+ * to pause (an LMDB rule), so it takes map_lock exclusively; the lock prefers writers, so a steady stream of readers
+ * cannot starve a growth, and the wait is bounded: a thread that holds a reader while it writes would otherwise
+ * wait on itself. A real full disk shows up as ENOSPC from the commit: the transaction is aborted, the store is
+ * unchanged, and the caller gets QD_EFULL.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,7 +27,8 @@
 #include "store_int.h"
 
 #define STORE_MAGIC "quantd-store"
-#define DEFAULT_MAP (1ull << 30)
+#define DEFAULT_MAP (64ull << 30)
+#define GROW_WAIT_SECONDS 30
 #define DEFAULT_MAP_MAX (16ull << 40)
 #define DEFAULT_BATCH (64ull << 20)
 #define N_DBS 9
@@ -76,7 +80,13 @@ static int grow_map(qd_store *s)
     uint64_t next;
     int rc;
 
-    pthread_rwlock_wrlock(&s->map_lock);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += GROW_WAIT_SECONDS;
+    if (pthread_rwlock_timedwrlock(&s->map_lock, &deadline) != 0)
+        return qd_error_set(QD_EFULL, QD_EC_STORE,
+                            "the store's map is full and open readers did not pause for %d s to let it grow",
+                            GROW_WAIT_SECONDS);
     mdb_env_info(s->env, &info);
     next = (uint64_t)info.me_mapsize * 2;
     if ((uint64_t)info.me_mapsize >= s->map_max) {
@@ -363,7 +373,13 @@ int qd_store_open(qd_store **out, const char *dir, const qd_store_options *opts)
     s->map_max = opts->map_max ? opts->map_max : DEFAULT_MAP_MAX;
     s->batch_bytes = opts->batch_bytes ? opts->batch_bytes : DEFAULT_BATCH;
     s->zstd_level = opts->zstd_level ? opts->zstd_level : 1;
-    pthread_rwlock_init(&s->map_lock, NULL);
+    {
+        pthread_rwlockattr_t attr;
+        pthread_rwlockattr_init(&attr);
+        pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        pthread_rwlock_init(&s->map_lock, &attr);
+        pthread_rwlockattr_destroy(&attr);
+    }
     pthread_rwlock_init(&s->put_lock, NULL);
     if (!(s->path = qd_strdup(dir))) {
         rc = QD_ENOMEM;
