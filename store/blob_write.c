@@ -336,17 +336,16 @@ static int commit_txn(qd_store *s, MDB_txn *txn, void *payload)
     h.created = qd_store__now();
     for (size_t i = 0; i < w->n_list; i++) {
         MDB_val ck = {32, w->list[i].hash}, cv;
-        chunk_hdr ch;
+        uint64_t raw_len = w->list[i].end - (i ? w->list[i - 1].end : 0);
         rc = mdb_get(txn, s->db_chunks, &ck, &cv);
         if (rc == MDB_NOTFOUND)
             return qd_error_set(QD_ECORRUPT, QD_EC_STORE, "a chunk of the new blob vanished before it was published");
         if (rc)
             return qd_store__err_mdb(rc, "look up a chunk");
-        if (cv.mv_size < sizeof(ch))
+        if (cv.mv_size < sizeof(chunk_hdr))
             return qd_error_set(QD_ECORRUPT, QD_EC_STORE, "malformed chunk record");
-        memcpy(&ch, cv.mv_data, sizeof(ch));
-        h.stored += cv.mv_size - sizeof(ch);
-        h.n_compressed += ch.codec == CODEC_ZSTD;
+        h.stored += cv.mv_size - sizeof(chunk_hdr);
+        h.n_compressed += CHUNK_IS_COMPRESSED(cv.mv_size, raw_len);
         if ((rc = qd_store__chunk_refs_add(s, txn, w->list[i].hash, 1, NULL)) < 0)
             return rc;
     }

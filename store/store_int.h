@@ -105,4 +105,9 @@ int qd_store__chunk_decode(const MDB_val *v, void *dctx, uint8_t *dst, const uin
 
 int64_t qd_store__now(void);
 
+/* A chunk is kept compressed only when that saves at least 5%, so a stored value shorter than its content (plus
+ * the header) is compressed: the codec is known from the value's size without reading the value, which would fault
+ * in the chunk's pages (a whole large folio on recent kernels) and count them in our RSS. */
+#define CHUNK_IS_COMPRESSED(value_size, raw_len) ((value_size) - sizeof(chunk_hdr) < (raw_len))
+
 #endif
