@@ -1,7 +1,6 @@
 /*
  * main.c - `quant`, the quantd client: a table of commands, each `int cmd_<name>(argc, argv)`.
  */
-#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -49,11 +48,6 @@ static int cmd_help(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    /* LMDB allocates a transaction's dirty pages with malloc and frees them at commit: keep that memory in the
-     * heap for reuse instead of returning it to the kernel, because on these VMs the first touch of every fresh
-     * page costs more than the copy into it. */
-    mallopt(M_MMAP_THRESHOLD, 256 << 20);
-    mallopt(M_TRIM_THRESHOLD, 512 << 20);
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
