@@ -22,7 +22,7 @@ struct qd_blob_reader {
     uint64_t pos;
     uint32_t ci;           /* the chunk holding pos (== n_chunks at the end) */
     ZSTD_DCtx *dctx;
-    uint8_t *dbuf;         /* QD_CHUNK_MAX bytes, allocated on the first compressed chunk */
+    uint8_t *dbuf;         /* QD_CHUNK_DECODE_BUF bytes, allocated on the first compressed chunk */
     int64_t dbuf_chunk;    /* which chunk dbuf holds, -1 none */
 };
 
@@ -56,6 +56,34 @@ int qd_store__chunk_decode(const MDB_val *v, void *dctx, uint8_t *dst, const uin
                                 h.raw_len);
         *raw = dst;
         *raw_len = n;
+        return QD_OK;
+    }
+    if (h.codec == CODEC_PLANES) {
+        size_t nlo = PLANE_LO_LEN((size_t)h.raw_len, h.phase), nhi = h.raw_len - nlo, n;
+        uint8_t *hi = dst + QD_CHUNK_MAX;
+        const uint8_t *lo = body;
+        if (h.phase > 1 || blen <= nlo)
+            return qd_error_set(QD_ECORRUPT, QD_EC_STORE, "plane-split chunk of %u bytes is malformed", h.raw_len);
+        n = ZSTD_decompressDCtx(dctx, hi, QD_CHUNK_MAX / 2, body + nlo, blen - nlo);
+        if (ZSTD_isError(n))
+            return qd_error_set(QD_ECORRUPT, QD_EC_STORE, "compressed chunk plane: %s", ZSTD_getErrorName(n));
+        if (n != nhi)
+            return qd_error_set(QD_ECORRUPT, QD_EC_STORE, "chunk plane decodes to %zu bytes, expected %zu", n, nhi);
+        if (h.phase == 0) {
+            /* the common case: whole little-endian words from the start */
+            uint16_t *out = (uint16_t *)(void *)dst;
+            for (size_t i = 0; i < nhi; i++)
+                out[i] = (uint16_t)(lo[i] | (uint16_t)hi[i] << 8);
+            if (nlo > nhi)
+                dst[h.raw_len - 1] = lo[nlo - 1];
+        } else {
+            for (size_t i = 0; i < nlo; i++)
+                dst[2 * i + 1] = lo[i];
+            for (size_t i = 0; i < nhi; i++)
+                dst[2 * i] = hi[i];
+        }
+        *raw = dst;
+        *raw_len = h.raw_len;
         return QD_OK;
     }
     return qd_error_set(QD_ECORRUPT, QD_EC_STORE, "chunk record has unknown codec %u", h.codec);
@@ -210,10 +238,10 @@ int qd_blob_reader_next(qd_blob_reader *r, size_t max, const void **data, size_t
         }
         if (rc)
             return qd_store__err_mdb(rc, "read a chunk");
-        if (v.mv_size >= sizeof(chunk_hdr) && ((const uint8_t *)v.mv_data)[offsetof(chunk_hdr, codec)] == CODEC_ZSTD) {
+        if (v.mv_size >= sizeof(chunk_hdr) && ((const uint8_t *)v.mv_data)[offsetof(chunk_hdr, codec)] != CODEC_RAW) {
             if (!r->dctx && !(r->dctx = ZSTD_createDCtx()))
                 return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "zstd: cannot create a decompression context");
-            if (!r->dbuf && !(r->dbuf = qd_big_alloc(QD_CHUNK_MAX)))
+            if (!r->dbuf && !(r->dbuf = qd_big_alloc(QD_CHUNK_DECODE_BUF)))
                 return QD_ENOMEM;
         }
         if ((rc = qd_store__chunk_decode(&v, r->dctx, r->dbuf, &raw, &raw_len)) < 0)
@@ -245,7 +273,7 @@ void qd_blob_reader_close(qd_blob_reader *r)
         return;
     qd_store__txn_end(r->s, r->txn);
     ZSTD_freeDCtx(r->dctx);
-    qd_big_free(r->dbuf, QD_CHUNK_MAX);
+    qd_big_free(r->dbuf, QD_CHUNK_DECODE_BUF);
     qd_free(r->chunks);
     qd_free(r);
 }

@@ -513,7 +513,7 @@ int qd_store_fsck(qd_store *s, unsigned flags, qd_fsck_fn fn, void *payload, qd_
     f.payload = payload;
     if ((flags & QD_FSCK_REPAIR) && (s->flags & QD_STORE_RDONLY))
         return qd_error_set(QD_EINVAL, QD_EC_STORE, "cannot repair a store opened read-only");
-    if (!(dctx = ZSTD_createDCtx()) || !(dbuf = qd_big_alloc(QD_CHUNK_MAX))) {
+    if (!(dctx = ZSTD_createDCtx()) || !(dbuf = qd_big_alloc(QD_CHUNK_DECODE_BUF))) {
         rc = dctx ? QD_ENOMEM : qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "zstd: cannot create a context");
         goto done;
     }
@@ -536,7 +536,7 @@ int qd_store_fsck(qd_store *s, unsigned flags, qd_fsck_fn fn, void *payload, qd_
 done:
     qd_store__txn_end(s, txn);
     ZSTD_freeDCtx(dctx);
-    qd_big_free(dbuf, QD_CHUNK_MAX);
+    qd_big_free(dbuf, QD_CHUNK_DECODE_BUF);
     qd_free(t.e);
     if (out)
         *out = f.st;

@@ -31,7 +31,7 @@
 #define DEFAULT_MAP (64ull << 30)
 #define GROW_WAIT_SECONDS 30
 #define DEFAULT_MAP_MAX (16ull << 40)
-#define DEFAULT_BATCH (64ull << 20)
+#define DEFAULT_BATCH (32ull << 20)
 #define N_DBS 9
 
 _Thread_local int qd_store__map_full;

@@ -24,13 +24,27 @@
 #error "the store layout is little-endian; this host is not"
 #endif
 
-enum { CODEC_RAW = 0, CODEC_ZSTD = 1 };
+/* How a chunk's bytes are kept:
+ *   CODEC_RAW    the bytes
+ *   CODEC_ZSTD   one zstd frame of the bytes
+ *   CODEC_PLANES the bytes seen as 16-bit little-endian words (fp16/bf16 weights), split into two planes: the
+ *                low bytes raw (the low mantissa bits are noise), then one zstd frame of the high bytes (sign,
+ *                exponent, top mantissa bits: these compress). A chunk may start at an odd offset of its blob, so
+ *                the header's `phase` says which bytes are low ones: those at indices i with i % 2 == phase. */
+enum { CODEC_RAW = 0, CODEC_ZSTD = 1, CODEC_PLANES = 2 };
+
+/* Bytes a decode buffer needs: a chunk, plus room for the high plane of a CODEC_PLANES chunk. */
+#define QD_CHUNK_DECODE_BUF (QD_CHUNK_MAX + QD_CHUNK_MAX / 2)
 
 typedef struct chunk_hdr {
     uint32_t raw_len; /* bytes of content */
-    uint8_t codec;    /* CODEC_RAW or CODEC_ZSTD */
-    uint8_t pad[3];
+    uint8_t codec;    /* CODEC_* */
+    uint8_t phase;    /* CODEC_PLANES: index parity of the low bytes; 0 otherwise */
+    uint8_t pad[2];
 } chunk_hdr;
+
+/* Bytes in the low plane of n bytes split with phase ph. */
+#define PLANE_LO_LEN(n, ph) (((n) + 1 - (ph)) / 2)
 _Static_assert(sizeof(chunk_hdr) == 8, "chunk_hdr layout");
 
 #define BLOB_MAGIC 0x31424451u /* "QDB1" */
@@ -100,7 +114,8 @@ int qd_store__chunk_refs_add(qd_store *s, MDB_txn *txn, const uint8_t hash[32], 
  * is false n must be at least QD_CHUNK_MAX. */
 size_t qd_store__cdc_cut(const uint8_t *p, size_t n, int final);
 
-/* Decode a stored chunk value into dst (QD_CHUNK_MAX bytes). Sets *raw to the content (dst or into the map). */
+/* Decode a stored chunk value into dst (QD_CHUNK_DECODE_BUF bytes). Sets *raw to the content (dst or into the
+ * map). */
 int qd_store__chunk_decode(const MDB_val *v, void *dctx, uint8_t *dst, const uint8_t **raw, size_t *raw_len);
 
 int64_t qd_store__now(void);

@@ -54,7 +54,7 @@ typedef struct qd_store_options {
     unsigned flags;     /**< QD_STORE_RDONLY, QD_STORE_CREATE */
     uint64_t map_size;  /**< initial LMDB map size (address space, not disk); 0: 64 GiB */
     uint64_t map_max;   /**< the map never grows past this; 0: 16 TiB */
-    uint64_t batch_bytes; /**< new chunk bytes per intermediate write transaction; 0: 64 MiB */
+    uint64_t batch_bytes; /**< new chunk bytes per intermediate write transaction; 0: 32 MiB */
     int zstd_level;     /**< 0: 1 (fastest) */
 } qd_store_options;
 
