@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 
 #include <lmdb.h>
+#include <zstd.h>
 
 #include "testutil.h"
 
@@ -180,8 +181,14 @@ static void test_store__fp16_weights_split_along_words_at_any_chunk_offset(void 
                       100.0 * (double)info.stored_bytes / (double)info.size, (size_t)info.size, info.n_compressed,
                       info.n_chunks);
         if (shift == 0) {
+            /* what plain zstd would keep, for comparison */
+            size_t cap = ZSTD_compressBound(n), plain;
+            void *z = malloc(cap);
+            plain = ZSTD_compress(z, cap, p, n, 1);
+            free(z);
+            print_message("         plain zstd would keep %.1f%%\n", 100.0 * (double)plain / (double)n);
             assert_int_equal(info.n_compressed, info.n_chunks);
-            assert_true(info.stored_bytes * 100 < info.size * 88); /* plain zstd saves only about 8% here */
+            assert_true(info.stored_bytes * 100 < plain * 97);
         }
         assert_reads_back(f->s, &d, p + shift, n - (size_t)shift);
     }
