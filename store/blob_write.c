@@ -63,6 +63,14 @@ struct qd_blob_writer {
     int stop;              /* the flusher should exit (under mu) */
     int flush_rc;          /* the first error the flusher met (under mu) */
     char flush_msg[512];
+    /* The whole-blob SHA-256 runs on a hasher thread over each large write while this thread chunks the same
+     * bytes, so the two hash passes use both cores. */
+    pthread_t hasher;
+    int hasher_started;
+    pthread_cond_t hcv;
+    const void *h_data;    /* the write being hashed (under mu) */
+    size_t h_len;
+    int h_busy, h_stop, h_rc;
     /* chunks this writer wrote (to free them again if it is abandoned); appended by whoever flushes */
     uint8_t (*fresh)[32];
     size_t n_fresh, cap_fresh;
@@ -104,6 +112,7 @@ int qd_blob_writer_open(qd_blob_writer **out, qd_store *s)
     w->s = s;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
+    pthread_cond_init(&w->hcv, NULL);
     pthread_rwlock_rdlock(&s->put_lock);
     w->holds_put_lock = 1;
     if ((rc = qd_sha256_new(&w->whole)) < 0 || (rc = qd_sha256_new(&w->chunk_h)) < 0)
@@ -427,15 +436,73 @@ static int emit_chunk(qd_blob_writer *w, const uint8_t *p, size_t n)
     return batch_add(w, h.bytes, p, n, bc->end - n);
 }
 
+static void *hasher_main(void *arg)
+{
+    qd_blob_writer *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        const void *data;
+        size_t len;
+        int rc;
+        while (!w->h_busy && !w->h_stop)
+            pthread_cond_wait(&w->hcv, &w->mu);
+        if (!w->h_busy)
+            break;
+        data = w->h_data;
+        len = w->h_len;
+        pthread_mutex_unlock(&w->mu);
+        rc = qd_sha256_update(w->whole, data, len);
+        pthread_mutex_lock(&w->mu);
+        if (rc < 0 && !w->h_rc)
+            w->h_rc = rc;
+        w->h_busy = 0;
+        pthread_cond_broadcast(&w->hcv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* Hash data on the hasher thread (started on first use); returns 1 if it was handed over, 0 if the caller must
+ * hash it itself. */
+static int hash_async(qd_blob_writer *w, const void *data, size_t len)
+{
+    if (len < (256u << 10))
+        return 0;
+    if (!w->hasher_started) {
+        if (pthread_create(&w->hasher, NULL, hasher_main, w) != 0)
+            return 0;
+        w->hasher_started = 1;
+    }
+    pthread_mutex_lock(&w->mu);
+    w->h_data = data;
+    w->h_len = len;
+    w->h_busy = 1;
+    pthread_cond_broadcast(&w->hcv);
+    pthread_mutex_unlock(&w->mu);
+    return 1;
+}
+
+static int hash_wait(qd_blob_writer *w)
+{
+    int rc;
+    pthread_mutex_lock(&w->mu);
+    while (w->h_busy)
+        pthread_cond_wait(&w->hcv, &w->mu);
+    rc = w->h_rc;
+    pthread_mutex_unlock(&w->mu);
+    return rc < 0 ? qd_error_set(rc, QD_EC_STORE, "hashing the blob failed") : QD_OK;
+}
+
 int qd_blob_writer_write(qd_blob_writer *w, const void *data, size_t len)
 {
     const uint8_t *src = data;
-    int rc;
+    int rc = QD_OK, hrc, async;
 
     if (w->finished || w->failed)
         return qd_error_set(QD_EINVAL, QD_EC_STORE, "write on a finished blob writer");
-    if ((rc = qd_sha256_update(w->whole, data, len)) < 0)
-        goto fail;
+    async = hash_async(w, data, len);
+    if (!async && (rc = qd_sha256_update(w->whole, data, len)) < 0)
+        goto done;
     w->size += len;
     while (len) {
         size_t n;
@@ -454,13 +521,16 @@ int qd_blob_writer_write(qd_blob_writer *w, const void *data, size_t len)
         while (w->stage_len - w->stage_off >= QD_CHUNK_MAX) {
             size_t cut = qd_store__cdc_cut(w->stage + w->stage_off, w->stage_len - w->stage_off, 0);
             if ((rc = emit_chunk(w, w->stage + w->stage_off, cut)) < 0)
-                goto fail;
+                goto done;
             w->stage_off += cut;
         }
     }
-    return QD_OK;
-fail:
-    w->failed = 1;
+done:
+    /* the caller may reuse data as soon as we return: the hasher must be done with it */
+    if (async && (hrc = hash_wait(w)) < 0 && rc == QD_OK)
+        rc = hrc;
+    if (rc < 0)
+        w->failed = 1;
     return rc;
 }
 
@@ -576,6 +646,15 @@ void qd_blob_writer_free(qd_blob_writer *w)
 {
     if (!w)
         return;
+    if (w->hasher_started) {
+        pthread_mutex_lock(&w->mu);
+        while (w->h_busy)
+            pthread_cond_wait(&w->hcv, &w->mu);
+        w->h_stop = 1;
+        pthread_cond_broadcast(&w->hcv);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->hasher, NULL);
+    }
     if (w->flusher_started) {
         pthread_mutex_lock(&w->mu);
         while (w->inflight)
@@ -614,6 +693,7 @@ void qd_blob_writer_free(qd_blob_writer *w)
     qd_free(w->fresh);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
+    pthread_cond_destroy(&w->hcv);
     qd_free(w);
 }
 
