@@ -97,6 +97,10 @@ int qd_kernels_select(void);
 qd_kernel_variant qd_kernels_current(void);
 const char *qd_kernels_name(qd_kernel_variant v);
 
+/** The CPU features this process sees that matter to kernel selection ("sse2 avx avx2 fma ..."). @note a
+ *  thread-local buffer, valid until the next call on this thread. */
+const char *qd_kernels_cpu_features(void);
+
 #ifdef __cplusplus
 }
 #endif
