@@ -376,9 +376,11 @@ static void test_kernels__rows_independent_and_bounded(void **state)
                     amax = fmaxf(amax, fabsf(x[row * NC + j]));
                     emax = fmaxf(emax, fabsf(x[row * NC + j] - back[row * NC + j]));
                 }
-                if (emax > cases[k].rel_bound * amax)
+                /* an importance matrix trades error on unimportant columns for the important ones */
+                const float bound = cases[k].rel_bound * (with_im ? 2.0f : 1.0f);
+                if (emax > bound * amax)
                     fail_msg("%s%s row %d: max error %g > %g x max %g", qd_type_traits_get(t)->name,
-                             with_im ? " imatrix" : "", row, emax, cases[k].rel_bound, amax);
+                             with_im ? " imatrix" : "", row, emax, bound, amax);
             }
             free(all);
             free(one);
