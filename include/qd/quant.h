@@ -50,7 +50,8 @@ typedef enum qd_type {
     QD_TYPE_TQ1_0 = 34,
     QD_TYPE_TQ2_0 = 35,
     QD_TYPE_MXFP4 = 39,
-    QD_TYPE_COUNT = 40
+    QD_TYPE_NVFP4 = 40,
+    QD_TYPE_COUNT = 41
 } qd_type;
 
 typedef struct qd_type_traits {

@@ -354,7 +354,7 @@ static void test_kernels__rows_independent_and_bounded(void **state)
     } cases[] = {{QD_TYPE_F16, 0.001f},  {QD_TYPE_BF16, 0.01f},  {QD_TYPE_Q8_0, 0.01f}, {QD_TYPE_Q4_0, 0.15f},
                  {QD_TYPE_Q4_1, 0.1f},   {QD_TYPE_Q5_0, 0.07f},  {QD_TYPE_Q5_1, 0.05f}, {QD_TYPE_Q2_K, 0.6f},
                  {QD_TYPE_Q3_K, 0.35f},  {QD_TYPE_Q4_K, 0.15f},  {QD_TYPE_Q5_K, 0.07f}, {QD_TYPE_Q6_K, 0.04f},
-                 {QD_TYPE_IQ4_NL, 0.15f}, {QD_TYPE_IQ4_XS, 0.15f}, {QD_TYPE_MXFP4, 0.3f}, {QD_TYPE_TQ1_0, 1.0f},
+                 {QD_TYPE_IQ4_NL, 0.15f}, {QD_TYPE_IQ4_XS, 0.15f}, {QD_TYPE_MXFP4, 0.3f}, {QD_TYPE_NVFP4, 0.3f}, {QD_TYPE_TQ1_0, 1.0f},
                  {QD_TYPE_TQ2_0, 1.0f}};
     for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
         const qd_type t = cases[k].t;
