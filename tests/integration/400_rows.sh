@@ -61,7 +61,7 @@ expect 2 "positive number" "$QUANT" rows quantize --type q4_0 --cols -3 "$V/case
 expect 2 "are required" "$QUANT" rows quantize --cols 512 "$V/cases/gauss.f32" "$T/x.bin"
 expect 3 "No such file" "$QUANT" rows quantize --type q4_0 --cols 512 "$T/missing.f32" "$T/x.bin"
 expect 2 "must be 2048 bytes" "$QUANT" rows quantize --type q4_K --cols 512 --imatrix "$T/short.f32" "$V/cases/gauss.f32" "$T/x.bin"
-expect 1 "cannot quantize to iq3_s" "$QUANT" rows quantize --type iq3_s --cols 512 "$V/cases/gauss.f32" "$T/x.bin"
+expect 1 "cannot quantize to q8_1" "$QUANT" rows quantize --type q8_1 --cols 512 "$V/cases/gauss.f32" "$T/x.bin"
 python3 -c 'import struct,sys; sys.stdout.buffer.write(struct.pack("<64f", *([0.5]*40 + [float("nan")] + [0.1]*23)))' > "$T/nan.f32"
 expect 2 "row 1 column 8 is NaN" "$QUANT" rows quantize --type q8_0 --cols 32 "$T/nan.f32" "$T/x.bin"
 [ ! -e "$T/x.bin" ] || fail "output left behind after NaN"

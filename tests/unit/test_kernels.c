@@ -274,8 +274,8 @@ static void test_kernels__bad_shapes(void **state)
     /* zero rows is a no-op */
     assert_int_equal(qd_quantize_rows(QD_TYPE_Q4_0, x, out, 0, 32, NULL), QD_OK);
     /* types this build does not quantize */
-    assert_int_equal(qd_quantize_rows(QD_TYPE_IQ3_S, x, out, 1, 256, NULL), QD_EUNSUPPORTED);
-    assert_int_equal(qd_dequantize_rows(QD_TYPE_IQ3_S, out, x, 1, 256), QD_EUNSUPPORTED);
+    assert_int_equal(qd_quantize_rows(QD_TYPE_Q8_1, x, out, 1, 256, NULL), QD_EUNSUPPORTED);
+    assert_int_equal(qd_dequantize_rows(QD_TYPE_Q8_1, out, x, 1, 256), QD_EUNSUPPORTED);
     /* types that need an imatrix refuse to go without one (as ggml refuses) */
     assert_int_not_equal(qd_quantize_rows(QD_TYPE_IQ2_XXS, x, out, 1, 256, NULL), QD_OK);
 }
@@ -355,7 +355,7 @@ static void test_kernels__rows_independent_and_bounded(void **state)
                  {QD_TYPE_Q4_1, 0.1f},   {QD_TYPE_Q5_0, 0.07f},  {QD_TYPE_Q5_1, 0.05f}, {QD_TYPE_Q2_K, 0.6f},
                  {QD_TYPE_Q3_K, 0.35f},  {QD_TYPE_Q4_K, 0.15f},  {QD_TYPE_Q5_K, 0.07f}, {QD_TYPE_Q6_K, 0.04f},
                  {QD_TYPE_IQ4_NL, 0.15f}, {QD_TYPE_IQ4_XS, 0.15f}, {QD_TYPE_MXFP4, 0.3f}, {QD_TYPE_NVFP4, 0.3f}, {QD_TYPE_TQ1_0, 1.0f},
-                 {QD_TYPE_TQ2_0, 1.0f}};
+                 {QD_TYPE_TQ2_0, 1.0f}, {QD_TYPE_IQ3_XXS, 0.8f}, {QD_TYPE_IQ3_S, 0.5f}};
     for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
         const qd_type t = cases[k].t;
         const size_t rs = qd_row_size(t, NC);
