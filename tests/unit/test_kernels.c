@@ -355,13 +355,16 @@ static void test_kernels__rows_independent_and_bounded(void **state)
                  {QD_TYPE_Q4_1, 0.1f},   {QD_TYPE_Q5_0, 0.07f},  {QD_TYPE_Q5_1, 0.05f}, {QD_TYPE_Q2_K, 0.6f},
                  {QD_TYPE_Q3_K, 0.35f},  {QD_TYPE_Q4_K, 0.15f},  {QD_TYPE_Q5_K, 0.07f}, {QD_TYPE_Q6_K, 0.04f},
                  {QD_TYPE_IQ4_NL, 0.15f}, {QD_TYPE_IQ4_XS, 0.15f}, {QD_TYPE_MXFP4, 0.3f}, {QD_TYPE_NVFP4, 0.3f}, {QD_TYPE_TQ1_0, 1.0f},
-                 {QD_TYPE_TQ2_0, 1.0f}, {QD_TYPE_IQ3_XXS, 0.8f}, {QD_TYPE_IQ3_S, 0.5f}};
+                 {QD_TYPE_TQ2_0, 1.0f}, {QD_TYPE_IQ3_XXS, 0.8f}, {QD_TYPE_IQ3_S, 0.5f},
+                 {QD_TYPE_IQ2_XXS, 1.0f}, {QD_TYPE_IQ2_XS, 1.0f}, {QD_TYPE_IQ2_S, 0.8f}};
     for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
         const qd_type t = cases[k].t;
         const size_t rs = qd_row_size(t, NC);
         assert_true(rs > 0);
         for (int with_im = 0; with_im < 2; with_im++) {
             const float *w = with_im ? im : NULL;
+            if (!w && qd_type_traits_get(t)->needs_imatrix)
+                continue;
             uint8_t *all = malloc(rs * NR), *one = malloc(rs * NR), *again = malloc(rs * NR);
             assert_int_equal(qd_quantize_rows(t, x, all, NR, NC, w), QD_OK);
             for (int row = 0; row < NR; row++)
@@ -400,7 +403,10 @@ static void test_kernels__zeros(void **state)
         if (!tr || !tr->can_quantize)
             continue;
         uint8_t *q = malloc(qd_row_size((qd_type)i, 512));
-        assert_int_equal(qd_quantize_rows((qd_type)i, x, q, 1, 512, NULL), QD_OK);
+        static float ones[512];
+        for (int j = 0; j < 512; j++)
+            ones[j] = 1.0f;
+        assert_int_equal(qd_quantize_rows((qd_type)i, x, q, 1, 512, tr->needs_imatrix ? ones : NULL), QD_OK);
         assert_int_equal(qd_dequantize_rows((qd_type)i, q, back, 1, 512), QD_OK);
         for (int j = 0; j < 512; j++)
             if (back[j] != 0.0f)
