@@ -356,7 +356,8 @@ static void test_kernels__rows_independent_and_bounded(void **state)
                  {QD_TYPE_Q3_K, 0.35f},  {QD_TYPE_Q4_K, 0.15f},  {QD_TYPE_Q5_K, 0.07f}, {QD_TYPE_Q6_K, 0.04f},
                  {QD_TYPE_IQ4_NL, 0.15f}, {QD_TYPE_IQ4_XS, 0.15f}, {QD_TYPE_MXFP4, 0.3f}, {QD_TYPE_NVFP4, 0.3f}, {QD_TYPE_TQ1_0, 1.0f},
                  {QD_TYPE_TQ2_0, 1.0f}, {QD_TYPE_IQ3_XXS, 0.8f}, {QD_TYPE_IQ3_S, 0.5f},
-                 {QD_TYPE_IQ2_XXS, 1.0f}, {QD_TYPE_IQ2_XS, 1.0f}, {QD_TYPE_IQ2_S, 0.8f}};
+                 {QD_TYPE_IQ2_XXS, 1.0f}, {QD_TYPE_IQ2_XS, 1.0f}, {QD_TYPE_IQ2_S, 0.8f},
+                 {QD_TYPE_IQ1_S, 1.5f}, {QD_TYPE_IQ1_M, 1.5f}};
     for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
         const qd_type t = cases[k].t;
         const size_t rs = qd_row_size(t, NC);
