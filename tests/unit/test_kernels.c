@@ -348,16 +348,17 @@ static void test_kernels__rows_independent_and_bounded(void **state)
     }
     for (int i = 0; i < NC; i++)
         im[i] = (float)(tu_next(&r) % 1000) / 100.0f + 0.01f;
+    /* bounds on the row's RMS error relative to its RMS value: about 1.5 x the worst seen over 200 seeds */
     static const struct {
         qd_type t;
-        float rel_bound; /* max |error| / max |x| of the row */
-    } cases[] = {{QD_TYPE_F16, 0.001f},  {QD_TYPE_BF16, 0.01f},  {QD_TYPE_Q8_0, 0.01f}, {QD_TYPE_Q4_0, 0.15f},
-                 {QD_TYPE_Q4_1, 0.1f},   {QD_TYPE_Q5_0, 0.07f},  {QD_TYPE_Q5_1, 0.05f}, {QD_TYPE_Q2_K, 0.6f},
-                 {QD_TYPE_Q3_K, 0.35f},  {QD_TYPE_Q4_K, 0.15f},  {QD_TYPE_Q5_K, 0.07f}, {QD_TYPE_Q6_K, 0.04f},
-                 {QD_TYPE_IQ4_NL, 0.15f}, {QD_TYPE_IQ4_XS, 0.15f}, {QD_TYPE_MXFP4, 0.3f}, {QD_TYPE_NVFP4, 0.3f}, {QD_TYPE_TQ1_0, 1.0f},
-                 {QD_TYPE_TQ2_0, 1.0f}, {QD_TYPE_IQ3_XXS, 0.8f}, {QD_TYPE_IQ3_S, 0.5f},
-                 {QD_TYPE_IQ2_XXS, 1.0f}, {QD_TYPE_IQ2_XS, 1.0f}, {QD_TYPE_IQ2_S, 0.8f},
-                 {QD_TYPE_IQ1_S, 1.5f}, {QD_TYPE_IQ1_M, 1.5f}};
+        float rms_bound;
+    } cases[] = {{QD_TYPE_F16, 0.001f},    {QD_TYPE_BF16, 0.005f},   {QD_TYPE_Q8_0, 0.01f},    {QD_TYPE_Q4_0, 0.1f},
+                 {QD_TYPE_Q4_1, 0.1f},     {QD_TYPE_Q5_0, 0.05f},    {QD_TYPE_Q5_1, 0.05f},    {QD_TYPE_Q2_K, 0.4f},
+                 {QD_TYPE_Q3_K, 0.2f},     {QD_TYPE_Q4_K, 0.09f},    {QD_TYPE_Q5_K, 0.045f},   {QD_TYPE_Q6_K, 0.025f},
+                 {QD_TYPE_IQ4_NL, 0.1f},   {QD_TYPE_IQ4_XS, 0.1f},   {QD_TYPE_MXFP4, 0.16f},   {QD_TYPE_NVFP4, 0.16f},
+                 {QD_TYPE_TQ1_0, 0.7f},    {QD_TYPE_TQ2_0, 0.7f},    {QD_TYPE_IQ3_XXS, 0.35f}, {QD_TYPE_IQ3_S, 0.25f},
+                 {QD_TYPE_IQ2_XXS, 0.6f},  {QD_TYPE_IQ2_XS, 0.55f},  {QD_TYPE_IQ2_S, 0.4f},    {QD_TYPE_IQ1_S, 0.75f},
+                 {QD_TYPE_IQ1_M, 0.8f}};
     for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
         const qd_type t = cases[k].t;
         const size_t rs = qd_row_size(t, NC);
@@ -375,16 +376,20 @@ static void test_kernels__rows_independent_and_bounded(void **state)
             assert_memory_equal(all, again, rs * NR);
             assert_int_equal(qd_dequantize_rows(t, all, back, NR, NC), QD_OK);
             for (int row = 0; row < NR; row++) {
+                double se = 0, sx = 0;
                 float amax = 0, emax = 0;
                 for (int j = 0; j < NC; j++) {
-                    amax = fmaxf(amax, fabsf(x[row * NC + j]));
-                    emax = fmaxf(emax, fabsf(x[row * NC + j] - back[row * NC + j]));
+                    const float v = x[row * NC + j], e = v - back[row * NC + j];
+                    se += (double)e * e;
+                    sx += (double)v * v;
+                    amax = fmaxf(amax, fabsf(v));
+                    emax = fmaxf(emax, fabsf(e));
                 }
-                /* an importance matrix trades error on unimportant columns for the important ones */
-                const float bound = cases[k].rel_bound * (with_im ? 2.0f : 1.0f);
-                if (emax > bound * amax)
-                    fail_msg("%s%s row %d: max error %g > %g x max %g", qd_type_traits_get(t)->name,
-                             with_im ? " imatrix" : "", row, emax, bound, amax);
+                const double rel = sqrt(se / sx);
+                if (rel > cases[k].rms_bound || emax > 2.5f * amax)
+                    fail_msg("%s%s row %d: relative RMS error %g (bound %g), max error %g (max |x| %g)",
+                             qd_type_traits_get(t)->name, with_im ? " imatrix" : "", row, rel,
+                             (double)cases[k].rms_bound, (double)emax, (double)amax);
             }
             free(all);
             free(one);
@@ -413,6 +418,64 @@ static void test_kernels__zeros(void **state)
             if (back[j] != 0.0f)
                 fail_msg("%s: zero input came back as %g at %d", tr->name, (double)back[j], j);
         free(q);
+    }
+}
+
+/* Enormous finite values, denormals, mixed extremes and arbitrary bit patterns: every type either quantizes them
+ * to finite values or refuses with QD_EINVAL naming the type; never undefined behaviour (the ASan/UBSan run). */
+static void test_kernels__extremes(void **state)
+{
+    (void)state;
+    static float x[512], back[512], ones[512];
+    static const float patterns[][4] = {{3.0e38f, -3.0e38f, 1.0f, 0.0f},
+                                        {3.4028235e38f, 3.4028235e38f, 3.4028235e38f, 3.4028235e38f},
+                                        {1e-42f, -1e-45f, 1e-40f, 0.0f},
+                                        {7e4f, -7e4f, 1e-30f, 123.0f},
+                                        {1e9f, 1e9f, -1e9f, 5.0f}};
+    for (int j = 0; j < 512; j++)
+        ones[j] = 1.0f;
+    tu_rng r;
+    tu_rng_seed(&r, tu_seed() + 2);
+    const size_t npat = sizeof(patterns) / sizeof(patterns[0]);
+    for (size_t p = 0; p < npat + 3; p++) {
+        for (int j = 0; j < 512; j++) {
+            if (p < npat) {
+                x[j] = patterns[p][j % 4] * (j % 7 == 3 ? -0.5f : 1.0f);
+            } else {
+                /* arbitrary finite bit patterns up to the accepted magnitude */
+                uint32_t u;
+                float f;
+                do {
+                    u = (uint32_t)tu_next(&r);
+                    memcpy(&f, &u, 4);
+                } while (!isfinite(f) || fabsf(f) > (p == npat ? 3e8f : p == npat + 1 ? 1e5f : 1e37f));
+                x[j] = f;
+            }
+        }
+        for (int i = 0; i < QD_TYPE_COUNT; i++) {
+            const qd_type_traits *tr = qd_type_traits_get((qd_type)i);
+            if (!tr || !tr->can_quantize)
+                continue;
+            for (int with_im = 0; with_im < 2; with_im++) {
+                if (!with_im && tr->needs_imatrix)
+                    continue;
+                uint8_t *q = malloc(qd_row_size((qd_type)i, 512));
+                int rc = qd_quantize_rows((qd_type)i, x, q, 1, 512, with_im ? ones : NULL);
+                if (rc != QD_OK && rc != QD_EINVAL)
+                    fail_msg("%s pattern %zu: rc %d", tr->name, p, rc);
+                if (rc == QD_OK) {
+                    assert_int_equal(qd_dequantize_rows((qd_type)i, q, back, 1, 512), QD_OK);
+                    if (tr->quantized)
+                        for (int j = 0; j < 512; j++)
+                            if (!isfinite(back[j]))
+                                fail_msg("%s pattern %zu: accepted, but value %d dequantizes to %g", tr->name, p, j,
+                                         (double)back[j]);
+                } else {
+                    assert_non_null(strstr(last_msg(), tr->name));
+                }
+                free(q);
+            }
+        }
     }
 }
 
@@ -456,6 +519,7 @@ int main(void)
         cmocka_unit_test(test_kernels__selection),
         cmocka_unit_test(test_kernels__rows_independent_and_bounded),
         cmocka_unit_test(test_kernels__zeros),
+        cmocka_unit_test(test_kernels__extremes),
 #if defined(__FLT16_MAX__) && defined(__GNUC__) && !defined(__clang__)
         cmocka_unit_test(test_kernels__fp16_conversion),
 #endif
