@@ -3,6 +3,7 @@
  * NaN/Inf rejection, bad shapes, type names, kernel selection, row independence and round-trip error bounds.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -479,6 +480,55 @@ static void test_kernels__extremes(void **state)
     }
 }
 
+/* Threads quantizing at once (the i-quant tables are built lazily on first use) get the single-thread bytes. */
+enum { MT_THREADS = 4, MT_ROWS = 8, MT_COLS = 512 };
+static float mt_x[MT_ROWS * MT_COLS], mt_im[MT_COLS];
+static qd_type mt_type;
+
+static void *mt_worker(void *arg)
+{
+    uint8_t *out = arg;
+    const size_t rs = qd_row_size(mt_type, MT_COLS);
+    for (int r = 0; r < MT_ROWS; r++)
+        if (qd_quantize_rows(mt_type, mt_x + r * MT_COLS, out + r * rs, 1, MT_COLS, mt_im) != QD_OK)
+            return (void *)1;
+    return NULL;
+}
+
+static void test_kernels__threads_agree(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, tu_seed() + 3);
+    for (int i = 0; i < MT_ROWS * MT_COLS; i++)
+        mt_x[i] = (float)((int64_t)(tu_next(&r) % 20001) - 10000) * 1e-5f;
+    for (int i = 0; i < MT_COLS; i++)
+        mt_im[i] = 0.5f + (float)(tu_next(&r) % 100) / 50.0f;
+    static const qd_type types[] = {QD_TYPE_IQ2_S, QD_TYPE_IQ3_XXS, QD_TYPE_IQ1_M, QD_TYPE_Q4_K, QD_TYPE_IQ4_XS};
+    for (size_t k = 0; k < sizeof(types) / sizeof(types[0]); k++) {
+        mt_type = types[k];
+        const size_t bytes = qd_row_size(mt_type, MT_COLS) * MT_ROWS;
+        uint8_t *outs[MT_THREADS];
+        pthread_t th[MT_THREADS];
+        for (int t = 0; t < MT_THREADS; t++) {
+            outs[t] = malloc(bytes);
+            assert_int_equal(pthread_create(&th[t], NULL, mt_worker, outs[t]), 0);
+        }
+        for (int t = 0; t < MT_THREADS; t++) {
+            void *ret;
+            assert_int_equal(pthread_join(th[t], &ret), 0);
+            assert_null(ret);
+        }
+        uint8_t *one = malloc(bytes);
+        assert_int_equal(qd_quantize_rows(mt_type, mt_x, one, MT_ROWS, MT_COLS, mt_im), QD_OK);
+        for (int t = 0; t < MT_THREADS; t++) {
+            assert_memory_equal(outs[t], one, bytes);
+            free(outs[t]);
+        }
+        free(one);
+    }
+}
+
 #if defined(__FLT16_MAX__) && defined(__GNUC__) && !defined(__clang__)
 /* Our binary16 conversion agrees with the compiler's (IEEE round to nearest even) on random and edge bits. */
 static void test_kernels__fp16_conversion(void **state)
@@ -512,6 +562,8 @@ int main(void)
 {
     tu_seed();
     const struct CMUnitTest tests[] = {
+        /* first, so that its threads race to build the lazily made i-quant tables */
+        cmocka_unit_test(test_kernels__threads_agree),
         cmocka_unit_test(test_kernels__golden_vectors),
         cmocka_unit_test(test_kernels__nan_and_inf_rejected),
         cmocka_unit_test(test_kernels__bad_shapes),
