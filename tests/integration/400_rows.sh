@@ -64,6 +64,13 @@ expect 1 "cannot quantize to q8_1" "$QUANT" rows quantize --type q8_1 --cols 512
 python3 -c 'import struct,sys; sys.stdout.buffer.write(struct.pack("<64f", *([0.5]*40 + [float("nan")] + [0.1]*23)))' > "$T/nan.f32"
 expect 2 "row 1 column 8 is NaN" "$QUANT" rows quantize --type q8_0 --cols 32 "$T/nan.f32" "$T/x.bin"
 [ ! -e "$T/x.bin" ] || fail "output left behind after NaN"
+# magnitudes a type cannot hold: refused before quantizing, or when a block scale would overflow fp16
+python3 -c 'import struct,sys; sys.stdout.buffer.write(struct.pack("<32f", *([1e9] + [0.1]*31)))' > "$T/big.f32"
+expect 2 "too large for q8_0" "$QUANT" rows quantize --type q8_0 --cols 32 "$T/big.f32" "$T/x.bin"
+python3 -c 'import struct,sys; sys.stdout.buffer.write(struct.pack("<32f", *([1e7] + [0.1]*31)))' > "$T/big.f32"
+expect 2 "block scale overflows fp16" "$QUANT" rows quantize --type q8_0 --cols 32 "$T/big.f32" "$T/x.bin"
+"$QUANT" rows quantize --type mxfp4 --cols 32 -q "$T/big.f32" "$T/x.bin" || fail "mxfp4 holds 1e7"
+rm -f "$T/x.bin"
 # f16 can hold NaN: converted, not refused
 "$QUANT" rows quantize --type f16 --cols 32 -q "$T/nan.f32" "$T/nan.f16" || fail "f16 with NaN"
 [ "$(stat -c %s "$T/nan.f16")" = 128 ] || fail "f16 size"
