@@ -134,6 +134,8 @@ static int run_rows(bool quantize, const rows_opts *o, const char *in_path, cons
     uint64_t rows = 0, t0 = now_ns();
 
     tmp[0] = 0;
+    if ((rc = qd_kernels_select()) < 0)
+        return qd_fail(rc, "kernels");
     if ((rc = qd_type_from_name(o->type, &t)) < 0)
         return qd_fail(rc, "--type");
     tr = qd_type_traits_get(t);
@@ -205,7 +207,10 @@ static int run_rows(bool quantize, const rows_opts *o, const char *in_path, cons
             else
                 rc = qd_dequantize_rows(t, inbuf, outbuf, (int64_t)n, o->cols);
             if (rc < 0) {
-                qd_error_prefix("%s (row numbers below count from row %" PRIu64 ")", in_path, rows);
+                if (rows)
+                    qd_error_prefix("%s (batch from row %" PRIu64 "; the row below counts within it)", in_path, rows);
+                else
+                    qd_error_prefix("%s", in_path);
                 goto fail;
             }
             if ((rc = write_full(out_fd, outbuf, n * out_row)) < 0)
