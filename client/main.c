@@ -25,6 +25,8 @@ static int cmd_help(int argc, char **argv);
 
 static const command commands[] = {
     {"store", cmd_store, "work on a local store: put, get, stat, ls, rm, fsck, gc, info"},
+    {"rows", cmd_rows, "quantize or dequantize raw f32 rows to/from a ggml type"},
+    {"kernels", cmd_kernels, "the kernel variant in use and the CPU features seen"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "list the commands"},
 };
