@@ -56,11 +56,12 @@ BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
 
 .PHONY: all test check tests unit-bins demo deps clean bench-store lint
-all: $(B)/libqd.a $(B)/quant $(B)/quantd quant quantd
+all: $(B)/libqd.a $(B)/quant $(B)/quantd bin/quant bin/quantd
 
-# Convenience links at the top level: ./quant and ./quantd are the release programs.
-quant quantd: %: $(B)/%
-	@ln -sf $(B)/$@ $@
+# Convenience links: bin/quant and bin/quantd are the programs of the last build.
+bin/quant bin/quantd: bin/%: $(B)/%
+	@mkdir -p bin
+	@ln -sf ../$(B)/$* $@
 
 $(B)/libqd.a: $(LIBQD_OBJS)
 	@mkdir -p $(@D)
@@ -130,6 +131,6 @@ lint:
 		|| (echo "lint: use qd_malloc/qd_free and bounded string functions" && false)
 
 clean:
-	rm -rf build quant quantd
+	rm -rf build bin
 
 -include $(shell find build -name '*.d' 2>/dev/null)
