@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include <dirent.h>
@@ -140,6 +141,19 @@ void qd_store__txn_end(qd_store *s, MDB_txn *txn)
     pthread_rwlock_unlock(&s->map_lock);
 }
 
+/* LMDB reports a short write of its pages as EIO ("which error code?" says its source): when the device holding
+ * the store has no room left, say so. */
+static int commit_error(qd_store *s, int mrc)
+{
+    struct statvfs vfs;
+    if ((mrc == EIO || mrc == ENOSPC || mrc == EDQUOT) && statvfs(s->path, &vfs) == 0 &&
+        (uint64_t)vfs.f_bavail * vfs.f_frsize < (64ull << 20))
+        return qd_error_set(QD_EFULL, QD_EC_STORE,
+                            "no space left on the device holding %s (%llu bytes free): nothing was stored", s->path,
+                            (unsigned long long)vfs.f_bavail * vfs.f_frsize);
+    return qd_store__err_mdb(mrc, "commit");
+}
+
 int qd_store__write(qd_store *s, qd_store__write_fn fn, void *payload)
 {
     MDB_txn *txn;
@@ -171,7 +185,7 @@ int qd_store__write(qd_store *s, qd_store__write_fn fn, void *payload)
                     return rc;
                 continue;
             }
-            return qd_store__err_mdb(mrc, "commit");
+            return commit_error(s, mrc);
         }
         mdb_txn_abort(txn);
         pthread_rwlock_unlock(&s->map_lock);
