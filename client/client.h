@@ -39,5 +39,7 @@ void progress_end(progress *p);
 uint64_t now_ns(void);
 
 int cmd_store(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
 
 #endif

@@ -25,6 +25,8 @@ static int cmd_help(int argc, char **argv);
 
 static const command commands[] = {
     {"store", cmd_store, "work on a local store: put, get, stat, ls, rm, fsck, gc, info"},
+    {"quantize", cmd_quantize, "quantize a model into a GGUF with a llama-quantize recipe"},
+    {"inspect", cmd_inspect, "show the metadata and tensors of a GGUF, safetensors or llama2.c model"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "list the commands"},
 };
