@@ -52,6 +52,8 @@ STRESS_SRCS := $(wildcard tests/stress/test_*.c)
 STRESS_BINS := $(patsubst tests/stress/%.c,$(B)/tests/%,$(STRESS_SRCS))
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(B)/tools/%,$(TOOL_SRCS))
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRCS))
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
 
@@ -92,12 +94,17 @@ $(B)/tools/%: tests/tools/%.c $(B)/libqd.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
 
+# Fuzz targets linked with the replay driver (tests/fuzz/driver.c): run over tests/fuzz/corpus/<name>/ by run.sh.
+$(B)/fuzz/%: tests/fuzz/%.c tests/fuzz/driver.c tests/fuzz/fuzz.h $(B)/libqd.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -Itests/fuzz -o $@ $< tests/fuzz/driver.c $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
+
 $(B)/bench/%: bench/%.c $(B)/libqd.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
 
-tests: all $(UNIT_BINS) $(STRESS_BINS) $(TOOL_BINS)
-unit-bins: $(B)/libqd.a $(UNIT_BINS) $(TOOL_BINS)
+tests: all $(UNIT_BINS) $(STRESS_BINS) $(TOOL_BINS) $(FUZZ_BINS)
+unit-bins: $(B)/libqd.a $(UNIT_BINS) $(TOOL_BINS) $(FUZZ_BINS)
 
 # The whole suite: release unit + stress + integration, then the unit tests under ASan+UBSan.
 test check:
