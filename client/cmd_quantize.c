@@ -105,8 +105,8 @@ int cmd_quantize(int argc, char **argv)
     o.payload = &q;
     rc = qd_quantize_model(&st, in, out, &o);
     progress_end(&q.bar);
-    if (rc)
-        return qd_fail(rc, "quantize");
+    if (rc) /* "unsupported" marks valid input this build cannot handle (e.g. a type without kernels) */
+        return qd_fail(rc, rc == QD_EUNSUPPORTED ? "quantize: unsupported" : "quantize");
     double bpw = st.n_elements ? (double)st.tensor_bytes * 8.0 / (double)st.n_elements : 0;
     printf("%s: %s %llu bytes (%.2f MiB), %.4f bits per weight, %zu tensors (%zu quantized, %zu fallback",
            out, qd_recipe_name(o.ftype), (unsigned long long)st.file_bytes, (double)st.file_bytes / 1048576.0, bpw,
