@@ -120,12 +120,18 @@ bench-store: all $(TOOL_BINS) $(BENCH_BINS)
 
 DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev liblmdb-dev libzstd-dev libssl-dev \
 	libjansson-dev libgit2-dev libevent-dev libcurl4-openssl-dev libcmocka-dev openssl python3 \
-	python3-jsonschema
+	python3-jsonschema nodejs npm
 deps:
 	@if [ "$$(id -u)" = 0 ]; then \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(DEB_PKGS); \
 	else \
 		echo "run as root, or: sudo apt-get update && sudo apt-get install -y $(DEB_PKGS)"; \
+	fi
+	@# tests/llama: node-llama-cpp pinned in package-lock.json (prebuilt llama.cpp; never downloads or builds)
+	@if command -v npm >/dev/null; then \
+		cd tests/llama && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm ci --no-audit --no-fund --ignore-scripts; \
+	else \
+		echo "npm not found: tests/integration/450_llama_load.sh will skip"; \
 	fi
 
 lint:

@@ -11,6 +11,8 @@ ROOT=${QD_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 QUANT=${QUANT:-$ROOT/build/release/quant}
 SRC=$ROOT/../shared/models/stories260K.bin
 command -v node >/dev/null || { echo "skip: node is not installed"; exit 77; }
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 20 ] || { echo "skip: node-llama-cpp 3.21.1 needs node >= 20 (have $(node --version))"; exit 77; }
 [ -d "$ROOT/tests/llama/node_modules/node-llama-cpp" ] || { echo "skip: tests/llama/node_modules is absent (make deps)"; exit 77; }
 [ -f "$SRC" ] || { echo "skip: ../shared/models/stories260K.bin is absent"; exit 77; }
 export NODE_LLAMA_CPP_SKIP_DOWNLOAD=true
