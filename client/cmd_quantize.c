@@ -14,7 +14,7 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: quant quantize --in SRC --type RECIPE --out OUT.gguf [--imatrix FILE] [-t N] [--pure]\n"
-               "                      [--output-tensor-type T] [--token-embedding-type T]\n\n"
+               "                      [--allow-requantize] [--output-tensor-type T] [--token-embedding-type T]\n\n"
                "SRC is a GGUF, a safetensors file or directory (sharded with model.safetensors.index.json), or a\n"
                "llama2.c checkpoint. RECIPE is one of llama-quantize's names:\n  ");
     qd_ftype ft;
@@ -54,6 +54,9 @@ int cmd_quantize(int argc, char **argv)
             return EXIT_OK_;
         } else if (!strcmp(a, "--pure")) {
             o.recipe.pure = true;
+            continue;
+        } else if (!strcmp(a, "--allow-requantize")) {
+            o.allow_requantize = true;
             continue;
         }
         if (!v) {

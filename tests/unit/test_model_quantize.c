@@ -257,6 +257,35 @@ static void test_model_quantize__values_a_type_cannot_hold(void **state)
     assert_int_equal(qd_quantize_model(&st, sp("bad.gguf"), sp("nanbf.gguf"), &ob), QD_EINVAL);
 }
 
+static void test_model_quantize__requantize_needs_permission(void **state)
+{
+    (void)state;
+    qd_gguf_writer *w;
+    qd_quantize_stats st;
+    uint8_t q[34 * 8];
+    memset(q, 0, sizeof(q));
+    assert_int_equal(qd_gguf_writer_new(&w, 0), QD_OK);
+    assert_int_equal(qd_gguf_set_str(w, "general.architecture", "llama"), QD_OK);
+    assert_int_equal(qd_gguf_set_u32(w, "llama.embedding_length", 32), QD_OK);
+    assert_int_equal(qd_gguf_set_u32(w, "llama.block_count", 1), QD_OK);
+    assert_int_equal(qd_gguf_set_u32(w, "llama.attention.head_count", 2), QD_OK);
+    int64_t ne[2] = {32, 8};
+    assert_int_equal(qd_gguf_add_tensor(w, "token_embd.weight", QD_TYPE_Q8_0, 2, ne), QD_OK);
+    assert_int_equal(qd_gguf_writer_begin(w, sp("q8.gguf")), QD_OK);
+    assert_int_equal(qd_gguf_writer_write(w, q, sizeof(q)), QD_OK);
+    assert_int_equal(qd_gguf_writer_finish(w), QD_OK);
+    qd_gguf_writer_free(w);
+    qd_quantize_opts o = opts(QD_FTYPE_F16, 1);
+    assert_int_equal(qd_quantize_model(&st, sp("q8.gguf"), sp("q8-16.gguf"), &o), QD_EUNSUPPORTED);
+    assert_non_null(strstr(qd_error_last()->message, "already q8_0"));
+    assert_false(exists(sp("q8-16.gguf")));
+    /* a recipe that keeps the type copies it without requantizing */
+    qd_quantize_opts o8 = opts(QD_FTYPE_Q8_0, 1);
+    int rc = qd_quantize_model(&st, sp("q8.gguf"), sp("q8-8.gguf"), &o8);
+    assert_int_equal(rc, QD_OK);
+    assert_int_equal(st.n_quantized, 0);
+}
+
 static void test_model_quantize__quantized_recipes_follow_the_plan(void **state)
 {
     (void)state;
@@ -345,6 +374,7 @@ int main(void)
         cmocka_unit_test(test_model_quantize__same_bytes_for_any_thread_count),
         cmocka_unit_test(test_model_quantize__hf_permutation_on_copy_path),
         cmocka_unit_test(test_model_quantize__values_a_type_cannot_hold),
+        cmocka_unit_test(test_model_quantize__requantize_needs_permission),
         cmocka_unit_test(test_model_quantize__quantized_recipes_follow_the_plan),
         cmocka_unit_test(test_model_quantize__imatrix_legacy_file),
     };
