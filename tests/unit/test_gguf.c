@@ -290,6 +290,8 @@ static void test_gguf__hostile_headers_are_clear_errors(void **state)
     v = 4;
     expect_mutation(4, &v, 4, QD_EUNSUPPORTED, "version 4");
     expect_mutation(0, "GGUX", 4, QD_ECORRUPT, "magic");
+    v = 0x03000000u;
+    expect_mutation(4, &v, 4, QD_EUNSUPPORTED, "big-endian");
     expect_mutation(8, &huge, 8, QD_ECORRUPT, "tensors cannot fit");
     expect_mutation(16, &huge, 8, QD_ECORRUPT, "metadata pairs cannot fit");
     /* first key's length */

@@ -257,6 +257,41 @@ static void test_model_quantize__values_a_type_cannot_hold(void **state)
     assert_int_equal(qd_quantize_model(&st, sp("bad.gguf"), sp("nanbf.gguf"), &ob), QD_EINVAL);
 }
 
+static void test_model_quantize__small_placeholder_vocab(void **state)
+{
+    (void)state;
+    qd_gguf_writer *w;
+    qd_model *m;
+    uint8_t *p;
+    size_t len;
+    assert_int_equal(qd_gguf_writer_new(&w, 0), QD_OK);
+    assert_int_equal(qd_write_placeholder_vocab(w, 3), QD_EINVAL);
+    assert_int_equal(qd_write_placeholder_vocab(w, 8), QD_OK);
+    assert_int_equal(qd_gguf_writer_to_mem(w, NULL, &p, &len), QD_OK);
+    qd_gguf_writer_free(w);
+    assert_int_equal(qd_model_open_mem(&m, p, len, QD_MODEL_GGUF), QD_OK);
+    const qd_kv *t = qd_model_kv_find(m, "tokenizer.ggml.tokens");
+    assert_int_equal(t->n, 8);
+    const char *want[4] = {"<unk>", "<s>", "</s>", "<0x0A>"};
+    for (int i = 0; i < 4; i++)
+        assert_string_equal(((char **)t->arr)[i], want[i]);
+    assert_int_equal(((int32_t *)qd_model_kv_find(m, "tokenizer.ggml.token_type")->arr)[3], 6);
+    /* 260 tokens and more: all 256 byte tokens, newline at 3 + 10 */
+    qd_model_free(m);
+    qd_free(p);
+    assert_int_equal(qd_gguf_writer_new(&w, 0), QD_OK);
+    assert_int_equal(qd_write_placeholder_vocab(w, 40000), QD_OK);
+    assert_int_equal(qd_gguf_writer_to_mem(w, NULL, &p, &len), QD_OK);
+    qd_gguf_writer_free(w);
+    assert_int_equal(qd_model_open_mem(&m, p, len, QD_MODEL_GGUF), QD_OK);
+    t = qd_model_kv_find(m, "tokenizer.ggml.tokens");
+    assert_string_equal(((char **)t->arr)[13], "<0x0A>");
+    assert_string_equal(((char **)t->arr)[258], "<0xFF>");
+    assert_string_equal(((char **)t->arr)[39999], "<qd39999>");
+    qd_model_free(m);
+    qd_free(p);
+}
+
 static void test_model_quantize__requantize_needs_permission(void **state)
 {
     (void)state;
@@ -374,6 +409,7 @@ int main(void)
         cmocka_unit_test(test_model_quantize__same_bytes_for_any_thread_count),
         cmocka_unit_test(test_model_quantize__hf_permutation_on_copy_path),
         cmocka_unit_test(test_model_quantize__values_a_type_cannot_hold),
+        cmocka_unit_test(test_model_quantize__small_placeholder_vocab),
         cmocka_unit_test(test_model_quantize__requantize_needs_permission),
         cmocka_unit_test(test_model_quantize__quantized_recipes_follow_the_plan),
         cmocka_unit_test(test_model_quantize__imatrix_legacy_file),
