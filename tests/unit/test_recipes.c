@@ -122,7 +122,7 @@ static qd_type st_q3km(const char *k, int l, int n)
     if (!strcmp(k, "ffn_down")) return QD_TYPE_F16;                     /* Q4_K -> Q5_0 -> F16 */
     if (!strcmp(k, "attn_v")) return l < 2 ? QD_TYPE_Q5_1 : QD_TYPE_Q5_0; /* Q5_K -> Q5_1, Q4_K -> Q5_0 */
     if (!strcmp(k, "attn_output")) return QD_TYPE_Q5_0;
-    return QD_TYPE_IQ4_NL;                                               /* Q3_K -> IQ4_NL */
+    return QD_TYPE_Q4_0;                                                 /* Q3_K -> Q4_0 (current llama.cpp) */
 }
 static qd_type st_f16(const char *k, int l, int n)
 {
@@ -148,12 +148,22 @@ static void test_recipes__stories_shape_fallbacks(void **state)
     assert_int_equal(qd_recipe_plan(c, NULL, &m.hp, QD_FTYPE_Q4_K_M, &o, m.ts, m.n), QD_OK);
     for (size_t i = 0; i < m.n; i++)
         assert_false(c[i].beyond_llama);
-    /* --pure: every 2-D tensor gets the base type where it fits */
+    /* --pure: every 2-D tensor gets the base type, through the same block-size fallback */
     o.pure = true;
     assert_int_equal(qd_recipe_plan(c, NULL, &m.hp, QD_FTYPE_Q8_0, &o, m.ts, m.n), QD_OK);
     for (size_t i = 0; i < m.n; i++)
-        if (m.ts[i].n_dims == 2)
+        if (m.ts[i].n_dims == 2) {
             assert_int_equal(c[i].type, strstr(m.ts[i].name, "ffn_down") ? QD_TYPE_F16 : QD_TYPE_Q8_0);
+            assert_int_equal(c[i].beyond_llama, strstr(m.ts[i].name, "ffn_down") != NULL);
+        }
+    assert_int_equal(qd_recipe_plan(c, NULL, &m.hp, QD_FTYPE_Q4_K_M, &o, m.ts, m.n), QD_OK);
+    for (size_t i = 0; i < m.n; i++)
+        if (m.ts[i].n_dims == 2) { /* no attn_v/output rules: Q4_K -> Q5_0 everywhere, ffn_down -> F16 */
+            assert_int_equal(c[i].type, strstr(m.ts[i].name, "ffn_down") ? QD_TYPE_F16 : QD_TYPE_Q5_0);
+            assert_false(c[i].beyond_llama);
+        }
+    assert_int_equal(qd_recipe_plan(c, NULL, &m.hp, QD_FTYPE_Q2_K, &o, m.ts, m.n), QD_OK);
+    assert_int_equal(c[0].type, QD_TYPE_Q4_0); /* Q2_K falls back to Q4_0 */
     free_list(&m);
 }
 
