@@ -108,9 +108,32 @@ static void test_model_io__safetensors_hostile_headers(void **state)
     qd_model *m = NULL;
     assert_int_equal(qd_model_open_mem(&m, small, sizeof(small), QD_MODEL_SAFETENSORS), QD_ETRUNCATED);
     assert_int_equal(qd_model_open_mem(&m, small, 5, QD_MODEL_SAFETENSORS), QD_ETRUNCATED);
-    /* misaligned data is fine for safetensors (read with memcpy) */
+    /* data at an odd offset is read correctly (safetensors does not promise alignment) */
     float f[5] = {0, 1, 2, 3, 4};
     assert_int_equal(st_open("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[1,17]}}", f, 20), QD_OK);
+    uint8_t raw[1 + 2 * 1500];
+    raw[0] = 0xee;
+    for (int i = 0; i < 1500; i++) { /* f16 of i % 7 */
+        static const uint16_t h[7] = {0x0000, 0x3c00, 0x4000, 0x4200, 0x4400, 0x4500, 0x4600};
+        memcpy(raw + 1 + 2 * i, &h[i % 7], 2);
+    }
+    size_t len;
+    /* header of even length, so the data section starts at an even address and the tensor at offset 1 is odd */
+    char hdr[128];
+    snprintf(hdr, sizeof(hdr), "{\"model.norm.weight\":{\"dtype\":\"F16\",\"shape\":[1500],\"data_offsets\":[1,3001]}}");
+    if (strlen(hdr) % 2)
+        strcat(hdr, " ");
+    uint8_t *p = st_build(hdr, raw, sizeof(raw), &len);
+    qd_model *mm;
+    assert_int_equal(qd_model_open_mem(&mm, p, len, QD_MODEL_SAFETENSORS), QD_OK);
+    const qd_tensor *t = qd_model_tensor_find(mm, "output_norm.weight");
+    assert_true(((uintptr_t)t->data & 1) == 1);
+    float out[1500];
+    assert_int_equal(qd_tensor_read_f32(t, 0, 1, out), QD_OK);
+    for (int i = 0; i < 1500; i++)
+        assert_true(out[i] == (float)(i % 7));
+    qd_model_free(mm);
+    free(p);
 }
 
 static const char *tools(void)

@@ -208,7 +208,7 @@ static void test_model_quantize__hf_permutation_on_copy_path(void **state)
     qd_model_free(b);
 }
 
-static void write_tiny(const char *path, float bad)
+static void write_tiny_aligned(const char *path, float bad, uint32_t align)
 {
     qd_gguf_writer *w;
     float emb[32 * 8], norm[32];
@@ -217,7 +217,7 @@ static void write_tiny(const char *path, float bad)
     for (int i = 0; i < 32; i++)
         norm[i] = 1.0f;
     emb[77] = bad;
-    assert_int_equal(qd_gguf_writer_new(&w, 0), QD_OK);
+    assert_int_equal(qd_gguf_writer_new(&w, align), QD_OK);
     assert_int_equal(qd_gguf_set_str(w, "general.architecture", "llama"), QD_OK);
     assert_int_equal(qd_gguf_set_u32(w, "llama.embedding_length", 32), QD_OK);
     assert_int_equal(qd_gguf_set_u32(w, "llama.block_count", 1), QD_OK);
@@ -230,6 +230,30 @@ static void write_tiny(const char *path, float bad)
     assert_int_equal(qd_gguf_writer_write(w, norm, sizeof(norm)), QD_OK);
     assert_int_equal(qd_gguf_writer_finish(w), QD_OK);
     qd_gguf_writer_free(w);
+}
+
+static void write_tiny(const char *path, float bad) { write_tiny_aligned(path, bad, 0); }
+
+static void test_model_quantize__keeps_source_alignment_and_metadata_order(void **state)
+{
+    (void)state;
+    qd_quantize_stats st;
+    qd_model *a, *b;
+    write_tiny_aligned(sp("a64.gguf"), 0.5f, 64);
+    qd_quantize_opts o = opts(QD_FTYPE_F16, 1);
+    assert_int_equal(qd_quantize_model(&st, sp("a64.gguf"), sp("a64-16.gguf"), &o), QD_OK);
+    assert_int_equal(qd_model_open(&a, sp("a64.gguf")), QD_OK);
+    assert_int_equal(qd_model_open(&b, sp("a64-16.gguf")), QD_OK);
+    assert_int_equal(qd_model_alignment(b), 64);
+    assert_int_equal(qd_model_data_offset(b) % 64, 0);
+    /* the source's pairs come first, in their order, as llama-quantize copies them */
+    for (size_t i = 0; i < qd_model_kv_count(a); i++)
+        assert_string_equal(qd_model_kv_at(a, i)->key, qd_model_kv_at(b, i)->key);
+    int64_t v;
+    assert_int_equal(qd_kv_int(qd_model_kv_find(b, "general.file_type"), &v), QD_OK);
+    assert_int_equal(v, 1);
+    qd_model_free(a);
+    qd_model_free(b);
 }
 
 static void test_model_quantize__values_a_type_cannot_hold(void **state)
@@ -408,6 +432,7 @@ int main(void)
         cmocka_unit_test(test_model_quantize__stories_f32_is_the_source),
         cmocka_unit_test(test_model_quantize__same_bytes_for_any_thread_count),
         cmocka_unit_test(test_model_quantize__hf_permutation_on_copy_path),
+        cmocka_unit_test(test_model_quantize__keeps_source_alignment_and_metadata_order),
         cmocka_unit_test(test_model_quantize__values_a_type_cannot_hold),
         cmocka_unit_test(test_model_quantize__small_placeholder_vocab),
         cmocka_unit_test(test_model_quantize__requantize_needs_permission),
