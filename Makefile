@@ -52,6 +52,8 @@ STRESS_SRCS := $(wildcard tests/stress/test_*.c)
 STRESS_BINS := $(patsubst tests/stress/%.c,$(B)/tests/%,$(STRESS_SRCS))
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(B)/tools/%,$(TOOL_SRCS))
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRCS))
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
 
@@ -96,13 +98,18 @@ $(B)/tools/%: tests/tools/%.c $(B)/libqd.a
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
 
+# Fuzz targets linked with the replay driver (tests/fuzz/driver.c): run over tests/fuzz/corpus/<name>/ by run.sh.
+$(B)/fuzz/%: tests/fuzz/%.c tests/fuzz/driver.c tests/fuzz/fuzz.h $(B)/libqd.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -Itests/fuzz -o $@ $< tests/fuzz/driver.c $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
+
 $(B)/bench/%: bench/%.c $(B)/libqd.a
 	@mkdir -p $(@D)
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
 
-tests: all $(UNIT_BINS) $(STRESS_BINS) $(TOOL_BINS)
-unit-bins: $(B)/libqd.a $(UNIT_BINS) $(TOOL_BINS)
+tests: all $(UNIT_BINS) $(STRESS_BINS) $(TOOL_BINS) $(FUZZ_BINS)
+unit-bins: $(B)/libqd.a $(UNIT_BINS) $(TOOL_BINS) $(FUZZ_BINS)
 
 # The whole suite: release unit + stress + integration, then the unit tests under ASan+UBSan.
 test check:
@@ -119,11 +126,21 @@ bench-store: all $(TOOL_BINS) $(BENCH_BINS)
 DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev liblmdb-dev libzstd-dev libssl-dev \
 	libjansson-dev libgit2-dev libevent-dev libcurl4-openssl-dev libcmocka-dev openssl python3 \
 	python3-jsonschema
+# Node.js for the llama.cpp checks (node-llama-cpp needs node >= 20): Debian's nodejs and npm only where no node
+# is installed yet (a nodesource nodejs already ships npm and conflicts with Debian's npm package).
 deps:
 	@if [ "$$(id -u)" = 0 ]; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(DEB_PKGS); \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(DEB_PKGS) && \
+		{ command -v node >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm; }; \
 	else \
 		echo "run as root, or: sudo apt-get update && sudo apt-get install -y $(DEB_PKGS)"; \
+		command -v node >/dev/null || echo "and for the llama.cpp checks: sudo apt-get install -y nodejs npm"; \
+	fi
+	@# tests/llama: node-llama-cpp pinned in package-lock.json (prebuilt llama.cpp; never downloads or builds)
+	@if command -v npm >/dev/null; then \
+		cd tests/llama && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm ci --no-audit --no-fund --ignore-scripts; \
+	else \
+		echo "npm not found: tests/integration/450_llama_load.sh will skip"; \
 	fi
 
 lint:

@@ -41,5 +41,7 @@ uint64_t now_ns(void);
 int cmd_store(int argc, char **argv);
 int cmd_rows(int argc, char **argv);
 int cmd_kernels(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
 
 #endif

@@ -27,6 +27,8 @@ static const command commands[] = {
     {"store", cmd_store, "work on a local store: put, get, stat, ls, rm, fsck, gc, info"},
     {"rows", cmd_rows, "quantize or dequantize raw f32 rows to/from a ggml type"},
     {"kernels", cmd_kernels, "the kernel variant in use and the CPU features seen"},
+    {"quantize", cmd_quantize, "quantize a model into a GGUF with a llama-quantize recipe"},
+    {"inspect", cmd_inspect, "show the metadata and tensors of a GGUF, safetensors or llama2.c model"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "list the commands"},
 };
