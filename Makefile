@@ -68,13 +68,16 @@ bin/quant bin/quantd: bin/%: $(B)/%
 $(B)/libqd.a: $(LIBQD_OBJS)
 	@mkdir -p $(@D)
 	@rm -f $@
-	ar rcs $@ $^
+	@echo "  AR      $@"
+	@ar rcs $@ $^
 
 $(B)/quant: $(QUANT_OBJS) $(B)/libqd.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $(QUANT_OBJS) $(B)/libqd.a $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS_ALL) -o $@ $(QUANT_OBJS) $(B)/libqd.a $(LIBS)
 
 $(B)/quantd: $(QUANTD_OBJS) $(B)/libqd.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $(QUANTD_OBJS) $(B)/libqd.a $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS_ALL) -o $@ $(QUANTD_OBJS) $(B)/libqd.a $(LIBS)
 
 $(B)/obj/common/version.o: CFLAGS_ALL += -DQD_BUILD_COMMIT='"$(QD_BUILD_COMMIT)"'
 
@@ -101,7 +104,8 @@ $(B)/tools/%: tests/tools/%.c $(B)/libqd.a
 # Fuzz targets linked with the replay driver (tests/fuzz/driver.c): run over tests/fuzz/corpus/<name>/ by run.sh.
 $(B)/fuzz/%: tests/fuzz/%.c tests/fuzz/driver.c tests/fuzz/fuzz.h $(B)/libqd.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -Itests/fuzz -o $@ $< tests/fuzz/driver.c $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
+	@echo "  FUZZ    $@"
+	@$(CC) $(CFLAGS_ALL) -Itests/fuzz -o $@ $< tests/fuzz/driver.c $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
 
 $(B)/bench/%: bench/%.c $(B)/libqd.a
 	@mkdir -p $(@D)

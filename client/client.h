@@ -3,6 +3,7 @@
 #define QUANT_CLIENT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Exit codes: fixed, documented in the README. */
@@ -23,6 +24,9 @@ int qd_exit_code(int err);
 
 /* Print "quant: <context>: <last error message>" to stderr and return the exit code for err. */
 int qd_fail(int err, const char *context);
+
+/* Write all of data to fd (retrying short writes and EINTR). @return QD_OK, QD_EFULL (ENOSPC), QD_EIO */
+int qd_write_all(int fd, const void *data, size_t len);
 
 /* A progress bar on stderr, drawn only when stderr is a terminal and the transfer is large. */
 typedef struct progress {

@@ -61,22 +61,6 @@ static int read_full(int fd, void *buf, size_t len, size_t *got)
     return QD_OK;
 }
 
-static int write_full(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return qd_error_set(errno == ENOSPC ? QD_EFULL : QD_EIO, QD_EC_OS, "write: %s", strerror(errno));
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return QD_OK;
-}
-
 /* Read FILE, which must hold exactly n float32 values. */
 static int load_imatrix(const char *path, int64_t n, float **out)
 {
@@ -213,7 +197,7 @@ static int run_rows(bool quantize, const rows_opts *o, const char *in_path, cons
                     qd_error_prefix("%s", in_path);
                 goto fail;
             }
-            if ((rc = write_full(out_fd, outbuf, n * out_row)) < 0)
+            if ((rc = qd_write_all(out_fd, outbuf, n * out_row)) < 0)
                 goto fail;
             rows += n;
         }

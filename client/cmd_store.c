@@ -174,29 +174,13 @@ typedef struct get_sink {
     progress *pr;
 } get_sink;
 
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return qd_error_set(errno == ENOSPC ? QD_EFULL : QD_EIO, QD_EC_OS, "write: %s", strerror(errno));
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return QD_OK;
-}
-
 static int get_write(const void *data, size_t len, void *payload)
 {
     get_sink *g = payload;
     int rc;
     if (g->h && (rc = qd_sha256_update(g->h, data, len)) < 0)
         return rc;
-    if ((rc = write_all(g->fd, data, len)) < 0)
+    if ((rc = qd_write_all(g->fd, data, len)) < 0)
         return rc;
     g->done += len;
     progress_update(g->done, g->total, g->pr);

@@ -1,5 +1,8 @@
-/* exit.c - qd_err to exit code: the one mapping table the client uses. */
+/* exit.c - qd_err to exit code (the one mapping table the client uses), and writing output fully. */
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "client.h"
 #include "qd/err.h"
@@ -32,4 +35,20 @@ int qd_fail(int err, const char *context)
     else
         fprintf(stderr, "quant: %s\n", e->message[0] ? e->message : qd_strerror(err));
     return qd_exit_code(err);
+}
+
+int qd_write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return qd_error_set(errno == ENOSPC ? QD_EFULL : QD_EIO, QD_EC_OS, "write: %s", strerror(errno));
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return QD_OK;
 }

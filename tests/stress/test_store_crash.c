@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <sys/wait.h>
 
 #include "testutil.h"
@@ -74,6 +75,26 @@ static void child(const char *dir, uint64_t first, int fd)
     }
 }
 
+/* Read what the child reported from fd into buf (have bytes pending); consume complete lines "i\n". Returns false at
+ * end of file or on an error. */
+static bool drain_reports(int fd, char *buf, size_t cap, size_t *have, uint64_t *last, uint64_t *reported)
+{
+    ssize_t n = read(fd, buf + *have, cap - 1 - *have);
+    char *nl, *start = buf;
+    if (n <= 0)
+        return false;
+    *have += (size_t)n;
+    buf[*have] = '\0';
+    while ((nl = strchr(start, '\n'))) {
+        *last = strtoull(start, NULL, 10);
+        (*reported)++;
+        start = nl + 1;
+    }
+    memmove(buf, start, *have - (size_t)(start - buf));
+    *have -= (size_t)(start - buf);
+    return true;
+}
+
 static void test_store_crash__sigkill_30_times(void **state)
 {
     char *dir = tu_sandbox();
@@ -118,43 +139,17 @@ static void test_store_crash__sigkill_30_times(void **state)
                 el = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
                 if (el >= deadline_ms)
                     break;
-                if (poll(&pf, 1, (int)(deadline_ms - el)) > 0) {
-                    ssize_t n = read(p[0], buf + have, sizeof(buf) - 1 - have);
-                    if (n <= 0)
-                        break;
-                    have += (size_t)n;
-                    buf[have] = '\0';
-                    /* consume complete lines */
-                    char *nl, *start = buf;
-                    while ((nl = strchr(start, '\n'))) {
-                        last = strtoull(start, NULL, 10);
-                        reported++;
-                        start = nl + 1;
-                    }
-                    memmove(buf, start, have - (size_t)(start - buf));
-                    have -= (size_t)(start - buf);
-                }
+                if (poll(&pf, 1, (int)(deadline_ms - el)) > 0 &&
+                    !drain_reports(p[0], buf, sizeof(buf), &have, &last, &reported))
+                    break;
             }
         }
         kill(pid, SIGKILL);
         assert_int_equal(waitpid(pid, &status, 0), pid);
         assert_true(WIFSIGNALED(status)); /* it was still writing, not dead of an error */
         /* reports written before the kill */
-        for (;;) {
-            ssize_t n = read(p[0], buf + have, sizeof(buf) - 1 - have);
-            if (n <= 0)
-                break;
-            have += (size_t)n;
-            buf[have] = '\0';
-            char *nl, *start = buf;
-            while ((nl = strchr(start, '\n'))) {
-                last = strtoull(start, NULL, 10);
-                reported++;
-                start = nl + 1;
-            }
-            memmove(buf, start, have - (size_t)(start - buf));
-            have -= (size_t)(start - buf);
-        }
+        while (drain_reports(p[0], buf, sizeof(buf), &have, &last, &reported))
+            ;
         close(p[0]);
 
         o.flags = 0;
