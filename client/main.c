@@ -25,6 +25,10 @@ static int cmd_help(int argc, char **argv);
 
 static const command commands[] = {
     {"store", cmd_store, "work on a local store: put, get, stat, ls, rm, fsck, gc, info"},
+    {"key", cmd_key, "signing keys: gen, show, export, import"},
+    {"policy", cmd_policy, "trust policies: new, check"},
+    {"sign", cmd_sign, "sign files: an in-toto statement in a DSSE envelope, as a Sigstore bundle"},
+    {"verify", cmd_verify, "verify a bundle against a trust policy and the files (exit 4 when it fails)"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "list the commands"},
 };

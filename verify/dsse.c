@@ -482,3 +482,23 @@ int qd_envelope_parse(qd_envelope **out, const void *json, size_t len, size_t ma
     *out = e;
     return QD_OK;
 }
+
+int qd_envelope_load(qd_envelope **out, const char *path, size_t max_payload)
+{
+    qd_buf b = QD_BUF_INIT(0);
+    size_t limit;
+    int rc;
+
+    *out = NULL;
+    if (!max_payload)
+        max_payload = QD_PAYLOAD_MAX_DEFAULT;
+    limit = max_payload / 3 * 4 + 64 * 1024;
+    qd_buf_init(&b, limit + 1);
+    rc = qd_verify__read_file(&b, path, limit);
+    if (rc == QD_OK)
+        rc = qd_envelope_parse(out, b.ptr, b.len, max_payload);
+    qd_buf_dispose(&b);
+    if (rc < 0)
+        qd_error_prefix("%s", path);
+    return rc;
+}

@@ -176,6 +176,12 @@ int qd_envelope_new(qd_envelope **out, const char *payload_type, const void *pay
 int qd_envelope_parse(qd_envelope **out, const void *json, size_t len, size_t max_payload);
 
 /**
+ * Read and parse a bundle or envelope file (as qd_envelope_parse()).
+ * @return as qd_envelope_parse(), or QD_ENOTFOUND (no such file)
+ */
+int qd_envelope_load(qd_envelope **out, const char *path, size_t max_payload);
+
+/**
  * Sign PAE(payloadType, payload) with key and append the signature, with the key id as DSSE keyid.
  * @return QD_OK, QD_EINVAL (no private key) or QD_ERROR
  */
