@@ -52,10 +52,12 @@ STRESS_SRCS := $(wildcard tests/stress/test_*.c)
 STRESS_BINS := $(patsubst tests/stress/%.c,$(B)/tests/%,$(STRESS_SRCS))
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(B)/tools/%,$(TOOL_SRCS))
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRCS))
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
 
-.PHONY: all test check tests unit-bins demo deps clean bench-store lint
+.PHONY: all test check tests unit-bins demo deps clean bench-store bench-verify fuzz lint
 all: $(B)/libqd.a $(B)/quant $(B)/quantd quant quantd
 
 # Convenience links at the top level: ./quant and ./quantd are the release programs.
@@ -92,12 +94,26 @@ $(B)/tools/%: tests/tools/%.c $(B)/libqd.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
 
+# Fuzz targets: with tests/fuzz/driver.c they replay tests/fuzz/corpus/<target>/ in every build (204_fuzz_replay);
+# `make fuzz` builds them with libFuzzer (clang, ASan+UBSan) into build/asan/libfuzzer/ for long runs.
+$(B)/fuzz/%: tests/fuzz/%.c tests/fuzz/driver.c $(B)/libqd.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -o $@ $< tests/fuzz/driver.c $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
+
+$(B)/libfuzzer/%: tests/fuzz/%.c $(B)/libqd.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) -fsanitize=fuzzer $(LIBS)
+
+fuzz:
+	@$(MAKE) --no-print-directory FLAVOUR=asan $(patsubst tests/fuzz/%.c,build/asan/libfuzzer/%,$(FUZZ_SRCS))
+	@echo "run e.g.: build/asan/libfuzzer/fuzz_bundle -max_total_time=300 tests/fuzz/corpus/bundle"
+
 $(B)/bench/%: bench/%.c $(B)/libqd.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
 
-tests: all $(UNIT_BINS) $(STRESS_BINS) $(TOOL_BINS)
-unit-bins: $(B)/libqd.a $(UNIT_BINS) $(TOOL_BINS)
+tests: all $(UNIT_BINS) $(STRESS_BINS) $(TOOL_BINS) $(FUZZ_BINS)
+unit-bins: $(B)/libqd.a $(UNIT_BINS) $(TOOL_BINS) $(FUZZ_BINS)
 
 # The whole suite: release unit + stress + integration, then the unit tests under ASan+UBSan.
 test check:
