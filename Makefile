@@ -15,6 +15,10 @@ ifeq ($(FLAVOUR),asan)
 CC := clang
 OPT := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDOPT := -fsanitize=address,undefined
+else ifeq ($(FLAVOUR),fuzz)
+CC := clang
+OPT := -O1 -g -fsanitize=address,undefined,fuzzer-no-link -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDOPT := -fsanitize=address,undefined
 else ifeq ($(FLAVOUR),debug)
 OPT := -O0 -g
 LDOPT :=
@@ -95,7 +99,8 @@ $(B)/tools/%: tests/tools/%.c $(B)/libqd.a
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
 
 # Fuzz targets: with tests/fuzz/driver.c they replay tests/fuzz/corpus/<target>/ in every build (204_fuzz_replay);
-# `make fuzz` builds them with libFuzzer (clang, ASan+UBSan) into build/asan/libfuzzer/ for long runs.
+# `make fuzz` builds them with libFuzzer (clang, ASan+UBSan, libqd instrumented) into build/fuzz/libfuzzer/ for
+# long runs; give a scratch directory first so that new inputs do not land in the corpus unreviewed.
 $(B)/fuzz/%: tests/fuzz/%.c tests/fuzz/driver.c $(B)/libqd.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -o $@ $< tests/fuzz/driver.c $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
@@ -105,8 +110,8 @@ $(B)/libfuzzer/%: tests/fuzz/%.c $(B)/libqd.a
 	$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) -fsanitize=fuzzer $(LIBS)
 
 fuzz:
-	@$(MAKE) --no-print-directory FLAVOUR=asan $(patsubst tests/fuzz/%.c,build/asan/libfuzzer/%,$(FUZZ_SRCS))
-	@echo "run e.g.: build/asan/libfuzzer/fuzz_bundle -max_total_time=300 tests/fuzz/corpus/bundle"
+	@$(MAKE) --no-print-directory FLAVOUR=fuzz $(patsubst tests/fuzz/%.c,build/fuzz/libfuzzer/%,$(FUZZ_SRCS))
+	@echo "run e.g.: mkdir -p /tmp/new && build/fuzz/libfuzzer/fuzz_bundle -max_total_time=300 /tmp/new tests/fuzz/corpus/bundle"
 
 $(B)/bench/%: bench/%.c $(B)/libqd.a
 	@mkdir -p $(@D)
