@@ -269,6 +269,14 @@ static int only_fields(json_t *obj, const char *where, const char *const *allowe
     return QD_OK;
 }
 
+/* Bytes a base64 text decodes to (before it is checked). */
+static size_t b64_decoded_len(const char *s, size_t n)
+{
+    while (n > 0 && s[n - 1] == '=')
+        n--;
+    return n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0);
+}
+
 static int parse_dsse(qd_envelope *e, json_t *env, const char *where, size_t max_payload)
 {
     static const char *const fields[] = {"payload", "payloadType", "signatures", NULL};
@@ -299,7 +307,7 @@ static int parse_dsse(qd_envelope *e, json_t *env, const char *where, size_t max
     if (!json_is_string(pl))
         return bad(field, "not a string");
     plen = json_string_length(pl);
-    if (plen / 4 * 3 > max_payload)
+    if (b64_decoded_len(json_string_value(pl), plen) > max_payload)
         return qd_error_set(QD_EFULL, QD_EC_INVALID, "malformed bundle: %s: payload over the limit of %zu bytes",
                             field, max_payload);
     qd_buf_init(&b, max_payload);

@@ -95,7 +95,7 @@ int qd_base64_decode(qd_buf *out, const char *src, size_t len)
                             len);
     if (n % 4 == 1)
         return qd_error_set(QD_EINVAL, QD_EC_INVALID, "bad base64: %zu characters cannot encode whole bytes", n);
-    if ((rc = qd_buf_reserve(out, n / 4 * 3 + 3)) < 0)
+    if ((rc = qd_buf_reserve(out, n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0))) < 0)
         return rc;
     d = (uint8_t *)out->ptr + out->len;
     for (i = 0; i < n; i++) {

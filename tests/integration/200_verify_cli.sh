@@ -18,9 +18,9 @@ expect 0 '' "$Q" key gen --out ed3
 [ "$(stat -c %a ed)" = 600 ] || { echo "FAIL: private key mode $(stat -c %a ed), want 600"; n_fail=$((n_fail + 1)); }
 expect 6 'exists' "$Q" key gen --out ed
 expect 2 'unknown key algorithm' "$Q" key gen --out rsa --type rsa
-ED=$("$Q" key show --json ed | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-EC=$("$Q" key show --json ec | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-ED2=$("$Q" key show --json ed2 | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+ED=$("$Q" key show --json ed | $PY -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+EC=$("$Q" key show --json ec | $PY -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+ED2=$("$Q" key show --json ed2 | $PY -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 # the key id is the SHA-256 of the DER SubjectPublicKeyInfo, computed here by openssl
 want=$(openssl pkey -pubin -in ed.pub -outform DER | sha256sum | cut -d' ' -f1)
 [ "$ED" = "$want" ] || { echo "FAIL: key id $ED != sha256(DER SPKI) $want"; n_fail=$((n_fail + 1)); }
@@ -28,7 +28,7 @@ expect 0 "private: +no" "$Q" key show ed.pub
 # OpenSSH lines out and in give the same key id; ssh-keygen (when present) reads our lines
 for k in ed ec; do
     "$Q" key export "$k" --format openssh >"$k.ssh"
-    expect 0 "^$("$Q" key show --json $k | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])') " \
+    expect 0 "^$("$Q" key show --json $k | $PY -c 'import json,sys; print(json.load(sys.stdin)["id"])') " \
         "$Q" key import "$k.ssh" --out "$k.imported.pub"
     cmp -s "$k.pub" "$k.imported.pub" || { echo "FAIL: $k: SPKI after OpenSSH round trip differs"; n_fail=$((n_fail + 1)); }
     if command -v ssh-keygen >/dev/null; then
@@ -91,7 +91,7 @@ expect 4 "FAILED key $ED subject -: the key expired at 2021-01-01T00:00:00Z" \
 "$Q" policy new --trust ed.pub --valid-from 2099-01-01T00:00:00Z --out future.policy
 expect 4 "the key is not yet valid \(valid from 2099-01-01T00:00:00Z\)" \
     "$Q" verify --policy future.policy --bundle ed.bundle model.gguf tok.json
-python3 - ed.policy revoked.policy "$ED" <<'PY'
+$PY - ed.policy revoked.policy "$ED" <<'PY'
 import json, sys
 p = json.load(open(sys.argv[1])); p["revoked"] = [sys.argv[3]]; json.dump(p, open(sys.argv[2], "w"))
 PY
@@ -117,7 +117,7 @@ expect 4 "no namespace rule of the policy matches 'evil/llama'" \
 expect 0 '' "$Q" sign --key ed --predicate-type https://model_signing/signature/v1.0 --name tiny --out ms.bundle \
     tok.json model.gguf
 expect 0 'model_signing/signature/v1.0' "$Q" verify --policy ed.policy --bundle ms.bundle model.gguf tok.json
-python3 - ms.bundle model.gguf tok.json <<'PY' || n_fail=$((n_fail + 1))
+$PY - ms.bundle model.gguf tok.json <<'PY' || n_fail=$((n_fail + 1))
 # the root digest is SHA-256 over the per-file digests sorted by name, recomputed here independently
 import base64, hashlib, json, sys
 st = json.loads(base64.b64decode(json.load(open(sys.argv[1]))["dsseEnvelope"]["payload"]))
@@ -132,7 +132,7 @@ expect 4 'subject model.gguf: digest mismatch' "$Q" verify --policy ed.policy --
 
 # bad input: bundles
 tamper() { # IN OUT PYTHON-EXPR-ON-b (b is the bundle dict, st the decoded statement or None)
-    python3 - "$@" <<'PY'
+    $PY - "$@" <<'PY'
 import base64, json, sys
 b = json.load(open(sys.argv[1]))
 env = b["dsseEnvelope"]
@@ -167,7 +167,7 @@ expect 4 "FAILED key $ED subject -: the signature does not verify" \
 tamper ed.bundle cert.bundle "b['verificationMaterial'] = {'certificate': {'rawBytes': 'AA=='}, 'tlogEntries': []}"
 expect 4 'certificate-based bundles are not supported' "$Q" verify --policy ed.policy --bundle cert.bundle model.gguf tok.json
 # oversized payload: a policy limit below the statement size
-python3 - ed.policy small.policy <<'PY'
+$PY - ed.policy small.policy <<'PY'
 import json, sys
 p = json.load(open(sys.argv[1])); p["max_payload_bytes"] = 64; json.dump(p, open(sys.argv[2], "w"))
 PY
@@ -178,13 +178,13 @@ printf '{"_type":"https://in-toto.io/Statement/v1","subject":[],"predicateType":
 printf '{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"model.gguf","digest":{"sha512":"%s"}}],"predicateType":"%s","predicate":{}}' \
     "$(sha512sum model.gguf | cut -d' ' -f1)" "$VT" >sha512.json
 for s in nosubj sha512; do
-    python3 - "$s.json" "$s.pae" <<'PY'
+    $PY - "$s.json" "$s.pae" <<'PY'
 import sys
 body = open(sys.argv[1], "rb").read(); t = b"application/vnd.in-toto+json"
 open(sys.argv[2], "wb").write(b"DSSEv1 %d %s %d %s" % (len(t), t, len(body), body))
 PY
     openssl pkeyutl -sign -rawin -inkey ed -in "$s.pae" -out "$s.sig" 2>/dev/null
-    python3 - "$s.json" "$s.sig" "$ED" "$s.bundle" <<'PY'
+    $PY - "$s.json" "$s.sig" "$ED" "$s.bundle" <<'PY'
 import base64, json, sys
 b64 = lambda p: base64.b64encode(open(p, "rb").read()).decode()
 json.dump({"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
@@ -199,7 +199,7 @@ expect 4 "FAILED key $ED subject model.gguf: unsupported digest algorithm 'sha51
     "$Q" verify --policy ed.policy --bundle sha512.bundle model.gguf
 
 # bad input: policies
-python3 - ed.policy <<'PY'
+$PY - ed.policy <<'PY'
 import json, sys
 p = json.load(open(sys.argv[1]))
 def w(name, q): json.dump(q, open(name, "w"))
@@ -216,7 +216,7 @@ expect 2 "keys\[0\].id: 0{64} does not match the key \(its id is $ED\)" "$Q" pol
 expect 2 'threshold: 2 cannot be met with 1 key' "$Q" policy check th.policy
 expect 2 'valid_from: not a time' "$Q" policy check time.policy
 expect 2 'is not listed in keys' "$Q" policy check ref.policy
-cp ed ed.priv && python3 - ed.policy priv.policy ed.priv <<'PY'
+cp ed ed.priv && $PY - ed.policy priv.policy ed.priv <<'PY'
 import json, sys
 p = json.load(open(sys.argv[1])); p["keys"][0]["public_key"] = open(sys.argv[3]).read(); json.dump(p, open(sys.argv[2], "w"))
 PY

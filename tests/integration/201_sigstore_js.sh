@@ -22,7 +22,7 @@ for alg in ed25519 ecdsa-p256; do
     "$Q" sign --key "$alg" --predicate-type https://model_signing/signature/v1.0 --out "$alg.ms" model.gguf 2>/dev/null
     expect 0 '^ok' $JS "$alg.ms" "$alg.pub"
 
-    python3 - "$alg.bundle" <<'PY'
+    $PY - "$alg.bundle" <<'PY'
 import base64, json, sys
 src = sys.argv[1]
 def load(): return json.load(open(src))

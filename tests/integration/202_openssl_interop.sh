@@ -10,7 +10,7 @@ pae() { # PAYLOAD-FILE OUT : "DSSEv1" SP LEN(type) SP type SP LEN(body) SP body
     cat "$1" >>"$2"
 }
 field() { # BUNDLE payload|sig OUT : decode a field of the bundle to raw bytes
-    python3 -c '
+    $PY -c '
 import base64, json, sys
 e = json.load(open(sys.argv[1]))["dsseEnvelope"]
 v = e["payload"] if sys.argv[2] == "payload" else e["signatures"][0]["sig"]
@@ -52,7 +52,7 @@ for k in o-ed o-ec; do
         openssl dgst -sha256 -sign "$k.key" -out "$k.sig" o.pae
     fi
     for alphabet in std url; do
-        python3 - o.stmt "$k.sig" "$id" "$k.$alphabet.bundle" "$alphabet" <<'PY'
+        $PY - o.stmt "$k.sig" "$id" "$k.$alphabet.bundle" "$alphabet" <<'PY'
 import base64, json, sys
 enc = base64.b64encode if sys.argv[5] == "std" else (lambda b: base64.urlsafe_b64encode(b).rstrip(b"="))
 b64 = lambda p: enc(open(p, "rb").read()).decode()

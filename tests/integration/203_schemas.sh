@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # 203_schemas.sh - schemas/ checked with python3-jsonschema: valid examples pass, invalid ones fail; what quant
 # writes (policies, signed predicates) passes its schema; and our C policy parser refuses the invalid policies too.
-. "$(dirname "$0")/verify_lib.sh"
+PY_NEEDS=jsonschema . "$(dirname "$0")/verify_lib.sh"
 S=$HERE/../../schemas
-if ! python3 -c 'import jsonschema' 2>/dev/null; then
+if ! "$PY" -c 'import jsonschema' 2>/dev/null; then
     echo "skip: python3-jsonschema is not installed (make deps)"
     exit 77
 fi
-CHK="python3 $HERE/check_schemas.py"
+CHK="$PY $HERE/check_schemas.py"
 
 expect 0 'ok   invalid/policy.unknown-field.json' $CHK examples "$S"
 for f in "$S"/examples/invalid/policy.*.json; do
@@ -27,13 +27,13 @@ for ex in variant-v1.q4_k_m checkpoint-v1.hf; do
     "$Q" sign --key k --predicate-type "https://quantd.dev/${kind%-v1}/v1" --predicate "$S/examples/valid/$ex.json" \
         --out "$ex.bundle" m.gguf 2>/dev/null
     "$Q" verify --policy k.policy --bundle "$ex.bundle" --print-payload m.gguf >"$ex.stmt" || n_fail=$((n_fail + 1))
-    python3 -c 'import json,sys; json.dump(json.load(open(sys.argv[1]))["predicate"], open(sys.argv[2], "w"))' \
+    $PY -c 'import json,sys; json.dump(json.load(open(sys.argv[1]))["predicate"], open(sys.argv[2], "w"))' \
         "$ex.stmt" "$ex.pred"
     expect 0 '' $CHK doc "$S/predicate-$kind.schema.json" "$ex.pred"
 done
 "$Q" sign --key k --predicate-type https://model_signing/signature/v1.0 --out ms.bundle m.gguf 2>/dev/null
 "$Q" verify --policy k.policy --bundle ms.bundle --print-payload m.gguf >ms.stmt || n_fail=$((n_fail + 1))
-python3 -c 'import json,sys; json.dump(json.load(open(sys.argv[1]))["predicate"], open(sys.argv[2], "w"))' ms.stmt ms.pred
+$PY -c 'import json,sys; json.dump(json.load(open(sys.argv[1]))["predicate"], open(sys.argv[2], "w"))' ms.stmt ms.pred
 expect 0 '' $CHK doc "$S/predicate-model-signing-v1.0.schema.json" ms.pred
 # and a predicate that breaks its schema is caught by the checker (the oracle can fail)
 expect 1 'FAIL' $CHK doc "$S/predicate-variant-v1.schema.json" "$S/examples/invalid/variant-v1.bad-verdict.json"

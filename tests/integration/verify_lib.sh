@@ -7,6 +7,12 @@ trap 'rm -rf "$W"' EXIT
 cd "$W" || exit 1
 n_fail=0
 n_ok=0
+# The system Python starts in tens of milliseconds; a version-manager shim found first on PATH can take seconds.
+# Prefer the one that has what a test needs (jsonschema for 203): the system one first, then PATH's.
+PY=python3
+for cand in /usr/bin/python3 "$(command -v python3)"; do
+    if [ -x "$cand" ] && "$cand" -c "import ${PY_NEEDS:-json}" 2>/dev/null; then PY=$cand; break; fi
+done
 
 # expect RC PATTERN CMD... : CMD must exit with RC and its output (stdout+stderr) must match the grep -E PATTERN.
 expect() {
