@@ -132,6 +132,9 @@ demo: all
 bench-store: all $(TOOL_BINS) $(BENCH_BINS)
 	@bench/store.sh
 
+bench-verify: all $(B)/bench/verify
+	@B=$(B) bench/verify.sh
+
 DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev liblmdb-dev libzstd-dev libssl-dev \
 	libjansson-dev libgit2-dev libevent-dev libcurl4-openssl-dev libcmocka-dev openssl python3 \
 	python3-jsonschema

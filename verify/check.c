@@ -316,8 +316,11 @@ int qd_verify(qd_verified **out, qd_verify_failure *why, const qd_policy *p, con
 
     if (out)
         *out = NULL;
-    if (why)
-        fail(why, QD_OK, "-", "-", "no failure");
+    if (why) {
+        strcpy(why->key_id, "-");
+        strcpy(why->subject, "-");
+        why->reason[0] = '\0';
+    }
     if (!opts)
         opts = &def;
     ns = opts->namespace_name ? opts->namespace_name : "";

@@ -39,8 +39,15 @@ struct qd_envelope {
 int qd_dsse_pae(qd_buf *out, const char *payload_type, const void *payload, size_t payload_len)
 {
     size_t tlen = strlen(payload_type);
-    int rc;
-    if ((rc = qd_buf_printf(out, "DSSEv1 %zu %s %zu ", tlen, payload_type, payload_len)) < 0)
+    char head[64];
+    int n, rc;
+    /* "DSSEv1" SP LEN(type) SP type SP LEN(body) SP body; LEN is ASCII decimal without leading zeros */
+    n = snprintf(head, sizeof(head), "DSSEv1 %zu ", tlen);
+    if ((rc = qd_buf_reserve(out, (size_t)n + tlen + 24 + payload_len)) < 0 || (rc = qd_buf_put(out, head, (size_t)n)) < 0 ||
+        (rc = qd_buf_put(out, payload_type, tlen)) < 0)
+        return rc;
+    n = snprintf(head, sizeof(head), " %zu ", payload_len);
+    if ((rc = qd_buf_put(out, head, (size_t)n)) < 0)
         return rc;
     return qd_buf_put(out, payload, payload_len);
 }
@@ -203,9 +210,10 @@ fail:
     return NULL;
 }
 
+/* Compact, like the bundles cosign and sigstore-js write: parsing whitespace is verification time spent for nothing. */
 static int dump_json(qd_buf *out, json_t *j)
 {
-    char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
     int rc;
     json_decref(j);
     if (!s)

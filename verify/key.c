@@ -5,6 +5,7 @@
  * buffers that are wiped with OPENSSL_cleanse before they are freed; the EVP_PKEY itself clears its secret when
  * freed (OpenSSL keeps Ed25519 and EC private scalars in cleared memory).
  */
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/bio.h>
@@ -22,11 +23,20 @@
 
 #define KEY_FILE_MAX (64u * 1024u)
 
+/*
+ * Verification contexts are cached per key: in OpenSSL 3 setting up a context (provider lookup, key import into
+ * the provider) costs more than an Ed25519 or P-256 verification itself. The cache is guarded by a mutex taken
+ * with trylock, so a key shared by several verifying threads stays correct: a thread that finds the cache busy
+ * builds a context of its own for that call.
+ */
 struct qd_key {
     EVP_PKEY *pkey;                /* the key; owns any private part */
     qd_key_alg alg;                /* QD_KEY_ED25519 or QD_KEY_P256 */
     bool priv;                     /* a private part is present */
     char id[QD_KEY_ID_LEN + 1];    /* hex SHA-256 of the DER SPKI */
+    pthread_mutex_t lock;          /* guards the two cached contexts below */
+    EVP_MD_CTX *ed_ctx;            /* Ed25519: EVP_DigestVerifyInit done once, reused for one-shot verifies */
+    EVP_PKEY_CTX *ec_ctx;          /* P-256: EVP_PKEY_verify_init done once, verifies SHA-256 digests */
 };
 
 void *qd_verify__key_pkey(const qd_key *key) { return key->pkey; }
@@ -97,6 +107,11 @@ static int key_wrap(qd_key **out, EVP_PKEY *pkey, bool priv)
     if (!(k = qd_calloc(1, sizeof(*k)))) {
         EVP_PKEY_free(pkey);
         return QD_ENOMEM;
+    }
+    if (pthread_mutex_init(&k->lock, NULL) != 0) {
+        qd_free(k);
+        EVP_PKEY_free(pkey);
+        return qd_error_set(QD_ERROR, QD_EC_OS, "pthread_mutex_init failed");
     }
     k->pkey = pkey;
     k->alg = alg;
@@ -420,7 +435,7 @@ int qd_key_sign(uint8_t *sig, size_t *sig_len, const qd_key *key, const void *ms
         return qd_error_set(QD_EINVAL, QD_EC_INVALID, "key %s is a public key: it cannot sign", key->id);
     if (!(ctx = EVP_MD_CTX_new()))
         return qd_verify__err_ssl(QD_ENOMEM, "EVP_MD_CTX_new");
-    if (EVP_DigestSignInit(ctx, NULL, key->alg == QD_KEY_P256 ? EVP_sha256() : NULL, NULL, key->pkey) != 1 ||
+    if (EVP_DigestSignInit(ctx, NULL, key->alg == QD_KEY_P256 ? qd_verify__sha256_md() : NULL, NULL, key->pkey) != 1 ||
         EVP_DigestSign(ctx, sig, &n, msg, msg_len) != 1)
         rc = qd_verify__err_ssl(QD_ERROR, "sign");
     else
@@ -429,19 +444,68 @@ int qd_key_sign(uint8_t *sig, size_t *sig_len, const qd_key *key, const void *ms
     return rc;
 }
 
+/* One verification with the given (possibly cached) contexts; builds them when NULL. 1 good, 0 bad, -1 error. */
+static int verify_with(const qd_key *key, EVP_MD_CTX **ed, EVP_PKEY_CTX **ec, const void *msg, size_t msg_len,
+                       const void *sig, size_t sig_len)
+{
+    if (key->alg == QD_KEY_ED25519) {
+        if (!*ed) {
+            if (!(*ed = EVP_MD_CTX_new()))
+                return -1;
+            if (EVP_DigestVerifyInit(*ed, NULL, NULL, NULL, key->pkey) != 1) {
+                EVP_MD_CTX_free(*ed);
+                *ed = NULL;
+                return -1;
+            }
+        }
+        return EVP_DigestVerify(*ed, sig, sig_len, msg, msg_len) == 1 ? 1 : 0;
+    } else {
+        unsigned char dgst[32];
+        unsigned int dlen = 0;
+        int r;
+        if (EVP_Digest(msg, msg_len, dgst, &dlen, qd_verify__sha256_md(), NULL) != 1 || dlen != 32)
+            return -1;
+        if (!*ec) {
+            if (!(*ec = EVP_PKEY_CTX_new_from_pkey(NULL, key->pkey, NULL)))
+                return -1;
+            if (EVP_PKEY_verify_init(*ec) != 1 || EVP_PKEY_CTX_set_signature_md(*ec, qd_verify__sha256_md()) != 1) {
+                EVP_PKEY_CTX_free(*ec);
+                *ec = NULL;
+                return -1;
+            }
+        }
+        r = EVP_PKEY_verify(*ec, sig, sig_len, dgst, dlen);
+        return r == 1 ? 1 : r == 0 ? 0 : 0; /* a malformed DER signature (r < 0) is simply a bad signature */
+    }
+}
+
 int qd_key_verify(const qd_key *key, const void *msg, size_t msg_len, const void *sig, size_t sig_len)
 {
-    EVP_MD_CTX *ctx;
-    int ok;
+    qd_key *k = (qd_key *)key; /* only the context cache changes, under its lock */
+    int r;
 
     if (key->alg == QD_KEY_ED25519 && sig_len != 64)
         return qd_error_set(QD_EBADSIG, QD_EC_VERIFY, "Ed25519 signature is %zu bytes, expected 64", sig_len);
-    if (!(ctx = EVP_MD_CTX_new()))
-        return qd_verify__err_ssl(QD_ENOMEM, "EVP_MD_CTX_new");
-    ok = EVP_DigestVerifyInit(ctx, NULL, key->alg == QD_KEY_P256 ? EVP_sha256() : NULL, NULL, key->pkey) == 1 &&
-         EVP_DigestVerify(ctx, sig, sig_len, msg, msg_len) == 1;
-    EVP_MD_CTX_free(ctx);
-    if (!ok) {
+    if (pthread_mutex_trylock(&k->lock) == 0) {
+        r = verify_with(key, &k->ed_ctx, &k->ec_ctx, msg, msg_len, sig, sig_len);
+        if (r <= 0) {
+            /* never reuse a context after a failure: start clean next time */
+            EVP_MD_CTX_free(k->ed_ctx);
+            EVP_PKEY_CTX_free(k->ec_ctx);
+            k->ed_ctx = NULL;
+            k->ec_ctx = NULL;
+        }
+        pthread_mutex_unlock(&k->lock);
+    } else {
+        EVP_MD_CTX *ed = NULL;
+        EVP_PKEY_CTX *ec = NULL;
+        r = verify_with(key, &ed, &ec, msg, msg_len, sig, sig_len);
+        EVP_MD_CTX_free(ed);
+        EVP_PKEY_CTX_free(ec);
+    }
+    if (r < 0)
+        return qd_verify__err_ssl(QD_ERROR, "verify: OpenSSL failure");
+    if (r == 0) {
         ERR_clear_error();
         return qd_error_set(QD_EBADSIG, QD_EC_VERIFY, "signature does not verify");
     }
@@ -452,6 +516,9 @@ void qd_key_free(qd_key *key)
 {
     if (!key)
         return;
+    EVP_MD_CTX_free(key->ed_ctx);
+    EVP_PKEY_CTX_free(key->ec_ctx);
+    pthread_mutex_destroy(&key->lock);
     EVP_PKEY_free(key->pkey);
     qd_free(key);
 }

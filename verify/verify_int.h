@@ -24,6 +24,9 @@ void qd_verify__buf_wipe(qd_buf *b);
 /** Write data to path atomically (temp file + rename) with the given mode, or exclusively when excl. */
 int qd_verify__write_file(const char *path, const void *data, size_t len, int mode, int excl);
 
+/** The process-wide fetched SHA-256 EVP_MD (as void * so that this header needs no OpenSSL include). */
+const void *qd_verify__sha256_md(void);
+
 /** The EVP_PKEY inside a key (as void * so that this header needs no OpenSSL include). */
 void *qd_verify__key_pkey(const qd_key *key);
 
