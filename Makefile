@@ -4,8 +4,11 @@
 #   make CC=clang        the same with clang (warnings are errors under both)
 #   make test            unit tests, integration tests, then the unit tests again under clang ASan+UBSan
 #   make demo            a walk through of what exists, against an embedded store under ./var/
-#   make deps            install the Debian packages the build and the tests need (as root), else print the line
+#   make deps            install the Debian packages the build and the tests need (as root), else print the line;
+#                        then the npm packages of tests/package.json (npm ci) when npm exists
 #   make bench-store     put/get throughput against cat and cp
+#   make bench-verify    bundle verifications/s against openssl speed ed25519 ecdsap256
+#   make fuzz            libFuzzer builds of tests/fuzz/fuzz_*.c (clang) in build/fuzz/libfuzzer
 #   make FLAVOUR=asan    a sanitizer build in build/asan (clang)
 
 FLAVOUR ?= release
@@ -138,12 +141,20 @@ bench-verify: all $(B)/bench/verify
 DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev liblmdb-dev libzstd-dev libssl-dev \
 	libjansson-dev libgit2-dev libevent-dev libcurl4-openssl-dev libcmocka-dev openssl python3 \
 	python3-jsonschema
+# Debian's nodejs + npm, installed only when no npm is present (a NodeSource nodejs already ships npm and
+# conflicts with Debian's npm package).
+NPM_DEB_PKGS := nodejs npm
 deps:
 	@if [ "$$(id -u)" = 0 ]; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(DEB_PKGS); \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(DEB_PKGS) && \
+		if ! command -v npm >/dev/null; then \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y $(NPM_DEB_PKGS); fi; \
 	else \
-		echo "run as root, or: sudo apt-get update && sudo apt-get install -y $(DEB_PKGS)"; \
+		echo "run as root, or: sudo apt-get update && sudo apt-get install -y $(DEB_PKGS) $(NPM_DEB_PKGS)"; \
 	fi
+	@# npm verifiers for the interoperability tests, exact versions from tests/package-lock.json
+	@if command -v npm >/dev/null; then cd tests && npm ci --no-audit --no-fund; \
+	else echo "npm not found: tests that need tests/node_modules will skip"; fi
 
 lint:
 	@! grep -nE '\b(malloc|calloc|realloc|free|strdup|sprintf|strcat|gets)\(' $(filter-out common/alloc.c,$(LIBQD_SRCS)) \
