@@ -213,13 +213,8 @@ fail:
 /* Compact, like the bundles cosign and sigstore-js write: parsing whitespace is verification time spent for nothing. */
 static int dump_json(qd_buf *out, json_t *j)
 {
-    char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    int rc;
+    int rc = qd_verify__json_dump(out, j, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(j);
-    if (!s)
-        return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "out of memory writing JSON");
-    rc = qd_buf_puts(out, s);
-    free(s); /* allocated by jansson's allocator */
     return rc;
 }
 

@@ -354,7 +354,6 @@ int qd_policy_build(qd_buf *out, const qd_key *const *keys, size_t n, const qd_p
     qd_buf pem = QD_BUF_INIT(0);
     char tbuf[32];
     int rc = QD_OK;
-    char *s;
 
     if (!o)
         o = &def;
@@ -378,7 +377,6 @@ int qd_policy_build(qd_buf *out, const qd_key *const *keys, size_t n, const qd_p
         json_object_set_new(rule, "keys", ids) ||
         json_object_set_new(rule, "threshold", json_integer(o->threshold ? o->threshold : 1)))
         goto oom;
-    format_time(tbuf, o->valid_from ? o->valid_from : (int64_t)time(NULL));
     for (size_t i = 0; i < n; i++) {
         json_t *k = json_object();
         qd_buf_clear(&pem);
@@ -386,9 +384,14 @@ int qd_policy_build(qd_buf *out, const qd_key *const *keys, size_t n, const qd_p
             json_object_set_new(k, "id", json_string(qd_key_id(keys[i]))) ||
             json_object_set_new(k, "algorithm", json_string(qd_key_alg_name(qd_key_algorithm(keys[i])))) ||
             json_object_set_new(k, "public_key", json_string(qd_buf_cstr(&pem))) ||
-            json_object_set_new(k, "valid_from", json_string(tbuf)) || json_array_append_new(jkeys, k) ||
+            json_array_append_new(jkeys, k) ||
             json_array_append_new(ids, json_string(qd_key_id(keys[i]))))
             goto oom;
+        if (o->valid_from) {
+            format_time(tbuf, o->valid_from);
+            if (json_object_set_new(k, "valid_from", json_string(tbuf)))
+                goto oom;
+        }
         if (o->valid_until) {
             char ubuf[32];
             format_time(ubuf, o->valid_until);
@@ -408,13 +411,9 @@ int qd_policy_build(qd_buf *out, const qd_key *const *keys, size_t n, const qd_p
     }
     if (json_object_set_new(root, "require_validation_pass", json_boolean(o->require_validation_pass)))
         goto oom;
-    s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    if (!s)
-        goto oom;
-    rc = qd_buf_puts(out, s);
+    rc = qd_verify__json_dump(out, root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     if (rc == QD_OK)
         rc = qd_buf_puts(out, "\n");
-    free(s); /* jansson's allocator */
     json_decref(root);
     qd_buf_dispose(&pem);
     return rc;

@@ -13,13 +13,8 @@
 
 static int dump_compact(qd_buf *out, json_t *j)
 {
-    char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    int rc;
+    int rc = qd_verify__json_dump(out, j, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(j);
-    if (!s)
-        return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "out of memory writing the statement");
-    rc = qd_buf_puts(out, s);
-    free(s); /* jansson's allocator */
     return rc;
 }
 

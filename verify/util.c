@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <openssl/crypto.h>
 
 #include "qd/alloc.h"
@@ -277,4 +278,19 @@ done:
     qd_sha256_free(h);
     close(fd);
     return rc;
+}
+
+/* ==================================================================================================== JSON === */
+
+static int json_to_buf(const char *data, size_t len, void *payload)
+{
+    return qd_buf_put(payload, data, len) == QD_OK ? 0 : -1;
+}
+
+int qd_verify__json_dump(qd_buf *out, const void *json, size_t flags)
+{
+    if (json_dump_callback(json, json_to_buf, out, flags) != 0)
+        return qd_error_last()->code == QD_EFULL ? QD_EFULL
+                                                  : qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "out of memory writing JSON");
+    return QD_OK;
 }

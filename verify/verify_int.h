@@ -24,6 +24,12 @@ void qd_verify__buf_wipe(qd_buf *b);
 /** Write data to path atomically (temp file + rename) with the given mode, or exclusively when excl. */
 int qd_verify__write_file(const char *path, const void *data, size_t len, int mode, int excl);
 
+/**
+ * Append a jansson value as JSON text (json_dump_callback flags) to out, without a temporary copy.
+ * @return QD_OK, QD_EFULL or QD_ENOMEM
+ */
+int qd_verify__json_dump(qd_buf *out, const void *json, size_t flags);
+
 /** The process-wide fetched SHA-256 EVP_MD (as void * so that this header needs no OpenSSL include). */
 const void *qd_verify__sha256_md(void);
 

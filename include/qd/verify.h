@@ -272,7 +272,7 @@ typedef struct qd_policy_build_options {
     unsigned version;             /**< QD_POLICY_BUILD_OPTIONS_VERSION */
     const char *namespace_pattern; /**< NULL: "*" */
     unsigned threshold;           /**< 0: 1 */
-    int64_t valid_from;           /**< Unix seconds; 0: now */
+    int64_t valid_from;           /**< Unix seconds; 0: no start (not "now": clocks of signer and verifier differ) */
     int64_t valid_until;          /**< Unix seconds; 0: no end */
     const char *const *predicate_types; /**< NULL-terminated list of required predicate types, or NULL */
     bool require_validation_pass; /**< a variant's predicate must carry validation.verdict "pass" */
