@@ -21,7 +21,8 @@ static const char *key_usage =
     "  import FILE --out KEY                        read a PKCS#8/SPKI PEM key or an OpenSSH public key line;\n"
     "                                               a private key becomes KEY + KEY.pub, a public key KEY (PEM)\n"
     "\n"
-    "The key id is the hex SHA-256 of the DER SubjectPublicKeyInfo (the Sigstore publicKey.hint).\n";
+    "The key id is the hex SHA-256 of the SPKI PEM text (the Sigstore publicKey.hint), e.g.\n"
+    "  openssl pkey -pubin -in KEY.pub -pubout | sha256sum\n";
 
 typedef struct key_opts {
     const char *out;

@@ -1,7 +1,7 @@
 /*
  * key.c - Ed25519 and ECDSA P-256 keys through OpenSSL 3 EVP: generate, PEM and OpenSSH in and out, sign, verify.
  *
- * The key id is the hex SHA-256 of the DER SubjectPublicKeyInfo (see verify.h). Private key text passes through
+ * The key id is the hex SHA-256 of the canonical PEM SubjectPublicKeyInfo (see verify.h). Private key text passes through
  * buffers that are wiped with OPENSSL_cleanse before they are freed; the EVP_PKEY itself clears its secret when
  * freed (OpenSSL keeps Ed25519 and EC private scalars in cleared memory).
  */
@@ -33,7 +33,7 @@ struct qd_key {
     EVP_PKEY *pkey;                /* the key; owns any private part */
     qd_key_alg alg;                /* QD_KEY_ED25519 or QD_KEY_P256 */
     bool priv;                     /* a private part is present */
-    char id[QD_KEY_ID_LEN + 1];    /* hex SHA-256 of the DER SPKI */
+    char id[QD_KEY_ID_LEN + 1];    /* hex SHA-256 of the canonical SPKI PEM text */
     pthread_mutex_t lock;          /* guards the two cached contexts below */
     EVP_MD_CTX *ed_ctx;            /* Ed25519: EVP_DigestVerifyInit done once, reused for one-shot verifies */
     EVP_PKEY_CTX *ec_ctx;          /* P-256: EVP_PKEY_verify_init done once, verifies SHA-256 digests */
@@ -68,8 +68,9 @@ int qd_key_alg_parse(qd_key_alg *out, const char *name)
 static int key_wrap(qd_key **out, EVP_PKEY *pkey, bool priv)
 {
     qd_key *k;
-    unsigned char *der = NULL;
-    int der_len;
+    BIO *bio;
+    char *pem = NULL;
+    long pem_len;
     qd_digest d;
     qd_key_alg alg;
     int rc;
@@ -93,13 +94,16 @@ static int key_wrap(qd_key **out, EVP_PKEY *pkey, bool priv)
         return qd_error_set(QD_EUNSUPPORTED, QD_EC_VERIFY, "unsupported key type %s (only Ed25519 and ECDSA P-256)",
                             t ? t : "?");
     }
-    der_len = i2d_PUBKEY(pkey, &der);
-    if (der_len <= 0) {
+    /* the PEM text as OpenSSL writes it (RFC 7468: 64-column base64, LF line ends), re-encoded from the key,
+     * so the id never depends on how an input file was wrapped */
+    bio = BIO_new(BIO_s_mem());
+    if (!bio || PEM_write_bio_PUBKEY(bio, pkey) != 1 || (pem_len = BIO_get_mem_data(bio, &pem)) <= 0) {
+        BIO_free(bio);
         EVP_PKEY_free(pkey);
         return qd_verify__err_ssl(QD_EINVAL, "encode public key");
     }
-    rc = qd_sha256_buf(&d, der, (size_t)der_len);
-    OPENSSL_free(der);
+    rc = qd_sha256_buf(&d, pem, (size_t)pem_len);
+    BIO_free(bio);
     if (rc < 0) {
         EVP_PKEY_free(pkey);
         return rc;

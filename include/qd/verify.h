@@ -7,9 +7,10 @@
  * public-key hint (no certificate, no transparency log). Keys are Ed25519 (default) or ECDSA P-256, handled only
  * through OpenSSL 3 EVP inside verify/.
  *
- * Key id. A key is named by the lowercase hex SHA-256 of the DER encoding of its SubjectPublicKeyInfo: the bytes
- * inside the PEM "PUBLIC KEY" block, not the PEM text (whose line breaks and headers are not canonical). This is
- * what the Sigstore spec recommends for publicKey.hint (RFC 6962 section 3.2). docs/VERIFY.md explains the choice.
+ * Key id. A key is named by the lowercase hex SHA-256 of its SubjectPublicKeyInfo as PEM text in the canonical
+ * form OpenSSL and Python's cryptography write ("-----BEGIN PUBLIC KEY-----\n", base64 in 64-column lines,
+ * "-----END PUBLIC KEY-----\n"), always re-encoded from the key itself. That is the publicKey.hint that the OpenSSF
+ * model-signing verifier recomputes and insists on; docs/VERIFY.md explains why not the DER bytes of RFC 6962.
  *
  * Verification never trusts the bundle: the key comes from the policy (looked up by the key id each signature
  * names), the payload is checked byte for byte, and qd_verify() hands back exactly the bytes that were verified

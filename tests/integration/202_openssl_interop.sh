@@ -45,7 +45,7 @@ printf '{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"model.ggu
 pae o.stmt o.pae
 for k in o-ed o-ec; do
     openssl pkey -in "$k.key" -pubout -out "$k.pub"
-    id=$(openssl pkey -pubin -in "$k.pub" -outform DER | sha256sum | cut -d' ' -f1)
+    id=$(openssl pkey -pubin -in "$k.pub" -pubout | sha256sum | cut -d' ' -f1)
     if [ "$k" = o-ed ]; then
         openssl pkeyutl -sign -rawin -inkey "$k.key" -in o.pae -out "$k.sig"
     else

@@ -2,9 +2,9 @@
 //
 //   node sigstore_verify.js BUNDLE KEY.pub [FILE...]
 //
-// The trusted material is only the public key, keyed by a hint this script computes itself (hex SHA-256 of the
-// DER SubjectPublicKeyInfo, as the Sigstore spec recommends), with no transparency log, CT log or timestamp
-// authority required. When FILEs are given, each statement subject must match a file by base name and SHA-256.
+// The trusted material is only the public key, keyed by a hint this script computes itself with Node's crypto (hex
+// SHA-256 of the SubjectPublicKeyInfo PEM text, as the OpenSSF model-signing verifier computes it), with no
+// transparency log, CT log or timestamp authority required. When FILEs are given, each statement subject must match a file by base name and SHA-256.
 // Exit 0 verified, 1 rejected (the reason on stderr), 2 usage.
 'use strict';
 const crypto = require('crypto');
@@ -19,8 +19,9 @@ if (!bundlePath || !keyPath) {
   process.exit(2);
 }
 try {
-  const der = crypto.createPublicKey(fs.readFileSync(keyPath, 'utf8')).export({ type: 'spki', format: 'der' });
-  const hint = crypto.createHash('sha256').update(der).digest('hex');
+  const key = crypto.createPublicKey(fs.readFileSync(keyPath, 'utf8'));
+  const der = key.export({ type: 'spki', format: 'der' });
+  const hint = crypto.createHash('sha256').update(key.export({ type: 'spki', format: 'pem' })).digest('hex');
   const bundle = bundleFromJSON(JSON.parse(fs.readFileSync(bundlePath, 'utf8')));
   const trust = toTrustMaterial(
     { certificateAuthorities: [], timestampAuthorities: [], tlogs: [], ctlogs: [] },
