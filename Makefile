@@ -140,7 +140,7 @@ bench-verify: all $(B)/bench/verify
 
 DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev liblmdb-dev libzstd-dev libssl-dev \
 	libjansson-dev libgit2-dev libevent-dev libcurl4-openssl-dev libcmocka-dev openssl python3 \
-	python3-jsonschema
+	python3-jsonschema python3-cryptography
 # Debian's nodejs + npm, installed only when no npm is present (a NodeSource nodejs already ships npm and
 # conflicts with Debian's npm package).
 NPM_DEB_PKGS := nodejs npm
