@@ -153,14 +153,12 @@ int qd_verify__read_file(qd_buf *out, const char *path, size_t max)
         goto done;
     for (;;) {
         ssize_t n;
-        if (out->len == max + 1 || out->cap - out->len <= 1) {
-            if (out->len > max) {
-                rc = qd_error_set(QD_EFULL, QD_EC_INVALID, "%s: over the limit of %zu bytes", path, max);
-                goto done;
-            }
-            if ((rc = qd_buf_reserve(out, 4096)) < 0)
-                goto done;
+        if (out->len > max) { /* the file grew while we read it */
+            rc = qd_error_set(QD_EFULL, QD_EC_INVALID, "%s: over the limit of %zu bytes", path, max);
+            goto done;
         }
+        if (out->cap - out->len <= 1 && (rc = qd_buf_reserve(out, 4096)) < 0)
+            goto done;
         n = read(fd, out->ptr + out->len, out->cap - out->len - 1);
         if (n < 0) {
             if (errno == EINTR)

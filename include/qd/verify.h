@@ -123,6 +123,8 @@ int qd_key_sign(uint8_t *sig, size_t *sig_len, const qd_key *key, const void *ms
 /**
  * Check a signature over msg.
  * @return QD_OK, or QD_EBADSIG (it does not verify, including a malformed signature)
+ * @note Safe to call from several threads on one key: the key caches one OpenSSL verification context behind a
+ *       trylock, and a thread that finds it busy uses a context of its own for that call.
  */
 int qd_key_verify(const qd_key *key, const void *msg, size_t msg_len, const void *sig, size_t sig_len);
 

@@ -8,6 +8,8 @@
  */
 #include "testutil.h"
 
+#include <pthread.h>
+
 #include <jansson.h>
 
 #include "qd/qd.h"
@@ -285,6 +287,48 @@ static void test_verify__bad_keys_are_refused_clearly(void **state)
     assert_int_equal(qd_key_parse(&k, t, strlen(t)), QD_EUNSUPPORTED);
     assert_null(k);
     assert_int_equal(qd_key_load(&k, "/nonexistent/key"), QD_ENOTFOUND);
+}
+
+typedef struct thread_arg {
+    const qd_key *key;       /* shared by all threads */
+    const uint8_t *sig;      /* a good signature over "shared" */
+    size_t sig_len;
+    int good, bad_rejected;  /* results, checked by the main thread */
+} thread_arg;
+
+static void *verify_many(void *p)
+{
+    thread_arg *a = p;
+    uint8_t bad[QD_SIG_MAX];
+    memcpy(bad, a->sig, a->sig_len);
+    bad[3] ^= 4;
+    for (int i = 0; i < 200; i++) {
+        a->good += qd_key_verify(a->key, "shared", 6, a->sig, a->sig_len) == QD_OK;
+        a->bad_rejected += qd_key_verify(a->key, "shared", 6, bad, a->sig_len) == QD_EBADSIG;
+    }
+    return NULL;
+}
+
+static void test_verify__one_key_shared_by_threads(void **state)
+{
+    fixture *f = *state;
+    qd_key *keys[2] = {f->ed[2], f->ec};
+    for (int k = 0; k < 2; k++) {
+        uint8_t sig[QD_SIG_MAX];
+        size_t len;
+        pthread_t t[4];
+        thread_arg a[4];
+        assert_int_equal(qd_key_sign(sig, &len, keys[k], "shared", 6), QD_OK);
+        for (int i = 0; i < 4; i++) {
+            a[i] = (thread_arg){keys[k], sig, len, 0, 0};
+            assert_int_equal(pthread_create(&t[i], NULL, verify_many, &a[i]), 0);
+        }
+        for (int i = 0; i < 4; i++) {
+            pthread_join(t[i], NULL);
+            assert_int_equal(a[i].good, 200);
+            assert_int_equal(a[i].bad_rejected, 200);
+        }
+    }
 }
 
 /* ------------------------------------------------------------------------------------- envelopes/bundles --- */
@@ -791,6 +835,7 @@ int main(void)
         cmocka_unit_test(test_verify__sign_and_verify_both_algorithms),
         cmocka_unit_test(test_verify__key_files_pem_and_openssh_round_trip),
         cmocka_unit_test(test_verify__bad_keys_are_refused_clearly),
+        cmocka_unit_test(test_verify__one_key_shared_by_threads),
         cmocka_unit_test(test_verify__bundle_write_parse_round_trip),
         cmocka_unit_test(test_verify__malformed_bundles_each_get_a_clear_error),
         cmocka_unit_test(test_verify__payload_size_limit),
