@@ -295,6 +295,22 @@ done:
     return rc;
 }
 
+/* For a message only, after the signatures failed: the first subject name of the (unverified) statement, so that
+ * the failure line can say which subject the bundle claims to cover. Never used for a decision. */
+static void claimed_subject(char *out, size_t cap, const uint8_t *payload, size_t len)
+{
+    json_t *st = json_loadb((const char *)payload, len, 0, NULL), *subs = json_object_get(st, "subject");
+    const char *name = json_string_value(json_object_get(json_array_get(subs, 0), "name"));
+    size_t n = json_array_size(subs);
+    if (name && n > 1)
+        snprintf(out, cap, "%.120s (+%zu more, unverified)", name, n - 1);
+    else if (name)
+        snprintf(out, cap, "%.120s (unverified)", name);
+    else
+        snprintf(out, cap, "-");
+    json_decref(st);
+}
+
 /* ------------------------------------------------------------------------------------------------- verify --- */
 
 int qd_verify(qd_verified **out, qd_verify_failure *why, const qd_policy *p, const qd_envelope *env,
@@ -397,7 +413,9 @@ int qd_verify(qd_verified **out, qd_verify_failure *why, const qd_policy *p, con
         }
     }
     if (n_good < rule->threshold) {
-        rc = fail(why, QD_EBADSIG, first_key[0] ? first_key : "-", "-",
+        char claimed[200];
+        claimed_subject(claimed, sizeof(claimed), payload, payload_len);
+        rc = fail(why, QD_EBADSIG, first_key[0] ? first_key : "-", claimed,
                   "%s%sthreshold not met: %zu of %u required distinct trusted key(s) signed (namespace rule '%s')",
                   first_why, first_why[0] ? "; " : "", n_good, rule->threshold, rule->pattern);
         goto done;

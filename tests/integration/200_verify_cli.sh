@@ -69,7 +69,7 @@ cp tok.json extra.txt
 expect 4 "subject extra.txt: this file is not a subject" \
     "$Q" verify --policy ed.policy --bundle ed.bundle model.gguf tok.json extra.txt
 # the wrong key
-expect 4 "FAILED key $ED subject -: the key is not in the policy" \
+expect 4 "FAILED key $ED subject model.gguf \(\+1 more, unverified\): the key is not in the policy" \
     "$Q" verify --policy ec.policy --bundle ed.bundle model.gguf tok.json
 
 # thresholds: 2 of 2, several signatures in one envelope or several bundles
@@ -92,7 +92,7 @@ expect 4 'different payloads' "$Q" verify --policy two.policy --bundle ed.bundle
 
 # validity windows and revocation
 "$Q" policy new --trust ed.pub --valid-from 2020-01-01T00:00:00Z --valid-until 2021-01-01T00:00:00Z --out old.policy
-expect 4 "FAILED key $ED subject -: the key expired at 2021-01-01T00:00:00Z" \
+expect 4 "FAILED key $ED subject model.gguf \(\+1 more, unverified\): the key expired at 2021-01-01T00:00:00Z" \
     "$Q" verify --policy old.policy --bundle ed.bundle model.gguf tok.json
 "$Q" policy new --trust ed.pub --valid-from 2099-01-01T00:00:00Z --out future.policy
 expect 4 "the key is not yet valid \(valid from 2099-01-01T00:00:00Z\)" \
@@ -101,7 +101,7 @@ $PY - ed.policy revoked.policy "$ED" <<'PY'
 import json, sys
 p = json.load(open(sys.argv[1])); p["revoked"] = [sys.argv[3]]; json.dump(p, open(sys.argv[2], "w"))
 PY
-expect 4 "FAILED key $ED subject -: the key is revoked" \
+expect 4 "FAILED key $ED subject model.gguf \(\+1 more, unverified\): the key is revoked" \
     "$Q" verify --policy revoked.policy --bundle ed.bundle model.gguf tok.json
 
 # requirements: predicate types and a passing validation verdict
@@ -165,10 +165,10 @@ expect 4 'publicKey.hint .* does not match' "$Q" verify --policy ed.policy --bun
 tamper ed.bundle urlsafe.bundle "env['payload'] = env['payload'].replace('+', '-').replace('/', '_').rstrip('='); env['signatures'][0]['sig'] = env['signatures'][0]['sig'].replace('+', '-').replace('/', '_').rstrip('=')"
 expect 0 '' "$Q" verify --policy ed.policy --bundle urlsafe.bundle model.gguf tok.json
 tamper ed.bundle sig.bundle "s = bytearray(base64.b64decode(env['signatures'][0]['sig'])); s[5] ^= 1; env['signatures'][0]['sig'] = base64.b64encode(bytes(s)).decode()"
-expect 4 "FAILED key $ED subject -: the signature does not verify" \
+expect 4 "FAILED key $ED subject model.gguf \(\+1 more, unverified\): the signature does not verify" \
     "$Q" verify --policy ed.policy --bundle sig.bundle model.gguf tok.json
 restatement ed.bundle subj.bundle "st['subject'][0]['digest']['sha256'] = '0' * 64"
-expect 4 "FAILED key $ED subject -: the signature does not verify" \
+expect 4 "FAILED key $ED subject model.gguf \(\+1 more, unverified\): the signature does not verify" \
     "$Q" verify --policy ed.policy --bundle subj.bundle model.gguf tok.json
 tamper ed.bundle cert.bundle "b['verificationMaterial'] = {'certificate': {'rawBytes': 'AA=='}, 'tlogEntries': []}"
 expect 4 'certificate-based bundles are not supported' "$Q" verify --policy ed.policy --bundle cert.bundle model.gguf tok.json

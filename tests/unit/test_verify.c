@@ -577,6 +577,7 @@ static void test_verify__threshold_counts_distinct_keys(void **state)
 
     assert_int_equal(verify_now(p, e1, &s, 1, NULL, 0, &why), QD_EBADSIG);
     assert_non_null(strstr(why.reason, "threshold not met: 1 of 2"));
+    assert_string_equal(why.subject, "m.gguf (unverified)"); /* named for the message, marked as unverified */
     assert_int_equal(verify_now(p, e2, &s, 1, NULL, 0, &why), QD_EBADSIG);
     assert_string_equal(why.key_id, qd_key_id(f->ed[0]));
     assert_non_null(strstr(why.reason, "signed more than once and counts once"));
