@@ -65,11 +65,12 @@ BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
 
 .PHONY: all test check tests unit-bins demo deps clean bench-store bench-verify fuzz lint
-all: $(B)/libqd.a $(B)/quant $(B)/quantd quant quantd
+all: $(B)/libqd.a $(B)/quant $(B)/quantd bin/quant bin/quantd
 
-# Convenience links at the top level: ./quant and ./quantd are the release programs.
-quant quantd: %: $(B)/%
-	@ln -sf $(B)/$@ $@
+# Convenience links: bin/quant and bin/quantd are the programs of the last build.
+bin/quant bin/quantd: bin/%: $(B)/%
+	@mkdir -p bin
+	@ln -sf ../$(B)/$* $@
 
 $(B)/libqd.a: $(LIBQD_OBJS)
 	@mkdir -p $(@D)
@@ -91,34 +92,39 @@ $(B)/obj/%.o: %.c
 
 $(B)/tests/%: tests/unit/%.c $(B)/libqd.a tests/unit/testutil.h
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS) $(CMOCKA_LIBS)
+	@echo "  TEST    $@"
+	@$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS) $(CMOCKA_LIBS)
 
 $(B)/tests/%: tests/stress/%.c $(B)/libqd.a tests/unit/testutil.h
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS) $(CMOCKA_LIBS)
+	@echo "  TEST    $@"
+	@$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS) $(CMOCKA_LIBS)
 
 $(B)/tools/%: tests/tools/%.c $(B)/libqd.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
 
-# Fuzz targets: with tests/fuzz/driver.c they replay tests/fuzz/corpus/<target>/ in every build (204_fuzz_replay);
-# `make fuzz` builds them with libFuzzer (clang, ASan+UBSan, libqd instrumented) into build/fuzz/libfuzzer/ for
-# long runs; give a scratch directory first so that new inputs do not land in the corpus unreviewed.
-$(B)/fuzz/%: tests/fuzz/%.c tests/fuzz/driver.c $(B)/libqd.a
+# Fuzz targets linked with the replay driver (tests/fuzz/driver.c): run over tests/fuzz/corpus/<name>/ by run.sh.
+$(B)/fuzz/%: tests/fuzz/%.c tests/fuzz/driver.c tests/fuzz/fuzz.h $(B)/libqd.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -o $@ $< tests/fuzz/driver.c $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
+	$(CC) $(CFLAGS_ALL) -Itests/fuzz -o $@ $< tests/fuzz/driver.c $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
 
+# `make fuzz` builds the same targets with libFuzzer (clang, ASan+UBSan, libqd instrumented) into
+# build/fuzz/libfuzzer/ for long runs; give a scratch directory first so that new inputs do not land in the corpus
+# unreviewed.
 $(B)/libfuzzer/%: tests/fuzz/%.c $(B)/libqd.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) -fsanitize=fuzzer $(LIBS)
+	$(CC) $(CFLAGS_ALL) -Itests/fuzz -fsanitize=fuzzer -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) -fsanitize=fuzzer $(LIBS)
 
 fuzz:
 	@$(MAKE) --no-print-directory FLAVOUR=fuzz $(patsubst tests/fuzz/%.c,build/fuzz/libfuzzer/%,$(FUZZ_SRCS))
-	@echo "run e.g.: mkdir -p /tmp/new && build/fuzz/libfuzzer/fuzz_bundle -max_total_time=300 /tmp/new tests/fuzz/corpus/bundle"
+	@echo "run e.g.: mkdir -p /tmp/new && build/fuzz/libfuzzer/fuzz_bundle -max_total_time=300 /tmp/new tests/fuzz/corpus/fuzz_bundle"
 
 $(B)/bench/%: bench/%.c $(B)/libqd.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
 
 tests: all $(UNIT_BINS) $(STRESS_BINS) $(TOOL_BINS) $(FUZZ_BINS)
 unit-bins: $(B)/libqd.a $(UNIT_BINS) $(TOOL_BINS) $(FUZZ_BINS)
@@ -141,26 +147,34 @@ bench-verify: all $(B)/bench/verify
 DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev liblmdb-dev libzstd-dev libssl-dev \
 	libjansson-dev libgit2-dev libevent-dev libcurl4-openssl-dev libcmocka-dev openssl python3 \
 	python3-jsonschema python3-cryptography
-# Debian's nodejs + npm, installed only when no npm is present (a NodeSource nodejs already ships npm and
-# conflicts with Debian's npm package).
-NPM_DEB_PKGS := nodejs npm
+# Node.js for the llama.cpp checks (node-llama-cpp needs node >= 20): Debian's nodejs and npm only where no node
+# is installed yet (a nodesource nodejs already ships npm and conflicts with Debian's npm package).
 deps:
 	@if [ "$$(id -u)" = 0 ]; then \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(DEB_PKGS) && \
-		if ! command -v npm >/dev/null; then \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y $(NPM_DEB_PKGS); fi; \
+		{ command -v node >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm; }; \
 	else \
-		echo "run as root, or: sudo apt-get update && sudo apt-get install -y $(DEB_PKGS) $(NPM_DEB_PKGS)"; \
+		echo "run as root, or: sudo apt-get update && sudo apt-get install -y $(DEB_PKGS)"; \
+		command -v node >/dev/null || echo "and for the llama.cpp checks: sudo apt-get install -y nodejs npm"; \
 	fi
-	@# npm verifiers for the interoperability tests, exact versions from tests/package-lock.json
-	@if command -v npm >/dev/null; then cd tests && npm ci --no-audit --no-fund; \
-	else echo "npm not found: tests that need tests/node_modules will skip"; fi
+	@# tests/llama: node-llama-cpp pinned in package-lock.json (prebuilt llama.cpp; never downloads or builds)
+	@if command -v npm >/dev/null; then \
+		cd tests/llama && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm ci --no-audit --no-fund --ignore-scripts; \
+	else \
+		echo "npm not found: tests/integration/450_llama_load.sh will skip"; \
+	fi
+	@# tests/: @sigstore/verify and its siblings pinned in package-lock.json, for 201_sigstore_js.sh
+	@if command -v npm >/dev/null; then \
+		cd tests && npm ci --no-audit --no-fund --ignore-scripts; \
+	else \
+		echo "npm not found: tests/integration/201_sigstore_js.sh will skip"; \
+	fi
 
 lint:
 	@! grep -nE '\b(malloc|calloc|realloc|free|strdup|sprintf|strcat|gets)\(' $(filter-out common/alloc.c,$(LIBQD_SRCS)) \
 		|| (echo "lint: use qd_malloc/qd_free and bounded string functions" && false)
 
 clean:
-	rm -rf build quant quantd
+	rm -rf build bin
 
 -include $(shell find build -name '*.d' 2>/dev/null)

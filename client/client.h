@@ -39,6 +39,10 @@ void progress_end(progress *p);
 uint64_t now_ns(void);
 
 int cmd_store(int argc, char **argv);
+int cmd_rows(int argc, char **argv);
+int cmd_kernels(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
 /* signed attestations (docs/VERIFY.md) */
 int cmd_key(int argc, char **argv);
 int cmd_policy(int argc, char **argv);

@@ -25,6 +25,10 @@ static int cmd_help(int argc, char **argv);
 
 static const command commands[] = {
     {"store", cmd_store, "work on a local store: put, get, stat, ls, rm, fsck, gc, info"},
+    {"rows", cmd_rows, "quantize or dequantize raw f32 rows to/from a ggml type"},
+    {"kernels", cmd_kernels, "the kernel variant in use and the CPU features seen"},
+    {"quantize", cmd_quantize, "quantize a model into a GGUF with a llama-quantize recipe"},
+    {"inspect", cmd_inspect, "show the metadata and tensors of a GGUF, safetensors or llama2.c model"},
     {"key", cmd_key, "signing keys: gen, show, export, import"},
     {"policy", cmd_policy, "trust policies: new, check"},
     {"sign", cmd_sign, "sign files: an in-toto statement in a DSSE envelope, as a Sigstore bundle"},

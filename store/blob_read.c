@@ -2,8 +2,14 @@
  * blob_read.c - reading blobs: stat, list, readers and ranged gets.
  *
  * A reader holds one read transaction, so what it reads is one consistent snapshot. Raw chunks are handed out as
- * pointers into LMDB's map (no copy); compressed chunks are decompressed once into the reader's buffer.
+ * pointers into LMDB's map (no copy); compressed chunks are decompressed into one of the reader's two decode slots.
+ * While the caller consumes chunk i (hashes it, sends it), a read-ahead thread decompresses chunk i+1 into the other
+ * slot, so decompression and consumption use both cores. LMDB is only called from the reader's own thread: the
+ * read-ahead thread gets the value's address in the map, which stays valid while the transaction lasts.
  */
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <zstd.h>
@@ -12,17 +18,29 @@
 #include "qd/err.h"
 #include "store_int.h"
 
+typedef struct decode_slot {
+    uint8_t *buf;          /* QD_CHUNK_DECODE_BUF bytes, allocated on first use */
+    ZSTD_DCtx *dctx;
+    int64_t chunk;         /* the chunk it holds, -1 none */
+} decode_slot;
+
 struct qd_blob_reader {
     qd_store *s;
     MDB_txn *txn;
     qd_digest digest;
-    const blob_hdr *hdr;
-    const blob_chunk *chunks;
+    blob_hdr hdr;
+    blob_chunk *chunks;    /* an aligned copy of the record's chunk list */
     uint64_t pos;
     uint32_t ci;           /* the chunk holding pos (== n_chunks at the end) */
-    ZSTD_DCtx *dctx;
-    uint8_t *dbuf;         /* QD_CHUNK_MAX bytes, allocated on the first compressed chunk */
-    int64_t dbuf_chunk;    /* which chunk dbuf holds, -1 none */
+    decode_slot slot[2];
+    /* read-ahead (fields under mu while the thread runs) */
+    pthread_t ra;
+    int ra_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int ra_busy, ra_stop;
+    int ra_slot;           /* the slot it decodes into */
+    MDB_val ra_val;        /* the value it decodes (an address in the map) */
 };
 
 int qd_store__chunk_decode(const MDB_val *v, void *dctx, uint8_t *dst, const uint8_t **raw, size_t *raw_len)
@@ -57,10 +75,38 @@ int qd_store__chunk_decode(const MDB_val *v, void *dctx, uint8_t *dst, const uin
         *raw_len = n;
         return QD_OK;
     }
+    if (h.codec == CODEC_PLANES) {
+        size_t nlo = PLANE_LO_LEN((size_t)h.raw_len, h.phase), nhi = h.raw_len - nlo, n;
+        uint8_t *hi = dst + QD_CHUNK_MAX;
+        const uint8_t *lo = body;
+        if (h.phase > 1 || blen <= nlo)
+            return qd_error_set(QD_ECORRUPT, QD_EC_STORE, "plane-split chunk of %u bytes is malformed", h.raw_len);
+        n = ZSTD_decompressDCtx(dctx, hi, QD_CHUNK_MAX / 2, body + nlo, blen - nlo);
+        if (ZSTD_isError(n))
+            return qd_error_set(QD_ECORRUPT, QD_EC_STORE, "compressed chunk plane: %s", ZSTD_getErrorName(n));
+        if (n != nhi)
+            return qd_error_set(QD_ECORRUPT, QD_EC_STORE, "chunk plane decodes to %zu bytes, expected %zu", n, nhi);
+        if (h.phase == 0) {
+            /* the common case: whole little-endian words from the start */
+            uint16_t *out = (uint16_t *)(void *)dst;
+            for (size_t i = 0; i < nhi; i++)
+                out[i] = (uint16_t)(lo[i] | (uint16_t)hi[i] << 8);
+            if (nlo > nhi)
+                dst[h.raw_len - 1] = lo[nlo - 1];
+        } else {
+            for (size_t i = 0; i < nlo; i++)
+                dst[2 * i + 1] = lo[i];
+            for (size_t i = 0; i < nhi; i++)
+                dst[2 * i] = hi[i];
+        }
+        *raw = dst;
+        *raw_len = h.raw_len;
+        return QD_OK;
+    }
     return qd_error_set(QD_ECORRUPT, QD_EC_STORE, "chunk record has unknown codec %u", h.codec);
 }
 
-static int blob_lookup(qd_store *s, MDB_txn *txn, const qd_digest *d, const blob_hdr **h, const blob_chunk **c)
+static int blob_lookup(qd_store *s, MDB_txn *txn, const qd_digest *d, blob_hdr *h, blob_chunk **c)
 {
     MDB_val k = {32, (void *)d->bytes}, v;
     char ds[QD_DIGEST_STR_LEN + 1];
@@ -75,14 +121,13 @@ static int blob_lookup(qd_store *s, MDB_txn *txn, const qd_digest *d, const blob
 int qd_store_stat(qd_store *s, const qd_digest *d, qd_blob_info *out)
 {
     MDB_txn *txn;
-    const blob_hdr *h;
-    const blob_chunk *c;
+    blob_hdr h;
     int rc = qd_store__read_begin(s, &txn);
     if (rc < 0)
         return rc;
-    rc = blob_lookup(s, txn, d, &h, &c);
+    rc = blob_lookup(s, txn, d, &h, NULL);
     if (rc == QD_OK) {
-        qd_store__blob_info(d, h, out);
+        qd_store__blob_info(d, &h, out);
         rc = qd_store__count_referrers(s, txn, d, &out->n_referrers);
     }
     qd_store__txn_end(s, txn);
@@ -115,17 +160,16 @@ int qd_store_list(qd_store *s, int (*fn)(const qd_blob_info *info, void *payload
     }
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         qd_digest d;
-        const blob_hdr *h;
-        const blob_chunk *c;
+        blob_hdr h;
         qd_blob_info info;
         if (k.mv_size != 32) {
             rc = qd_error_set(QD_ECORRUPT, QD_EC_STORE, "malformed blob key");
             break;
         }
         memcpy(d.bytes, k.mv_data, 32);
-        if ((rc = qd_store__blob_parse(&d, &v, &h, &c)) < 0)
+        if ((rc = qd_store__blob_parse(&d, &v, &h, NULL)) < 0)
             break;
-        qd_store__blob_info(&d, h, &info);
+        qd_store__blob_info(&d, &h, &info);
         if ((rc = qd_store__count_referrers(s, txn, &d, &info.n_referrers)) < 0)
             break;
         if ((rc = fn(&info, payload)) != 0)
@@ -149,8 +193,12 @@ int qd_blob_reader_open(qd_blob_reader **out, qd_store *s, const qd_digest *d)
         return QD_ENOMEM;
     r->s = s;
     r->digest = *d;
-    r->dbuf_chunk = -1;
+    r->slot[0].chunk = r->slot[1].chunk = -1;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
     if ((rc = qd_store__read_begin(s, &r->txn)) < 0) {
+        pthread_mutex_destroy(&r->mu);
+        pthread_cond_destroy(&r->cv);
         qd_free(r);
         return rc;
     }
@@ -162,14 +210,14 @@ int qd_blob_reader_open(qd_blob_reader **out, qd_store *s, const qd_digest *d)
     return QD_OK;
 }
 
-uint64_t qd_blob_reader_size(const qd_blob_reader *r) { return r->hdr->size; }
+uint64_t qd_blob_reader_size(const qd_blob_reader *r) { return r->hdr.size; }
 
 int qd_blob_reader_seek(qd_blob_reader *r, uint64_t off)
 {
-    uint32_t lo = 0, hi = r->hdr->n_chunks;
-    if (off > r->hdr->size)
+    uint32_t lo = 0, hi = r->hdr.n_chunks;
+    if (off > r->hdr.size)
         return qd_error_set(QD_EINVAL, QD_EC_STORE, "offset %llu is past the end of the blob (%llu bytes)",
-                            (unsigned long long)off, (unsigned long long)r->hdr->size);
+                            (unsigned long long)off, (unsigned long long)r->hdr.size);
     /* first chunk whose end is past off */
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
@@ -183,41 +231,133 @@ int qd_blob_reader_seek(qd_blob_reader *r, uint64_t off)
     return QD_OK;
 }
 
+static int slot_ready(decode_slot *sl)
+{
+    if (!sl->dctx && !(sl->dctx = ZSTD_createDCtx()))
+        return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "zstd: cannot create a decompression context");
+    if (!sl->buf && !(sl->buf = qd_big_alloc(QD_CHUNK_DECODE_BUF)))
+        return QD_ENOMEM;
+    return QD_OK;
+}
+
+static void *readahead_main(void *arg)
+{
+    qd_blob_reader *r = arg;
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        decode_slot *sl;
+        MDB_val v;
+        const uint8_t *raw;
+        size_t raw_len;
+        int rc;
+        while (!r->ra_busy && !r->ra_stop)
+            pthread_cond_wait(&r->cv, &r->mu);
+        if (!r->ra_busy)
+            break;
+        sl = &r->slot[r->ra_slot];
+        v = r->ra_val;
+        pthread_mutex_unlock(&r->mu);
+        rc = qd_store__chunk_decode(&v, sl->dctx, sl->buf, &raw, &raw_len);
+        pthread_mutex_lock(&r->mu);
+        if (rc < 0 || raw != sl->buf)
+            sl->chunk = -1;
+        r->ra_busy = 0;
+        pthread_cond_broadcast(&r->cv);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+/* Wait until the read-ahead thread is idle. A chunk it failed to decode is left out of its slot: reading that
+ * chunk then decodes it again here and reports the error where it belongs. */
+static void readahead_wait(qd_blob_reader *r)
+{
+    if (!r->ra_started)
+        return;
+    pthread_mutex_lock(&r->mu);
+    while (r->ra_busy)
+        pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static int chunk_value(qd_blob_reader *r, uint32_t ci, MDB_val *v)
+{
+    MDB_val k = {32, (void *)r->chunks[ci].hash};
+    int rc = mdb_get(r->txn, r->s->db_chunks, &k, v);
+    if (rc == MDB_NOTFOUND) {
+        char ds[QD_DIGEST_STR_LEN + 1];
+        return qd_error_set(QD_ECORRUPT, QD_EC_STORE, "blob %s: chunk %u is missing from the store",
+                            qd_digest_format(ds, &r->digest), ci);
+    }
+    return rc ? qd_store__err_mdb(rc, "read a chunk") : QD_OK;
+}
+
+static int is_compressed(const MDB_val *v)
+{
+    return v->mv_size >= sizeof(chunk_hdr) && ((const uint8_t *)v->mv_data)[offsetof(chunk_hdr, codec)] != CODEC_RAW;
+}
+
+/* Start decoding chunk ci into the slot other than `keep` (the one just handed out), when it is compressed. */
+static void readahead(qd_blob_reader *r, uint32_t ci, int keep)
+{
+    MDB_val v;
+    int other = !keep;
+    if (ci >= r->hdr.n_chunks || r->slot[0].chunk == ci || r->slot[1].chunk == ci)
+        return;
+    if (chunk_value(r, ci, &v) < 0 || !is_compressed(&v) || slot_ready(&r->slot[other]) < 0) {
+        qd_error_clear(); /* a failure shows again, synchronously, when the chunk is read */
+        return;
+    }
+    if (!r->ra_started) {
+        if (pthread_create(&r->ra, NULL, readahead_main, r) != 0)
+            return;
+        r->ra_started = 1;
+    }
+    pthread_mutex_lock(&r->mu);
+    r->slot[other].chunk = ci;
+    r->ra_slot = other;
+    r->ra_val = v;
+    r->ra_busy = 1;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
 int qd_blob_reader_next(qd_blob_reader *r, size_t max, const void **data, size_t *len)
 {
     const blob_chunk *c;
-    MDB_val k, v;
-    const uint8_t *raw;
-    size_t raw_len;
+    MDB_val v;
+    const uint8_t *raw = NULL;
+    size_t raw_len = 0;
     uint64_t start;
-    int rc;
+    int rc, used = -1;
 
     *data = NULL;
     *len = 0;
-    if (r->pos >= r->hdr->size || max == 0)
+    if (r->pos >= r->hdr.size || max == 0)
         return QD_OK;
     c = &r->chunks[r->ci];
     start = r->ci ? r->chunks[r->ci - 1].end : 0;
-    if (r->dbuf_chunk == (int64_t)r->ci) {
-        raw = r->dbuf;
-        raw_len = (size_t)(c->end - start);
-    } else {
-        k = (MDB_val){32, (void *)c->hash};
-        rc = mdb_get(r->txn, r->s->db_chunks, &k, &v);
-        if (rc == MDB_NOTFOUND) {
-            char ds[QD_DIGEST_STR_LEN + 1];
-            return qd_error_set(QD_ECORRUPT, QD_EC_STORE, "blob %s: chunk %u is missing from the store",
-                                qd_digest_format(ds, &r->digest), r->ci);
+    /* the slots may only be read or reused once the read-ahead thread has let go of them */
+    readahead_wait(r);
+    for (int i = 0; i < 2; i++) {
+        if (r->slot[i].chunk == (int64_t)r->ci) {
+            used = i;
+            raw = r->slot[i].buf;
+            raw_len = (size_t)(c->end - start);
         }
-        if (rc)
-            return qd_store__err_mdb(rc, "read a chunk");
-        if (v.mv_size >= sizeof(chunk_hdr) && ((const chunk_hdr *)v.mv_data)->codec == CODEC_ZSTD) {
-            if (!r->dctx && !(r->dctx = ZSTD_createDCtx()))
-                return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "zstd: cannot create a decompression context");
-            if (!r->dbuf && !(r->dbuf = qd_big_alloc(QD_CHUNK_MAX)))
-                return QD_ENOMEM;
+    }
+    if (used < 0) {
+        if ((rc = chunk_value(r, r->ci, &v)) < 0)
+            return rc;
+        if (is_compressed(&v)) {
+            /* decode into the slot not holding the next chunk, if the read-ahead already has it */
+            used = r->slot[0].chunk == (int64_t)r->ci + 1 ? 1 : 0;
+            if ((rc = slot_ready(&r->slot[used])) < 0)
+                return rc;
+            r->slot[used].chunk = -1;
         }
-        if ((rc = qd_store__chunk_decode(&v, r->dctx, r->dbuf, &raw, &raw_len)) < 0)
+        if ((rc = qd_store__chunk_decode(&v, used >= 0 ? r->slot[used].dctx : NULL,
+                                         used >= 0 ? r->slot[used].buf : NULL, &raw, &raw_len)) < 0)
             return rc;
         if (raw_len != c->end - start) {
             char ds[QD_DIGEST_STR_LEN + 1];
@@ -225,9 +365,11 @@ int qd_blob_reader_next(qd_blob_reader *r, size_t max, const void **data, size_t
                                 qd_digest_format(ds, &r->digest), r->ci, raw_len,
                                 (unsigned long long)(c->end - start));
         }
-        if (raw == r->dbuf)
-            r->dbuf_chunk = r->ci;
+        if (used >= 0)
+            r->slot[used].chunk = r->ci;
     }
+    if (r->hdr.n_chunks > 2)
+        readahead(r, r->ci + 1, used >= 0 ? used : 0);
     raw += r->pos - start;
     raw_len = (size_t)(c->end - r->pos);
     if (raw_len > max)
@@ -244,9 +386,23 @@ void qd_blob_reader_close(qd_blob_reader *r)
 {
     if (!r)
         return;
+    if (r->ra_started) {
+        pthread_mutex_lock(&r->mu);
+        while (r->ra_busy)
+            pthread_cond_wait(&r->cv, &r->mu);
+        r->ra_stop = 1;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        pthread_join(r->ra, NULL);
+    }
     qd_store__txn_end(r->s, r->txn);
-    ZSTD_freeDCtx(r->dctx);
-    qd_big_free(r->dbuf, QD_CHUNK_MAX);
+    for (int i = 0; i < 2; i++) {
+        ZSTD_freeDCtx(r->slot[i].dctx);
+        qd_big_free(r->slot[i].buf, QD_CHUNK_DECODE_BUF);
+    }
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    qd_free(r->chunks);
     qd_free(r);
 }
 

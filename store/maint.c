@@ -89,8 +89,7 @@ static int remove_txn(qd_store *s, MDB_txn *txn, void *payload)
 {
     remove_ctx *c = payload;
     MDB_val k = {32, (void *)c->d->bytes}, v;
-    const blob_hdr *h;
-    const blob_chunk *ch;
+    blob_hdr h;
     blob_chunk *copy = NULL;
     uint64_t refs;
     char ds[QD_DIGEST_STR_LEN + 1];
@@ -100,19 +99,17 @@ static int remove_txn(qd_store *s, MDB_txn *txn, void *payload)
         return qd_error_set(QD_ENOTFOUND, QD_EC_STORE, "no blob %s in the store", qd_digest_format(ds, c->d));
     if (rc)
         return qd_store__err_mdb(rc, "look up a blob");
-    if ((rc = qd_store__blob_parse(c->d, &v, &h, &ch)) < 0)
+    /* the copy outlives the record, which the deletion below invalidates */
+    if ((rc = qd_store__blob_parse(c->d, &v, &h, &copy)) < 0)
         return rc;
     if ((rc = qd_store__count_referrers(s, txn, c->d, &refs)) < 0)
         return rc;
-    if (refs)
+    if (refs) {
+        qd_free(copy);
         return qd_error_set(QD_EREFERENCED, QD_EC_STORE, "blob %s is referenced by %llu object(s): remove them first",
                             qd_digest_format(ds, c->d), (unsigned long long)refs);
-    /* the record lives in the map; copy the chunk list before we modify the tree */
-    if (h->n_chunks && !(copy = qd_mallocarray(h->n_chunks, sizeof(*copy))))
-        return QD_ENOMEM;
-    uint32_t n = h->n_chunks;
-    if (n)
-        memcpy(copy, ch, n * sizeof(*copy));
+    }
+    uint32_t n = h.n_chunks;
     if ((rc = mdb_del(txn, s->db_blobs, &k, NULL))) {
         rc = qd_store__err_mdb(rc, "drop a blob record");
         goto done;
@@ -361,8 +358,8 @@ static int fsck_blobs(qd_store *s, MDB_txn *txn, fsck_ctx *f, tally *t, ZSTD_DCt
     }
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         qd_digest d, got;
-        const blob_hdr *h;
-        const blob_chunk *c;
+        blob_hdr h;
+        blob_chunk *c = NULL;
         int broken = 0;
         uint64_t prev = 0;
 
@@ -372,19 +369,25 @@ static int fsck_blobs(qd_store *s, MDB_txn *txn, fsck_ctx *f, tally *t, ZSTD_DCt
             continue;
         }
         memcpy(d.bytes, k.mv_data, 32);
-        if (qd_store__blob_parse(&d, &v, &h, &c) < 0) {
+        if ((rc = qd_store__blob_parse(&d, &v, &h, &c)) < 0) {
+            if (rc != QD_ECORRUPT)
+                break;
             finding(f, QD_FSCK_PROBLEM, d.bytes, "blob record is malformed");
             continue;
         }
-        if ((rc = qd_sha256_reset(sh)) < 0)
+        if ((rc = qd_sha256_reset(sh)) < 0) {
+            qd_free(c);
             break;
-        for (uint32_t i = 0; i < h->n_chunks; i++) {
+        }
+        for (uint32_t i = 0; i < h.n_chunks; i++) {
             MDB_val ck = {32, (void *)c[i].hash}, cv;
             tally_ent *te;
             const uint8_t *raw;
             size_t raw_len;
-            if ((rc = tally_get(t, c[i].hash, &te)) < 0)
+            if ((rc = tally_get(t, c[i].hash, &te)) < 0) {
+                qd_free(c);
                 goto out;
+            }
             te->expected++;
             if (broken)
                 continue;
@@ -399,10 +402,13 @@ static int fsck_blobs(qd_store *s, MDB_txn *txn, fsck_ctx *f, tally *t, ZSTD_DCt
                 continue;
             }
             prev = c[i].end;
-            if ((rc = qd_sha256_update(sh, raw, raw_len)) < 0)
+            if ((rc = qd_sha256_update(sh, raw, raw_len)) < 0) {
+                qd_free(c);
                 goto out;
+            }
             f->st.bytes_hashed += raw_len;
         }
+        qd_free(c);
         if (broken)
             continue;
         if ((rc = qd_sha256_final(sh, &got)) < 0)
@@ -507,7 +513,7 @@ int qd_store_fsck(qd_store *s, unsigned flags, qd_fsck_fn fn, void *payload, qd_
     f.payload = payload;
     if ((flags & QD_FSCK_REPAIR) && (s->flags & QD_STORE_RDONLY))
         return qd_error_set(QD_EINVAL, QD_EC_STORE, "cannot repair a store opened read-only");
-    if (!(dctx = ZSTD_createDCtx()) || !(dbuf = qd_big_alloc(QD_CHUNK_MAX))) {
+    if (!(dctx = ZSTD_createDCtx()) || !(dbuf = qd_big_alloc(QD_CHUNK_DECODE_BUF))) {
         rc = dctx ? QD_ENOMEM : qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "zstd: cannot create a context");
         goto done;
     }
@@ -530,7 +536,7 @@ int qd_store_fsck(qd_store *s, unsigned flags, qd_fsck_fn fn, void *payload, qd_
 done:
     qd_store__txn_end(s, txn);
     ZSTD_freeDCtx(dctx);
-    qd_big_free(dbuf, QD_CHUNK_MAX);
+    qd_big_free(dbuf, QD_CHUNK_DECODE_BUF);
     qd_free(t.e);
     if (out)
         *out = f.st;
@@ -558,9 +564,12 @@ int qd_store_stats_get(qd_store *s, qd_store_stats *out)
         goto done;
     }
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        blob_hdr h;
         out->blobs++;
-        if (v.mv_size >= sizeof(blob_hdr))
-            out->logical_bytes += ((const blob_hdr *)v.mv_data)->size;
+        if (v.mv_size >= sizeof(blob_hdr)) {
+            memcpy(&h, v.mv_data, sizeof(h));
+            out->logical_bytes += h.size;
+        }
     }
     mdb_cursor_close(cur);
     if ((mrc = mdb_cursor_open(txn, s->db_chunks, &cur))) {

@@ -24,13 +24,27 @@
 #error "the store layout is little-endian; this host is not"
 #endif
 
-enum { CODEC_RAW = 0, CODEC_ZSTD = 1 };
+/* How a chunk's bytes are kept:
+ *   CODEC_RAW    the bytes
+ *   CODEC_ZSTD   one zstd frame of the bytes
+ *   CODEC_PLANES the bytes seen as 16-bit little-endian words (fp16/bf16 weights), split into two planes: the
+ *                low bytes raw (the low mantissa bits are noise), then one zstd frame of the high bytes (sign,
+ *                exponent, top mantissa bits: these compress). A chunk may start at an odd offset of its blob, so
+ *                the header's `phase` says which bytes are low ones: those at indices i with i % 2 == phase. */
+enum { CODEC_RAW = 0, CODEC_ZSTD = 1, CODEC_PLANES = 2 };
+
+/* Bytes a decode buffer needs: a chunk, plus room for the high plane of a CODEC_PLANES chunk. */
+#define QD_CHUNK_DECODE_BUF (QD_CHUNK_MAX + QD_CHUNK_MAX / 2)
 
 typedef struct chunk_hdr {
     uint32_t raw_len; /* bytes of content */
-    uint8_t codec;    /* CODEC_RAW or CODEC_ZSTD */
-    uint8_t pad[3];
+    uint8_t codec;    /* CODEC_* */
+    uint8_t phase;    /* CODEC_PLANES: index parity of the low bytes; 0 otherwise */
+    uint8_t pad[2];
 } chunk_hdr;
+
+/* Bytes in the low plane of n bytes split with phase ph. */
+#define PLANE_LO_LEN(n, ph) (((n) + 1 - (ph)) / 2)
 _Static_assert(sizeof(chunk_hdr) == 8, "chunk_hdr layout");
 
 #define BLOB_MAGIC 0x31424451u /* "QDB1" */
@@ -85,8 +99,9 @@ void qd_store__txn_end(qd_store *s, MDB_txn *txn);
 typedef int (*qd_store__write_fn)(qd_store *s, MDB_txn *txn, void *payload);
 int qd_store__write(qd_store *s, qd_store__write_fn fn, void *payload);
 
-/* Parse and check a blob record in place. @return QD_OK or QD_ECORRUPT */
-int qd_store__blob_parse(const qd_digest *d, const MDB_val *v, const blob_hdr **hdr, const blob_chunk **chunks);
+/* Check a blob record and copy out its header and, when chunks is not NULL, its chunk list (free it with qd_free).
+ * LMDB values are not aligned, hence the copies. @return QD_OK, QD_ECORRUPT, QD_ENOMEM */
+int qd_store__blob_parse(const qd_digest *d, const MDB_val *v, blob_hdr *hdr, blob_chunk **chunks);
 void qd_store__blob_info(const qd_digest *d, const blob_hdr *h, qd_blob_info *out);
 /* Count the references held on blob d within txn. */
 int qd_store__count_referrers(qd_store *s, MDB_txn *txn, const qd_digest *d, uint64_t *out);
@@ -99,9 +114,15 @@ int qd_store__chunk_refs_add(qd_store *s, MDB_txn *txn, const uint8_t hash[32], 
  * is false n must be at least QD_CHUNK_MAX. */
 size_t qd_store__cdc_cut(const uint8_t *p, size_t n, int final);
 
-/* Decode a stored chunk value into dst (QD_CHUNK_MAX bytes). Sets *raw to the content (dst or into the map). */
+/* Decode a stored chunk value into dst (QD_CHUNK_DECODE_BUF bytes). Sets *raw to the content (dst or into the
+ * map). */
 int qd_store__chunk_decode(const MDB_val *v, void *dctx, uint8_t *dst, const uint8_t **raw, size_t *raw_len);
 
 int64_t qd_store__now(void);
+
+/* A chunk is kept compressed only when that saves at least 5%, so a stored value shorter than its content (plus
+ * the header) is compressed: the codec is known from the value's size without reading the value, which would fault
+ * in the chunk's pages (a whole large folio on recent kernels) and count them in our RSS. */
+#define CHUNK_IS_COMPRESSED(value_size, raw_len) ((value_size) - sizeof(chunk_hdr) < (raw_len))
 
 #endif

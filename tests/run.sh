@@ -54,6 +54,20 @@ run_script() { # label script
     fi
 }
 
+run_fuzz() { # label binary corpus-dir: replay every file; a crash or an abort fails
+    local label=$1 bin=$2 dir=$3 out rc t0=$SECONDS
+    out=$log_dir/$(echo "$label" | tr '/ ' '__').log
+    "$bin" "$dir" >"$out" 2>&1
+    rc=$?
+    if [ "$rc" -eq 0 ]; then
+        passed=$((passed + 1)); printf '%-44s pass  (%s, %ds)\n' "$label" "$(tail -n 1 "$out")" $((SECONDS - t0))
+    else
+        failed=$((failed + 1)); failures+=("$label")
+        printf '%-44s FAIL (exit %d)\n' "$label" "$rc"
+        tail -n 30 "$out" | sed 's/^/   /'
+    fi
+}
+
 matches() { [ -z "$filter" ] || [[ "$1" == *"$filter"* ]]; }
 
 echo "== unit tests (release)"
@@ -67,6 +81,12 @@ for src in tests/stress/test_*.c; do
     name=$(basename "$src" .c); matches "$name" || continue
     run_cmocka "stress/$name" "build/release/tests/$name"
 done
+echo "== fuzz corpora (release)"
+for src in tests/fuzz/fuzz_*.c; do
+    [ -e "$src" ] || continue
+    name=$(basename "$src" .c); matches "$name" || continue
+    run_fuzz "fuzz/$name" "build/release/fuzz/$name" "tests/fuzz/corpus/$name"
+done
 echo "== integration tests"
 for script in tests/integration/[0-9]*.sh; do
     [ -e "$script" ] || continue
@@ -78,6 +98,11 @@ if [ -z "${QD_SKIP_ASAN:-}" ]; then
     for src in tests/unit/test_*.c; do
         name=$(basename "$src" .c); matches "$name" || continue
         QD_TOOLS=$ROOT/build/asan/tools run_cmocka "asan/$name" "build/asan/tests/$name"
+    done
+    for src in tests/fuzz/fuzz_*.c; do
+        [ -e "$src" ] || continue
+        name=$(basename "$src" .c); matches "$name" || continue
+        run_fuzz "asan/fuzz/$name" "build/asan/fuzz/$name" "tests/fuzz/corpus/$name"
     done
 fi
 

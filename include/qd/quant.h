@@ -50,7 +50,8 @@ typedef enum qd_type {
     QD_TYPE_TQ1_0 = 34,
     QD_TYPE_TQ2_0 = 35,
     QD_TYPE_MXFP4 = 39,
-    QD_TYPE_COUNT = 40
+    QD_TYPE_NVFP4 = 40,
+    QD_TYPE_COUNT = 41
 } qd_type;
 
 typedef struct qd_type_traits {
@@ -96,6 +97,10 @@ typedef enum qd_kernel_variant {
 int qd_kernels_select(void);
 qd_kernel_variant qd_kernels_current(void);
 const char *qd_kernels_name(qd_kernel_variant v);
+
+/** The CPU features this process sees that matter to kernel selection ("sse2 avx avx2 fma ..."). @note a
+ *  thread-local buffer, valid until the next call on this thread. */
+const char *qd_kernels_cpu_features(void);
 
 #ifdef __cplusplus
 }

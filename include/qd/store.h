@@ -52,9 +52,9 @@ enum {
 typedef struct qd_store_options {
     unsigned version;   /**< QD_STORE_OPTIONS_VERSION */
     unsigned flags;     /**< QD_STORE_RDONLY, QD_STORE_CREATE */
-    uint64_t map_size;  /**< initial LMDB map size; 0: 1 GiB */
+    uint64_t map_size;  /**< initial LMDB map size (address space, not disk); 0: 64 GiB */
     uint64_t map_max;   /**< the map never grows past this; 0: 16 TiB */
-    uint64_t batch_bytes; /**< new chunk bytes per intermediate write transaction; 0: 64 MiB */
+    uint64_t batch_bytes; /**< new chunk bytes per intermediate write transaction; 0: 32 MiB */
     int zstd_level;     /**< 0: 1 (fastest) */
 } qd_store_options;
 

@@ -1,88 +1,86 @@
 /*
- * driver.c - replay fuzz inputs without libFuzzer: `fuzz_<target> FILE|DIR...` feeds every file to
- * LLVMFuzzerTestOneInput once, so the corpora under tests/fuzz/corpus/<target>/ run as regression tests in every
- * build, gcc included. A crash or a sanitizer report fails the run; otherwise it prints how many inputs it replayed.
+ * driver.c - replay files through a fuzz target without libFuzzer, so the corpora run in every `make test`, even
+ * with gcc. Arguments are files or directories (every regular file inside, in name order).
+ *   build/<flavour>/fuzz/fuzz_<target> tests/fuzz/corpus/fuzz_<target>/
  */
 #include <dirent.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz.h"
 
-static int run_file(const char *path)
+static int replay(const char *path)
 {
     FILE *f = fopen(path, "rb");
-    uint8_t *buf = NULL;
-    size_t cap = 0, len = 0, n;
-
+    long n;
+    uint8_t *buf;
     if (!f) {
-        perror(path);
+        fprintf(stderr, "driver: cannot open %s\n", path);
         return -1;
     }
-    do {
-        if (len == cap) {
-            uint8_t *p;
-            cap = cap ? cap * 2 : 65536;
-            if (!(p = realloc(buf, cap))) {
-                free(buf);
-                fclose(f);
-                return -1;
-            }
-            buf = p;
-        }
-        n = fread(buf + len, 1, cap - len, f);
-        len += n;
-    } while (n > 0);
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    buf = malloc(n > 0 ? (size_t)n : 1); /* exact size: ASan catches any read past the input */
+    if (!buf || (n > 0 && fread(buf, 1, (size_t)n, f) != (size_t)n)) {
+        fclose(f);
+        free(buf);
+        fprintf(stderr, "driver: cannot read %s\n", path);
+        return -1;
+    }
     fclose(f);
-    LLVMFuzzerTestOneInput(buf, len);
+    LLVMFuzzerTestOneInput(buf, (size_t)n);
     free(buf);
     return 0;
 }
 
-static int run_path(const char *path, unsigned long *count)
-{
-    struct stat st;
-    if (stat(path, &st) < 0) {
-        perror(path);
-        return -1;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        struct dirent **names;
-        int n = scandir(path, &names, NULL, alphasort), rc = 0;
-        if (n < 0) {
-            perror(path);
-            return -1;
-        }
-        for (int i = 0; i < n; i++) {
-            char sub[4096];
-            if (names[i]->d_name[0] != '.' && rc == 0) {
-                snprintf(sub, sizeof(sub), "%s/%s", path, names[i]->d_name);
-                rc = run_path(sub, count);
-            }
-            free(names[i]);
-        }
-        free(names);
-        return rc;
-    }
-    if (run_file(path) < 0)
-        return -1;
-    (*count)++;
-    return 0;
-}
+static int cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 int main(int argc, char **argv)
 {
-    unsigned long count = 0;
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s FILE|DIR...\n", argv[0]);
-        return 2;
+    int files = 0, errors = 0;
+    for (int i = 1; i < argc; i++) {
+        struct stat st;
+        if (stat(argv[i], &st) != 0) {
+            fprintf(stderr, "driver: %s: not found\n", argv[i]);
+            errors++;
+            continue;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            errors += replay(argv[i]) != 0;
+            files++;
+            continue;
+        }
+        DIR *d = opendir(argv[i]);
+        struct dirent *e;
+        char **names = NULL;
+        size_t n = 0, cap = 0;
+        while (d && (e = readdir(d))) {
+            if (e->d_name[0] == '.')
+                continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 64;
+                names = realloc(names, cap * sizeof(char *));
+            }
+            names[n++] = strdup(e->d_name);
+        }
+        if (d)
+            closedir(d);
+        if (n)
+            qsort(names, n, sizeof(char *), cmp);
+        for (size_t k = 0; k < n; k++) {
+            char path[4096];
+            snprintf(path, sizeof(path), "%s/%s", argv[i], names[k]);
+            if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+                errors += replay(path) != 0;
+                files++;
+            }
+            free(names[k]);
+        }
+        free(names);
     }
-    for (int i = 1; i < argc; i++)
-        if (run_path(argv[i], &count) < 0)
-            return 1;
-    printf("%s: replayed %lu input(s)\n", argv[0], count);
-    return count ? 0 : 1;
+    printf("%d file(s) replayed, %d error(s)\n", files, errors);
+    return errors ? 1 : 0;
 }

@@ -8,7 +8,7 @@
 #include "qd/qd.h"
 #include "qd/verify.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

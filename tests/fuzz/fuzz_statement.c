@@ -11,7 +11,7 @@
 #include "qd/qd.h"
 #include "qd/verify.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz.h"
 
 static qd_policy *policy;
 static qd_key *key;

@@ -1,0 +1,123 @@
+/*
+ * cmd_quantize.c - `quant quantize`: a whole model into a GGUF with one of llama-quantize's recipes.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "qd/err.h"
+#include "qd/pipeline.h"
+#include "qd/quant.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: quant quantize --in SRC --type RECIPE --out OUT.gguf [--imatrix FILE] [-t N] [--pure]\n"
+               "                      [--allow-requantize] [--output-tensor-type T] [--token-embedding-type T]\n\n"
+               "SRC is a GGUF, a safetensors file or directory (sharded with model.safetensors.index.json), or a\n"
+               "llama2.c checkpoint. RECIPE is one of llama-quantize's names:\n  ");
+    qd_ftype ft;
+    for (size_t i = 0; qd_recipe_at(i, &ft); i++)
+        fprintf(f, "%s ", qd_recipe_name(ft));
+    fprintf(f, "\n-t N: threads (default: one per CPU); the output does not depend on N.\n");
+}
+
+typedef struct qprog {
+    progress bar;
+    char label[96];
+} qprog;
+
+static void on_progress(const qd_quantize_progress *p, void *payload)
+{
+    qprog *q = payload;
+    snprintf(q->label, sizeof(q->label), "tensor %zu/%zu", p->tensor + 1, p->n_tensors);
+    q->bar.label = q->label;
+    progress_update(p->bytes_in_done, p->bytes_in_total, &q->bar);
+}
+
+int cmd_quantize(int argc, char **argv)
+{
+    const char *in = NULL, *out = NULL, *type = NULL, *imatrix = NULL;
+    qd_quantize_opts o;
+    qd_quantize_stats st;
+    qprog q;
+    int rc;
+
+    memset(&o, 0, sizeof(o));
+    o.recipe = (qd_recipe_opts)QD_RECIPE_OPTS_INIT;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return EXIT_OK_;
+        } else if (!strcmp(a, "--pure")) {
+            o.recipe.pure = true;
+            continue;
+        } else if (!strcmp(a, "--allow-requantize")) {
+            o.allow_requantize = true;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "quant quantize: %s needs a value\n", a);
+            return EXIT_USAGE;
+        }
+        if (!strcmp(a, "--in"))
+            in = v;
+        else if (!strcmp(a, "--out"))
+            out = v;
+        else if (!strcmp(a, "--type"))
+            type = v;
+        else if (!strcmp(a, "--imatrix"))
+            imatrix = v;
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*end || n < 1 || n > 256) {
+                fprintf(stderr, "quant quantize: -t wants 1..256\n");
+                return EXIT_USAGE;
+            }
+            o.threads = (int)n;
+        } else if (!strcmp(a, "--output-tensor-type") || !strcmp(a, "--token-embedding-type")) {
+            qd_type t;
+            if (qd_type_from_name(v, &t))
+                return qd_fail(QD_EINVAL, "quantize");
+            if (!strcmp(a, "--output-tensor-type"))
+                o.recipe.output_type = (int)t;
+            else
+                o.recipe.token_embd_type = (int)t;
+        } else {
+            fprintf(stderr, "quant quantize: unknown option %s\n", a);
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+        i++;
+    }
+    if (!in || !out || !type) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (qd_recipe_from_name(type, &o.ftype))
+        return qd_fail(QD_EINVAL, "quantize");
+    o.imatrix_path = imatrix;
+    memset(&q, 0, sizeof(q));
+    progress_start(&q.bar, "quantize", 0);
+    q.bar.active = isatty(2) != 0;
+    o.progress = on_progress;
+    o.payload = &q;
+    rc = qd_quantize_model(&st, in, out, &o);
+    progress_end(&q.bar);
+    if (rc) /* "unsupported" marks valid input this build cannot handle (e.g. a type without kernels) */
+        return qd_fail(rc, rc == QD_EUNSUPPORTED ? "quantize: unsupported" : "quantize");
+    double bpw = st.n_elements ? (double)st.tensor_bytes * 8.0 / (double)st.n_elements : 0;
+    printf("%s: %s %llu bytes (%.2f MiB), %.4f bits per weight, %zu tensors (%zu quantized, %zu fallback",
+           out, qd_recipe_name(o.ftype), (unsigned long long)st.file_bytes, (double)st.file_bytes / 1048576.0, bpw,
+           st.n_tensors, st.n_quantized, st.n_fallback);
+    if (st.n_beyond_llama)
+        printf(", %zu where llama.cpp refuses -> f16", st.n_beyond_llama);
+    if (st.n_imatrix)
+        printf(", %zu with imatrix", st.n_imatrix);
+    printf("), %.2f s, %d threads, kernels %s\n", st.seconds, st.threads, qd_kernels_name(qd_kernels_current()));
+    return EXIT_OK_;
+}

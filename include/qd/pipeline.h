@@ -1,0 +1,83 @@
+/*
+ * pipeline.h - quantize a whole model into a GGUF file, tensor by tensor, with a pool of threads over row ranges.
+ *
+ * The source (any file qd_model_open reads) stays mapped; each tensor is converted to f32 one chunk of rows at a
+ * time, quantized by qd_quantize_rows() on N threads (each thread a disjoint row range, so the bytes do not depend
+ * on N), and appended to the output. Source pages of a finished tensor are dropped from the process, so peak memory
+ * is about one chunk in f32 plus its output, not the model.
+ */
+#ifndef QD_PIPELINE_H
+#define QD_PIPELINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qd/recipe.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Progress report, called on the caller's thread after each chunk. */
+typedef struct qd_quantize_progress {
+    size_t tensor;          /**< index of the tensor being written (0-based) */
+    size_t n_tensors;
+    const char *name;       /**< its GGUF name */
+    uint64_t bytes_in_done; /**< source bytes consumed so far */
+    uint64_t bytes_in_total;
+} qd_quantize_progress;
+
+typedef struct qd_quantize_opts {
+    qd_ftype ftype;                 /**< the recipe */
+    int threads;                    /**< 0: one per online CPU */
+    const char *imatrix_path;       /**< llama.cpp imatrix (legacy .dat or GGUF), or NULL */
+    qd_recipe_opts recipe;          /**< --pure, type overrides (has_imatrix is set from imatrix_path) */
+    size_t chunk_elems;             /**< f32 elements per chunk (0: 16 Mi) */
+    bool allow_requantize;          /**< convert tensors that are already quantized (refused otherwise, as
+                                         llama-quantize refuses without --allow-requantize) */
+    void (*progress)(const qd_quantize_progress *p, void *payload);
+    void *payload;
+} qd_quantize_opts;
+
+typedef struct qd_quantize_stats {
+    uint64_t file_bytes;    /**< size of the written file */
+    uint64_t tensor_bytes;  /**< bytes of tensor data */
+    uint64_t n_elements;    /**< weights */
+    size_t n_tensors;
+    size_t n_quantized;     /**< tensors converted (the others were copied) */
+    size_t n_fallback;      /**< tensors that needed a fallback type */
+    size_t n_beyond_llama;  /**< of those, tensors llama.cpp refuses (written as F16) */
+    size_t n_imatrix;       /**< tensors quantized with importance weights */
+    int threads;
+    double seconds;
+    uint64_t type_bytes[QD_TYPE_COUNT]; /**< tensor bytes per written type */
+} qd_quantize_stats;
+
+/**
+ * Quantize in_path into a GGUF at out_path (written to out_path.part, renamed at the end).
+ * @return QD_OK, QD_ENOTFOUND, QD_ECORRUPT (bad source), QD_EUNSUPPORTED (a type the kernels lack, not a llama
+ *         model), QD_EINVAL (NaN/Inf or out-of-range values a target type cannot hold), QD_EIO
+ */
+int qd_quantize_model(qd_quantize_stats *stats, const char *in_path, const char *out_path,
+                      const qd_quantize_opts *opts);
+
+/** An importance matrix: per tensor name, one weight per column. */
+typedef struct qd_imatrix qd_imatrix;
+/** Read llama.cpp's legacy imatrix.dat (values divided by their call count, as llama-quantize does) or a GGUF
+ * imatrix (in_sum2 / counts). @return QD_OK, QD_ENOTFOUND, QD_ECORRUPT */
+int qd_imatrix_load(qd_imatrix **out, const char *path);
+void qd_imatrix_free(qd_imatrix *im);
+/** The weights for a tensor, or NULL; *n gets their count. */
+const float *qd_imatrix_find(const qd_imatrix *im, const char *name, int64_t *n);
+size_t qd_imatrix_count(const qd_imatrix *im);
+
+/** Write the llama.cpp-acceptable placeholder vocabulary of n_vocab tokens (<unk>, <s>, </s>, <0x0A>, then
+ * distinct single characters) and flag it with quantd.placeholder_vocab = true. */
+struct qd_gguf_writer;
+int qd_write_placeholder_vocab(struct qd_gguf_writer *w, int64_t n_vocab);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

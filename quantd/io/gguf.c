@@ -1,0 +1,905 @@
+/*
+ * gguf.c - GGUF v3 reader and writer.
+ *
+ * The reader trusts nothing in the header: every count is bounded by the bytes left (a string needs at least its
+ * 8-byte length, an array element at least its own size), every string and array lies inside the file, keys and
+ * tensor names are unique, types are known, shapes do not overflow, the row length is a multiple of the block size,
+ * offsets are multiples of general.alignment, and tensor data ranges are inside the file and do not overlap.
+ *
+ * The writer keeps keys and tensor infos in memory, writes header + infos, then streams tensor data in declaration
+ * order with zero padding to the alignment, into path.part renamed on finish, so a crash leaves no half file.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "io_int.h"
+#include "qd/alloc.h"
+#include "qd/err.h"
+
+#define GGUF_MAGIC "GGUF"
+
+static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int bad(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = qd_error_vset(QD_ECORRUPT, QD_EC_INVALID, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* ---- cursor ---------------------------------------------------------------------------------------------------- */
+
+static int cur_need(io_cur *c, size_t n, const char *what)
+{
+    if (c->len - c->pos < n)
+        return qd_error_set(QD_ETRUNCATED, QD_EC_INVALID, "gguf: truncated while reading %s (offset %zu)", what,
+                            c->pos);
+    return QD_OK;
+}
+
+static int cur_u32(io_cur *c, uint32_t *v, const char *what)
+{
+    int rc = cur_need(c, 4, what);
+    if (rc)
+        return rc;
+    memcpy(v, c->p + c->pos, 4);
+    c->pos += 4;
+    return QD_OK;
+}
+
+static int cur_u64(io_cur *c, uint64_t *v, const char *what)
+{
+    int rc = cur_need(c, 8, what);
+    if (rc)
+        return rc;
+    memcpy(v, c->p + c->pos, 8);
+    c->pos += 8;
+    return QD_OK;
+}
+
+/* A GGUF string: u64 length + bytes, copied out NUL-terminated. */
+static int cur_str(io_cur *c, char **out, uint64_t *out_len, const char *what)
+{
+    uint64_t n;
+    int rc = cur_u64(c, &n, what);
+    if (rc)
+        return rc;
+    if (n > c->len - c->pos)
+        return qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: %s length %llu runs past the end of the file", what,
+                            (unsigned long long)n);
+    *out = qd_malloc((size_t)n + 1);
+    if (!*out)
+        return QD_ENOMEM;
+    memcpy(*out, c->p + c->pos, (size_t)n);
+    (*out)[n] = '\0';
+    if (out_len)
+        *out_len = n;
+    c->pos += (size_t)n;
+    return QD_OK;
+}
+
+size_t qd_gguf_type_size(qd_gguf_type t)
+{
+    switch (t) {
+    case QD_GGUF_U8: case QD_GGUF_I8: case QD_GGUF_BOOL: return 1;
+    case QD_GGUF_U16: case QD_GGUF_I16: return 2;
+    case QD_GGUF_U32: case QD_GGUF_I32: case QD_GGUF_F32: return 4;
+    case QD_GGUF_U64: case QD_GGUF_I64: case QD_GGUF_F64: return 8;
+    default: return 0;
+    }
+}
+
+const char *qd_gguf_type_name(qd_gguf_type t)
+{
+    static const char *const names[] = {"u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array",
+                                        "u64", "i64", "f64"};
+    return (unsigned)t < QD_GGUF_TYPE_COUNT ? names[t] : "?";
+}
+
+/* Widen one scalar at p into kv->num. */
+static void scalar_load(qd_kv *kv, qd_gguf_type t, const uint8_t *p)
+{
+    uint8_t u8; int8_t i8; uint16_t u16; int16_t i16; uint32_t u32; int32_t i32; float f32; uint64_t u64;
+    int64_t i64; double f64;
+    switch (t) {
+    case QD_GGUF_U8: case QD_GGUF_BOOL: memcpy(&u8, p, 1); kv->num.u = u8; break;
+    case QD_GGUF_I8: memcpy(&i8, p, 1); kv->num.i = i8; break;
+    case QD_GGUF_U16: memcpy(&u16, p, 2); kv->num.u = u16; break;
+    case QD_GGUF_I16: memcpy(&i16, p, 2); kv->num.i = i16; break;
+    case QD_GGUF_U32: memcpy(&u32, p, 4); kv->num.u = u32; break;
+    case QD_GGUF_I32: memcpy(&i32, p, 4); kv->num.i = i32; break;
+    case QD_GGUF_F32: memcpy(&f32, p, 4); kv->num.f = f32; break;
+    case QD_GGUF_U64: memcpy(&u64, p, 8); kv->num.u = u64; break;
+    case QD_GGUF_I64: memcpy(&i64, p, 8); kv->num.i = i64; break;
+    case QD_GGUF_F64: memcpy(&f64, p, 8); kv->num.f = f64; break;
+    default: break;
+    }
+}
+
+int qd_kv_int(const qd_kv *kv, int64_t *out)
+{
+    switch (kv->type) {
+    case QD_GGUF_U8: case QD_GGUF_U16: case QD_GGUF_U32: case QD_GGUF_BOOL: *out = (int64_t)kv->num.u; return 0;
+    case QD_GGUF_U64:
+        if (kv->num.u > INT64_MAX)
+            break;
+        *out = (int64_t)kv->num.u;
+        return 0;
+    case QD_GGUF_I8: case QD_GGUF_I16: case QD_GGUF_I32: case QD_GGUF_I64: *out = kv->num.i; return 0;
+    default: break;
+    }
+    return qd_error_set(QD_EINVAL, QD_EC_INVALID, "metadata %s: not an integer", kv->key);
+}
+
+int qd_kv_float(const qd_kv *kv, double *out)
+{
+    int64_t i = 0;
+    if (kv->type == QD_GGUF_F32 || kv->type == QD_GGUF_F64) {
+        *out = kv->num.f;
+        return 0;
+    }
+    if (qd_kv_int(kv, &i))
+        return QD_EINVAL;
+    *out = (double)i;
+    return 0;
+}
+
+static int read_value(io_cur *c, qd_kv *kv, const char *key)
+{
+    int rc;
+    uint32_t t;
+    if ((rc = cur_u32(c, &t, "value type")))
+        return rc;
+    if (t >= QD_GGUF_TYPE_COUNT)
+        return qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: key %s has unknown value type %u", key, t);
+    kv->type = (qd_gguf_type)t;
+    kv->n = 1;
+    if (t == QD_GGUF_STRING)
+        return cur_str(c, &kv->str, &kv->str_len, key);
+    if (t != QD_GGUF_ARRAY) {
+        size_t sz = qd_gguf_type_size(kv->type);
+        if ((rc = cur_need(c, sz, key)))
+            return rc;
+        scalar_load(kv, kv->type, c->p + c->pos);
+        c->pos += sz;
+        if (t == QD_GGUF_BOOL && kv->num.u > 1)
+            return qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: key %s: bool value %llu", key,
+                                (unsigned long long)kv->num.u);
+        return QD_OK;
+    }
+    /* array */
+    uint32_t et;
+    uint64_t n;
+    if ((rc = cur_u32(c, &et, "array type")) || (rc = cur_u64(c, &n, "array length")))
+        return rc;
+    if (et >= QD_GGUF_TYPE_COUNT)
+        return qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: key %s: unknown array element type %u", key, et);
+    if (et == QD_GGUF_ARRAY)
+        return qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: key %s: arrays of arrays are not allowed", key);
+    kv->arr_type = (qd_gguf_type)et;
+    kv->n = n;
+    if (et == QD_GGUF_STRING) {
+        if (n > (c->len - c->pos) / 8)
+            return qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: key %s: %llu strings cannot fit in the file", key,
+                                (unsigned long long)n);
+        char **strs = qd_calloc(n ? (size_t)n : 1, sizeof(char *));
+        uint64_t *lens = qd_calloc(n ? (size_t)n : 1, sizeof(uint64_t));
+        kv->arr = strs;
+        kv->arr_lens = lens;
+        if (!strs || !lens)
+            return QD_ENOMEM;
+        for (uint64_t i = 0; i < n; i++)
+            if ((rc = cur_str(c, &strs[i], &lens[i], key)))
+                return rc;
+        return QD_OK;
+    }
+    size_t sz = qd_gguf_type_size(kv->arr_type);
+    if (n > (c->len - c->pos) / sz)
+        return qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: key %s: array of %llu %s runs past the end", key,
+                            (unsigned long long)n, qd_gguf_type_name(kv->arr_type));
+    kv->arr = qd_malloc(n ? (size_t)(n * sz) : 1);
+    if (!kv->arr)
+        return QD_ENOMEM;
+    memcpy(kv->arr, c->p + c->pos, (size_t)(n * sz));
+    c->pos += (size_t)(n * sz);
+    if (et == QD_GGUF_BOOL)
+        for (uint64_t i = 0; i < n; i++)
+            if (((uint8_t *)kv->arr)[i] > 1)
+                return qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: key %s: bool element %llu is not 0 or 1",
+                                    key, (unsigned long long)i);
+    return QD_OK;
+}
+
+static int cmp_str_ptr(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Reject duplicate strings among n pointers (sorted copy). */
+static int check_unique(char **names, size_t n, const char *what)
+{
+    int rc = QD_OK;
+    if (n < 2)
+        return QD_OK;
+    char **s = qd_mallocarray(n, sizeof(char *));
+    if (!s)
+        return QD_ENOMEM;
+    memcpy(s, names, n * sizeof(char *));
+    qsort(s, n, sizeof(char *), cmp_str_ptr);
+    for (size_t i = 1; i < n; i++) {
+        if (!strcmp(s[i - 1], s[i])) {
+            rc = qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: duplicate %s '%s'", what, s[i]);
+            break;
+        }
+    }
+    qd_free(s);
+    return rc;
+}
+
+int io_gguf_parse(qd_model *m, const uint8_t *p, size_t len)
+{
+    io_cur c = {p, len, 0};
+    uint32_t version;
+    uint64_t n_tensors, n_kv;
+    char **names = NULL;
+    int rc;
+
+    if (len < 4 || memcmp(p, GGUF_MAGIC, 4))
+        return bad("%s: not a GGUF file (bad magic)", "gguf");
+    c.pos = 4;
+    if ((rc = cur_u32(&c, &version, "version")))
+        return rc;
+    if (version == 1)
+        return qd_error_set(QD_EUNSUPPORTED, QD_EC_INVALID, "gguf: version 1 files are not supported");
+    if (version == 0x02000000u || version == 0x03000000u)
+        return qd_error_set(QD_EUNSUPPORTED, QD_EC_INVALID, "gguf: big-endian files are not supported");
+    if (version < 2 || version > 3)
+        return qd_error_set(QD_EUNSUPPORTED, QD_EC_INVALID, "gguf: unsupported version %u", version);
+    if ((rc = cur_u64(&c, &n_tensors, "tensor count")) || (rc = cur_u64(&c, &n_kv, "kv count")))
+        return rc;
+    /* each kv needs at least a key length (8) + a type (4); each tensor info at least 8+4+8+4+8 bytes */
+    if (n_kv > (len - c.pos) / 12)
+        return qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: %llu metadata pairs cannot fit in %zu bytes",
+                            (unsigned long long)n_kv, len);
+    if (n_tensors > (len - c.pos) / 32)
+        return qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: %llu tensors cannot fit in %zu bytes",
+                            (unsigned long long)n_tensors, len);
+    m->gguf_version = version;
+    m->alignment = QD_GGUF_DEFAULT_ALIGNMENT;
+
+    for (uint64_t i = 0; i < n_kv; i++) {
+        qd_kv kv;
+        memset(&kv, 0, sizeof(kv));
+        uint64_t kl = 0;
+        if ((rc = cur_str(&c, &kv.key, &kl, "metadata key"))) {
+            io_kv_clear(&kv);
+            return rc;
+        }
+        if (kl == 0 || memchr(kv.key, 0, (size_t)kl)) {
+            io_kv_clear(&kv);
+            return qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: metadata key %llu is empty or holds a NUL byte",
+                                (unsigned long long)i);
+        }
+        if ((rc = read_value(&c, &kv, kv.key))) {
+            io_kv_clear(&kv);
+            return rc;
+        }
+        if ((rc = io_model_add_kv(m, &kv)))
+            return rc;
+    }
+    names = qd_mallocarray(m->n_kv ? m->n_kv : 1, sizeof(char *));
+    if (!names)
+        return QD_ENOMEM;
+    for (size_t i = 0; i < m->n_kv; i++)
+        names[i] = m->kvs[i].key;
+    rc = check_unique(names, m->n_kv, "metadata key");
+    qd_free(names);
+    if (rc)
+        return rc;
+
+    const qd_kv *al = qd_model_kv_find(m, "general.alignment");
+    if (al) {
+        if (al->type != QD_GGUF_U32)
+            return bad("gguf: general.alignment must be a u32, not %s", qd_gguf_type_name(al->type));
+        if (al->num.u == 0 || (al->num.u & (al->num.u - 1)) || al->num.u > (1u << 20))
+            return qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: general.alignment %llu is not a power of two",
+                                (unsigned long long)al->num.u);
+        m->alignment = (uint32_t)al->num.u;
+    }
+
+    for (uint64_t i = 0; i < n_tensors; i++) {
+        qd_tensor t;
+        char *name = NULL;
+        uint64_t name_len, off;
+        uint32_t nd, ty;
+        memset(&t, 0, sizeof(t));
+        if ((rc = cur_str(&c, &name, &name_len, "tensor name")))
+            return rc;
+        if (name_len == 0 || name_len > QD_GGUF_MAX_NAME || memchr(name, 0, (size_t)name_len)) {
+            rc = qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: tensor %llu: bad name (length %llu, at most %d)",
+                              (unsigned long long)i, (unsigned long long)name_len, QD_GGUF_MAX_NAME);
+            qd_free(name);
+            return rc;
+        }
+        memcpy(t.name, name, (size_t)name_len + 1);
+        qd_free(name);
+        if ((rc = cur_u32(&c, &nd, "tensor dims")))
+            return rc;
+        if (nd < 1 || nd > 4)
+            return qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: tensor %s has %u dimensions (1..4)", t.name, nd);
+        t.n_dims = nd;
+        int64_t nel = 1;
+        for (int d = 0; d < 4; d++)
+            t.ne[d] = 1;
+        for (uint32_t d = 0; d < nd; d++) {
+            uint64_t v;
+            if ((rc = cur_u64(&c, &v, "tensor shape")))
+                return rc;
+            if (v > (uint64_t)INT64_MAX || (v && (uint64_t)nel > (uint64_t)INT64_MAX / v))
+                return bad("gguf: tensor %s: shape overflows", t.name);
+            t.ne[d] = (int64_t)v;
+            nel *= (int64_t)v;
+        }
+        if ((rc = cur_u32(&c, &ty, "tensor type")))
+            return rc;
+        const qd_type_traits *tr = qd_type_traits_get((qd_type)ty);
+        if (!tr)
+            return qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: tensor %s has unknown type %u", t.name, ty);
+        t.type = (qd_type)ty;
+        if (t.ne[0] % tr->block_size)
+            return qd_error_set(QD_ECORRUPT, QD_EC_INVALID,
+                                "gguf: tensor %s: row of %lld values is not a multiple of the %s block size %lld",
+                                t.name, (long long)t.ne[0], tr->name, (long long)tr->block_size);
+        uint64_t blocks = (uint64_t)nel / (uint64_t)tr->block_size;
+        if (blocks > UINT64_MAX / tr->type_size)
+            return bad("gguf: tensor %s: byte size overflows", t.name);
+        t.nbytes = blocks * tr->type_size;
+        if ((rc = cur_u64(&c, &off, "tensor offset")))
+            return rc;
+        if (off % m->alignment)
+            return qd_error_set(QD_ECORRUPT, QD_EC_INVALID,
+                                "gguf: tensor %s: data offset %llu is not a multiple of the alignment %u", t.name,
+                                (unsigned long long)off, m->alignment);
+        t.offset = off;
+        if ((rc = io_model_add_tensor(m, &t)))
+            return rc;
+    }
+    names = qd_mallocarray(m->n_tensors ? m->n_tensors : 1, sizeof(char *));
+    if (!names)
+        return QD_ENOMEM;
+    for (size_t i = 0; i < m->n_tensors; i++)
+        names[i] = m->tensors[i].name;
+    rc = check_unique(names, m->n_tensors, "tensor name");
+    qd_free(names);
+    if (rc)
+        return rc;
+
+    uint64_t data = ((uint64_t)c.pos + m->alignment - 1) / m->alignment * m->alignment;
+    if (m->n_tensors && data > len)
+        return qd_error_set(QD_ETRUNCATED, QD_EC_INVALID, "gguf: file ends before its data section");
+    m->data_offset = data;
+    if ((rc = io_check_layout(m, 0, data <= len ? len - data : 0, "gguf")))
+        return rc;
+    for (size_t i = 0; i < m->n_tensors; i++)
+        m->tensors[i].data = p + data + m->tensors[i].offset;
+    return QD_OK;
+}
+
+/* ---- writer ---------------------------------------------------------------------------------------------------- */
+
+typedef struct w_tensor {
+    char name[QD_GGUF_MAX_NAME + 1];
+    qd_type type;
+    uint32_t n_dims;
+    int64_t ne[4];
+    uint64_t nbytes;
+    uint64_t offset;
+} w_tensor;
+
+struct qd_gguf_writer {
+    uint32_t alignment;
+    qd_kv *kvs;
+    size_t n_kv, cap_kv;
+    w_tensor *ts;
+    size_t n_ts, cap_ts;
+    uint64_t data_size; /* sum of padded tensor sizes */
+    /* streaming state */
+    int fd;
+    char *path, *tmp;
+    uint64_t header_size;
+    size_t cur;           /* tensor being written */
+    uint64_t cur_written; /* bytes of it so far */
+    uint8_t *mem;         /* to_mem target */
+    size_t mem_pos;
+};
+
+int qd_gguf_writer_new(qd_gguf_writer **out, uint32_t alignment)
+{
+    qd_gguf_writer *w;
+    *out = NULL;
+    if (alignment == 0)
+        alignment = QD_GGUF_DEFAULT_ALIGNMENT;
+    if (alignment & (alignment - 1))
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "gguf: alignment %u is not a power of two", alignment);
+    w = qd_calloc(1, sizeof(*w));
+    if (!w)
+        return QD_ENOMEM;
+    w->alignment = alignment;
+    w->fd = -1;
+    *out = w;
+    if (alignment != QD_GGUF_DEFAULT_ALIGNMENT)
+        return qd_gguf_set_u32(w, "general.alignment", alignment);
+    return QD_OK;
+}
+
+void qd_gguf_writer_free(qd_gguf_writer *w)
+{
+    if (!w)
+        return;
+    for (size_t i = 0; i < w->n_kv; i++)
+        io_kv_clear(&w->kvs[i]);
+    qd_free(w->kvs);
+    qd_free(w->ts);
+    if (w->fd >= 0) {
+        close(w->fd);
+        if (w->tmp)
+            unlink(w->tmp);
+    }
+    qd_free(w->path);
+    qd_free(w->tmp);
+    qd_free(w);
+}
+
+void qd_gguf_del(qd_gguf_writer *w, const char *key)
+{
+    for (size_t i = 0; i < w->n_kv; i++) {
+        if (!strcmp(w->kvs[i].key, key)) {
+            io_kv_clear(&w->kvs[i]);
+            memmove(&w->kvs[i], &w->kvs[i + 1], (w->n_kv - i - 1) * sizeof(qd_kv));
+            w->n_kv--;
+            return;
+        }
+    }
+}
+
+/* Take over kv (replacing an existing key in place, so key order is kept). */
+static int w_put(qd_gguf_writer *w, qd_kv *kv)
+{
+    for (size_t i = 0; i < w->n_kv; i++) {
+        if (!strcmp(w->kvs[i].key, kv->key)) {
+            io_kv_clear(&w->kvs[i]);
+            w->kvs[i] = *kv;
+            return QD_OK;
+        }
+    }
+    if (w->n_kv == w->cap_kv) {
+        size_t cap = w->cap_kv ? w->cap_kv * 2 : 32;
+        qd_kv *n = qd_reallocarray(w->kvs, cap, sizeof(qd_kv));
+        if (!n) {
+            io_kv_clear(kv);
+            return QD_ENOMEM;
+        }
+        w->kvs = n;
+        w->cap_kv = cap;
+    }
+    w->kvs[w->n_kv++] = *kv;
+    return QD_OK;
+}
+
+static int w_scalar(qd_gguf_writer *w, const char *key, qd_gguf_type t, uint64_t u, double f)
+{
+    qd_kv kv;
+    memset(&kv, 0, sizeof(kv));
+    if (!key || !*key)
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "gguf: empty key");
+    kv.key = qd_strdup(key);
+    if (!kv.key)
+        return QD_ENOMEM;
+    kv.type = t;
+    kv.n = 1;
+    if (t == QD_GGUF_F32 || t == QD_GGUF_F64)
+        kv.num.f = f;
+    else
+        kv.num.u = u;
+    return w_put(w, &kv);
+}
+
+int qd_gguf_set_u32(qd_gguf_writer *w, const char *key, uint32_t v) { return w_scalar(w, key, QD_GGUF_U32, v, 0); }
+int qd_gguf_set_i32(qd_gguf_writer *w, const char *key, int32_t v)
+{
+    return w_scalar(w, key, QD_GGUF_I32, (uint64_t)(int64_t)v, 0);
+}
+int qd_gguf_set_u64(qd_gguf_writer *w, const char *key, uint64_t v) { return w_scalar(w, key, QD_GGUF_U64, v, 0); }
+int qd_gguf_set_f32(qd_gguf_writer *w, const char *key, float v) { return w_scalar(w, key, QD_GGUF_F32, 0, v); }
+int qd_gguf_set_bool(qd_gguf_writer *w, const char *key, bool v) { return w_scalar(w, key, QD_GGUF_BOOL, v, 0); }
+
+int qd_gguf_set_str(qd_gguf_writer *w, const char *key, const char *v)
+{
+    qd_kv kv;
+    memset(&kv, 0, sizeof(kv));
+    kv.key = qd_strdup(key);
+    kv.str = qd_strdup(v);
+    if (!kv.key || !kv.str) {
+        io_kv_clear(&kv);
+        return QD_ENOMEM;
+    }
+    kv.type = QD_GGUF_STRING;
+    kv.n = 1;
+    kv.str_len = strlen(v);
+    return w_put(w, &kv);
+}
+
+int qd_gguf_set_arr(qd_gguf_writer *w, const char *key, qd_gguf_type et, const void *data, uint64_t n)
+{
+    qd_kv kv;
+    size_t sz = qd_gguf_type_size(et);
+    memset(&kv, 0, sizeof(kv));
+    if (!sz)
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "gguf: %s: not a numeric array type", key);
+    kv.key = qd_strdup(key);
+    kv.arr = qd_mallocarray(n ? (size_t)n : 1, sz);
+    if (!kv.key || !kv.arr) {
+        io_kv_clear(&kv);
+        return QD_ENOMEM;
+    }
+    if (n)
+        memcpy(kv.arr, data, (size_t)n * sz);
+    kv.type = QD_GGUF_ARRAY;
+    kv.arr_type = et;
+    kv.n = n;
+    return w_put(w, &kv);
+}
+
+static int w_str_arr(qd_gguf_writer *w, const char *key, const char *const *strs, const uint64_t *lens, uint64_t n)
+{
+    qd_kv kv;
+    memset(&kv, 0, sizeof(kv));
+    kv.type = QD_GGUF_ARRAY;
+    kv.arr_type = QD_GGUF_STRING;
+    kv.key = qd_strdup(key);
+    kv.arr = qd_calloc(n ? (size_t)n : 1, sizeof(char *));
+    kv.arr_lens = qd_calloc(n ? (size_t)n : 1, sizeof(uint64_t));
+    if (!kv.key || !kv.arr || !kv.arr_lens) {
+        io_kv_clear(&kv);
+        return QD_ENOMEM;
+    }
+    kv.n = n; /* set before filling, so a failure frees what was copied */
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t l = lens ? lens[i] : strlen(strs[i]);
+        char *s = qd_malloc((size_t)l + 1);
+        if (!s) {
+            io_kv_clear(&kv);
+            return QD_ENOMEM;
+        }
+        memcpy(s, strs[i], (size_t)l);
+        s[l] = '\0';
+        ((char **)kv.arr)[i] = s;
+        kv.arr_lens[i] = l;
+    }
+    return w_put(w, &kv);
+}
+
+int qd_gguf_set_str_arr(qd_gguf_writer *w, const char *key, const char *const *strs, uint64_t n)
+{
+    return w_str_arr(w, key, strs, NULL, n);
+}
+
+int qd_gguf_set_kv(qd_gguf_writer *w, const qd_kv *kv)
+{
+    switch (kv->type) {
+    case QD_GGUF_STRING: {
+        qd_kv c;
+        memset(&c, 0, sizeof(c));
+        c.key = qd_strdup(kv->key);
+        c.str = qd_malloc((size_t)kv->str_len + 1); /* not strndup: the string may hold NUL bytes */
+        if (!c.key || !c.str) {
+            io_kv_clear(&c);
+            return QD_ENOMEM;
+        }
+        if (kv->str_len)
+            memcpy(c.str, kv->str, (size_t)kv->str_len);
+        c.str[kv->str_len] = '\0';
+        c.type = QD_GGUF_STRING;
+        c.n = 1;
+        c.str_len = kv->str_len;
+        return w_put(w, &c);
+    }
+    case QD_GGUF_ARRAY:
+        if (kv->arr_type == QD_GGUF_STRING)
+            return w_str_arr(w, kv->key, (const char *const *)kv->arr, kv->arr_lens, kv->n);
+        return qd_gguf_set_arr(w, kv->key, kv->arr_type, kv->arr, kv->n);
+    default:
+        if ((unsigned)kv->type >= QD_GGUF_TYPE_COUNT)
+            return qd_error_set(QD_EINVAL, QD_EC_INVALID, "gguf: key %s: bad type", kv->key);
+        return w_scalar(w, kv->key, kv->type, kv->num.u, kv->num.f);
+    }
+}
+
+int qd_gguf_add_tensor(qd_gguf_writer *w, const char *name, qd_type type, uint32_t n_dims, const int64_t *ne)
+{
+    const qd_type_traits *tr = qd_type_traits_get(type);
+    w_tensor t;
+    size_t nl = name ? strlen(name) : 0;
+    if (!tr)
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "gguf: tensor %s: unknown type %d", name, (int)type);
+    if (nl == 0 || nl > QD_GGUF_MAX_NAME)
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "gguf: tensor name '%s' is empty or longer than %d", name,
+                            QD_GGUF_MAX_NAME);
+    if (n_dims < 1 || n_dims > 4)
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "gguf: tensor %s: %u dimensions", name, n_dims);
+    for (size_t i = 0; i < w->n_ts; i++)
+        if (!strcmp(w->ts[i].name, name))
+            return qd_error_set(QD_EEXISTS, QD_EC_INVALID, "gguf: duplicate tensor %s", name);
+    memset(&t, 0, sizeof(t));
+    memcpy(t.name, name, nl + 1);
+    t.type = type;
+    t.n_dims = n_dims;
+    uint64_t nel = 1;
+    for (int d = 0; d < 4; d++) {
+        t.ne[d] = d < (int)n_dims ? ne[d] : 1;
+        if (t.ne[d] < 0 || (t.ne[d] && nel > (uint64_t)INT64_MAX / (uint64_t)t.ne[d]))
+            return qd_error_set(QD_EINVAL, QD_EC_INVALID, "gguf: tensor %s: bad shape", name);
+        nel *= (uint64_t)t.ne[d];
+    }
+    if (t.ne[0] % tr->block_size)
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "gguf: tensor %s: row of %lld is not a multiple of %s's %lld",
+                            name, (long long)t.ne[0], tr->name, (long long)tr->block_size);
+    t.nbytes = nel / (uint64_t)tr->block_size * tr->type_size;
+    t.offset = w->data_size;
+    w->data_size += (t.nbytes + w->alignment - 1) / w->alignment * w->alignment;
+    if (w->n_ts == w->cap_ts) {
+        size_t cap = w->cap_ts ? w->cap_ts * 2 : 64;
+        w_tensor *n = qd_reallocarray(w->ts, cap, sizeof(w_tensor));
+        if (!n)
+            return QD_ENOMEM;
+        w->ts = n;
+        w->cap_ts = cap;
+    }
+    w->ts[w->n_ts++] = t;
+    return QD_OK;
+}
+
+/* Serialized header into a growable buffer. */
+typedef struct hbuf {
+    uint8_t *p;
+    size_t len, cap;
+    int err;
+} hbuf;
+
+static void hb_put(hbuf *b, const void *d, size_t n)
+{
+    if (b->err)
+        return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n)
+            cap *= 2;
+        uint8_t *np = qd_reallocarray(b->p, cap, 1);
+        if (!np) {
+            b->err = QD_ENOMEM;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, d, n);
+    b->len += n;
+}
+
+static void hb_u32(hbuf *b, uint32_t v) { hb_put(b, &v, 4); }
+static void hb_u64(hbuf *b, uint64_t v) { hb_put(b, &v, 8); }
+static void hb_str(hbuf *b, const char *s, uint64_t n)
+{
+    hb_u64(b, n);
+    hb_put(b, s, (size_t)n);
+}
+
+static void hb_scalar(hbuf *b, const qd_kv *kv)
+{
+    uint8_t u8 = (uint8_t)kv->num.u;
+    uint16_t u16 = (uint16_t)kv->num.u;
+    uint32_t u32 = (uint32_t)kv->num.u;
+    float f32 = (float)kv->num.f;
+    switch (kv->type) {
+    case QD_GGUF_U8: case QD_GGUF_I8: case QD_GGUF_BOOL: hb_put(b, &u8, 1); break;
+    case QD_GGUF_U16: case QD_GGUF_I16: hb_put(b, &u16, 2); break;
+    case QD_GGUF_U32: case QD_GGUF_I32: hb_put(b, &u32, 4); break;
+    case QD_GGUF_F32: hb_put(b, &f32, 4); break;
+    case QD_GGUF_U64: case QD_GGUF_I64: hb_u64(b, kv->num.u); break;
+    case QD_GGUF_F64: hb_put(b, &kv->num.f, 8); break;
+    default: break;
+    }
+}
+
+static int build_header(qd_gguf_writer *w, hbuf *b)
+{
+    memset(b, 0, sizeof(*b));
+    hb_put(b, GGUF_MAGIC, 4);
+    hb_u32(b, 3);
+    hb_u64(b, w->n_ts);
+    hb_u64(b, w->n_kv);
+    for (size_t i = 0; i < w->n_kv; i++) {
+        const qd_kv *kv = &w->kvs[i];
+        hb_str(b, kv->key, strlen(kv->key));
+        hb_u32(b, kv->type);
+        if (kv->type == QD_GGUF_STRING) {
+            hb_str(b, kv->str, kv->str_len);
+        } else if (kv->type == QD_GGUF_ARRAY) {
+            hb_u32(b, kv->arr_type);
+            hb_u64(b, kv->n);
+            if (kv->arr_type == QD_GGUF_STRING)
+                for (uint64_t j = 0; j < kv->n; j++)
+                    hb_str(b, ((char **)kv->arr)[j], kv->arr_lens[j]);
+            else
+                hb_put(b, kv->arr, (size_t)kv->n * qd_gguf_type_size(kv->arr_type));
+        } else {
+            hb_scalar(b, kv);
+        }
+    }
+    for (size_t i = 0; i < w->n_ts; i++) {
+        const w_tensor *t = &w->ts[i];
+        hb_str(b, t->name, strlen(t->name));
+        hb_u32(b, t->n_dims);
+        for (uint32_t d = 0; d < t->n_dims; d++)
+            hb_u64(b, (uint64_t)t->ne[d]);
+        hb_u32(b, (uint32_t)t->type);
+        hb_u64(b, t->offset);
+    }
+    static const uint8_t zeros[64];
+    while (!b->err && b->len % w->alignment)
+        hb_put(b, zeros, (w->alignment - b->len % w->alignment) > 64 ? 64 : w->alignment - b->len % w->alignment);
+    if (b->err) {
+        qd_free(b->p);
+        return b->err;
+    }
+    w->header_size = b->len;
+    return QD_OK;
+}
+
+uint64_t qd_gguf_writer_file_size(const qd_gguf_writer *w) { return w->header_size + w->data_size; }
+
+static int w_emit(qd_gguf_writer *w, const void *d, size_t n)
+{
+    const uint8_t *p = d;
+    if (w->mem) {
+        memcpy(w->mem + w->mem_pos, d, n);
+        w->mem_pos += n;
+        return QD_OK;
+    }
+    while (n) {
+        ssize_t k = write(w->fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return qd_error_set(QD_EIO, QD_EC_OS, "write %s: %s", w->tmp, strerror(errno));
+        p += k;
+        n -= (size_t)k;
+    }
+    return QD_OK;
+}
+
+int qd_gguf_writer_begin(qd_gguf_writer *w, const char *path)
+{
+    hbuf b;
+    int rc;
+    if (w->fd >= 0 || w->mem)
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "gguf: writer already started");
+    if ((rc = build_header(w, &b)))
+        return rc;
+    w->path = qd_strdup(path);
+    w->tmp = qd_malloc(strlen(path) + 8);
+    if (!w->path || !w->tmp) {
+        qd_free(b.p);
+        return QD_ENOMEM;
+    }
+    snprintf(w->tmp, strlen(path) + 8, "%s.part", path);
+    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (w->fd < 0) {
+        qd_free(b.p);
+        return qd_error_set(errno == ENOENT ? QD_ENOTFOUND : QD_EIO, QD_EC_OS, "create %s: %s", w->tmp,
+                            strerror(errno));
+    }
+    rc = w_emit(w, b.p, b.len);
+    qd_free(b.p);
+    w->cur = 0;
+    w->cur_written = 0;
+    return rc;
+}
+
+int qd_gguf_writer_write(qd_gguf_writer *w, const void *data, size_t len)
+{
+    static const uint8_t zeros[256];
+    const uint8_t *p = data;
+    int rc;
+    while (len) {
+        if (w->cur >= w->n_ts)
+            return qd_error_set(QD_EINVAL, QD_EC_INVALID, "gguf: more data than the declared tensors hold");
+        const w_tensor *t = &w->ts[w->cur];
+        uint64_t left = t->nbytes - w->cur_written;
+        size_t k = len < left ? len : (size_t)left;
+        if ((rc = w_emit(w, p, k)))
+            return rc;
+        p += k;
+        len -= k;
+        w->cur_written += k;
+        if (w->cur_written == t->nbytes) {
+            uint64_t pad = (w->alignment - t->nbytes % w->alignment) % w->alignment;
+            while (pad) {
+                size_t z = pad > sizeof(zeros) ? sizeof(zeros) : (size_t)pad;
+                if ((rc = w_emit(w, zeros, z)))
+                    return rc;
+                pad -= z;
+            }
+            w->cur++;
+            w->cur_written = 0;
+        }
+    }
+    /* zero-size tensors complete without data */
+    while (w->cur < w->n_ts && w->ts[w->cur].nbytes == 0)
+        w->cur++;
+    return QD_OK;
+}
+
+int qd_gguf_writer_finish(qd_gguf_writer *w)
+{
+    int rc;
+    if ((rc = qd_gguf_writer_write(w, NULL, 0)))
+        return rc;
+    if (w->cur != w->n_ts)
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "gguf: tensor %s was not fully written",
+                            w->ts[w->cur].name);
+    if (w->mem)
+        return QD_OK;
+    if (fsync(w->fd) != 0 || close(w->fd) != 0) {
+        w->fd = -1;
+        unlink(w->tmp);
+        return qd_error_set(QD_EIO, QD_EC_OS, "write %s: %s", w->tmp, strerror(errno));
+    }
+    w->fd = -1;
+    if (rename(w->tmp, w->path) != 0) {
+        rc = qd_error_set(QD_EIO, QD_EC_OS, "rename %s: %s", w->tmp, strerror(errno));
+        unlink(w->tmp);
+        return rc;
+    }
+    return QD_OK;
+}
+
+int qd_gguf_writer_to_mem(qd_gguf_writer *w, const void *const *datas, uint8_t **out, size_t *out_len)
+{
+    hbuf b;
+    int rc;
+    *out = NULL;
+    *out_len = 0;
+    if ((rc = build_header(w, &b)))
+        return rc;
+    size_t total = b.len + (size_t)w->data_size;
+    w->mem = qd_malloc(total ? total : 1);
+    if (!w->mem) {
+        qd_free(b.p);
+        return QD_ENOMEM;
+    }
+    memcpy(w->mem, b.p, b.len);
+    w->mem_pos = b.len;
+    qd_free(b.p);
+    w->cur = 0;
+    w->cur_written = 0;
+    for (size_t i = 0; i < w->n_ts; i++)
+        if ((rc = qd_gguf_writer_write(w, datas[i], (size_t)w->ts[i].nbytes)))
+            goto fail;
+    if ((rc = qd_gguf_writer_finish(w)))
+        goto fail;
+    *out = w->mem;
+    *out_len = w->mem_pos;
+    w->mem = NULL;
+    return QD_OK;
+fail:
+    qd_free(w->mem);
+    w->mem = NULL;
+    return rc;
+}

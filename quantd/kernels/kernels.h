@@ -1,0 +1,123 @@
+/*
+ * kernels.h - the engine-internal kernel table (quantd/kernels/ only; callers use include/qd/quant.h).
+ *
+ * A kernel is a pure function over whole rows: no allocation, no threads, no global state, no error paths.
+ * qd_quantize_rows()/qd_dequantize_rows() validate arguments and input (NaN/Inf, ncols) before calling one, so
+ * kernels may assume ncols is a positive multiple of the block size and every value is finite.
+ */
+#ifndef QD_KERNELS_KERNELS_H
+#define QD_KERNELS_KERNELS_H
+
+#include <stdint.h>
+
+#include "qd/quant.h"
+
+/** Quantize nrows rows of ncols values into dst (rows packed back to back). */
+typedef void (*qd_quantize_fn)(const float *src, void *dst, int64_t nrows, int64_t ncols);
+/** The importance-weighted quantizer: imatrix holds ncols weights, applied to every row. */
+typedef void (*qd_quantize_imatrix_fn)(const float *src, void *dst, int64_t nrows, int64_t ncols,
+                                       const float *imatrix);
+/** Dequantize nrows rows. */
+typedef void (*qd_dequantize_fn)(const void *src, float *dst, int64_t nrows, int64_t ncols);
+
+/**
+ * One type's kernels in one variant. quantize_imatrix is NULL where ggml ignores the importance matrix for the
+ * type (F16, BF16, Q8_0, MXFP4, NVFP4, TQ1_0, TQ2_0): quantize is used then. quantize is NULL where only an
+ * imatrix quantizer exists (IQ2_XXS, IQ2_XS, IQ1_S, which ggml refuses to quantize without one).
+ */
+typedef struct qd_kernel_ops {
+    qd_quantize_fn quantize;
+    qd_quantize_imatrix_fn quantize_imatrix;
+    qd_dequantize_fn dequantize;
+} qd_kernel_ops;
+
+/** A variant: a name and an ops entry per type (all-NULL for a type it lacks). */
+typedef struct qd_kernel_table {
+    qd_kernel_variant variant;
+    const char *name;
+    qd_kernel_ops ops[QD_TYPE_COUNT];
+} qd_kernel_table;
+
+/** The scalar reference (ref.c): complete, and the definition every other variant must match. */
+extern const qd_kernel_table qd_kernels_ref;
+
+/** The table chosen by qd_kernels_select() (selecting implicitly on first use). */
+const qd_kernel_table *qd_kernels_table(void);
+
+/* Reference kernels, by file. */
+/* ref_legacy.c */
+void qd_ref_quantize_f32(const float *src, void *dst, int64_t nrows, int64_t ncols);
+void qd_ref_dequantize_f32(const void *src, float *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_f16(const float *src, void *dst, int64_t nrows, int64_t ncols);
+void qd_ref_dequantize_f16(const void *src, float *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_bf16(const float *src, void *dst, int64_t nrows, int64_t ncols);
+void qd_ref_dequantize_bf16(const void *src, float *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_q4_0(const float *src, void *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_q4_0_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+void qd_ref_dequantize_q4_0(const void *src, float *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_q4_1(const float *src, void *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_q4_1_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+void qd_ref_dequantize_q4_1(const void *src, float *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_q5_0(const float *src, void *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_q5_0_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+void qd_ref_dequantize_q5_0(const void *src, float *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_q5_1(const float *src, void *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_q5_1_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+void qd_ref_dequantize_q5_1(const void *src, float *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_q8_0(const float *src, void *dst, int64_t nrows, int64_t ncols);
+void qd_ref_dequantize_q8_0(const void *src, float *dst, int64_t nrows, int64_t ncols);
+/* ref_kquants.c */
+void qd_ref_quantize_q2_K(const float *src, void *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_q2_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+void qd_ref_dequantize_q2_K(const void *src, float *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_q3_K(const float *src, void *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_q3_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+void qd_ref_dequantize_q3_K(const void *src, float *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_q4_K(const float *src, void *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_q4_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+void qd_ref_dequantize_q4_K(const void *src, float *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_q5_K(const float *src, void *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_q5_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+void qd_ref_dequantize_q5_K(const void *src, float *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_q6_K(const float *src, void *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_q6_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+void qd_ref_dequantize_q6_K(const void *src, float *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_q8_K(const float *src, void *dst, int64_t nrows, int64_t ncols);
+void qd_ref_dequantize_q8_K(const void *src, float *dst, int64_t nrows, int64_t ncols);
+/* ref_other.c: non-linear, microscaling and ternary formats */
+void qd_ref_quantize_iq4_nl(const float *src, void *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_iq4_nl_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+void qd_ref_dequantize_iq4_nl(const void *src, float *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_iq4_xs(const float *src, void *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_iq4_xs_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+void qd_ref_dequantize_iq4_xs(const void *src, float *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_mxfp4(const float *src, void *dst, int64_t nrows, int64_t ncols);
+void qd_ref_dequantize_mxfp4(const void *src, float *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_nvfp4(const float *src, void *dst, int64_t nrows, int64_t ncols);
+void qd_ref_dequantize_nvfp4(const void *src, float *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_tq1_0(const float *src, void *dst, int64_t nrows, int64_t ncols);
+void qd_ref_dequantize_tq1_0(const void *src, float *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_tq2_0(const float *src, void *dst, int64_t nrows, int64_t ncols);
+void qd_ref_dequantize_tq2_0(const void *src, float *dst, int64_t nrows, int64_t ncols);
+/* ref_iquants.c: grid quants (their tables are built on first use; prepare them before calling a kernel) */
+int qd_ref_iq_prepare(qd_type t);
+void qd_ref_quantize_iq1_s_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+void qd_ref_dequantize_iq1_s(const void *src, float *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_iq1_m(const float *src, void *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_iq1_m_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+void qd_ref_dequantize_iq1_m(const void *src, float *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_iq2_xxs_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+void qd_ref_dequantize_iq2_xxs(const void *src, float *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_iq2_xs_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+void qd_ref_dequantize_iq2_xs(const void *src, float *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_iq2_s(const float *src, void *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_iq2_s_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+void qd_ref_dequantize_iq2_s(const void *src, float *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_iq3_xxs(const float *src, void *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_iq3_xxs_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+void qd_ref_dequantize_iq3_xxs(const void *src, float *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_iq3_s(const float *src, void *dst, int64_t nrows, int64_t ncols);
+void qd_ref_quantize_iq3_s_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+void qd_ref_dequantize_iq3_s(const void *src, float *dst, int64_t nrows, int64_t ncols);
+
+#endif

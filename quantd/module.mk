@@ -1,0 +1,15 @@
+# quantd/: the engine. Each room lists its own sources in its own block.
+
+# quantd/kernels/: block formats, the scalar reference kernels (the byte-exact definition of every format) and
+# the dispatch table. The reference must not let the compiler fuse or reorder the float operations that decide
+# rounding: no multiply-add contraction (and never -ffast-math) for anything in this folder.
+LIBQD_SRCS += quantd/kernels/dispatch.c quantd/kernels/ref_util.c quantd/kernels/ref_legacy.c \
+	quantd/kernels/ref_kquants.c quantd/kernels/ref_other.c \
+	quantd/kernels/ref_iquants.c quantd/kernels/iq_tables.c quantd/kernels/iq_grids.c
+$(B)/obj/quantd/kernels/%.o: CFLAGS_ALL += -ffp-contract=off -fno-fast-math
+
+# quantd/io/: model files (GGUF, safetensors, llama2.c) through mmap, and the GGUF writer.
+# quantd/recipes/: llama-quantize's whole-model recipes (which tensor gets which type).
+# quantd/pipeline/: tensor-by-tensor quantization of a model into a GGUF, threads over row ranges; imatrix files.
+LIBQD_SRCS += quantd/io/model.c quantd/io/gguf.c quantd/io/safetensors.c quantd/io/llama2c.c quantd/io/names.c
+LIBQD_SRCS += quantd/recipes/recipe.c quantd/pipeline/quantize.c quantd/pipeline/imatrix.c

@@ -1,0 +1,443 @@
+/*
+ * quantize.c - the whole-model quantize pipeline: recipe plan, GGUF metadata, then tensor by tensor, chunk by
+ * chunk, threads over disjoint row ranges.
+ *
+ * Determinism: rows are independent in every ggml format and each thread writes only its own rows' bytes, so the
+ * output is the same for any thread count (a test checks 1 vs 3 threads with cmp).
+ */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qd/alloc.h"
+#include "qd/err.h"
+#include "qd/log.h"
+#include "qd/model.h"
+#include "qd/pipeline.h"
+#include "qd/version.h"
+
+#define QD_MAX_THREADS 256
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- placeholder vocabulary ------------------------------------------------------------------------------------- */
+
+static size_t utf8_put(char *o, uint32_t cp)
+{
+    if (cp < 0x80) {
+        o[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (char)(0xc0 | (cp >> 6));
+        o[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    o[0] = (char)(0xe0 | (cp >> 12));
+    o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+    o[2] = (char)(0x80 | (cp & 0x3f));
+    return 3;
+}
+
+int qd_write_placeholder_vocab(struct qd_gguf_writer *w, int64_t n_vocab)
+{
+    char **toks = NULL, *pool = NULL;
+    float *scores = NULL;
+    int32_t *types = NULL;
+    int rc = QD_OK;
+    if (n_vocab < 4 || n_vocab > (1 << 24))
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "placeholder vocabulary: %lld tokens (need 4..16M)",
+                            (long long)n_vocab);
+    size_t n = (size_t)n_vocab;
+    toks = qd_calloc(n, sizeof(char *));
+    pool = qd_calloc(n, 16);
+    scores = qd_calloc(n, sizeof(float));
+    types = qd_calloc(n, sizeof(int32_t));
+    if (!toks || !pool || !scores || !types) {
+        rc = QD_ENOMEM;
+        goto done;
+    }
+    /* With room for them, all 256 byte tokens <0x00>..<0xFF> follow the specials (ids 3..258, as in llama's own
+     * SentencePiece vocabulary): then any text can be tokenized by byte fallback, which llama.cpp does on some
+     * paths (node-llama-cpp tokenizes text after loading) and aborts on a missing byte. Otherwise only <0x0A>. */
+    size_t n_bytes = n >= 3 + 256 + 1 ? 256 : 1;
+    for (size_t i = 0; i < n; i++) {
+        char *s = pool + 16 * i;
+        toks[i] = s;
+        types[i] = 1; /* normal */
+        if (i == 0) {
+            strcpy(s, "<unk>");
+            types[i] = 2;
+        } else if (i == 1) {
+            strcpy(s, "<s>");
+            types[i] = 3;
+        } else if (i == 2) {
+            strcpy(s, "</s>");
+            types[i] = 3;
+        } else if (i < 3 + n_bytes) {
+            snprintf(s, 16, "<0x%02X>", n_bytes == 256 ? (unsigned)(i - 3) : 0x0Au); /* llama.cpp needs \n */
+            types[i] = 6;
+        } else if (0x4E00u + i < 0xD800u) {
+            s[utf8_put(s, 0x4E00u + (uint32_t)i)] = '\0'; /* one distinct CJK-range character per id */
+        } else {
+            snprintf(s, 16, "<qd%zu>", i);
+        }
+        scores[i] = -(float)i;
+    }
+    if ((rc = qd_gguf_set_str(w, "tokenizer.ggml.model", "llama")) ||
+        (rc = qd_gguf_set_str_arr(w, "tokenizer.ggml.tokens", (const char *const *)toks, n)) ||
+        (rc = qd_gguf_set_arr(w, "tokenizer.ggml.scores", QD_GGUF_F32, scores, n)) ||
+        (rc = qd_gguf_set_arr(w, "tokenizer.ggml.token_type", QD_GGUF_I32, types, n)) ||
+        (rc = qd_gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", 0)) ||
+        (rc = qd_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", 1)) ||
+        (rc = qd_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", 2)) ||
+        (rc = qd_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", true)) ||
+        (rc = qd_gguf_set_bool(w, "tokenizer.ggml.add_space_prefix", false)) ||
+        (rc = qd_gguf_set_bool(w, "quantd.placeholder_vocab", true)))
+        goto done;
+done:
+    qd_free(toks);
+    qd_free(pool);
+    qd_free(scores);
+    qd_free(types);
+    return rc;
+}
+
+/* ---- metadata ---------------------------------------------------------------------------------------------------- */
+
+static const char *base_name(const char *path, char *buf, size_t cap)
+{
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    snprintf(buf, cap, "%s", b);
+    char *dot = strrchr(buf, '.');
+    if (dot && dot != buf)
+        *dot = '\0';
+    return buf;
+}
+
+static int write_metadata(qd_gguf_writer *w, const qd_model *m, const qd_hparams *hp, const char *in_path,
+                          qd_ftype ft)
+{
+    char name[256];
+    int rc;
+    const qd_kv *gn = qd_model_kv_find(m, "general.name");
+    for (size_t i = 0; i < qd_model_kv_count(m); i++) {
+        const qd_kv *kv = qd_model_kv_at(m, i);
+        /* like llama-quantize: copy every pair in source order; general.file_type and quantization_version are
+         * then replaced in place (or appended). Source-private keys of converted formats are not copied. */
+        if (!strncmp(kv->key, "llama2c.", 8) || !strncmp(kv->key, "safetensors.", 12))
+            continue;
+        if ((rc = qd_gguf_set_kv(w, kv)))
+            return rc;
+    }
+    if (!gn && (rc = qd_gguf_set_str(w, "general.name", base_name(in_path, name, sizeof(name)))))
+        return rc;
+    if (!qd_model_kv_find(m, "general.base_model.count")) {
+        const char *bn = gn && gn->type == QD_GGUF_STRING ? gn->str : base_name(in_path, name, sizeof(name));
+        if ((rc = qd_gguf_set_u32(w, "general.base_model.count", 1)) ||
+            (rc = qd_gguf_set_str(w, "general.base_model.0.name", bn)))
+            return rc;
+        if (qd_model_format_of(m) != QD_MODEL_GGUF &&
+            (rc = qd_gguf_set_str(w, "general.base_model.0.description",
+                                  qd_model_format_of(m) == QD_MODEL_LLAMA2C ? "llama2.c checkpoint"
+                                                                            : "safetensors checkpoint")))
+            return rc;
+    }
+    if ((rc = qd_gguf_set_u32(w, "general.file_type", (uint32_t)ft)) ||
+        (rc = qd_gguf_set_u32(w, "general.quantization_version", 2)) ||
+        (rc = qd_gguf_set_str(w, "general.quantized_by", "quantd " QD_VERSION)))
+        return rc;
+    if (!hp->has_tokenizer && (rc = qd_write_placeholder_vocab(w, hp->n_vocab)))
+        return rc;
+    return QD_OK;
+}
+
+/* ---- threads ----------------------------------------------------------------------------------------------------- */
+
+typedef struct job {
+    const qd_tensor *t;
+    qd_type type;
+    const float *imatrix;
+    int64_t row0, nrows;  /* this thread's rows (absolute) */
+    float *f32;           /* scratch: nrows * ne0 */
+    uint8_t *out;         /* nrows * row size */
+    int rc;
+    char msg[256];
+} job;
+
+static int check_values(const job *j, const float *x, int64_t n)
+{
+    int64_t nc = j->t->ne[0];
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        if (!isfinite(v) || (j->type == QD_TYPE_F16 && fabsf(v) >= 65520.0f))
+            return qd_error_set(QD_EINVAL, QD_EC_ENGINE,
+                                "tensor %s row %lld col %lld: value %g cannot be stored as %s", j->t->name,
+                                (long long)(j->row0 + i / nc), (long long)(i % nc), (double)v,
+                                qd_type_traits_get(j->type)->name);
+    }
+    return QD_OK;
+}
+
+static void *run_job(void *arg)
+{
+    job *j = arg;
+    int64_t n = j->nrows * j->t->ne[0];
+    j->rc = qd_tensor_read_f32(j->t, j->row0, j->nrows, j->f32);
+    if (!j->rc && j->type != QD_TYPE_F32)
+        j->rc = check_values(j, j->f32, n);
+    if (!j->rc)
+        j->rc = qd_quantize_rows(j->type, j->f32, j->out, j->nrows, j->t->ne[0], j->imatrix);
+    if (j->rc)
+        snprintf(j->msg, sizeof(j->msg), "%s", qd_error_last()->message);
+    return NULL;
+}
+
+/* ---- tensor order ---------------------------------------------------------------------------------------------- */
+
+/* llama.cpp's loader keeps tensors in a map ordered by (layer of "blk.N.", -1 for others; then name), and
+ * llama-quantize writes them in that order: we do the same, so our files line up with its files tensor by tensor. */
+static long layer_of(const char *name)
+{
+    long l = -1;
+    if (!strncmp(name, "blk.", 4)) {
+        char *end;
+        long v = strtol(name + 4, &end, 10);
+        if (end != name + 4 && *end == '.')
+            l = v;
+    }
+    return l;
+}
+
+static const qd_model *sort_model;
+
+static int cmp_llama_order(const void *a, const void *b)
+{
+    const qd_tensor *x = qd_model_tensor_at(sort_model, *(const size_t *)a);
+    const qd_tensor *y = qd_model_tensor_at(sort_model, *(const size_t *)b);
+    long lx = layer_of(x->name), ly = layer_of(y->name);
+    if (lx != ly)
+        return lx < ly ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+/* ---- main loop ----------------------------------------------------------------------------------------------------- */
+
+int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *out_path, const qd_quantize_opts *o)
+{
+    qd_model *m = NULL;
+    qd_imatrix *im = NULL;
+    qd_gguf_writer *w = NULL;
+    qd_recipe_tensor *rts = NULL;
+    qd_recipe_choice *ch = NULL;
+    size_t *order = NULL;
+    qd_hparams hp;
+    qd_recipe_opts ropts;
+    float *f32 = NULL;
+    uint8_t *obuf = NULL;
+    size_t f32_cap = 0, obuf_cap = 0, nf = 0;
+    double t0 = now_s();
+    int rc, nth;
+    job jobs[QD_MAX_THREADS];
+    pthread_t tids[QD_MAX_THREADS];
+
+    memset(st, 0, sizeof(*st));
+    nth = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (nth < 1)
+        nth = 1;
+    if (nth > QD_MAX_THREADS)
+        nth = QD_MAX_THREADS;
+    st->threads = nth;
+    size_t chunk = o->chunk_elems ? o->chunk_elems : (16u << 20);
+
+    if ((rc = qd_model_open(&m, in_path)))
+        goto done;
+    if ((rc = qd_model_hparams(m, &hp))) {
+        qd_error_prefix("%s", in_path);
+        goto done;
+    }
+    if (strcmp(hp.arch, "llama")) {
+        rc = qd_error_set(QD_EUNSUPPORTED, QD_EC_ENGINE, "%s: architecture %s: only llama is supported", in_path,
+                          hp.arch);
+        goto done;
+    }
+    if (o->imatrix_path && (rc = qd_imatrix_load(&im, o->imatrix_path)))
+        goto done;
+    ropts = o->recipe;
+    ropts.has_imatrix = im != NULL;
+
+    size_t n = qd_model_tensor_count(m);
+    rts = qd_calloc(n ? n : 1, sizeof(*rts));
+    ch = qd_calloc(n ? n : 1, sizeof(*ch));
+    order = qd_calloc(n ? n : 1, sizeof(*order));
+    if (!rts || !ch || !order) {
+        rc = QD_ENOMEM;
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    {
+        static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER; /* qsort has no payload argument */
+        pthread_mutex_lock(&sort_lock);
+        sort_model = m;
+        qsort(order, n, sizeof(*order), cmp_llama_order);
+        sort_model = NULL;
+        pthread_mutex_unlock(&sort_lock);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const qd_tensor *t = qd_model_tensor_at(m, order[i]);
+        rts[i].name = t->name;
+        rts[i].n_dims = t->n_dims;
+        memcpy(rts[i].ne, t->ne, sizeof(t->ne));
+        rts[i].src_type = t->type;
+    }
+    if ((rc = qd_recipe_plan(ch, &nf, &hp, o->ftype, &ropts, rts, n)))
+        goto done;
+    st->n_fallback = nf;
+
+    for (size_t i = 0; i < n && !o->allow_requantize; i++) {
+        const qd_type_traits *tr = qd_type_traits_get(rts[i].src_type);
+        if (ch[i].quantize && tr && tr->quantized) {
+            rc = qd_error_set(QD_EUNSUPPORTED, QD_EC_ENGINE,
+                              "tensor %s is already %s: requantizing loses quality (use --allow-requantize)",
+                              rts[i].name, tr->name);
+            goto done;
+        }
+    }
+    /* keep a GGUF source's alignment (its general.alignment key is copied with the rest) */
+    if ((rc = qd_gguf_writer_new(&w, qd_model_format_of(m) == QD_MODEL_GGUF ? qd_model_alignment(m) : 0)) ||
+        (rc = write_metadata(w, m, &hp, in_path, o->ftype)))
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        const qd_tensor *t = qd_model_tensor_at(m, order[i]);
+        if ((rc = qd_gguf_add_tensor(w, t->name, ch[i].type, t->n_dims, t->ne)))
+            goto done;
+        if (ch[i].beyond_llama)
+            st->n_beyond_llama++;
+        if (ch[i].fallback)
+            qd_log(QD_LOG_WARN, "quantize", "%s: row of %lld: fallback to %s%s", t->name, (long long)t->ne[0],
+                   qd_type_traits_get(ch[i].type)->name, ch[i].beyond_llama ? " (llama.cpp refuses this tensor)" : "");
+    }
+    if ((rc = qd_gguf_writer_begin(w, out_path)))
+        goto done;
+
+    uint64_t in_total = 0, in_done = 0;
+    for (size_t i = 0; i < n; i++)
+        in_total += qd_model_tensor_at(m, i)->nbytes;
+
+    for (size_t i = 0; i < n; i++) {
+        const qd_tensor *t = qd_model_tensor_at(m, order[i]);
+        int64_t nc = t->ne[0], rows = nc ? qd_tensor_nelements(t) / nc : 0;
+        size_t ors = qd_row_size(ch[i].type, nc), irs = qd_row_size(t->type, nc);
+        int64_t crows = nc ? (int64_t)(chunk / (size_t)nc) : rows;
+        const float *imv = NULL;
+        if (crows < 1)
+            crows = 1;
+        if (ch[i].quantize && im) {
+            int64_t nv;
+            imv = qd_imatrix_find(im, t->name, &nv);
+            if (imv && nv != nc) {
+                rc = qd_error_set(QD_EINVAL, QD_EC_ENGINE, "imatrix for %s has %lld values, the row %lld", t->name,
+                                  (long long)nv, (long long)nc);
+                goto done;
+            }
+            if (imv)
+                st->n_imatrix++;
+        }
+        for (int64_t r0 = 0; r0 < rows; r0 += crows) {
+            int64_t nr = rows - r0 < crows ? rows - r0 : crows;
+            size_t need_o = (size_t)nr * (ch[i].quantize ? ors : irs);
+            if (!ch[i].quantize && t->permute_heads <= 0) {
+                if ((rc = qd_gguf_writer_write(w, t->data + (size_t)r0 * irs, (size_t)nr * irs)))
+                    goto done;
+            } else {
+                if (need_o > obuf_cap) {
+                    qd_free(obuf);
+                    obuf = qd_malloc(need_o);
+                    obuf_cap = obuf ? need_o : 0;
+                    if (!obuf) {
+                        rc = QD_ENOMEM;
+                        goto done;
+                    }
+                }
+                if (!ch[i].quantize) {
+                    if ((rc = qd_tensor_read_rows(t, r0, nr, obuf)))
+                        goto done;
+                } else {
+                    size_t need_f = (size_t)nr * (size_t)nc;
+                    if (need_f > f32_cap) {
+                        qd_free(f32);
+                        f32 = qd_mallocarray(need_f, sizeof(float));
+                        f32_cap = f32 ? need_f : 0;
+                        if (!f32) {
+                            rc = QD_ENOMEM;
+                            goto done;
+                        }
+                    }
+                    int k = nth < nr ? nth : (int)nr, started = 0;
+                    for (int j = 0; j < k; j++) {
+                        int64_t a = nr * j / k, b = nr * (j + 1) / k;
+                        jobs[j] = (job){t, ch[i].type, imv, r0 + a, b - a, f32 + (size_t)a * (size_t)nc,
+                                        obuf + (size_t)a * ors, 0, ""};
+                    }
+                    for (int j = 1; j < k; j++) {
+                        if (pthread_create(&tids[j], NULL, run_job, &jobs[j]) != 0) {
+                            jobs[j].rc = qd_error_set(QD_ERROR, QD_EC_OS, "pthread_create failed");
+                            snprintf(jobs[j].msg, sizeof(jobs[j].msg), "pthread_create failed");
+                            break;
+                        }
+                        started = j;
+                    }
+                    run_job(&jobs[0]);
+                    for (int j = 1; j <= started; j++)
+                        pthread_join(tids[j], NULL);
+                    for (int j = 0; j < k; j++) {
+                        if (jobs[j].rc) {
+                            rc = qd_error_set(jobs[j].rc, QD_EC_ENGINE, "tensor %s: %s", t->name, jobs[j].msg);
+                            goto done;
+                        }
+                    }
+                }
+                if ((rc = qd_gguf_writer_write(w, obuf, need_o)))
+                    goto done;
+            }
+            in_done += (uint64_t)nr * irs;
+            if (o->progress) {
+                qd_quantize_progress p = {i, n, t->name, in_done, in_total};
+                o->progress(&p, o->payload);
+            }
+        }
+        qd_tensor_drop_pages(t);
+        st->tensor_bytes += (uint64_t)rows * ors;
+        st->type_bytes[ch[i].type] += (uint64_t)rows * ors;
+        st->n_elements += (uint64_t)qd_tensor_nelements(t);
+        if (ch[i].quantize)
+            st->n_quantized++;
+    }
+    if ((rc = qd_gguf_writer_finish(w)))
+        goto done;
+    st->n_tensors = n;
+    st->file_bytes = qd_gguf_writer_file_size(w);
+    st->seconds = now_s() - t0;
+done:
+    qd_free(f32);
+    qd_free(obuf);
+    qd_free(rts);
+    qd_free(ch);
+    qd_free(order);
+    qd_gguf_writer_free(w);
+    qd_imatrix_free(im);
+    qd_model_free(m);
+    return rc;
+}

@@ -1,0 +1,110 @@
+/*
+ * test_common.c - errors, bounded buffers, digests and SHA-256 known answers.
+ */
+#include "testutil.h"
+
+#include "qd/qd.h"
+
+static void test_common__sha256_known_answers(void **state)
+{
+    /* FIPS 180-2 examples plus the empty string */
+    static const struct {
+        const char *msg;
+        const char *hex;
+    } kat[] = {
+        {"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+        {"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+        {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
+    };
+    char hex[65];
+    qd_digest d;
+    (void)state;
+    for (size_t i = 0; i < sizeof(kat) / sizeof(kat[0]); i++) {
+        assert_int_equal(qd_sha256_buf(&d, kat[i].msg, strlen(kat[i].msg)), QD_OK);
+        assert_string_equal(qd_digest_hex(hex, &d), kat[i].hex);
+    }
+    /* one million 'a', fed incrementally in odd-sized pieces */
+    {
+        qd_sha256 *h;
+        char buf[997];
+        size_t left = 1000000;
+        memset(buf, 'a', sizeof(buf));
+        assert_int_equal(qd_sha256_new(&h), QD_OK);
+        while (left) {
+            size_t n = left < sizeof(buf) ? left : sizeof(buf);
+            assert_int_equal(qd_sha256_update(h, buf, n), QD_OK);
+            left -= n;
+        }
+        assert_int_equal(qd_sha256_final(h, &d), QD_OK);
+        assert_string_equal(qd_digest_hex(hex, &d), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+        qd_sha256_free(h);
+    }
+}
+
+static void test_common__digest_parse_and_format(void **state)
+{
+    const char *good = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    char out[QD_DIGEST_STR_LEN + 1];
+    qd_digest d;
+    (void)state;
+    assert_int_equal(qd_digest_parse(&d, good), QD_OK);
+    assert_string_equal(qd_digest_format(out, &d), good);
+    /* each malformed form is refused with a message naming the problem */
+    assert_int_equal(qd_digest_parse(&d, NULL), QD_EINVAL);
+    assert_int_equal(qd_digest_parse(&d, "sha512:abcd"), QD_EINVAL);
+    assert_non_null(strstr(qd_error_last()->message, "unsupported digest algorithm"));
+    assert_int_equal(qd_digest_parse(&d, "sha256:abc"), QD_EINVAL);
+    assert_non_null(strstr(qd_error_last()->message, "hex digits"));
+    assert_int_equal(qd_digest_parse(&d, "sha256:BA7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+                     QD_EINVAL);
+    assert_int_equal(qd_digest_parse(&d, "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad0"),
+                     QD_EINVAL);
+    assert_int_equal(qd_digest_parse(&d, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"), QD_EINVAL);
+    assert_int_equal(qd_digest_parse(&d, "sha256:../../etc/passwd"), QD_EINVAL);
+}
+
+static void test_common__buf_respects_its_limit(void **state)
+{
+    qd_buf b = QD_BUF_INIT(16);
+    (void)state;
+    assert_int_equal(qd_buf_puts(&b, "0123456789"), QD_OK);
+    assert_int_equal(qd_buf_printf(&b, "%d", 12345), QD_OK);
+    assert_string_equal(qd_buf_cstr(&b), "012345678912345");
+    assert_int_equal(qd_buf_puts(&b, "ab"), QD_EFULL);
+    assert_int_equal(b.len, 15); /* a refused append changes nothing */
+    assert_int_equal(qd_buf_puts(&b, "a"), QD_OK);
+    qd_buf_dispose(&b);
+    assert_null(b.ptr);
+}
+
+static void test_common__errors_are_thread_local_and_prefixable(void **state)
+{
+    (void)state;
+    assert_int_equal(qd_error_set(QD_ENOTFOUND, QD_EC_STORE, "no blob %s", "x"), QD_ENOTFOUND);
+    assert_int_equal(qd_error_prefix("get"), QD_ENOTFOUND);
+    assert_string_equal(qd_error_last()->message, "get: no blob x");
+    qd_error_clear();
+    assert_string_equal(qd_error_last()->message, "");
+    assert_string_equal(qd_strerror(QD_EDIGEST), "digest mismatch");
+}
+
+static void test_common__alloc_checks_overflow(void **state)
+{
+    (void)state;
+    assert_null(qd_mallocarray(SIZE_MAX / 2, 4));
+    assert_int_equal(qd_error_last()->code, QD_ENOMEM);
+    assert_null(qd_calloc(SIZE_MAX, SIZE_MAX));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_common__sha256_known_answers),
+        cmocka_unit_test(test_common__digest_parse_and_format),
+        cmocka_unit_test(test_common__buf_respects_its_limit),
+        cmocka_unit_test(test_common__errors_are_thread_local_and_prefixable),
+        cmocka_unit_test(test_common__alloc_checks_overflow),
+    };
+    return cmocka_run_group_tests_name("common", tests, NULL, NULL);
+}
