@@ -3,6 +3,7 @@
 #define QUANT_CLIENT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Exit codes: fixed, documented in the README. */
@@ -48,5 +49,7 @@ int cmd_key(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_sign(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+/* The statement name of a file: its base name, or its path relative to root when root is given. 0 or an exit code. */
+int subject_name(char *out, size_t cap, const char *path, const char *root);
 
 #endif

@@ -2,6 +2,7 @@
  * cmd_sign.c - `quant sign`: hash files, build an in-toto statement, sign it in a DSSE envelope, write a
  * Sigstore bundle v0.3.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
@@ -20,7 +21,7 @@
 
 static const char *sign_usage =
     "usage: quant sign --key KEY [--key KEY2 ...] --predicate-type URI [--predicate FILE.json]\n"
-    "                  [--name MODEL] [--dsse] --out BUNDLE FILE...\n"
+    "                  [--name MODEL] [--root DIR] [--dsse] --out BUNDLE FILE...\n"
     "\n"
     "Hashes each FILE (SHA-256), writes an in-toto Statement v1 whose subjects are the files by base name,\n"
     "signs it (DSSE, PAE v1.0.2) with every KEY and writes a Sigstore bundle v0.3 to BUNDLE.\n"
@@ -28,15 +29,37 @@ static const char *sign_usage =
     "      one subject MODEL (default 'model') over the per-file digests; --predicate is then not used.\n"
     "  Several --key options put several signatures in one envelope (for a threshold); Sigstore verifiers\n"
     "  accept only one signature per bundle, so for them sign with one key per bundle instead.\n"
+    "  --root DIR names each file by its path relative to DIR (a model directory) instead of its base name.\n"
     "  --dsse writes the bare DSSE envelope instead of a bundle.\n";
 
-/* The base name of a path, copied into out. */
-static const char *base_of(char *out, size_t cap, const char *path)
+int subject_name(char *out, size_t cap, const char *path, const char *root)
 {
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof(tmp), "%s", path);
-    snprintf(out, cap, "%s", basename(tmp));
-    return out;
+    char rp[PATH_MAX], rr[PATH_MAX];
+    size_t n;
+
+    if (!root) {
+        snprintf(rp, sizeof(rp), "%s", path);
+        if ((size_t)snprintf(out, cap, "%s", basename(rp)) >= cap)
+            goto too_long;
+        return 0;
+    }
+    if (!realpath(path, rp) || !realpath(root, rr)) {
+        fprintf(stderr, "quant: %s: %s\n", realpath(root, rr) ? path : root, strerror(errno));
+        return errno == ENOENT ? EXIT_NOTFOUND : EXIT_ERR;
+    }
+    n = strlen(rr);
+    if (n == 1)
+        n = 0; /* root is "/" */
+    if (strncmp(rp, rr, n) || rp[n] != '/') {
+        fprintf(stderr, "quant: %s is not inside --root %s\n", path, root);
+        return EXIT_USAGE;
+    }
+    if ((size_t)snprintf(out, cap, "%s", rp + n + 1) >= cap)
+        goto too_long;
+    return 0;
+too_long:
+    fprintf(stderr, "quant: %s: name too long\n", path);
+    return EXIT_USAGE;
 }
 
 static int read_text(qd_buf *out, const char *path)
@@ -69,13 +92,14 @@ int cmd_sign(int argc, char **argv)
                                              {"name", required_argument, NULL, 'n'},
                                              {"out", required_argument, NULL, 'o'},
                                              {"dsse", no_argument, NULL, 'd'},
+                                             {"root", required_argument, NULL, 'r'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
-    const char *key_paths[MAX_KEYS], *ptype = NULL, *pred_path = NULL, *name = "model", *out = NULL;
+    const char *key_paths[MAX_KEYS], *ptype = NULL, *pred_path = NULL, *name = "model", *out = NULL, *root = NULL;
     qd_key *keys[MAX_KEYS] = {0};
     size_t n_keys = 0, n_files = 0;
     qd_subject *files = NULL;
-    char (*names)[256] = NULL;
+    char (*names)[1024] = NULL;
     qd_buf pred = QD_BUF_INIT(PREDICATE_MAX), stmt = QD_BUF_INIT(0), bundle = QD_BUF_INIT(0);
     qd_envelope *env = NULL;
     bool dsse = false;
@@ -96,6 +120,7 @@ int cmd_sign(int argc, char **argv)
         case 'n': name = optarg; break;
         case 'o': out = optarg; break;
         case 'd': dsse = true; break;
+        case 'r': root = optarg; break;
         case 'h': fputs(sign_usage, stdout); return EXIT_OK_;
         default: fputs(sign_usage, stderr); return EXIT_USAGE;
         }
@@ -128,7 +153,9 @@ int cmd_sign(int argc, char **argv)
     }
     for (size_t i = 0; i < n_files; i++) {
         const char *path = argv[optind + (int)i];
-        files[i].name = base_of(names[i], sizeof(names[i]), path);
+        if ((ret = subject_name(names[i], sizeof(names[i]), path, root)) != 0)
+            goto done;
+        files[i].name = names[i];
         if ((rc = qd_file_sha256(&files[i].digest, path)) < 0) {
             ret = qd_fail(rc, "sign");
             goto done;

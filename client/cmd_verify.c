@@ -21,10 +21,11 @@
 
 static const char *verify_usage =
     "usage: quant verify --policy POLICY --bundle BUNDLE [--bundle BUNDLE2 ...] [--namespace NAME]\n"
-    "                    [--json] [--print-payload] FILE...\n"
+    "                    [--root DIR] [--json] [--print-payload] FILE...\n"
     "\n"
     "Checks the bundle's signatures with the policy's keys (threshold, validity, revocations, required predicate\n"
-    "types and validation verdict) and every signed subject against the FILEs, matched by base name.\n"
+    "types and validation verdict) and every signed subject against the FILEs, matched by base name\n"
+    "(or by path relative to --root DIR, as `quant sign --root` names them).\n"
     "Signatures of several bundles over the same statement count together toward a threshold.\n"
     "Exit: 0 verified; 4 verification failed; 2 usage or bad policy; 3 not found; 1 other error.\n";
 
@@ -41,9 +42,10 @@ int cmd_verify(int argc, char **argv)
                                              {"namespace", required_argument, NULL, 'n'},
                                              {"json", no_argument, NULL, 'j'},
                                              {"print-payload", no_argument, NULL, 'x'},
+                                             {"root", required_argument, NULL, 'r'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
-    const char *policy_path = NULL, *bundles[MAX_BUNDLES];
+    const char *policy_path = NULL, *bundles[MAX_BUNDLES], *root = NULL;
     size_t n_bundles = 0, n_files;
     bool json = false, print_payload = false;
     qd_verify_options vo = QD_VERIFY_OPTIONS_INIT;
@@ -52,7 +54,7 @@ int cmd_verify(int argc, char **argv)
     qd_envelope *env = NULL;
     qd_verified *v = NULL;
     qd_subject *files = NULL;
-    char (*names)[256] = NULL;
+    char (*names)[1024] = NULL;
     int c, rc, ret = EXIT_OK_;
 
     optind = 1;
@@ -69,6 +71,7 @@ int cmd_verify(int argc, char **argv)
         case 'n': vo.namespace_name = optarg; break;
         case 'j': json = true; break;
         case 'x': print_payload = true; break;
+        case 'r': root = optarg; break;
         case 'h': fputs(verify_usage, stdout); return EXIT_OK_;
         default: fputs(verify_usage, stderr); return EXIT_USAGE;
         }
@@ -106,10 +109,9 @@ int cmd_verify(int argc, char **argv)
         goto done;
     }
     for (size_t i = 0; i < n_files; i++) {
-        char tmp[PATH_MAX];
         const char *path = argv[optind + (int)i];
-        snprintf(tmp, sizeof(tmp), "%s", path);
-        snprintf(names[i], sizeof(names[i]), "%s", basename(tmp));
+        if ((ret = subject_name(names[i], sizeof(names[i]), path, root)) != 0)
+            goto done;
         files[i].name = names[i];
         for (size_t j = 0; j < i; j++)
             if (!strcmp(names[j], names[i])) {

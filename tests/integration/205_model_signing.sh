@@ -24,4 +24,14 @@ expect 1 'key mismatch' $CHK model.sig ec2.pub model
 printf 'x' >>model/config.json
 expect 1 'do not match' $CHK model.sig ec.pub model
 expect 4 'subject config.json: digest mismatch' "$Q" verify --policy ec.policy --bundle model.sig model/*
+
+# a model directory with a subfolder: names are paths relative to --root, as model-signing names them
+mkdir -p m2/tokenizer && head -c 3000 /dev/urandom >m2/weights.bin && printf 'v' >m2/tokenizer/vocab.txt
+"$Q" sign --key ec --predicate-type https://model_signing/signature/v1.0 --name m2 --root m2 --out m2.sig \
+    m2/weights.bin m2/tokenizer/vocab.txt 2>/dev/null
+expect 0 '^ok: accepted' $CHK m2.sig ec.pub m2
+expect 0 '^verified: 2 file' "$Q" verify --policy ec.policy --bundle m2.sig --root m2 m2/weights.bin m2/tokenizer/vocab.txt
+expect 4 'subject tokenizer/vocab.txt: no file of that name' \
+    "$Q" verify --policy ec.policy --bundle m2.sig m2/weights.bin m2/tokenizer/vocab.txt
+expect 2 'is not inside --root' "$Q" verify --policy ec.policy --bundle m2.sig --root m2 model/config.json
 finish

@@ -8,7 +8,7 @@ python3-cryptography (a library we did not write), written from model-signing's 
    writes it), 2. the ECDSA-SHA256 signature[0] must verify over DSSE PAE(payloadType, payload), 3. the payload
    is an in-toto Statement v1 with predicateType https://model_signing/signature/v1.0 and one subject, whose sha256
    is the SHA-256 over the resource digests in order, 4. serialization method "files" with hash_type and
-   allow_symlinks, 5. the files of MODEL_DIR, hashed here and sorted by name, equal the resources.
+   allow_symlinks, 5. the files of MODEL_DIR (recursively, by POSIX relative path), hashed here, equal the resources.
 Exit 0 accepted, 1 rejected (reason on stdout).
 """
 import base64
@@ -69,8 +69,11 @@ def main():
     names = [r["name"] for r in st["predicate"]["resources"]]
     if names != sorted(names):
         return "rejected: resources not in name order"
-    local = {n: hashlib.sha256(open(os.path.join(model_dir, n), "rb").read()).hexdigest()
-             for n in sorted(os.listdir(model_dir))}
+    local = {}
+    for top, _, files in os.walk(model_dir):
+        for f in files:
+            path = os.path.join(top, f)
+            local[os.path.relpath(path, model_dir).replace(os.sep, "/")] = hashlib.sha256(open(path, "rb").read()).hexdigest()
     if local != signed:
         return "rejected: model files do not match the signed manifest"
     return None
