@@ -4,8 +4,11 @@
 #   make CC=clang        the same with clang (warnings are errors under both)
 #   make test            unit tests, integration tests, then the unit tests again under clang ASan+UBSan
 #   make demo            a walk through of what exists, against an embedded store under ./var/
-#   make deps            install the Debian packages the build and the tests need (as root), else print the line
+#   make deps            install the Debian packages the build and the tests need (as root), else print the line;
+#                        then the npm packages of tests/package.json (npm ci) when npm exists
 #   make bench-store     put/get throughput against cat and cp
+#   make bench-verify    bundle verifications/s against openssl speed ed25519 ecdsap256
+#   make fuzz            libFuzzer builds of tests/fuzz/fuzz_*.c (clang) in build/fuzz/libfuzzer
 #   make FLAVOUR=asan    a sanitizer build in build/asan (clang)
 
 FLAVOUR ?= release
@@ -14,6 +17,10 @@ B := build/$(FLAVOUR)
 ifeq ($(FLAVOUR),asan)
 CC := clang
 OPT := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDOPT := -fsanitize=address,undefined
+else ifeq ($(FLAVOUR),fuzz)
+CC := clang
+OPT := -O1 -g -fsanitize=address,undefined,fuzzer-no-link -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDOPT := -fsanitize=address,undefined
 else ifeq ($(FLAVOUR),debug)
 OPT := -O0 -g
@@ -57,7 +64,7 @@ FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRCS))
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
 
-.PHONY: all test check tests unit-bins demo deps clean bench-store lint
+.PHONY: all test check tests unit-bins demo deps clean bench-store bench-verify fuzz lint
 all: $(B)/libqd.a $(B)/quant $(B)/quantd bin/quant bin/quantd
 
 # Convenience links: bin/quant and bin/quantd are the programs of the last build.
@@ -107,6 +114,17 @@ $(B)/fuzz/%: tests/fuzz/%.c tests/fuzz/driver.c tests/fuzz/fuzz.h $(B)/libqd.a
 	@echo "  FUZZ    $@"
 	@$(CC) $(CFLAGS_ALL) -Itests/fuzz -o $@ $< tests/fuzz/driver.c $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)
 
+# `make fuzz` builds the same targets with libFuzzer (clang, ASan+UBSan, libqd instrumented) into
+# build/fuzz/libfuzzer/ for long runs; give a scratch directory first so that new inputs do not land in the corpus
+# unreviewed.
+$(B)/libfuzzer/%: tests/fuzz/%.c $(B)/libqd.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -Itests/fuzz -fsanitize=fuzzer -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) -fsanitize=fuzzer $(LIBS)
+
+fuzz:
+	@$(MAKE) --no-print-directory FLAVOUR=fuzz $(patsubst tests/fuzz/%.c,build/fuzz/libfuzzer/%,$(FUZZ_SRCS))
+	@echo "run e.g.: mkdir -p /tmp/new && build/fuzz/libfuzzer/fuzz_bundle -max_total_time=300 /tmp/new tests/fuzz/corpus/fuzz_bundle"
+
 $(B)/bench/%: bench/%.c $(B)/libqd.a
 	@mkdir -p $(@D)
 	@echo "  LD      $@"
@@ -127,9 +145,12 @@ demo: all
 bench-store: all $(TOOL_BINS) $(BENCH_BINS)
 	@bench/store.sh
 
+bench-verify: all $(B)/bench/verify
+	@B=$(B) bench/verify.sh
+
 DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev liblmdb-dev libzstd-dev libssl-dev \
 	libjansson-dev libgit2-dev libevent-dev libcurl4-openssl-dev libcmocka-dev openssl python3 \
-	python3-jsonschema
+	python3-jsonschema python3-cryptography
 # Node.js for the llama.cpp checks (node-llama-cpp needs node >= 20): Debian's nodejs and npm only where no node
 # is installed yet (a nodesource nodejs already ships npm and conflicts with Debian's npm package).
 deps:
@@ -145,6 +166,12 @@ deps:
 		cd tests/llama && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm ci --no-audit --no-fund --ignore-scripts; \
 	else \
 		echo "npm not found: tests/integration/450_llama_load.sh will skip"; \
+	fi
+	@# tests/: @sigstore/verify and its siblings pinned in package-lock.json, for 201_sigstore_js.sh
+	@if command -v npm >/dev/null; then \
+		cd tests && npm ci --no-audit --no-fund --ignore-scripts; \
+	else \
+		echo "npm not found: tests/integration/201_sigstore_js.sh will skip"; \
 	fi
 
 lint:

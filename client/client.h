@@ -47,5 +47,12 @@ int cmd_rows(int argc, char **argv);
 int cmd_kernels(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+/* signed attestations (docs/VERIFY.md) */
+int cmd_key(int argc, char **argv);
+int cmd_policy(int argc, char **argv);
+int cmd_sign(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+/* The statement name of a file: its base name, or its path relative to root when root is given. 0 or an exit code. */
+int subject_name(char *out, size_t cap, const char *path, const char *root);
 
 #endif

@@ -29,6 +29,10 @@ static const command commands[] = {
     {"kernels", cmd_kernels, "the kernel variant in use and the CPU features seen"},
     {"quantize", cmd_quantize, "quantize a model into a GGUF with a llama-quantize recipe"},
     {"inspect", cmd_inspect, "show the metadata and tensors of a GGUF, safetensors or llama2.c model"},
+    {"key", cmd_key, "signing keys: gen, show, export, import"},
+    {"policy", cmd_policy, "trust policies: new, check"},
+    {"sign", cmd_sign, "sign files: an in-toto statement in a DSSE envelope, as a Sigstore bundle"},
+    {"verify", cmd_verify, "verify a bundle against a trust policy and the files (exit 4 when it fails)"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "list the commands"},
 };

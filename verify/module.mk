@@ -1,2 +1,4 @@
-# verify/: digests now; keys, DSSE envelopes and the trust policy next. The only folder that includes OpenSSL.
-LIBQD_SRCS += verify/digest.c
+# verify/: digests, keys, DSSE envelopes, Sigstore bundles, in-toto statements, the trust policy.
+# The only folder that includes OpenSSL.
+LIBQD_SRCS += verify/digest.c verify/util.c verify/key.c verify/dsse.c verify/statement.c verify/policy.c \
+	verify/check.c
