@@ -19,7 +19,11 @@ export NODE_LLAMA_CPP_SKIP_DOWNLOAD=true
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/qd450.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-recipes="F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K IQ4_NL IQ4_XS"
+# Each file loads in its own node process (about 10 s each here), so `make test` takes one recipe of every kind of
+# choice (plain types, legacy blocks with and without the refused-tensor fallback, each K-quant family, the
+# IQ4s); QD_LLAMA_ALL=1 runs all of them.
+recipes="F32 F16 Q8_0 Q4_0 Q2_K Q3_K_M Q4_K_M Q5_K_S Q6_K IQ4_NL IQ4_XS"
+[ -n "${QD_LLAMA_ALL:-}" ] && recipes="F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K IQ4_NL IQ4_XS"
 # the oracle for F32: a plain-Python llama2.c forward pass of the source checkpoint
 ref=$(python3 "$ROOT/tests/llama/llama2c_ref.py" "$SRC" 32) || { echo "FAIL: reference decode"; exit 1; }
 echo "reference greedy ids (llama2.c forward in Python): $ref"
