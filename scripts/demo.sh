@@ -55,9 +55,40 @@ run $Q store rm "$E" --store $S
 run $Q store fsck --store $S
 run $Q store info --store $S
 
+say "8. Quantize a model with llama-quantize's Q4_K_M recipe, byte for byte as ggml writes its blocks"
+if [ -n "$M" ]; then
+    SRC=../shared/models/stories260K.bin
+else
+    SRC=var/demo/tiny.gguf
+    ./build/release/tools/gen_ckpt --out "$SRC" --format gguf --dtype f16 --dim 256 --ff 688 --layers 4 --heads 8 \
+        --kv-heads 4 --vocab 1024 --seed 7
+fi
+run $Q quantize --in "$SRC" --type Q4_K_M --out var/demo/model-q4_k_m.gguf
+run $Q inspect var/demo/model-q4_k_m.gguf | head -n 12
+printf '$ %s\n' "$Q store put var/demo/model-q4_k_m.gguf --store $S" >&2
+V=$($Q store put var/demo/model-q4_k_m.gguf --store $S)
+echo "$V"
+
+say "9. Sign the variant (OpenSSF model-signing layout in a Sigstore bundle, Ed25519) and verify it"
+rm -f var/demo/demo.key var/demo/demo.key.pub
+run $Q key gen --out var/demo/demo.key
+run $Q policy new --trust var/demo/demo.key.pub --out var/demo/policy.json
+run $Q sign --key var/demo/demo.key --predicate-type https://model_signing/signature/v1.0 --name stories-q4_k_m \
+    --out var/demo/model-q4_k_m.sigstore.json var/demo/model-q4_k_m.gguf
+run $Q verify --policy var/demo/policy.json --bundle var/demo/model-q4_k_m.sigstore.json var/demo/model-q4_k_m.gguf
+echo "A tampered copy is refused:"
+cp var/demo/model-q4_k_m.gguf var/demo/tampered.gguf
+printf 'x' | dd of=var/demo/tampered.gguf bs=1 seek=100000 conv=notrunc status=none
+mkdir -p var/demo/t && cp var/demo/tampered.gguf var/demo/t/model-q4_k_m.gguf
+if $Q verify --policy var/demo/policy.json --bundle var/demo/model-q4_k_m.sigstore.json var/demo/t/model-q4_k_m.gguf; then
+    echo "demo: a tampered file verified: this is a bug" >&2
+    exit 1
+fi
+
 say "Done. What happened:"
 echo "- a 64 MiB fp16 blob went in as content-defined chunks, compressed where zstd saves >= 5% (stat shows how many)"
 echo "- reads came back byte-identical, whole (verified against its digest) and by range"
 echo "- a one-byte insertion cost only the chunk around it: the store grew by about one chunk, not 64 MiB"
 echo "- fsck re-hashed everything and found the store clean; removal freed only the chunks nobody else uses"
+echo "- a model was quantized with llama-quantize's Q4_K_M rules, stored, signed, verified, and a tampered copy refused"
 echo "Try: $Q store --help    (the store stays in $S; delete that folder to start over)"
