@@ -362,7 +362,8 @@ int tk_pad(tk_state *t, float score)
     return QD_OK;
 }
 
-/* llama.cpp finds the newline token at load and aborts the process without one. */
+/* llama.cpp finds the newline token at load (tested with node-llama-cpp 3.21.1: a "llama" vocabulary without one
+ * aborts the process; a "gpt2" one loads and drops newlines). */
 int tk_check_newline(tk_state *t, int byte_level)
 {
     for (int64_t i = 0; i < t->n; i++) {
@@ -371,8 +372,14 @@ int tk_check_newline(tk_state *t, int byte_level)
                        : (!strcmp(s, "<0x0A>") || !strcmp(s, "\n")))
             return QD_OK;
     }
-    return tk_err(QD_EUNSUPPORTED, "%s: the vocabulary has no newline token (%s); llama.cpp aborts on such a file",
-                  t->what, byte_level ? "byte-level \"\\u010a\"" : "\"<0x0A>\" or \"\\n\"");
+    if (byte_level) { /* llama.cpp loads it (the newline is then lost when tokenizing): warn */
+        qd_log(QD_LOG_WARN, "tokenizer", "%s: the vocabulary has no byte-level newline token \"\\u010a\"", t->what);
+        return QD_OK;
+    }
+    /* llama.cpp's SentencePiece vocabulary looks the newline up at load and aborts the process without one */
+    return tk_err(QD_EUNSUPPORTED,
+                  "%s: the vocabulary has no newline token (\"<0x0A>\" or \"\\n\"); llama.cpp aborts on such a file",
+                  t->what);
 }
 
 /* ---- tokenizer.json: BPE / Unigram ------------------------------------------------------------------------- */

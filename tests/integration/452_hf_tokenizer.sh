@@ -8,7 +8,11 @@
 # process llama.cpp loads the file and tokenizes text; we check the vocabulary size, BOS/EOS, the special tokens,
 # the detokenized round trip, and that the token ids equal a plain-Python BPE over the same tokenizer.json (the
 # Llama-3 split regex on ASCII text, byte-level alphabet, merges by rank, whole-word lookup first as ignore_merges
-# says). Then llama.cpp greedy-decodes 8 tokens from BOS. Skips (77) without node >= 20 or tests/llama/node_modules.
+# says). Then llama.cpp greedy-decodes 8 tokens from BOS.
+# Then the two SentencePiece forms (a Llama-2 style tokenizer.json: BPE with byte_fallback; a tokenizer.model
+# protobuf), written by a Python helper over the same weights: llama.cpp must load each as an SPM vocabulary of
+# 320 tokens with BOS 1 / EOS 2 and round-trip a text with a newline and bytes outside the vocabulary.
+# Skips (77) without node >= 20 or tests/llama/node_modules.
 set -u
 ROOT=${QD_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 QUANT=${QUANT:-$ROOT/build/release/quant}
@@ -88,3 +92,74 @@ import json, sys
 j = json.load(sys.stdin)
 assert len(j["tokens"]) == 8 and all(0 <= t < 320 for t in j["tokens"]), j
 print("ok   greedy decode from BOS:", j["tokens"])' || { echo "FAIL: decode result $(cat "$work/n.out")"; exit 1; }
+
+cat >"$work/mk_spm.py" <<'PY'
+import json, os, shutil, struct, sys
+src, kind, out = sys.argv[1:4]   # src: folder with model.safetensors + config.json; kind: json | model
+os.makedirs(out, exist_ok=True)
+for f in ("model.safetensors", "config.json"):
+    shutil.copy(os.path.join(src, f), out)
+words = ["\u2581", "\u2581t", "he", "\u2581the", "\u2581a", "in", "er", "\u2581w", "or", "ld", "\u2581wor", "\u2581world",
+         "el", "lo", "\u2581H", "ll", "\u2581He", "\u2581Hel", "\u2581Hell", "\u2581Hello"]
+letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + ["H", "!"]
+pieces = [("<unk>", 0.0, 2), ("<s>", 0.0, 3), ("</s>", 0.0, 3)]
+pieces += [("<0x%02X>" % b, 0.0, 6) for b in range(256)]
+pieces += [(w, -float(i), 1) for i, w in enumerate(words + letters)]
+if kind == "model":
+    def varint(v):
+        o = b""
+        while True:
+            c = v & 0x7f; v >>= 7
+            o += bytes([c | (0x80 if v else 0)])
+            if not v: return o
+    pb = b""
+    for p, s, t in pieces:
+        pe = p.encode()
+        m = b"\x0a" + varint(len(pe)) + pe + b"\x15" + struct.pack("<f", s) + b"\x18" + varint(t)
+        pb += b"\x0a" + varint(len(m)) + m
+    open(os.path.join(out, "tokenizer.model"), "wb").write(pb)
+else:
+    vocab = {p: i for i, (p, s, t) in enumerate(pieces)}
+    merges = []
+    for w in words:
+        # any split of w into two vocabulary pieces whose join is w
+        for k in range(1, len(w)):
+            if w[:k] in vocab and w[k:] in vocab:
+                merges.append(w[:k] + " " + w[k:]); break
+    tj = {"added_tokens": [{"id": i, "content": p, "special": True} for i, p in enumerate(["<unk>", "<s>", "</s>"])],
+          "normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u2581"},
+                         {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]},
+          "pre_tokenizer": None,
+          "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                             {"Sequence": {"id": "A", "type_id": 0}}]},
+          "decoder": {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+                      {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+          "model": {"type": "BPE", "byte_fallback": True, "fuse_unk": True, "unk_token": "<unk>", "vocab": vocab,
+                    "merges": merges}}
+    json.dump(tj, open(os.path.join(out, "tokenizer.json"), "w"))
+json.dump({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "add_bos_token": True, "add_eos_token": False},
+          open(os.path.join(out, "tokenizer_config.json"), "w"))
+PY
+for kind in json model; do
+    python3 "$work/mk_spm.py" "$work" "$kind" "$work/$kind" || { echo "FAIL: writing the $kind SentencePiece tokenizer"; exit 1; }
+    "$QUANT" quantize --in "$work/$kind/model.safetensors" --type F16 --out "$work/$kind.gguf" -t 2 >"$work/q.log" 2>&1 ||
+        { echo "FAIL: quant quantize ($kind):"; cat "$work/q.log"; exit 1; }
+    stext="Hello world! The weather
+is fine, QUANTD."
+    if ! timeout 300 node "$ROOT/tests/llama/tokenize_gguf.mjs" "$work/$kind.gguf" "$stext" "<s>Hi</s>" >"$work/s.out" 2>"$work/s.err"; then
+        echo "FAIL: llama.cpp could not load or tokenize the $kind SentencePiece file:"; tail -n 20 "$work/s.err"; exit 1
+    fi
+    tail -n 1 "$work/s.out" | python3 -c '
+import json, sys
+kind, text = sys.argv[1:3]
+j = json.load(sys.stdin)
+bad = []
+if j["vocab"] != 320: bad.append("vocab %r" % j["vocab"])
+if j["vocab_type"] != "SPM": bad.append("vocab type %r" % j["vocab_type"])
+if (j["bos"], j["eos"]) != (1, 2): bad.append("bos/eos %r/%r" % (j["bos"], j["eos"]))
+if j["text"] != text: bad.append("detokenized %r" % j["text"])
+if not j["special"] or j["special"][0] != 1 or j["special"][-1] != 2: bad.append("special %r" % j["special"])
+if bad: print("FAIL %s: %s" % (kind, "; ".join(bad))); sys.exit(1)
+print("ok   SentencePiece from tokenizer.%s: vocab %d (SPM), %d tokens, round trip exact" % (kind, j["vocab"], len(j["tokens"])))
+' "$kind" "$stext" || exit 1
+done

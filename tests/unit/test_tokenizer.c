@@ -510,7 +510,8 @@ static void test_tokenizer__malformed_json(void **state)
     expect_fail("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": {}}}", 8, QD_ECORRUPT,
                 "not an array");
     expect_fail("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}", 8, QD_EUNSUPPORTED, "WordPiece");
-    expect_fail("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}}}", 8, QD_EUNSUPPORTED, "newline");
+    expect_fail("{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", 0.0], [\"b\", 0.0]]}}", 8, QD_EUNSUPPORTED,
+                "newline");
     expect_fail("{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", 0.0], [\"b\"]]}}", 8, QD_ECORRUPT,
                 "[token, score]");
     expect_fail("{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", 0], [\"b\", 0], [\"c\", 0]]}}", 2,
