@@ -586,6 +586,66 @@ static void test_tokenizer__every_truncation_is_an_error(void **state)
     release(m);
 }
 
+/* Seeded random byte mutations of a valid tokenizer.json, tokenizer_config.json and tokenizer.model: every result
+ * is a clean conversion or a clear error (ASan/UBSan builds check the "never a crash" part). */
+static void test_tokenizer__random_mutations(void **state)
+{
+    (void)state;
+    tu_rng r;
+    char js[8192], cfg[512];
+    pbuf p;
+    const char *d = new_dir();
+    qd_model *m;
+    int ok = 0, bad = 0;
+    tu_rng_seed(&r, tu_seed());
+    snprintf(cfg, sizeof(cfg), "{\"bos_token\": \"<|bos|>\", \"eos_token\": {\"content\": \"<|eot|>\"}, "
+                               "\"add_bos_token\": true, \"chat_template\": [{\"name\": \"default\", \"template\": \"x\"}]}");
+    for (int it = 0; it < 300; it++) {
+        int which = it % 3;
+        size_t n;
+        char *buf;
+        snprintf(js, sizeof(js), "%s", which == 2 ? spm_bpe_json : bpe_json("[\"a b\", \"\xc4\xa0 a\"]", llama3_pre));
+        char c2[512];
+        snprintf(c2, sizeof(c2), "%s", cfg);
+        spm_model(&p, 1);
+        if (which == 0)
+            buf = js, n = strlen(js);
+        else if (which == 1)
+            buf = c2, n = strlen(c2);
+        else
+            buf = (char *)p.b, n = p.n;
+        int k = 1 + (int)(tu_next(&r) % 4);
+        for (int j = 0; j < k; j++) {
+            size_t at = (size_t)(tu_next(&r) % n);
+            static const char pool[] = "{}[]\",:0123456789- \\abzu";
+            buf[at] = which == 2 && (tu_next(&r) & 1) ? (char)(tu_next(&r) & 0xff) : pool[tu_next(&r) % (sizeof(pool) - 1)];
+        }
+        char rm[800];
+        snprintf(rm, sizeof(rm), "%s/tokenizer.model", d);
+        unlink(rm);
+        if (which == 2) {
+            put(d, "tokenizer.model", p.b, p.n);
+            puts_(d, "tokenizer_config.json", cfg);
+        } else {
+            put(d, "tokenizer.json", js, strlen(js));
+            puts_(d, "tokenizer_config.json", which == 1 ? c2 : cfg);
+        }
+        int rc = convert(&m, NULL, d, 12);
+        if (rc == QD_OK) {
+            ok++;
+            assert_int_equal(arr_n(m, "tokenizer.ggml.tokens"), 12);
+            release(m);
+        } else {
+            bad++;
+            if (rc != QD_ECORRUPT && rc != QD_EUNSUPPORTED)
+                fail_msg("iteration %d: rc %d (%s)", it, rc, qd_error_last()->message);
+            assert_true(strlen(qd_error_last()->message) > 0);
+        }
+    }
+    printf("random mutations: %d converted, %d refused\n", ok, bad);
+    assert_true(bad > 0);
+}
+
 /* ---- through the quantize pipeline ------------------------------------------------------------------------ */
 
 static const char *tools(void)
@@ -651,6 +711,7 @@ int main(void)
         cmocka_unit_test(test_tokenizer__sentencepiece_model),
         cmocka_unit_test(test_tokenizer__malformed_json),
         cmocka_unit_test(test_tokenizer__every_truncation_is_an_error),
+        cmocka_unit_test(test_tokenizer__random_mutations),
         cmocka_unit_test(test_tokenizer__quantize_safetensors_with_tokenizer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
