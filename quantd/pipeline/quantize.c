@@ -134,7 +134,6 @@ static int hf_tokenizer(qd_gguf_writer *w, const qd_model *m, const qd_hparams *
 {
     char dir[4096];
     struct stat st;
-    qd_tokenizer_info info;
     const qd_tensor *te = qd_model_tensor_find(m, "token_embd.weight");
     int64_t n_vocab = te ? te->ne[1] : hp->n_vocab;
     snprintf(dir, sizeof(dir), "%s", in_path);
@@ -145,10 +144,7 @@ static int hf_tokenizer(qd_gguf_writer *w, const qd_model *m, const qd_hparams *
         else
             snprintf(dir, sizeof(dir), "%s", sl ? "/" : ".");
     }
-    int rc = qd_tokenizer_from_hf(&info, w, dir, n_vocab);
-    if (rc == QD_OK && !info.pre_known)
-        qd_log(QD_LOG_WARN, "quantize", "tokenizer: unrecognised pre-tokenizer, wrote tokenizer.ggml.pre = default");
-    return rc;
+    return qd_tokenizer_from_hf(NULL, w, dir, n_vocab); /* it logs what it wrote, and warns */
 }
 
 static int write_metadata(qd_gguf_writer *w, const qd_model *m, const qd_hparams *hp, const char *in_path,
