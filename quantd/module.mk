@@ -11,5 +11,6 @@ $(B)/obj/quantd/kernels/%.o: CFLAGS_ALL += -ffp-contract=off -fno-fast-math
 # quantd/io/: model files (GGUF, safetensors, llama2.c) through mmap, and the GGUF writer.
 # quantd/recipes/: llama-quantize's whole-model recipes (which tensor gets which type).
 # quantd/pipeline/: tensor-by-tensor quantization of a model into a GGUF, threads over row ranges; imatrix files.
-LIBQD_SRCS += quantd/io/model.c quantd/io/gguf.c quantd/io/safetensors.c quantd/io/llama2c.c quantd/io/names.c
+LIBQD_SRCS += quantd/io/model.c quantd/io/gguf.c quantd/io/safetensors.c quantd/io/llama2c.c quantd/io/names.c \
+	quantd/io/tokenizer.c quantd/io/tokenizer_spm.c
 LIBQD_SRCS += quantd/recipes/recipe.c quantd/pipeline/quantize.c quantd/pipeline/imatrix.c

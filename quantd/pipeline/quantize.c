@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include "qd/log.h"
 #include "qd/model.h"
 #include "qd/pipeline.h"
+#include "qd/tokenizer.h"
 #include "qd/version.h"
 
 #define QD_MAX_THREADS 256
@@ -126,6 +128,25 @@ static const char *base_name(const char *path, char *buf, size_t cap)
     return buf;
 }
 
+/* A safetensors source's Hugging Face tokenizer (tokenizer.json / tokenizer.model beside the weights), padded to
+ * the token embedding rows. QD_ENOTFOUND when the folder has none (the placeholder vocabulary is written then). */
+static int hf_tokenizer(qd_gguf_writer *w, const qd_model *m, const qd_hparams *hp, const char *in_path)
+{
+    char dir[4096];
+    struct stat st;
+    const qd_tensor *te = qd_model_tensor_find(m, "token_embd.weight");
+    int64_t n_vocab = te ? te->ne[1] : hp->n_vocab;
+    snprintf(dir, sizeof(dir), "%s", in_path);
+    if (stat(in_path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        char *sl = strrchr(dir, '/');
+        if (sl && sl != dir)
+            *sl = '\0';
+        else
+            snprintf(dir, sizeof(dir), "%s", sl ? "/" : ".");
+    }
+    return qd_tokenizer_from_hf(NULL, w, dir, n_vocab); /* it logs what it wrote, and warns */
+}
+
 static int write_metadata(qd_gguf_writer *w, const qd_model *m, const qd_hparams *hp, const char *in_path,
                           qd_ftype ft)
 {
@@ -158,8 +179,15 @@ static int write_metadata(qd_gguf_writer *w, const qd_model *m, const qd_hparams
         (rc = qd_gguf_set_u32(w, "general.quantization_version", 2)) ||
         (rc = qd_gguf_set_str(w, "general.quantized_by", "quantd " QD_VERSION)))
         return rc;
-    if (!hp->has_tokenizer && (rc = qd_write_placeholder_vocab(w, hp->n_vocab)))
-        return rc;
+    if (!hp->has_tokenizer) {
+        rc = QD_ENOTFOUND;
+        if (qd_model_format_of(m) == QD_MODEL_SAFETENSORS)
+            rc = hf_tokenizer(w, m, hp, in_path);
+        if (rc == QD_ENOTFOUND)
+            rc = qd_write_placeholder_vocab(w, hp->n_vocab);
+        if (rc)
+            return rc;
+    }
     return QD_OK;
 }
 

@@ -9,6 +9,9 @@
  * every matrix a few input channels (about 1 in 128, at least 1) are outliers scaled by 8; norm weights are
  * 1 + N(0, 0.05). Every tensor's values depend only on the seed and the tensor's GGUF name, never on the format,
  * so the GGUF and the safetensors written from one seed hold the same model (the Q/K permutation undone).
+ * --tokenizer: GGUF gets the placeholder vocabulary; safetensors gets a byte-level BPE tokenizer.json (Llama-3
+ * layout: 256 byte tokens, merges trained on a fixed English text, three special tokens; ids up to --vocab past
+ * them left undefined) and a tokenizer_config.json with bos/eos and a chat template.
  * Preset --preset bench: dim 2048, ff 5632, 14 layers, 32/4 heads, vocab 32000, F16 GGUF (about 1.5 GB).
  */
 #include <errno.h>
@@ -260,6 +263,143 @@ static int write_gguf(const cfg *c, tdesc *ts, size_t n)
     return rc;
 }
 
+/* ---- a byte-level BPE tokenizer.json (--tokenizer with --format safetensors) ---------------------------------- */
+
+/* GPT-2's byte-level alphabet: printable bytes stand for themselves, the others map to U+0100 onwards in order. */
+static int byte_printable(int b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255); }
+
+static size_t byte_utf8(int b, char *o)
+{
+    unsigned cp = (unsigned)b;
+    if (!byte_printable(b)) {
+        cp = 256;
+        for (int x = 0; x < b; x++)
+            cp += !byte_printable(x);
+    }
+    if (cp < 0x80) {
+        o[0] = (char)cp;
+        return 1;
+    }
+    o[0] = (char)(0xc0 | (cp >> 6));
+    o[1] = (char)(0x80 | (cp & 0x3f));
+    return 2;
+}
+
+#define TK_WORDS 512
+#define TK_SYMS 48
+
+/* Train byte-level BPE merges on a fixed English text (most frequent pair first, ties to the first seen), so the
+ * vocabulary and merges look like a real tokenizer's and llama.cpp can tokenize with them. */
+static int write_tokenizer(const cfg *c, const char *dir)
+{
+    static const char *text =
+        "Once upon a time there was a little girl who lived in a village near the forest. Whenever she went out, "
+        "the little girl wore a red riding cloak, so everyone in the village called her Little Red Riding Hood. "
+        "One morning she asked her mother if she could go to visit her grandmother as it had been a while since "
+        "they had seen each other. That is a good idea, her mother said. So they packed a nice basket for her to "
+        "take to her grandmother. The quick brown fox jumps over the lazy dog.\nHello world! 123 456 7890\n";
+    static char syms[TK_WORDS][TK_SYMS][64];
+    static int nsym[TK_WORDS];
+    int nw = 0, n_special = 3;
+    int64_t n_merges = c->vocab - 256 - n_special, done = 0;
+    char path[4200];
+    if (n_merges < 0)
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "--tokenizer with safetensors needs --vocab >= 259");
+    /* pre-split: a word is [space]letters or [space]other; each byte becomes one byte-level symbol */
+    for (const char *p = text; *p && nw < TK_WORDS;) {
+        int n = 0;
+        const char *q = p;
+        if (*q == ' ')
+            q++;
+        int alpha = (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z');
+        while (*q && *q != ' ' && (((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z')) == alpha))
+            q++;
+        if (q == p)
+            q++;
+        for (const char *r = p; r < q && n < TK_SYMS; r++) {
+            size_t l = byte_utf8((unsigned char)*r, syms[nw][n]);
+            syms[nw][n++][l] = '\0';
+        }
+        nsym[nw++] = n;
+        p = q;
+    }
+    json_t *vocab = json_object(), *merges = json_array();
+    for (int b = 0; b < 256; b++) {
+        char u[4];
+        u[byte_utf8(b, u)] = '\0';
+        json_object_set_new(vocab, u, json_integer(b));
+    }
+    while (done < n_merges) {
+        /* count pairs */
+        int best_w = -1, best_i = -1, best_n = 1;
+        for (int w = 0; w < nw; w++)
+            for (int i = 0; i + 1 < nsym[w]; i++) {
+                int cnt = 0;
+                for (int w2 = 0; w2 < nw; w2++)
+                    for (int j = 0; j + 1 < nsym[w2]; j++)
+                        cnt += !strcmp(syms[w][i], syms[w2][j]) && !strcmp(syms[w][i + 1], syms[w2][j + 1]);
+                if (cnt > best_n && strlen(syms[w][i]) + strlen(syms[w][i + 1]) < 63)
+                    best_n = cnt, best_w = w, best_i = i;
+            }
+        if (best_w < 0)
+            break;
+        char a[64], b[64], ab[128], m[130];
+        snprintf(a, sizeof(a), "%s", syms[best_w][best_i]);
+        snprintf(b, sizeof(b), "%s", syms[best_w][best_i + 1]);
+        snprintf(ab, sizeof(ab), "%s%s", a, b);
+        snprintf(m, sizeof(m), "%s %s", a, b);
+        json_object_set_new(vocab, ab, json_integer(256 + done));
+        json_array_append_new(merges, json_string(m));
+        done++;
+        for (int w = 0; w < nw; w++)
+            for (int i = 0; i + 1 < nsym[w]; i++)
+                if (!strcmp(syms[w][i], a) && !strcmp(syms[w][i + 1], b)) {
+                    memcpy(syms[w][i], ab, strlen(ab) + 1); /* < 63 bytes: checked when the pair was chosen */
+                    memmove(syms[w][i + 1], syms[w][i + 2], (size_t)(nsym[w] - i - 2) * 64);
+                    nsym[w]--;
+                }
+    }
+    /* the special tokens follow the merges; ids up to --vocab past them stay undefined (the converter pads) */
+    const char *specials[3] = {"<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"};
+    json_t *added = json_array();
+    for (int k = 0; k < n_special; k++)
+        json_array_append_new(added, json_pack("{s:I, s:s, s:b, s:b, s:b, s:b, s:b}", "id",
+                                               (json_int_t)(256 + done + k), "content", specials[k], "single_word", 0,
+                                               "lstrip", 0, "rstrip", 0, "normalized", 0, "special", 1));
+    json_t *tj = json_pack(
+        "{s:s, s:n, s:n, s:o, s:n, s:{s:s, s:[{s:s, s:{s:s}, s:s, s:b}, {s:s, s:b, s:b, s:b}]},"
+        " s:{s:s, s:[{s:{s:s, s:i}}, {s:{s:s, s:i}}]}, s:{s:s, s:b, s:b, s:b},"
+        " s:{s:s, s:n, s:n, s:n, s:n, s:b, s:b, s:b, s:o, s:o}}",
+        "version", "1.0", "truncation", "padding", "added_tokens", added, "normalizer", "pre_tokenizer", "type",
+        "Sequence", "pretokenizers", "type", "Split", "pattern", "Regex",
+        "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+        "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+        "behavior", "Isolated", "invert", 0, "type", "ByteLevel", "add_prefix_space", 0, "trim_offsets", 1,
+        "use_regex", 0, "post_processor", "type", "TemplateProcessing", "single", "SpecialToken", "id",
+        specials[0], "type_id", 0, "Sequence", "id", "A", "type_id", 0, "decoder", "type", "ByteLevel",
+        "add_prefix_space", 1, "trim_offsets", 1, "use_regex", 1, "model", "type", "BPE", "dropout", "unk_token",
+        "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk", 0, "byte_fallback", 0, "ignore_merges", 1,
+        "vocab", vocab, "merges", merges);
+    json_t *tc = json_pack("{s:s, s:s, s:s, s:I}", "bos_token", specials[0], "eos_token", specials[1],
+                           "chat_template",
+                           "{{ bos_token }}{% for m in messages %}<|start|>{{ m['role'] }}\n{{ m['content'] }}"
+                           "<|eot_id|>{% endfor %}",
+                           "model_max_length", (json_int_t)c->ctx);
+    if (!tj || !tc) {
+        json_decref(tj);
+        json_decref(tc);
+        return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "tokenizer json");
+    }
+    snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
+    int rc = json_dump_file(tj, path, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+    snprintf(path, sizeof(path), "%s/tokenizer_config.json", dir);
+    if (!rc)
+        rc = json_dump_file(tc, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(tj);
+    json_decref(tc);
+    return rc ? qd_error_set(QD_EIO, QD_EC_OS, "write %s", path) : 0;
+}
+
 static int write_config(const cfg *c, const char *dir)
 {
     char path[4096];
@@ -273,7 +413,9 @@ static int write_config(const cfg *c, const char *dir)
     snprintf(path, sizeof(path), "%s/config.json", dir);
     int rc = json_dump_file(j, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(j);
-    return rc ? qd_error_set(QD_EIO, QD_EC_OS, "write %s", path) : 0;
+    if (rc)
+        return qd_error_set(QD_EIO, QD_EC_OS, "write %s", path);
+    return c->tokenizer ? write_tokenizer(c, dir) : 0;
 }
 
 /* One safetensors file holding tensors [a, b). */
