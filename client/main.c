@@ -2,9 +2,11 @@
  * main.c - `quant`, the quantd client: a table of commands, each `int cmd_<name>(argc, argv)`.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "client.h"
+#include "qd/log.h"
 #include "qd/version.h"
 
 typedef struct command {
@@ -54,8 +56,18 @@ static int cmd_help(int argc, char **argv)
     return 0;
 }
 
+/* The library's log lines: warnings and errors on stderr; QUANT_VERBOSE=1 adds info, 2 adds debug. */
+static void log_to_stderr(int level, const char *module, const char *line, void *payload)
+{
+    (void)payload;
+    fprintf(stderr, "quant: %s: %s: %s\n", qd_log_level_name(level), module ? module : "-", line);
+}
+
 int main(int argc, char **argv)
 {
+    const char *verbose = getenv("QUANT_VERBOSE");
+    qd_log_set_sink(log_to_stderr, NULL);
+    qd_log_set_level(verbose && *verbose ? QD_LOG_WARN + atoi(verbose) : QD_LOG_WARN);
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
