@@ -15,7 +15,8 @@ enum {
     EXIT_UNREACHABLE = 5,/* the daemon could not be reached */
     EXIT_CONFLICT = 6,   /* the object is referenced, or the store is held by another writer */
     EXIT_BADSTORE = 7,   /* the directory is not a store, or a newer quantd made it */
-    EXIT_FULL = 8        /* the store or the disk is full */
+    EXIT_FULL = 8,       /* the store or the disk is full */
+    EXIT_VALIDATION = 9  /* quant validate: the variant failed its validation policy */
 };
 
 /* Map a qd_err to an exit code (the one table in that direction). */
@@ -41,5 +42,7 @@ uint64_t now_ns(void);
 int cmd_store(int argc, char **argv);
 int cmd_rows(int argc, char **argv);
 int cmd_kernels(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_validate(int argc, char **argv);
 
 #endif

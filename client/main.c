@@ -27,6 +27,8 @@ static const command commands[] = {
     {"store", cmd_store, "work on a local store: put, get, stat, ls, rm, fsck, gc, info"},
     {"rows", cmd_rows, "quantize or dequantize raw f32 rows to/from a ggml type"},
     {"kernels", cmd_kernels, "the kernel variant in use and the CPU features seen"},
+    {"run", cmd_run, "greedy decode from BOS with the reference runtime (token ids)"},
+    {"validate", cmd_validate, "validate a variant against its reference (KLD, top-1, PPL; policy verdict)"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "list the commands"},
 };

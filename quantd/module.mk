@@ -7,3 +7,8 @@ LIBQD_SRCS += quantd/kernels/dispatch.c quantd/kernels/ref_util.c quantd/kernels
 	quantd/kernels/ref_kquants.c quantd/kernels/ref_other.c \
 	quantd/kernels/ref_iquants.c quantd/kernels/iq_tables.c quantd/kernels/iq_grids.c
 $(B)/obj/quantd/kernels/%.o: CFLAGS_ALL += -ffp-contract=off -fno-fast-math
+
+# quantd/runtime/: the reference llama runtime and the validation pass (f32 compute; -O3 so the dot loops
+# vectorize; an AVX2+FMA dot is compiled with a target attribute and chosen at run time).
+LIBQD_SRCS += quantd/runtime/model.c quantd/runtime/load_llama2c.c quantd/runtime/forward.c
+$(B)/obj/quantd/runtime/%.o: CFLAGS_ALL += -O3
