@@ -10,5 +10,6 @@ $(B)/obj/quantd/kernels/%.o: CFLAGS_ALL += -ffp-contract=off -fno-fast-math
 
 # quantd/runtime/: the reference llama runtime and the validation pass (f32 compute; -O3 so the dot loops
 # vectorize; an AVX2+FMA dot is compiled with a target attribute and chosen at run time).
-LIBQD_SRCS += quantd/runtime/model.c quantd/runtime/load_llama2c.c quantd/runtime/forward.c
+LIBQD_SRCS += quantd/runtime/model.c quantd/runtime/load_llama2c.c quantd/runtime/forward.c \
+	quantd/runtime/validate.c quantd/runtime/validate_json.c
 $(B)/obj/quantd/runtime/%.o: CFLAGS_ALL += -O3

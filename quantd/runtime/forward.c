@@ -83,27 +83,27 @@ __attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const 
 
 static float h2f(const uint8_t *p)
 {
-    uint16_t h = (uint16_t)(p[0] | p[1] << 8);
-    uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023;
+    uint32_t h = (uint32_t)(p[0] | p[1] << 8), sign = (h & 0x8000u) << 16, e = (h >> 10) & 31, m = h & 1023, bits;
+    if (e == 0) { /* zero or subnormal: exact in f32 */
+        float f = (float)m * 5.9604644775390625e-8f;
+        return sign ? -f : f;
+    }
+    bits = e == 31 ? sign | 0x7f800000u | (m << 13) : sign | ((e + 112) << 23) | (m << 13);
     float f;
-    if (e == 0)
-        f = ldexpf((float)m, -24);
-    else if (e == 31)
-        f = m ? NAN : INFINITY;
-    else
-        f = ldexpf((float)(m | 1024), (int)e - 25);
-    return s ? -f : f;
+    memcpy(&f, &bits, 4);
+    return f;
 }
 
-/* Quantized dot products on the bytes: sum over blocks of d * sum(q * x). */
+/* Quantized dot products on the bytes: sum over blocks of d * sum(q * x), eight partial sums per block. */
 static float qdot_q8_0(const uint8_t *w, const float *x, int64_t n)
 {
     float r = 0;
     for (int64_t b = 0; b < n / 32; b++, w += 34, x += 32) {
-        float s = 0;
-        for (int j = 0; j < 32; j++)
-            s += (float)(int8_t)w[2 + j] * x[j];
-        r += h2f(w) * s;
+        float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int j = 0; j < 32; j += 8)
+            for (int k = 0; k < 8; k++)
+                s[k] += (float)(int8_t)w[2 + j + k] * x[j + k];
+        r += h2f(w) * (((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])));
     }
     return r;
 }
@@ -112,10 +112,11 @@ static float qdot_q4_0(const uint8_t *w, const float *x, int64_t n)
 {
     float r = 0;
     for (int64_t b = 0; b < n / 32; b++, w += 18, x += 32) {
-        float s = 0;
-        for (int j = 0; j < 16; j++)
-            s += (float)((w[2 + j] & 15) - 8) * x[j] + (float)((w[2 + j] >> 4) - 8) * x[j + 16];
-        r += h2f(w) * s;
+        float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int j = 0; j < 16; j += 8)
+            for (int k = 0; k < 8; k++)
+                s[k] += (float)((w[2 + j + k] & 15) - 8) * x[j + k] + (float)((w[2 + j + k] >> 4) - 8) * x[j + k + 16];
+        r += h2f(w) * (((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])));
     }
     return r;
 }
@@ -186,7 +187,9 @@ static void mm_job(void *p, int64_t t0, int64_t t1, int tid)
     const qd_llama_tensor *w = a->w;
     int64_t rows = w->rows, cols = w->cols;
     size_t rs = qd_row_size(w->type, cols);
-    qdot_fn qd = a->c->o.matmul != QD_MATMUL_DEQUANT_ROW ? qdot_for(w->type) : NULL;
+    /* AUTO: block dots for one position (decode); for a batch, one dequantized tile serves every position */
+    qd_llama_matmul mode = a->c->o.matmul;
+    qdot_fn qd = (mode == QD_MATMUL_QDOT || (mode == QD_MATMUL_AUTO && a->n == 1)) ? qdot_for(w->type) : NULL;
     float *scratch = a->c->wtile + (size_t)tid * TILE * a->c->max_cols;
     for (int64_t tile = t0; tile < t1; tile++) {
         int64_t r0 = tile * TILE, r1 = r0 + TILE < rows ? r0 + TILE : rows;
@@ -286,24 +289,29 @@ static void att_job(void *p, int64_t i0, int64_t i1, int tid)
         int pos = c->n_past + i, kvh = h / kvmul;
         const float *q = c->q + (size_t)i * dim + h * hs;
         float mx = -INFINITY;
-        for (int t = 0; t <= pos; t++) {
-            sc[t] = c->dot(q, kc + (size_t)t * c->kv_dim + kvh * hs, hs) * inv;
-            if (sc[t] > mx)
-                mx = sc[t];
+        /* caches are transposed per head: [layer][kv head][d][position], so these loops run along positions */
+        const float *kt = kc + (size_t)kvh * hs * c->n_ctx;
+        int np = pos + 1;
+        for (int t = 0; t < np; t++)
+            sc[t] = 0;
+        for (int d = 0; d < hs; d++) {
+            float qd = q[d] * inv;
+            const float *kr = kt + (size_t)d * c->n_ctx;
+            for (int t = 0; t < np; t++)
+                sc[t] += qd * kr[t];
         }
+        for (int t = 0; t < np; t++)
+            mx = sc[t] > mx ? sc[t] : mx;
         float sum = 0;
         for (int t = 0; t <= pos; t++) {
             sc[t] = expf(sc[t] - mx);
             sum += sc[t];
         }
         float *o = c->att + (size_t)i * dim + h * hs;
-        memset(o, 0, sizeof(float) * (size_t)hs);
-        for (int t = 0; t <= pos; t++) {
-            const float *vv = vc + (size_t)t * c->kv_dim + kvh * hs;
-            float wgt = sc[t] / sum;
-            for (int d = 0; d < hs; d++)
-                o[d] += wgt * vv[d];
-        }
+        float is = 1.0f / sum;
+        const float *vt = vc + (size_t)kvh * hs * c->n_ctx;
+        for (int d = 0; d < hs; d++)
+            o[d] = c->dot(sc, vt + (size_t)d * c->n_ctx, np) * is;
     }
 }
 
@@ -413,11 +421,14 @@ static int eval_batch(qd_llama_ctx *c, const int32_t *tokens, int n, float *logi
             }
             rope_apply(c->q + (size_t)p * dim, dim, c->hs, c->rope);
             rope_apply(c->k + (size_t)p * kv, kv, c->hs, c->rope);
-            float *kd = c->kc + ((size_t)l * c->n_ctx + pos) * kv, *vd = c->vc + ((size_t)l * c->n_ctx + pos) * kv;
-            memcpy(kd, c->k + (size_t)p * kv, sizeof(float) * (size_t)kv);
-            memcpy(vd, c->v + (size_t)p * kv, sizeof(float) * (size_t)kv);
-            if ((rc = kv_round(c, kd)) < 0 || (rc = kv_round(c, vd)) < 0)
+            float *kr = c->k + (size_t)p * kv, *vr = c->v + (size_t)p * kv;
+            if ((rc = kv_round(c, kr)) < 0 || (rc = kv_round(c, vr)) < 0)
                 return rc;
+            float *kd = c->kc + (size_t)l * c->n_ctx * kv, *vd = c->vc + (size_t)l * c->n_ctx * kv;
+            for (int j = 0; j < kv; j++) { /* element j = head j / hs, d = j % hs: row j of the transposed cache */
+                kd[(size_t)j * c->n_ctx + pos] = kr[j];
+                vd[(size_t)j * c->n_ctx + pos] = vr[j];
+            }
         }
         att_arg aa = {c, l, n};
         int64_t items = (int64_t)n * cfg->n_heads;
