@@ -121,6 +121,13 @@ double qd_llama_bpw(const qd_llama_model *m, int64_t *n_params);
 
 void qd_llama_free(qd_llama_model *m);
 
+/**
+ * A generated model with f32 weights (owned): N(0, 0.02) with heavy tails (about 1 in 1000 values is an outlier
+ * of 10-30 x, and a few input channels per matrix are 4 x wider, as in real LLM weights), norms near 1.
+ * Deterministic for a seed. Used by tests and bench/runtime_bench.c. @return QD_OK, QD_EINVAL, QD_ENOMEM
+ */
+int qd_llama_synthetic(qd_llama_model **out, const qd_llama_config *cfg, uint64_t seed);
+
 /** Precision of the KV cache. Values are written into reports by name (qd_llama_kv_name). */
 typedef enum qd_llama_kv_type {
     QD_KV_F32 = 0,

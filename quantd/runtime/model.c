@@ -330,3 +330,76 @@ uint8_t qd_fp8_e4m3_from_f32(float x)
     }
     return sign | (uint8_t)best;
 }
+
+/* ---- a generated model ---- */
+
+static uint64_t sm64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static double unif(uint64_t *s) { return ((double)(sm64(s) >> 11) + 0.5) * 0x1.0p-53; }
+
+int qd_llama_synthetic(qd_llama_model **out, const qd_llama_config *cfg, uint64_t seed)
+{
+    qd_llama_model shape = {0}, *m = NULL;
+    *out = NULL;
+    shape.cfg = *cfg;
+    shape.cfg.tied_output = cfg->tied_output;
+    if (cfg->n_layers <= 0 || cfg->n_layers > 4096)
+        return qd_error_set(QD_EINVAL, QD_EC_ENGINE, "synthetic: bad layer count %d", cfg->n_layers);
+    int rc = model_shell(&m, &shape);
+    if (rc < 0)
+        return qd_error_set(rc, QD_EC_NOMEM, "synthetic: out of memory");
+    int64_t kv = cfg->n_heads > 0 ? (int64_t)cfg->dim * cfg->n_kv_heads / cfg->n_heads : 0;
+    uint64_t st = seed;
+    int n = qd_llama_tensor_count(m);
+    for (int i = 0; i < n; i++) {
+        const char *name;
+        qd_llama_tensor *t = qd_llama_tensor_at(m, i, &name);
+        int64_t rows = cfg->dim, cols = cfg->dim;
+        bool norm = strstr(name, "norm") != NULL;
+        if (norm)
+            rows = 1;
+        else if (!strcmp(name, "token_embd.weight") || !strcmp(name, "output.weight"))
+            rows = cfg->vocab;
+        else if (strstr(name, "attn_k.") || strstr(name, "attn_v."))
+            rows = kv;
+        else if (strstr(name, "ffn_gate") || strstr(name, "ffn_up"))
+            rows = cfg->hidden_dim;
+        else if (strstr(name, "ffn_down"))
+            cols = cfg->hidden_dim;
+        float *d = qd_mallocarray((size_t)(rows * cols), sizeof(float));
+        if (!d || rows <= 0 || cols <= 0) {
+            qd_free(d);
+            qd_llama_free(m);
+            return rows <= 0 || cols <= 0 ? qd_error_set(QD_EINVAL, QD_EC_ENGINE, "synthetic: bad config")
+                                          : qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "synthetic: out of memory");
+        }
+        m->owned_[m->n_owned_++] = d;
+        uint64_t wide = sm64(&st);
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < cols; c++) {
+                float v;
+                if (norm)
+                    v = (float)(1.0 + 0.1 * (unif(&st) - 0.5));
+                else {
+                    double g = sqrt(-2.0 * log(unif(&st))) * cos(6.283185307179586 * unif(&st));
+                    v = (float)(0.02 * g);
+                    if ((((uint64_t)c * 0x9e3779b97f4a7c15ull) ^ wide) % 97 == 0) /* wide input channels */
+                        v *= 4.0f;
+                    if (unif(&st) < 0.001) /* outliers */
+                        v *= (float)(10.0 + 20.0 * unif(&st));
+                }
+                d[r * cols + c] = v;
+            }
+        *t = (qd_llama_tensor){QD_TYPE_F32, d, rows, cols};
+    }
+    if (cfg->tied_output)
+        m->output = m->tok_embd;
+    *out = m;
+    return QD_OK;
+}
