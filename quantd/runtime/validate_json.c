@@ -160,7 +160,7 @@ int qd_validation_report_json(char **out, const qd_validation_report *r, const c
             json_object_update(root, x);
         json_decref(x);
     }
-    char *s = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
+    char *s = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
     json_decref(root);
     if (!s)
         return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "report: out of memory");
