@@ -30,7 +30,7 @@ static int usage(FILE *f)
             "  --variant-type TYPE  quantize REF in memory to TYPE (q8_0, q4_K, iq4_nl, ...) and validate that\n"
             "  --set SET     a QDVALSET file, or sha256:<hex> of one in --store; default: sample --seqs sequences\n"
             "                of --len tokens (64 x 256) from REF starting at BOS with --seed (42); its digest is\n"
-            "                reported, and it is put into --store when given\n"
+            "                reported, and it is put into --store (created if need be) when given\n"
             "  --policy P    a JSON policy (schemas/validation-policy.schema.json); default: the built-in one\n"
             "  --class NAME  judge by that policy class instead of the variant's dominant type\n"
             "  --json        print the report as JSON (schemas/validation-report.schema.json; .kld.mean)\n"
@@ -198,7 +198,8 @@ int cmd_validate(int argc, char **argv)
         rc = qd_fail(rc, "validate");
         goto done;
     }
-    if (store_dir && (rc = qd_store_open(&st, store_dir, NULL)) < 0) {
+    qd_store_options so = {QD_STORE_OPTIONS_VERSION, QD_STORE_CREATE, 0, 0, 0, 0};
+    if (store_dir && (rc = qd_store_open(&st, store_dir, &so)) < 0) {
         rc = qd_fail(rc, store_dir);
         goto done;
     }
@@ -295,6 +296,7 @@ int cmd_validate(int argc, char **argv)
         for (int i = 0; i < rep->n_reasons; i++)
             printf("  - %s\n", rep->reasons[i]);
     }
+    fflush(stdout);
     if (!rep->pass)
         for (int i = 0; i < rep->n_reasons; i++)
             fprintf(stderr, "quant validate: fail: %s\n", rep->reasons[i]);
