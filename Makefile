@@ -55,7 +55,7 @@ TOOL_BINS := $(patsubst tests/tools/%.c,$(B)/tools/%,$(TOOL_SRCS))
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
 
-.PHONY: all test check tests unit-bins demo deps clean bench-store lint
+.PHONY: all test check tests unit-bins demo deps clean bench-store bench-runtime lint
 all: $(B)/libqd.a $(B)/quant $(B)/quantd bin/quant bin/quantd
 
 # Convenience links: bin/quant and bin/quantd are the programs of the last build.
@@ -115,6 +115,10 @@ demo: all
 
 bench-store: all $(TOOL_BINS) $(BENCH_BINS)
 	@bench/store.sh
+
+# tokens/s of the reference runtime on a generated dim-2048 llama (LAYERS=2 by default; 4.4 GB of f32 per 22 layers)
+bench-runtime: all $(B)/bench/runtime_bench
+	@$(B)/bench/runtime_bench speed $${LAYERS:-2}
 
 DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev liblmdb-dev libzstd-dev libssl-dev \
 	libjansson-dev libgit2-dev libevent-dev libcurl4-openssl-dev libcmocka-dev openssl python3 \

@@ -126,6 +126,15 @@ void qd_llama_free(qd_llama_model *m);
  * of 10-30 x, and a few input channels per matrix are 4 x wider, as in real LLM weights), norms near 1.
  * Deterministic for a seed. Used by tests and bench/runtime_bench.c. @return QD_OK, QD_EINVAL, QD_ENOMEM
  */
+/**
+ * An exactly equivalent f32 model with a wider residual (new_dim) and feed-forward (new_hidden), so that rows are
+ * multiples of 256 and every ggml type really applies (FORMATS.md 2.2: zero padding; extra query heads with zero
+ * Wq rows and Wo columns, real head h at (h / kv_mul) * kv_mul' + h % kv_mul' so it keeps its KV head; norms times
+ * sqrt(dim / new_dim) and eps times dim / new_dim). Head size and KV heads are unchanged.
+ * @return QD_OK, QD_EINVAL (new_dim not a multiple of the head size or smaller), QD_ENOMEM
+ */
+int qd_llama_widen(qd_llama_model **out, const qd_llama_model *src, int new_dim, int new_hidden);
+
 int qd_llama_synthetic(qd_llama_model **out, const qd_llama_config *cfg, uint64_t seed);
 
 /** Precision of the KV cache. Values are written into reports by name (qd_llama_kv_name). */

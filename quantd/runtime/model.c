@@ -403,3 +403,75 @@ int qd_llama_synthetic(qd_llama_model **out, const qd_llama_config *cfg, uint64_
     *out = m;
     return QD_OK;
 }
+
+/* ---- exact widening ---- */
+
+int qd_llama_widen(qd_llama_model **out, const qd_llama_model *src, int nd, int nh2)
+{
+    const qd_llama_config *c = &src->cfg;
+    int hs = c->dim / c->n_heads, kvmul = c->n_heads / c->n_kv_heads;
+    *out = NULL;
+    if (nd < c->dim || nh2 < c->hidden_dim || nd % hs || (nd / hs) % c->n_kv_heads)
+        return qd_error_set(QD_EINVAL, QD_EC_ENGINE, "widen: %d/%d cannot hold dim %d, hidden %d, head size %d", nd,
+                            nh2, c->dim, c->hidden_dim, hs);
+    qd_llama_model *f = NULL, *m = NULL;
+    int rc = qd_llama_dequantize(&f, src); /* f32 source */
+    if (rc < 0)
+        return rc;
+    qd_llama_model shape = {0};
+    shape.cfg = *c;
+    shape.cfg.dim = nd;
+    shape.cfg.hidden_dim = nh2;
+    shape.cfg.n_heads = nd / hs;
+    shape.cfg.norm_eps = c->norm_eps * (float)c->dim / (float)nd;
+    if ((rc = model_shell(&m, &shape)) < 0) {
+        qd_llama_free(f);
+        return qd_error_set(rc, QD_EC_NOMEM, "widen: out of memory");
+    }
+    int kvmul2 = shape.cfg.n_heads / c->n_kv_heads, kv = hs * c->n_kv_heads;
+    float nscale = sqrtf((float)c->dim / (float)nd);
+    int n = qd_llama_tensor_count(m);
+    for (int i = 0; i < n && rc == QD_OK; i++) {
+        const char *name;
+        qd_llama_tensor *t = qd_llama_tensor_at(m, i, &name);
+        const qd_llama_tensor *s = qd_llama_tensor_at(f, i, NULL);
+        const float *sv = s->data;
+        int64_t rows = s->rows == 1 ? 1 : s->rows == c->dim ? nd : s->rows == c->hidden_dim ? nh2 : s->rows;
+        int64_t cols = s->cols == c->dim ? nd : nh2;
+        bool is_q = strstr(name, "attn_q.") != NULL, is_o = strstr(name, "attn_output.") != NULL;
+        if (!strcmp(name, "token_embd.weight") || !strcmp(name, "output.weight") || strstr(name, "attn_k.") ||
+            strstr(name, "attn_v."))
+            rows = s->rows;
+        (void)kv;
+        float *d = qd_calloc((size_t)(rows * cols), sizeof(float));
+        if (!d) {
+            rc = qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "widen: out of memory");
+            break;
+        }
+        m->owned_[m->n_owned_++] = d;
+        for (int64_t r = 0; r < s->rows; r++)
+            for (int64_t k = 0; k < s->cols; k++) {
+                int64_t rr = r, kk = k;
+                if (is_q) { /* row r belongs to head r / hs */
+                    int64_t h = r / hs;
+                    rr = ((h / kvmul) * kvmul2 + h % kvmul) * hs + r % hs;
+                }
+                if (is_o) { /* column k belongs to head k / hs */
+                    int64_t h = k / hs;
+                    kk = ((h / kvmul) * kvmul2 + h % kvmul) * hs + k % hs;
+                }
+                float v = sv[r * s->cols + k];
+                d[rr * cols + kk] = s->rows == 1 ? v * nscale : v;
+            }
+        *t = (qd_llama_tensor){QD_TYPE_F32, d, rows, cols};
+    }
+    if (rc == QD_OK && m->cfg.tied_output)
+        m->output = m->tok_embd;
+    qd_llama_free(f);
+    if (rc == QD_OK && (rc = qd_llama_check(m)) == QD_OK) {
+        *out = m;
+        return QD_OK;
+    }
+    qd_llama_free(m);
+    return rc;
+}

@@ -350,6 +350,37 @@ static void test_runtime__quantize_keeps_norms_and_odd_rows_f32(void **state)
     qd_llama_free(m);
 }
 
+static void test_runtime__widened_model_is_equivalent(void **state)
+{
+    (void)state;
+    NEED_STORIES(path);
+    qd_llama_model *m, *w;
+    assert_int_equal(qd_llama_load_llama2c(&m, path), QD_OK);
+    assert_int_equal(qd_llama_widen(&w, m, 256, 256), QD_OK);
+    assert_int_equal(w->cfg.n_heads, 32);
+    assert_int_equal(w->cfg.n_kv_heads, 4);
+    int32_t t[48];
+    tu_rng r;
+    tu_rng_seed(&r, tu_seed() + 2);
+    t[0] = 1;
+    for (int i = 1; i < 48; i++)
+        t[i] = (int32_t)(tu_next(&r) % 512);
+    float *a = logits_of(m, QD_MATMUL_AUTO, QD_KV_F32, t, 48), *b = logits_of(w, QD_MATMUL_AUTO, QD_KV_F32, t, 48);
+    double scale, d = max_abs_diff(b, a, 48 * 512, &scale);
+    printf("widened d256 vs original: max logit difference %.3g (scale %.3g)\n", d, scale);
+    assert_true(d < 1e-4 * scale);
+    /* and now Q4_K really applies to every matrix */
+    qd_llama_quant_options qo = {QD_TYPE_Q4_K, false, QD_TYPE_COUNT};
+    qd_llama_model *q;
+    assert_int_equal(qd_llama_quantize(&q, w, &qo), QD_OK);
+    assert_int_equal(q->layers[4].w2.type, QD_TYPE_Q4_K);
+    assert_int_equal(q->tok_embd.type, QD_TYPE_Q4_K);
+    free(a), free(b);
+    qd_llama_free(q);
+    qd_llama_free(w);
+    qd_llama_free(m);
+}
+
 static void test_runtime__kv_cache_precisions(void **state)
 {
     (void)state;
@@ -463,6 +494,7 @@ int main(void)
         cmocka_unit_test(test_runtime__greedy_32_deterministic),
         cmocka_unit_test(test_runtime__quantized_paths_agree_with_dequantized),
         cmocka_unit_test(test_runtime__quantize_keeps_norms_and_odd_rows_f32),
+        cmocka_unit_test(test_runtime__widened_model_is_equivalent),
         cmocka_unit_test(test_runtime__kv_cache_precisions),
         cmocka_unit_test(test_runtime__fp8_e4m3),
         cmocka_unit_test(test_runtime__bad_input),
