@@ -129,6 +129,9 @@ deps:
 	else \
 		echo "run as root, or: sudo apt-get update && sudo apt-get install -y $(DEB_PKGS)"; \
 	fi
+	@# the llama.cpp oracle of the runtime (tests/oracle/package.json pins node-llama-cpp 3.21.1; prebuilt binaries)
+	@if command -v npm >/dev/null; then (cd tests/oracle && npm ci --ignore-scripts --no-audit --no-fund); \
+	else echo "npm is absent: tests/integration/510_oracle.sh will skip"; fi
 
 lint:
 	@! grep -nE '\b(malloc|calloc|realloc|free|strdup|sprintf|strcat|gets)\(' $(filter-out common/alloc.c,$(LIBQD_SRCS)) \
