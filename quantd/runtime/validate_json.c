@@ -160,17 +160,15 @@ int qd_validation_report_json(char **out, const qd_validation_report *r, const c
             json_object_update(root, x);
         json_decref(x);
     }
-    char *s = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
-    json_decref(root);
-    if (!s)
-        return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "report: out of memory");
-    size_t n = strlen(s);
-    *out = qd_malloc(n + 2);
+    size_t flags = JSON_INDENT(2) | JSON_REAL_PRECISION(17), n = json_dumpb(root, NULL, 0, flags);
+    *out = n ? qd_malloc(n + 2) : NULL;
     if (*out) {
-        memcpy(*out, s, n);
+        json_dumpb(root, *out, n, flags);
         (*out)[n] = '\n';
         (*out)[n + 1] = 0;
     }
-    free(s); /* jansson's allocation */
+    json_decref(root);
+    if (!*out)
+        return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "report: out of memory");
     return *out ? QD_OK : QD_ENOMEM;
 }
