@@ -363,6 +363,22 @@ static void test_validate__policy_and_json(void **state)
     qd_llama_free(q);
 }
 
+static void test_validate__slice_worse_than_k_times_overall_fails(void **state)
+{
+    NEED(f);
+    /* a real Q8_0 report whose second slice is then made to look 5x worse than the whole: the judge must name it */
+    qd_llama_model *q = q8(f->ref);
+    qd_validation_report *r = judge(f, f->ref, q);
+    assert_true(r->pass);
+    r->slices[1].s.mean = 5 * r->overall.mean;
+    assert_int_equal(qd_validation_judge(r, &f->pol, NULL), QD_OK);
+    assert_false(r->pass);
+    assert_true(has_reason(r, "slice 'second' mean KLD", "more than 3.0 x the overall mean"));
+    assert_false(has_reason(r, "slice 'first'", NULL));
+    qd_validation_report_free(r);
+    qd_llama_free(q);
+}
+
 int main(void)
 {
     tu_seed();
@@ -373,6 +389,7 @@ int main(void)
         cmocka_unit_test(test_validate__planted_layer_swap_named),
         cmocka_unit_test(test_validate__planted_transpose_named),
         cmocka_unit_test(test_validate__wrong_reference_named),
+        cmocka_unit_test(test_validate__slice_worse_than_k_times_overall_fails),
         cmocka_unit_test(test_validate__shape_mismatch_and_bad_tokens),
         cmocka_unit_test(test_validate__set_blob_round_trip_and_malformed),
         cmocka_unit_test(test_validate__policy_and_json),
