@@ -26,7 +26,8 @@ static int usage(FILE *f)
             "Runs REF and VAR over a validation set and reports KL divergence (mean, median, p90, p99, max), top-1\n"
             "agreement and PPL as llama.cpp's llama-perplexity --kl-divergence defines them, per slice and overall,\n"
             "plus per-tensor relative RMSE, SQNR and cosine; then applies the policy.\n"
-            "  REF, VAR      llama2.c checkpoints (GGUF and safetensors come with the model readers)\n"
+            "  REF, VAR      llama2.c checkpoints: a path, or sha256:<hex> of a blob in --store (GGUF and\n"
+            "                safetensors come with the model readers)\n"
             "  --variant-type TYPE  quantize REF in memory to TYPE (q8_0, q4_K, iq4_nl, ...) and validate that\n"
             "  --set SET     a QDVALSET file, or sha256:<hex> of one in --store; default: sample --seqs sequences\n"
             "                of --len tokens (64 x 256) from REF starting at BOS with --seed (42); its digest is\n"
@@ -88,6 +89,25 @@ static int sink(const void *data, size_t len, void *payload)
     memcpy(s->p + s->n, data, len);
     s->n += len;
     return QD_OK;
+}
+
+/* A model named by a path, or by sha256:<hex> of a blob in the store (what gets published is what is validated). */
+static int load_model(qd_llama_model **out, const char *name, qd_store *st)
+{
+    if (strncmp(name, "sha256:", 7))
+        return qd_llama_load_llama2c(out, name);
+    qd_digest d;
+    sink_buf sb = {0};
+    int rc;
+    if (!st)
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "%s: a digest needs --store DIR", name);
+    if ((rc = qd_digest_parse(&d, name)) < 0 || (rc = qd_store_get(st, &d, 0, UINT64_MAX, sink, &sb)) < 0) {
+        qd_free(sb.p);
+        return rc;
+    }
+    if ((rc = qd_llama_load_llama2c_buf(out, sb.p, sb.n, name)) < 0)
+        qd_free(sb.p);
+    return rc;
 }
 
 int cmd_validate(int argc, char **argv)
@@ -180,7 +200,12 @@ int cmd_validate(int argc, char **argv)
         rc = qd_fail(rc, policy_path);
         goto done;
     }
-    if ((rc = qd_llama_load_llama2c(&ref, ref_path)) < 0) {
+    qd_store_options so = {QD_STORE_OPTIONS_VERSION, QD_STORE_CREATE, 0, 0, 0, 0};
+    if (store_dir && (rc = qd_store_open(&st, store_dir, &so)) < 0) {
+        rc = qd_fail(rc, store_dir);
+        goto done;
+    }
+    if ((rc = load_model(&ref, ref_path, st)) < 0) {
         rc = qd_fail(rc, ref_path);
         goto done;
     }
@@ -190,17 +215,12 @@ int cmd_validate(int argc, char **argv)
             rc = qd_fail(rc, "validate --variant-type");
             goto done;
         }
-    } else if ((rc = qd_llama_load_llama2c(&var, var_path)) < 0) {
+    } else if ((rc = load_model(&var, var_path, st)) < 0) {
         rc = qd_fail(rc, var_path);
         goto done;
     }
     if ((rc = qd_llama_same_shape(ref, var)) < 0) {
         rc = qd_fail(rc, "validate");
-        goto done;
-    }
-    qd_store_options so = {QD_STORE_OPTIONS_VERSION, QD_STORE_CREATE, 0, 0, 0, 0};
-    if (store_dir && (rc = qd_store_open(&st, store_dir, &so)) < 0) {
-        rc = qd_fail(rc, store_dir);
         goto done;
     }
     if (set_arg && !strncmp(set_arg, "sha256:", 7)) {

@@ -92,6 +92,13 @@ qd_llama_tensor *qd_llama_tensor_at(qd_llama_model *m, int i, const char **name)
  */
 int qd_llama_load_llama2c(qd_llama_model **out, const char *path);
 
+/**
+ * The same over bytes in memory (e.g. a blob read from the store by digest). On success the model takes buf
+ * (allocated with qd_malloc) and frees it; on failure buf stays the caller's. what names the source in messages.
+ * @return QD_OK, QD_ECORRUPT, QD_EINVAL, QD_ENOMEM
+ */
+int qd_llama_load_llama2c_buf(qd_llama_model **out, void *buf, size_t len, const char *what);
+
 /** Check the config and that every tensor's shape and type fit it. @return QD_OK or QD_EINVAL naming the tensor. */
 int qd_llama_check(const qd_llama_model *m);
 

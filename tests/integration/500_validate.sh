@@ -59,6 +59,13 @@ for f in r2 r3; do
     m=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["kld"]["mean"])' "$T/$f.json")
     [ "$m" = "$m1" ] || fail "$f mean KLD $m differs from $m1"
 done
+# reference and variant named by digest in the store: the bytes that would be published are the bytes validated
+md=$("$QUANT" store put --store "$T/store" "$M" | grep -o 'sha256:[0-9a-f]*' | head -n 1)
+[ -n "$md" ] || fail "store put of the model"
+"$QUANT" validate --ref "$md" --variant "$md" --store "$T/store" --set "$digest" --json > "$T/r4.json" || fail "by digest"
+python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["kld"]["mean"] == 0 and r["verdict"]["result"] == "pass", r["kld"]' "$T/r4.json" || fail "identical by digest"
+expect 2 "a digest needs --store" "$QUANT" validate --ref "$md" --variant-type q8_0 --set "$T/set.bin"
+expect 3 "" "$QUANT" validate --ref "sha256:$(printf 0%.0s {1..64})" --variant-type q8_0 --store "$T/store"
 # the default policy: Q8_0 of this hypersensitive model misses the 8-bit limit of 0.005 -> exit 9 with the reason
 expect 9 "mean KLD .* exceeds the 8bit limit 0.005" "$QUANT" validate --ref "$M" --variant-type q8_0 --set "$T/set.bin"
 grep -q "verdict: FAIL (class 8bit)" "$T/o" || fail "text verdict: $(cat "$T/o")"

@@ -456,6 +456,16 @@ static void test_runtime__bad_input(void **state)
         free(buf);
         assert_int_equal(qd_llama_load_llama2c(&m, p), QD_ECORRUPT);
         assert_non_null(strstr(qd_error_last()->message, "needs 1056540"));
+        /* the same from memory: refused, the buffer stays ours; whole, the model takes it */
+        char *mem = qd_malloc(1056540);
+        in = fopen(path, "rb");
+        assert_int_equal(fread(mem, 1, 1056540, in), 1056540);
+        fclose(in);
+        assert_int_equal(qd_llama_load_llama2c_buf(&m, mem, 1000000, "blob"), QD_ECORRUPT);
+        assert_non_null(strstr(qd_error_last()->message, "blob: 1000000 bytes"));
+        assert_int_equal(qd_llama_load_llama2c_buf(&m, mem, 1056540, "blob"), QD_OK);
+        assert_int_equal(m->cfg.n_layers, 5);
+        qd_llama_free(m);
         assert_int_equal(qd_llama_load_llama2c(&m, path), QD_OK);
         qd_llama_ctx *c;
         assert_int_equal(qd_llama_ctx_new(&c, m, NULL), QD_OK);
