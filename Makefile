@@ -64,7 +64,7 @@ FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRCS))
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
 
-.PHONY: all test check tests unit-bins demo deps clean bench-store bench-verify fuzz lint
+.PHONY: all test check tests unit-bins demo deps clean bench-store bench-verify bench-runtime fuzz lint
 all: $(B)/libqd.a $(B)/quant $(B)/quantd bin/quant bin/quantd
 
 # Convenience links: bin/quant and bin/quantd are the programs of the last build.
@@ -147,6 +147,9 @@ bench-store: all $(TOOL_BINS) $(BENCH_BINS)
 
 bench-verify: all $(B)/bench/verify
 	@B=$(B) bench/verify.sh
+# tokens/s of the reference runtime on a generated dim-2048 llama (LAYERS=2 by default; 4.4 GB of f32 per 22 layers)
+bench-runtime: all $(B)/bench/runtime_bench
+	@$(B)/bench/runtime_bench speed $${LAYERS:-2}
 
 DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev liblmdb-dev libzstd-dev libssl-dev \
 	libjansson-dev libgit2-dev libevent-dev libcurl4-openssl-dev libcmocka-dev openssl python3 \

@@ -16,7 +16,8 @@ enum {
     EXIT_UNREACHABLE = 5,/* the daemon could not be reached */
     EXIT_CONFLICT = 6,   /* the object is referenced, or the store is held by another writer */
     EXIT_BADSTORE = 7,   /* the directory is not a store, or a newer quantd made it */
-    EXIT_FULL = 8        /* the store or the disk is full */
+    EXIT_FULL = 8,       /* the store or the disk is full */
+    EXIT_VALIDATION = 9  /* quant validate: the variant failed its validation policy */
 };
 
 /* Map a qd_err to an exit code (the one table in that direction). */
@@ -54,5 +55,7 @@ int cmd_sign(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 /* The statement name of a file: its base name, or its path relative to root when root is given. 0 or an exit code. */
 int subject_name(char *out, size_t cap, const char *path, const char *root);
+int cmd_run(int argc, char **argv);
+int cmd_validate(int argc, char **argv);
 
 #endif

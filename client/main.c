@@ -35,6 +35,8 @@ static const command commands[] = {
     {"policy", cmd_policy, "trust policies: new, check"},
     {"sign", cmd_sign, "sign files: an in-toto statement in a DSSE envelope, as a Sigstore bundle"},
     {"verify", cmd_verify, "verify a bundle against a trust policy and the files (exit 4 when it fails)"},
+    {"run", cmd_run, "greedy decode from BOS with the reference runtime (token ids)"},
+    {"validate", cmd_validate, "validate a variant against its reference (KLD, top-1, PPL; policy verdict)"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "list the commands"},
 };

@@ -1,0 +1,215 @@
+/*
+ * runtime.h - the reference runtime: a llama-family forward pass in C over a small weights description.
+ *
+ * Why a description of our own: the runtime must run whatever the engine reads (llama2.c checkpoints now; GGUF and
+ * safetensors through include/qd/model.h when that lands), and it must run exactly the bytes that get published.
+ * So the model is a config plus one qd_llama_tensor per weight: a ggml type, a pointer to the bytes as they sit in
+ * the file (or in memory), and the row/column counts. Adapters fill it without copying where they can.
+ *
+ * Computation is f32 throughout (activations are never quantized; llama.cpp's CPU path rounds activations to
+ * Q8_0/Q8_K for quantized matmuls, we do not: see docs/RUNTIME.md). Weights may be f32 or any type that
+ * qd_dequantize_rows() knows. RoPE rotates adjacent pairs (2i, 2i+1) inside each head with angle
+ * pos * theta^(-2i/head_size): llama2.c's convention and llama.cpp's LLAMA_ROPE_TYPE_NORM for LLM_ARCH_LLAMA.
+ *
+ * Threads: a qd_llama_ctx belongs to one thread at a time; it runs its own worker threads inside each matmul. A
+ * qd_llama_model is read-only once built and may be shared by any number of contexts.
+ */
+#ifndef QD_RUNTIME_H
+#define QD_RUNTIME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qd/quant.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Hyper-parameters of a llama-family model. */
+typedef struct qd_llama_config {
+    int dim;          /**< residual width */
+    int hidden_dim;   /**< feed-forward width (w1/w3 rows, w2 columns) */
+    int n_layers;     /**< transformer blocks */
+    int n_heads;      /**< query heads; dim % n_heads == 0 */
+    int n_kv_heads;   /**< key/value heads; n_heads % n_kv_heads == 0 (grouped-query attention) */
+    int vocab;        /**< vocabulary size */
+    int seq_len;      /**< longest context the model was trained for (the KV cache's default size) */
+    float rope_theta; /**< RoPE base (10000 for llama2.c) */
+    float norm_eps;   /**< RMSNorm epsilon (1e-5 for llama2.c) */
+    bool tied_output; /**< the classifier is the token embedding */
+} qd_llama_config;
+
+/** One weight matrix (or norm vector, rows == 1): row-major, rows x cols values of a ggml type. */
+typedef struct qd_llama_tensor {
+    qd_type type;  /**< QD_TYPE_F32 or any type qd_dequantize_rows() reads */
+    void *data;    /**< rows * qd_row_size(type, cols) bytes; borrowed from the model's storage */
+    int64_t rows;  /**< output features (matrix) or 1 (norm) */
+    int64_t cols;  /**< input features; a multiple of the type's block size */
+} qd_llama_tensor;
+
+/** The weights of one block. */
+typedef struct qd_llama_layer {
+    qd_llama_tensor attn_norm; /**< [1, dim] f32 */
+    qd_llama_tensor wq;        /**< [dim, dim] */
+    qd_llama_tensor wk;        /**< [kv_dim, dim] */
+    qd_llama_tensor wv;        /**< [kv_dim, dim] */
+    qd_llama_tensor wo;        /**< [dim, dim] */
+    qd_llama_tensor ffn_norm;  /**< [1, dim] f32 */
+    qd_llama_tensor w1;        /**< [hidden, dim] gate */
+    qd_llama_tensor w2;        /**< [dim, hidden] down */
+    qd_llama_tensor w3;        /**< [hidden, dim] up */
+} qd_llama_layer;
+
+/** A model: config, tensors, and what owns their bytes. Build with an adapter, free with qd_llama_free(). */
+typedef struct qd_llama_model {
+    qd_llama_config cfg;
+    qd_llama_tensor tok_embd;   /**< [vocab, dim] */
+    qd_llama_tensor final_norm; /**< [1, dim] f32 */
+    qd_llama_tensor output;     /**< [vocab, dim]; when cfg.tied_output it views the same bytes as tok_embd */
+    qd_llama_layer *layers;     /**< cfg.n_layers entries */
+    /* storage (private): an mmap (MAP_PRIVATE, so planted edits never reach the file) and/or owned buffers */
+    void *map_;
+    size_t map_len_;
+    void **owned_;
+    size_t n_owned_;
+} qd_llama_model;
+
+/** Number of tensors qd_llama_tensor_at() enumerates: tok_embd, 9 per layer, final_norm, output (unless tied). */
+int qd_llama_tensor_count(const qd_llama_model *m);
+
+/**
+ * The i-th tensor and its GGUF-style name ("token_embd.weight", "blk.3.attn_q.weight", "blk.0.ffn_down.weight",
+ * "output_norm.weight", "output.weight"). @return the tensor, or NULL when i is out of range.
+ * @note borrowed from the model; name points at a static or thread-local buffer valid until the next call.
+ */
+qd_llama_tensor *qd_llama_tensor_at(qd_llama_model *m, int i, const char **name);
+
+/**
+ * Map a llama2.c checkpoint (7 int32 header, then f32 tensors; see docs/RUNTIME.md) without copying.
+ * @return QD_OK, QD_ENOTFOUND, QD_EIO, QD_ECORRUPT (size does not match the header), QD_EINVAL (bad header)
+ */
+int qd_llama_load_llama2c(qd_llama_model **out, const char *path);
+
+/**
+ * The same over bytes in memory (e.g. a blob read from the store by digest). On success the model takes buf
+ * (allocated with qd_malloc) and frees it; on failure buf stays the caller's. what names the source in messages.
+ * @return QD_OK, QD_ECORRUPT, QD_EINVAL, QD_ENOMEM
+ */
+int qd_llama_load_llama2c_buf(qd_llama_model **out, void *buf, size_t len, const char *what);
+
+/** Check the config and that every tensor's shape and type fit it. @return QD_OK or QD_EINVAL naming the tensor. */
+int qd_llama_check(const qd_llama_model *m);
+
+/** Check that two models have the same config and tensor shapes. @return QD_OK or QD_EINVAL naming the difference. */
+int qd_llama_same_shape(const qd_llama_model *a, const qd_llama_model *b);
+
+/** Options of qd_llama_quantize(). */
+typedef struct qd_llama_quant_options {
+    qd_type type;            /**< target type of every 2-D tensor */
+    bool llama_cpp_fallback; /**< when a row does not divide the block size, use llama.cpp's fallback type
+                                  (Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0, Q2_K/Q3_K/IQ4_XS->IQ4_NL) before f32 */
+    qd_type output_type;     /**< type of output.weight when untied; QD_TYPE_COUNT = same as type */
+} qd_llama_quant_options;
+
+/**
+ * A copy of src with every matrix quantized in memory through qd_quantize_rows() (norms stay f32; a tensor whose
+ * row length does not fit the type's block size stays f32, or takes the fallback type). The copy owns its bytes.
+ * @return QD_OK, QD_EINVAL, QD_EUNSUPPORTED (the type cannot be quantized, e.g. needs an imatrix), QD_ENOMEM
+ */
+int qd_llama_quantize(qd_llama_model **out, const qd_llama_model *src, const qd_llama_quant_options *opts);
+
+/** A copy of src with every tensor dequantized to f32 (owned). @return QD_OK, QD_ENOMEM */
+int qd_llama_dequantize(qd_llama_model **out, const qd_llama_model *src);
+
+/** Bits per weight over all tensors (norms included), and the parameter count. */
+double qd_llama_bpw(const qd_llama_model *m, int64_t *n_params);
+
+void qd_llama_free(qd_llama_model *m);
+
+/**
+ * A generated model with f32 weights (owned): N(0, 0.02) with heavy tails (about 1 in 1000 values is an outlier
+ * of 10-30 x, and a few input channels per matrix are 4 x wider, as in real LLM weights), norms near 1.
+ * Deterministic for a seed. Used by tests and bench/runtime_bench.c. @return QD_OK, QD_EINVAL, QD_ENOMEM
+ */
+/**
+ * An exactly equivalent f32 model with a wider residual (new_dim) and feed-forward (new_hidden), so that rows are
+ * multiples of 256 and every ggml type really applies (FORMATS.md 2.2: zero padding; extra query heads with zero
+ * Wq rows and Wo columns, real head h at (h / kv_mul) * kv_mul' + h % kv_mul' so it keeps its KV head; norms times
+ * sqrt(dim / new_dim) and eps times dim / new_dim). Head size and KV heads are unchanged.
+ * @return QD_OK, QD_EINVAL (new_dim not a multiple of the head size or smaller), QD_ENOMEM
+ */
+int qd_llama_widen(qd_llama_model **out, const qd_llama_model *src, int new_dim, int new_hidden);
+
+int qd_llama_synthetic(qd_llama_model **out, const qd_llama_config *cfg, uint64_t seed);
+
+/** Precision of the KV cache. Values are written into reports by name (qd_llama_kv_name). */
+typedef enum qd_llama_kv_type {
+    QD_KV_F32 = 0,
+    QD_KV_F16,
+    QD_KV_Q8_0,
+    QD_KV_Q4_0,
+    QD_KV_FP8_E4M3
+} qd_llama_kv_type;
+
+const char *qd_llama_kv_name(qd_llama_kv_type t);
+/** @return QD_OK or QD_EINVAL for an unknown name ("f32", "f16", "q8_0", "q4_0", "fp8_e4m3"). */
+int qd_llama_kv_from_name(const char *name, qd_llama_kv_type *out);
+
+/** How quantized weights enter the matmul. Both must agree with a dequantized-f32 model within 1e-5 relative. */
+typedef enum qd_llama_matmul {
+    QD_MATMUL_AUTO = 0,      /**< QDOT where a type has one, else DEQUANT_ROW */
+    QD_MATMUL_DEQUANT_ROW,   /**< dequantize one weight row into scratch, dot it with every position */
+    QD_MATMUL_QDOT           /**< block-wise dot on the quantized bytes (Q8_0, Q4_0; others fall back) */
+} qd_llama_matmul;
+
+typedef struct qd_llama_ctx_options {
+    int n_threads;            /**< worker threads per matmul; <= 0 means 2 */
+    int n_ctx;                /**< KV cache positions; <= 0 means cfg.seq_len */
+    qd_llama_kv_type kv_type; /**< cache precision */
+    qd_llama_matmul matmul;   /**< quantized-weight path */
+    int simd;                 /**< -1 scalar only, 0 best available, 1 AVX2 if the CPU has it */
+} qd_llama_ctx_options;
+
+#define QD_LLAMA_CTX_OPTIONS_INIT {2, 0, QD_KV_F32, QD_MATMUL_AUTO, 0}
+
+typedef struct qd_llama_ctx qd_llama_ctx;
+
+/**
+ * A context: KV cache and scratch for one sequence at a time.
+ * @return QD_OK, QD_EINVAL (model fails qd_llama_check, KV type does not fit kv_dim), QD_ENOMEM
+ * @note the model must outlive the context.
+ */
+int qd_llama_ctx_new(qd_llama_ctx **out, const qd_llama_model *m, const qd_llama_ctx_options *opts);
+void qd_llama_ctx_free(qd_llama_ctx *c);
+
+/** Forget the cached positions (start a new sequence). */
+void qd_llama_reset(qd_llama_ctx *c);
+
+/** Positions already in the cache. */
+int qd_llama_n_past(const qd_llama_ctx *c);
+
+/**
+ * Evaluate n tokens at positions n_past .. n_past+n-1 in one batch and append them to the cache.
+ * @param[out] logits  n * vocab floats (row p holds the distribution after token p), or NULL for the last row only
+ *                     in last_logits
+ * @param[out] last_logits vocab floats for the last position, or NULL
+ * @return QD_OK, QD_EINVAL (token id out of range, cache full), QD_ENOMEM
+ */
+int qd_llama_eval(qd_llama_ctx *c, const int32_t *tokens, int n, float *logits, float *last_logits);
+
+/** Greedy decode: feed prompt (or BOS = 1 when n_prompt == 0), then pick argmax n_gen times. @return QD_OK, ... */
+int qd_llama_generate_greedy(qd_llama_ctx *c, const int32_t *prompt, int n_prompt, int n_gen, int32_t *out);
+
+/** The SIMD path the matmul uses ("avx2" or "scalar"). */
+const char *qd_llama_simd_name(const qd_llama_ctx *c);
+
+/** fp8 e4m3 (OCP, saturating to +-448, round to nearest even) conversions used by the KV cache. */
+uint8_t qd_fp8_e4m3_from_f32(float x);
+float qd_fp8_e4m3_to_f32(uint8_t b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
