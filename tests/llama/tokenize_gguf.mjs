@@ -24,11 +24,14 @@ const llama = await getLlama({
 const model = await llama.loadModel({ modelPath, gpuLayers: 0, useMmap: true });
 const tokens = model.tokenize(text, false);
 const special = specialText != null ? model.tokenize(specialText, true) : [];
+// llama.cpp's own log lines say what it loaded, but the logger may not have delivered them yet: then ask the model
+// (its vocabulary type, and the token list it read from the file).
 const mVocab = logs.join("\n").match(/n_vocab\s*=\s*(\d+)/);
 const mType = logs.join("\n").match(/vocab type\s*=\s*(\S+)/);
+const tokensKv = model.fileInfo?.metadata?.tokenizer?.ggml?.tokens;
 console.log(JSON.stringify({
-    vocab: mVocab ? Number(mVocab[1]) : null,
-    vocab_type: mType ? mType[1] : null,
+    vocab: mVocab ? Number(mVocab[1]) : (tokensKv ? tokensKv.length : null),
+    vocab_type: mType ? mType[1] : String(model.vocabularyType).toUpperCase(),
     bos: model.tokens.bos,
     eos: model.tokens.eos,
     tokens,
