@@ -39,5 +39,6 @@ void progress_end(progress *p);
 uint64_t now_ns(void);
 
 int cmd_store(int argc, char **argv);
+int cmd_token(int argc, char **argv);
 
 #endif

@@ -25,6 +25,7 @@ static int cmd_help(int argc, char **argv);
 
 static const command commands[] = {
     {"store", cmd_store, "work on a local store: put, get, stat, ls, rm, fsck, gc, info"},
+    {"token", cmd_token, "API tokens for quantd: create, list, revoke (offline, on the store)"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "list the commands"},
 };

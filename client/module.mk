@@ -1,2 +1,2 @@
 # client/: the `quant` command line.
-QUANT_SRCS += client/main.c client/exit.c client/progress.c client/cmd_store.c
+QUANT_SRCS += client/main.c client/exit.c client/progress.c client/cmd_store.c client/cmd_token.c

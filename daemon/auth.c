@@ -6,12 +6,11 @@
  * store (qd_registry_token_lookup); the token itself is never stored or logged, only its id.
  *
  * Scopes: "pull:PATTERN,push:PATTERN,quantize:PATTERN,admin:PATTERN", PATTERN a shell glob over repository
- * names in which a star also matches a slash (org/STAR, STAR). push implies pull; admin implies everything.
+ * names in which a star also matches a slash (org/STAR, STAR). push implies pull; admin implies everything (store/registry.c checks the grammar and matches).
  *
  * Rate limit: a token bucket per token id (per client address for anonymous requests): rate-limit requests per
  * second, bursts up to rate-burst. Over the limit: 429 TOOMANYREQUESTS with Retry-After.
  */
-#include <fnmatch.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -41,82 +40,6 @@ int qd_auth_new(qd_auth **out, qd_server *srv)
 }
 
 void qd_auth_free(qd_auth *a) { qd_free(a); }
-
-static unsigned scope_bits(const char *s, size_t n)
-{
-    if (n == 4 && !strncmp(s, "pull", 4))
-        return QD_SCOPE_PULL;
-    if (n == 4 && !strncmp(s, "push", 4))
-        return QD_SCOPE_PUSH | QD_SCOPE_PULL;
-    if (n == 8 && !strncmp(s, "quantize", 8))
-        return QD_SCOPE_QUANTIZE;
-    if (n == 5 && !strncmp(s, "admin", 5))
-        return QD_SCOPE_ADMIN | QD_SCOPE_PUSH | QD_SCOPE_PULL | QD_SCOPE_QUANTIZE;
-    return 0;
-}
-
-/* Walk "scope:pattern" items; fn returns true to stop. */
-static bool walk_scopes(const char *scopes, bool (*fn)(unsigned bits, const char *pat, void *p), void *p, bool *bad)
-{
-    const char *s = scopes;
-    *bad = false;
-    while (*s) {
-        const char *end = strchr(s, ','), *colon;
-        size_t n = end ? (size_t)(end - s) : strlen(s);
-        char pat[QD_TOKEN_SCOPES_MAX + 1];
-        unsigned bits;
-        colon = memchr(s, ':', n);
-        if (!colon || colon == s || (size_t)(colon - s) + 1 >= n) {
-            *bad = true;
-            return false;
-        }
-        bits = scope_bits(s, (size_t)(colon - s));
-        if (!bits) {
-            *bad = true;
-            return false;
-        }
-        memcpy(pat, colon + 1, n - (size_t)(colon - s) - 1);
-        pat[n - (size_t)(colon - s) - 1] = 0;
-        if (fn && fn(bits, pat, p))
-            return true;
-        s += n;
-        if (*s == ',')
-            s++;
-    }
-    return false;
-}
-
-typedef struct allow_ctx {
-    const char *repo;
-    unsigned need;
-} allow_ctx;
-
-static bool allow_one(unsigned bits, const char *pat, void *p)
-{
-    allow_ctx *c = p;
-    if ((bits & c->need) != c->need)
-        return false;
-    return c->repo == NULL || fnmatch(pat, c->repo, 0) == 0;
-}
-
-bool qd_scopes_allow(const char *scopes, const char *repo, unsigned need)
-{
-    allow_ctx c = {repo, need};
-    bool bad;
-    return walk_scopes(scopes, allow_one, &c, &bad);
-}
-
-int qd_scopes_validate(const char *scopes)
-{
-    bool bad;
-    if (!scopes || !*scopes)
-        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "no scopes given");
-    walk_scopes(scopes, NULL, NULL, &bad);
-    if (bad)
-        return qd_error_set(QD_EINVAL, QD_EC_INVALID,
-                            "scopes are SCOPE:PATTERN[,...] with SCOPE pull, push, quantize or admin: '%s'", scopes);
-    return QD_OK;
-}
 
 /* ---- rate limit ---------------------------------------------------------------------------------------------- */
 
@@ -238,7 +161,7 @@ bool qd_auth_check(qd_req *r, const char *repo, unsigned need)
         qd_reply_oci(r, "UNAUTHORIZED", "authentication required", NULL);
         return false;
     }
-    if (!qd_scopes_allow(info.scopes, repo, need)) {
+    if (!qd_token_scopes_allow(info.scopes, repo, need)) {
         char detail[512];
         snprintf(detail, sizeof(detail), "{\"repository\":\"%s\",\"need\":\"%s\"}", repo ? repo : "",
                  need & QD_SCOPE_ADMIN ? "admin" : need & QD_SCOPE_PUSH ? "push" : "pull");
@@ -258,5 +181,5 @@ bool qd_auth_allows(qd_req *r, const char *repo, unsigned need)
         return false;
     if (!tok[0])
         return need == QD_SCOPE_PULL && r->srv->cfg->anonymous_pull;
-    return qd_registry_token_lookup(&info, r->srv->store, tok) == QD_OK && qd_scopes_allow(info.scopes, repo, need);
+    return qd_registry_token_lookup(&info, r->srv->store, tok) == QD_OK && qd_token_scopes_allow(info.scopes, repo, need);
 }

@@ -157,17 +157,14 @@ int qd_oci_uploads_sweep(qd_server *srv);
 
 /* ---- auth (auth.c) --------------------------------------------------------------------------------------- */
 
-enum { QD_SCOPE_PULL = 1, QD_SCOPE_PUSH = 2, QD_SCOPE_QUANTIZE = 4, QD_SCOPE_ADMIN = 8 };
+enum { QD_SCOPE_PULL = QD_TOKEN_SCOPE_PULL, QD_SCOPE_PUSH = QD_TOKEN_SCOPE_PUSH, QD_SCOPE_ADMIN = QD_TOKEN_SCOPE_ADMIN };
 int qd_auth_new(qd_auth **out, qd_server *srv);
 void qd_auth_free(qd_auth *a);
 /* Check that the request may do `need` on repo (NULL: any repository, e.g. /v2/). Replies 401/403/429 itself
  * and returns false when not. */
 bool qd_auth_check(qd_req *r, const char *repo, unsigned need);
-/* Does a scope list (e.g. "pull:org/STAR,push:org/m") grant need on repo? */
 /* Like qd_auth_check without replying or rate limiting (e.g. the source of a mount). */
 bool qd_auth_allows(qd_req *r, const char *repo, unsigned need);
-bool qd_scopes_allow(const char *scopes, const char *repo, unsigned need);
-int qd_scopes_validate(const char *scopes);
 
 /* ---- metrics --------------------------------------------------------------------------------------------- */
 

@@ -18,6 +18,7 @@
  * Repository names never contain NUL, so 'P' repo NUL is an exact prefix for one repository.
  */
 #include <errno.h>
+#include <fnmatch.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -1024,6 +1025,84 @@ int qd_registry_token_revoke(qd_store *s, const char *id)
         return qd_error_set(QD_EINVAL, QD_EC_INVALID, "a token id is 6 to %d lowercase hex digits",
                             QD_TOKEN_ID_LEN);
     return qd_store__write(s, revoke_txn, &c);
+}
+
+/* ---- scopes ------------------------------------------------------------------------------------------------------ */
+
+static unsigned scope_bits(const char *s, size_t n)
+{
+    if (n == 4 && !strncmp(s, "pull", 4))
+        return QD_TOKEN_SCOPE_PULL;
+    if (n == 4 && !strncmp(s, "push", 4))
+        return QD_TOKEN_SCOPE_PUSH | QD_TOKEN_SCOPE_PULL;
+    if (n == 8 && !strncmp(s, "quantize", 8))
+        return QD_TOKEN_SCOPE_QUANTIZE;
+    if (n == 5 && !strncmp(s, "admin", 5))
+        return QD_TOKEN_SCOPE_ADMIN | QD_TOKEN_SCOPE_PUSH | QD_TOKEN_SCOPE_PULL | QD_TOKEN_SCOPE_QUANTIZE;
+    return 0;
+}
+
+/* Walk "scope:pattern" items; fn returns true to stop. */
+static bool walk_scopes(const char *scopes, bool (*fn)(unsigned bits, const char *pat, void *p), void *p, bool *bad)
+{
+    const char *s = scopes;
+    *bad = false;
+    while (*s) {
+        const char *end = strchr(s, ','), *colon;
+        size_t n = end ? (size_t)(end - s) : strlen(s);
+        char pat[QD_TOKEN_SCOPES_MAX + 1];
+        unsigned bits;
+        colon = memchr(s, ':', n);
+        if (!colon || colon == s || (size_t)(colon - s) + 1 >= n) {
+            *bad = true;
+            return false;
+        }
+        bits = scope_bits(s, (size_t)(colon - s));
+        if (!bits) {
+            *bad = true;
+            return false;
+        }
+        memcpy(pat, colon + 1, n - (size_t)(colon - s) - 1);
+        pat[n - (size_t)(colon - s) - 1] = 0;
+        if (fn && fn(bits, pat, p))
+            return true;
+        s += n;
+        if (*s == ',')
+            s++;
+    }
+    return false;
+}
+
+typedef struct allow_ctx {
+    const char *repo;
+    unsigned need;
+} allow_ctx;
+
+static bool allow_one(unsigned bits, const char *pat, void *p)
+{
+    allow_ctx *c = p;
+    if ((bits & c->need) != c->need)
+        return false;
+    return c->repo == NULL || fnmatch(pat, c->repo, 0) == 0;
+}
+
+bool qd_token_scopes_allow(const char *scopes, const char *repo, unsigned need)
+{
+    allow_ctx c = {repo, need};
+    bool bad;
+    return walk_scopes(scopes, allow_one, &c, &bad);
+}
+
+int qd_token_scopes_validate(const char *scopes)
+{
+    bool bad;
+    if (!scopes || !*scopes)
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "no scopes given");
+    walk_scopes(scopes, NULL, NULL, &bad);
+    if (bad)
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID,
+                            "scopes are SCOPE:PATTERN[,...] with SCOPE pull, push, quantize or admin: '%s'", scopes);
+    return QD_OK;
 }
 
 int qd_registry_stats_get(qd_registry_stats *out, qd_store *s)

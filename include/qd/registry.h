@@ -162,6 +162,18 @@ int qd_registry_token_list(qd_store *s, int (*fn)(const qd_token_info *t, void *
 /** Revoke by id (or an unambiguous prefix of at least 6 digits). @return QD_OK, QD_ENOTFOUND, QD_EINVAL */
 int qd_registry_token_revoke(qd_store *s, const char *id);
 
+enum { QD_TOKEN_SCOPE_PULL = 1, QD_TOKEN_SCOPE_PUSH = 2, QD_TOKEN_SCOPE_QUANTIZE = 4, QD_TOKEN_SCOPE_ADMIN = 8 };
+
+/**
+ * Check a scope list: SCOPE:PATTERN[,SCOPE:PATTERN...], SCOPE one of pull, push, quantize, admin, PATTERN a shell
+ * glob over repository names in which a star also matches a slash. @return QD_OK, QD_EINVAL
+ */
+int qd_token_scopes_validate(const char *scopes);
+
+/** Does the scope list grant every bit of need on repo (NULL: on some repository)? push implies pull; admin
+ *  implies everything. */
+bool qd_token_scopes_allow(const char *scopes, const char *repo, unsigned need);
+
 /** Totals for metrics. */
 typedef struct qd_registry_stats {
     uint64_t manifests;
