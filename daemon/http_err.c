@@ -30,7 +30,7 @@ static const struct {
     {"SIZE_INVALID", 400},        {"TAG_INVALID", 400},          {"UNAUTHORIZED", 401},
     {"DENIED", 403},              {"UNSUPPORTED", 405},          {"TOOMANYREQUESTS", 429},
     {"RANGE_INVALID", 416},       {"REFERENCED", 409},           {"TOO_LARGE", 413},
-    {"UNAVAILABLE", 503},         {"STORE_FULL", 507},           {"UNKNOWN", 500},
+    {"UNAVAILABLE", 503},         {"PAGINATION_NUMBER_INVALID", 400},         {"STORE_FULL", 507},           {"UNKNOWN", 500},
 };
 
 int qd_oci_status(const char *code)

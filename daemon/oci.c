@@ -1089,7 +1089,7 @@ static void tags_list(qd_req *r, const char *repo)
         errno = 0;
         n = strtoll(ns, &end, 10);
         if (end == ns || *end || errno || n < 0 || n > 100000) {
-            qd_reply_oci(r, "UNSUPPORTED", "n must be a whole number from 0 to 100000", NULL);
+            qd_reply_oci(r, "PAGINATION_NUMBER_INVALID", "n must be a whole number from 0 to 100000", NULL);
             return;
         }
     }
