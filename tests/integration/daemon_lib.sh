@@ -23,6 +23,7 @@ fail() {
     echo "FAIL: $*"
     [ -f "$T/body" ] && { echo "--- last body:"; head -c 2000 "$T/body"; echo; }
     [ -f "$T/log" ] && { echo "--- daemon log (tail):"; tail -n 20 "$T/log"; }
+    [ -s "$T/stderr" ] && { echo "--- daemon stderr (tail):"; tail -n 60 "$T/stderr"; }
     exit 1
 }
 
