@@ -5,7 +5,7 @@
 . "$(dirname "$0")/daemon_lib.sh"
 start_daemon --auth=false --timeout=2
 
-head -c 5000000 /dev/urandom >"$T/big"
+head -c 40000000 /dev/urandom >"$T/big"
 push_blob org/m "$T/big"
 req POST /v2/org/m/blobs/uploads/; expect 202 "session"; LOC=$(hdr Location)
 
@@ -25,7 +25,7 @@ s.close()
 # 2. a monolithic POST cut short
 s = conn()
 s.sendall(f"POST /v2/org/m/blobs/uploads/?digest={digest} HTTP/1.1\r\nHost: x\r\n"
-          f"Content-Length: 5000000\r\n\r\n".encode() + b"y" * 100000)
+          f"Content-Length: 40000000\r\n\r\n".encode() + b"y" * 100000)
 s.close()
 # 3. downloads abandoned after the first bytes, 20 times
 for i in range(20):
