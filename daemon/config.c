@@ -3,7 +3,8 @@
  *
  * Layering: the table's defaults < the config file (--config FILE: `key value` lines, `#` comments, errors
  * reported as file:line) < `--key=value` flags. `quantd --dump-config` and the reference in docs/DAEMON.md come
- * from this table. Options are read-only after start; RELOADABLE ones are re-read on SIGHUP (log_file, log_level).
+ * from this table. Options are read-only after start; the RELOADABLE one (log-file) is reopened on SIGHUP, so log
+ * rotation works; the configuration itself is not re-read.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -29,7 +30,7 @@ const qd_cfg_row qd_cfg_table[] = {
      "write the bound port to this file once listening (for tests with listen port 0)"},
     {"log-file", QD_CFG_STR, "", 0, 0, OFF(log_file), QD_CFG_RELOADABLE,
      "append log lines here (empty: stderr); reopened on SIGHUP"},
-    {"log-level", QD_CFG_STR, "info", 0, 0, OFF(log_level), QD_CFG_RELOADABLE, "error, warn, info or debug"},
+    {"log-level", QD_CFG_STR, "info", 0, 0, OFF(log_level), QD_CFG_IMMUTABLE, "error, warn, info or debug"},
     {"workers", QD_CFG_INT, "2", 1, 256, OFF(workers), QD_CFG_IMMUTABLE,
      "worker threads for hashing and store writes"},
     {"tls-cert", QD_CFG_STR, "", 0, 0, OFF(tls_cert), QD_CFG_IMMUTABLE,
@@ -290,8 +291,9 @@ void qd_config_dump(FILE *f, const qd_config *c, bool markdown)
             char range[64] = "";
             if (r->type == QD_CFG_INT || r->type == QD_CFG_SIZE)
                 snprintf(range, sizeof(range), "%" PRId64 "..%" PRId64, r->min, r->max);
-            fprintf(f, "| `%s` | %s | `%s` | %s | %s | %s |\n", r->name, types[r->type], r->def, range,
-                    (r->flags & QD_CFG_RELOADABLE) ? "SIGHUP" : "restart", r->help);
+            fprintf(f, "| `%s` | %s | %s%s%s | %s | %s | %s |\n", r->name, types[r->type], *r->def ? "`" : "",
+                    *r->def ? r->def : "(empty)", *r->def ? "`" : "", range,
+                    (r->flags & QD_CFG_RELOADABLE) ? "reopened on SIGHUP" : "restart", r->help);
         }
         return;
     }
@@ -303,7 +305,7 @@ void qd_config_dump(FILE *f, const qd_config *c, bool markdown)
         fprintf(f, "\n# %s\n# type %s, default \"%s\"", r->help, types[r->type], r->def);
         if (r->type == QD_CFG_INT || r->type == QD_CFG_SIZE)
             fprintf(f, ", range %" PRId64 "..%" PRId64, r->min, r->max);
-        fprintf(f, "%s\n%s%s %s\n", (r->flags & QD_CFG_RELOADABLE) ? ", reloaded on SIGHUP" : "", *v ? "" : "# ",
+        fprintf(f, "%s\n%s%s %s\n", (r->flags & QD_CFG_RELOADABLE) ? ", reopened on SIGHUP" : "", *v ? "" : "# ",
                 r->name, *v ? v : "(unset)");
     }
 }
