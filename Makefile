@@ -113,7 +113,7 @@ bench-store: all $(TOOL_BINS) $(BENCH_BINS)
 
 DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev liblmdb-dev libzstd-dev libssl-dev \
 	libjansson-dev libgit2-dev libevent-dev libcurl4-openssl-dev libcmocka-dev openssl python3 \
-	python3-jsonschema curl
+	python3-jsonschema curl skopeo
 deps:
 	@if [ "$$(id -u)" = 0 ]; then \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(DEB_PKGS); \
