@@ -117,7 +117,7 @@ typedef struct qd_req {
     struct evkeyvalq query;
     bool query_parsed;
     bool dead;                    /* the client disconnected */
-    bool async;                   /* waiting for a worker or streaming */
+    bool replying;                /* evhttp is sending the reply (or a stream): finish when it is done */
     int status;
     uint64_t bytes_out;
     uint64_t bytes_in;
@@ -153,6 +153,7 @@ void qd_req_stream(qd_req *r, int status, qd_blob_reader *reader, uint64_t len);
 /* ---- routes ---------------------------------------------------------------------------------------------- */
 
 void qd_oci_handle(qd_req *r);      /* /v2/... */
+void qd_v1_handle(qd_req *r);       /* /v1/... (v1.c) */
 int qd_oci_uploads_sweep(qd_server *srv);
 
 /* ---- auth (auth.c) --------------------------------------------------------------------------------------- */

@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -90,8 +91,6 @@ static void finish(qd_req *r)
            (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out, (double)dur / 1e6, r->route,
            r->token_id[0] ? " token=" : "", r->token_id, r->dead ? " client=gone" : "");
     qd_metrics_request(srv->metrics, r->route, r->dead ? 499 : r->status, r->bytes_out, dur);
-    if (r->evcon && r->async && !r->dead)
-        evhttp_connection_set_closecb(r->evcon, NULL, NULL);
     if (r->reader)
         qd_blob_reader_close(r->reader);
     if (r->chunk)
@@ -119,11 +118,31 @@ static void on_conn_close(struct evhttp_connection *evcon, void *arg)
     }
     r->req = NULL;
     r->evcon = NULL;
-    if (r->reader && r->remaining) {
-        /* streaming: nothing more will be sent */
+    if (r->replying) {
+        /* a reply or a stream was under way: nothing more will be sent */
         finish(r);
     }
-    /* otherwise a worker still holds r: the done callback sees r->dead and finishes */
+    /* otherwise a worker still holds r: its done callback sees r->dead and finishes */
+}
+
+/* The last byte of the reply was handed to the kernel: the request is done. (Called by evhttp before it frees
+ * the request and, for Connection: close, the connection; so the close callback is dropped first.) */
+static void on_complete(struct evhttp_request *req, void *arg)
+{
+    qd_req *r = arg;
+    (void)req;
+    if (r->evcon)
+        evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+    finish(r);
+}
+
+/* From now on evhttp owns the sending: finish() runs once it is complete (on_complete) or the client is gone
+ * (on_conn_close). Graceful shutdown waits for in_flight to reach 0, so it waits for replies to be written. */
+static void replying(qd_req *r)
+{
+    r->replying = true;
+    evhttp_request_set_on_complete_cb(r->req, on_complete, r);
+    evhttp_connection_set_closecb(r->evcon, on_conn_close, r);
 }
 
 void qd_req_header(qd_req *r, const char *name, const char *value)
@@ -178,11 +197,11 @@ void qd_reply(qd_req *r, int status, struct evbuffer *body)
             evbuffer_drain(body, evbuffer_get_length(body));
         r->bytes_out += evbuffer_get_length(body);
     }
+    replying(r);
     evhttp_send_reply(r->req, status, reason(status), body);
     if (body)
         evbuffer_free(body);
     r->req = NULL;
-    finish(r);
 }
 
 void qd_reply_json(qd_req *r, int status, const char *json)
@@ -199,12 +218,9 @@ void qd_reply_json(qd_req *r, int status, const char *json)
 int qd_req_offload(qd_req *r, qd_pool_fn work, qd_pool_fn done)
 {
     int rc;
-    r->async = true;
     evhttp_connection_set_closecb(r->evcon, on_conn_close, r);
-    if ((rc = qd_pool_submit(r->srv->pool, work, done, r)) < 0) {
+    if ((rc = qd_pool_submit(r->srv->pool, work, done, r)) < 0)
         evhttp_connection_set_closecb(r->evcon, NULL, NULL);
-        r->async = false;
-    }
     return rc;
 }
 
@@ -224,18 +240,17 @@ void qd_req_stream(qd_req *r, int status, qd_blob_reader *reader, uint64_t len)
     evhttp_add_header(h, "Content-Length", lens);
     evhttp_add_header(h, "X-Request-Id", id);
     if (len == 0 || r->method == EVHTTP_REQ_HEAD) {
+        r->remaining = 0;
+        replying(r);
         evhttp_send_reply(r->req, status, reason(status), NULL);
         r->req = NULL;
-        r->remaining = 0;
-        finish(r);
         return;
     }
     if (!(r->chunk = evbuffer_new())) {
         qd_reply_oci(r, "UNKNOWN", "out of memory", NULL);
         return;
     }
-    r->async = true;
-    evhttp_connection_set_closecb(r->evcon, on_conn_close, r);
+    replying(r);
     evhttp_send_reply_start(r->req, status, reason(status));
     bufferevent_setwatermark(evhttp_connection_get_bufferevent(r->evcon), EV_WRITE, STREAM_LOW, 0);
     pump(r->evcon, r);
@@ -256,11 +271,10 @@ static void pump(struct evhttp_connection *evcon, void *arg)
         return;
     out = bufferevent_get_output(evhttp_connection_get_bufferevent(r->evcon));
     if (r->remaining == 0) {
+        /* everything is queued: back to evhttp's own watermark, and finish once it is written (on_complete) */
         bufferevent_setwatermark(evhttp_connection_get_bufferevent(r->evcon), EV_WRITE, 0, 0);
-        evhttp_connection_set_closecb(r->evcon, NULL, NULL);
         evhttp_send_reply_end(r->req);
         r->req = NULL;
-        finish(r);
         return;
     }
     while (r->remaining && evbuffer_get_length(out) + evbuffer_get_length(r->chunk) < STREAM_HIGH) {
@@ -284,13 +298,10 @@ static void pump(struct evhttp_connection *evcon, void *arg)
         qd_log(QD_LOG_ERROR, "http", "req=%llu blob read failed: %s", (unsigned long long)r->id,
                qd_error_last()->message);
         r->status = 500;
-        bufferevent_setwatermark(evhttp_connection_get_bufferevent(r->evcon), EV_WRITE, 0, 0);
-        evhttp_connection_set_closecb(r->evcon, NULL, NULL);
-        r->dead = true;
-        evhttp_send_reply_end(r->req); /* sends what was queued; the short body tells the client */
-        evhttp_connection_free_on_completion(r->evcon);
-        r->req = NULL;
-        finish(r);
+        r->remaining = 0;
+        /* shut the socket: the loop sees the connection fail, evhttp drops it, on_conn_close finishes r; the
+         * client sees a body shorter than Content-Length */
+        shutdown(bufferevent_getfd(evhttp_connection_get_bufferevent(r->evcon)), SHUT_RDWR);
         return;
     }
     evhttp_send_reply_chunk_with_cb(r->req, r->chunk, pump, r);
@@ -355,6 +366,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         handle_metrics(r);
     else if (!strcmp(r->path, "/v2") || !strncmp(r->path, "/v2/", 4))
         qd_oci_handle(r);
+    else if (!strncmp(r->path, "/v1/", 4))
+        qd_v1_handle(r);
     else {
         r->route = "unknown";
         qd_reply_json(r, 404, "{\"errors\":[{\"code\":\"NOT_FOUND\",\"message\":\"no such endpoint\"}]}");

@@ -7,10 +7,11 @@
 mkdir -p "$T/store"
 PUSHER=$("$QUANT" token create --store "$T/store" --name ci --scopes 'push:org/*' 2>/dev/null) || fail "token create"
 READER=$("$QUANT" token create --store "$T/store" --name reader --scopes 'pull:org/m' 2>/dev/null) || fail "token create"
+ADMIN=$("$QUANT" token create --store "$T/store" --name root --scopes 'admin:*' 2>/dev/null) || fail "token create"
 [ "${#PUSHER}" = 68 ] && [ "${PUSHER#qdt_}" != "$PUSHER" ] || fail "token format: $PUSHER"
 "$QUANT" token create --store "$T/store" --scopes 'fly:*' >/dev/null 2>&1 && fail "a bad scope was accepted"
 "$QUANT" token list --store "$T/store" >"$T/list" || fail "token list"
-[ "$(wc -l <"$T/list")" = 2 ] || fail "token list: $(cat "$T/list")"
+[ "$(wc -l <"$T/list")" = 3 ] || fail "token list: $(cat "$T/list")"
 grep -q "$PUSHER" "$T/list" && fail "token list shows a secret"
 grep -q "$PUSHER" "$T/store/data.mdb" && fail "the token is stored in clear"
 
@@ -35,6 +36,20 @@ req GET "/v2/org/m/blobs/$(sha "$T/config")"; expect 401 "anonymous pull refused
 req GET "/v2/org/x/tags/list" -H "Authorization: Bearer $READER"; expect 403 "pull outside the reader's scope"
 # push implies pull
 req GET "/v2/org/m/blobs/$(sha "$T/config")" -H "Authorization: Bearer $PUSHER"; expect 200 "push implies pull"
+
+# --- tokens over HTTP while the daemon runs (admin only)
+req POST /v1/tokens -H "Authorization: Bearer $PUSHER" --data '{"name":"x","scopes":"pull:*"}'; expect 403 "non-admin"
+req POST /v1/tokens -H "Authorization: Bearer $ADMIN" --data '{"name":"x","scopes":"steal:*"}'; expect 405 "bad scopes"
+req POST /v1/tokens -H "Authorization: Bearer $ADMIN" --data '{"name":"live","scopes":"push:team/*"}'
+expect 201 "create a token over HTTP"
+LIVE=$(jq_py "j['token']"); LIVE_ID=$(jq_py "j['id']")
+req POST /v2/team/x/blobs/uploads/ -H "Authorization: Bearer $LIVE"; expect 202 "the new token works at once"
+req GET /v1/tokens -H "Authorization: Bearer $ADMIN"; expect 200 "list tokens"
+[ "$(jq_py "sorted(t['name'] for t in j)")" = "['ci', 'live', 'reader', 'root']" ] || fail "token list: $(cat "$T/body")"
+grep -q "$LIVE" "$T/body" && fail "the list shows a secret"
+req DELETE "/v1/tokens/$LIVE_ID" -H "Authorization: Bearer $ADMIN"; expect 204 "revoke over HTTP"
+req POST /v2/team/x/blobs/uploads/ -H "Authorization: Bearer $LIVE"; expect 401 "a revoked token is refused at once"
+req DELETE "/v1/tokens/$LIVE_ID" -H "Authorization: Bearer $ADMIN"; expect 404 "revoke twice"
 stop_daemon
 
 # --- revoke (offline), then anonymous pull on and a rate limit
