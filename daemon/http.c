@@ -197,11 +197,15 @@ void qd_reply(qd_req *r, int status, struct evbuffer *body)
             evbuffer_drain(body, evbuffer_get_length(body));
         r->bytes_out += evbuffer_get_length(body);
     }
-    replying(r);
-    evhttp_send_reply(r->req, status, reason(status), body);
-    if (body)
-        evbuffer_free(body);
-    r->req = NULL;
+    {
+        /* r may be finished (freed) by the time evhttp_send_reply returns: touch nothing of it afterwards */
+        struct evhttp_request *req = r->req;
+        replying(r);
+        r->req = NULL;
+        evhttp_send_reply(req, status, reason(status), body);
+        if (body)
+            evbuffer_free(body);
+    }
 }
 
 void qd_reply_json(qd_req *r, int status, const char *json)
@@ -240,10 +244,11 @@ void qd_req_stream(qd_req *r, int status, qd_blob_reader *reader, uint64_t len)
     evhttp_add_header(h, "Content-Length", lens);
     evhttp_add_header(h, "X-Request-Id", id);
     if (len == 0 || r->method == EVHTTP_REQ_HEAD) {
+        struct evhttp_request *req = r->req;
         r->remaining = 0;
         replying(r);
-        evhttp_send_reply(r->req, status, reason(status), NULL);
         r->req = NULL;
+        evhttp_send_reply(req, status, reason(status), NULL); /* r may be gone after this */
         return;
     }
     if (!(r->chunk = evbuffer_new())) {
@@ -272,9 +277,10 @@ static void pump(struct evhttp_connection *evcon, void *arg)
     out = bufferevent_get_output(evhttp_connection_get_bufferevent(r->evcon));
     if (r->remaining == 0) {
         /* everything is queued: back to evhttp's own watermark, and finish once it is written (on_complete) */
+        struct evhttp_request *req = r->req;
         bufferevent_setwatermark(evhttp_connection_get_bufferevent(r->evcon), EV_WRITE, 0, 0);
-        evhttp_send_reply_end(r->req);
         r->req = NULL;
+        evhttp_send_reply_end(req); /* completes at once when the output is empty: r is gone then */
         return;
     }
     while (r->remaining && evbuffer_get_length(out) + evbuffer_get_length(r->chunk) < STREAM_HIGH) {
