@@ -143,8 +143,8 @@ static void work_free(void *p)
     if (w->body)
         evbuffer_free(w->body);
     qd_free(w->mbytes);
-    free(w->media_type); /* strdup'ed from jansson strings: plain malloc */
-    free(w->artifact_type);
+    qd_free(w->media_type);
+    qd_free(w->artifact_type);
     free(w->annotations); /* jansson json_dumps */
     qd_free(w->blobs);
     qd_free(w->children);
@@ -313,10 +313,10 @@ static int manifest_parse(oci_work *w, const char *content_type, char *err, size
             goto done;
         }
         if (!mt)
-            w->media_type = strdup(ct);
+            w->media_type = qd_strdup(ct);
     }
     if (mt)
-        w->media_type = strdup(mt);
+        w->media_type = qd_strdup(mt);
     if (!w->media_type) {
         snprintf(err, cap, "no mediaType in the manifest and no Content-Type header");
         goto done;
@@ -360,7 +360,7 @@ static int manifest_parse(oci_work *w, const char *content_type, char *err, size
         }
         v = json_object_get(json_object_get(root, "config"), "mediaType");
         if (json_is_string(v) && !json_object_get(root, "artifactType"))
-            w->artifact_type = strdup(json_string_value(v));
+            w->artifact_type = qd_strdup(json_string_value(v));
     }
     v = json_object_get(root, "artifactType");
     if (v) {
@@ -368,8 +368,8 @@ static int manifest_parse(oci_work *w, const char *content_type, char *err, size
             snprintf(err, cap, "artifactType must be a media type string");
             goto done;
         }
-        free(w->artifact_type);
-        w->artifact_type = strdup(json_string_value(v));
+        qd_free(w->artifact_type);
+        w->artifact_type = qd_strdup(json_string_value(v));
     }
     if (w->artifact_type && strlen(w->artifact_type) > QD_MEDIA_TYPE_MAX) {
         snprintf(err, cap, "config.mediaType too long");
