@@ -72,3 +72,4 @@ print(f"quantd push (PATCH+PUT, hashed and chunked) {size/(p1-p0)/1e6:.0f} MB/s"
 print(f"ratio quantd / curl file://  {qd/curlf:.2f}")
 print(f"ratio quantd / cat           {qd/cat_bps:.2f}")
 PY
+echo "load average during the run: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs (other work on the machine skews the ratios)"

@@ -172,7 +172,14 @@ bool qd_auth_allows(qd_req *r, const char *repo, unsigned need);
 int qd_metrics_new(qd_metrics **out);
 void qd_metrics_free(qd_metrics *m);
 void qd_metrics_request(qd_metrics *m, const char *route, int status, uint64_t bytes_out, uint64_t dur_ns);
-void qd_metrics_render(qd_metrics *m, qd_server *srv, struct evbuffer *out);
+/* Store totals, gathered on a worker (they walk the store) and rendered on the loop. */
+typedef struct qd_metrics_store {
+    bool store_ok, registry_ok;
+    qd_store_stats store;
+    qd_registry_stats registry;
+} qd_metrics_store;
+void qd_metrics_store_gather(qd_metrics_store *ms, qd_store *s);
+void qd_metrics_render(qd_metrics *m, qd_server *srv, const qd_metrics_store *ms, struct evbuffer *out);
 
 /* ---- names ----------------------------------------------------------------------------------------------- */
 

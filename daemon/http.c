@@ -326,13 +326,36 @@ static void handle_health(qd_req *r)
     }
 }
 
-static void handle_metrics(qd_req *r)
+static void metrics_work(void *p)
 {
-    struct evbuffer *b = evbuffer_new();
-    r->route = "metrics";
-    qd_metrics_render(r->srv->metrics, r->srv, b);
+    qd_req *r = p;
+    qd_metrics_store_gather(r->work, r->srv->store);
+}
+
+static void metrics_done(void *p)
+{
+    qd_req *r = p;
+    struct evbuffer *b;
+    if (r->dead) {
+        qd_reply(r, 200, NULL);
+        return;
+    }
+    b = evbuffer_new();
+    qd_metrics_render(r->srv->metrics, r->srv, r->work, b);
     qd_req_header(r, "Content-Type", "text/plain; version=0.0.4");
     qd_reply(r, 200, b);
+}
+
+static void handle_metrics(qd_req *r)
+{
+    r->route = "metrics";
+    if (!(r->work = qd_calloc(1, sizeof(qd_metrics_store)))) {
+        qd_reply(r, 503, NULL);
+        return;
+    }
+    r->work_free = qd_free;
+    if (qd_req_offload(r, metrics_work, metrics_done) < 0)
+        qd_reply(r, 503, NULL);
 }
 
 static void on_request(struct evhttp_request *req, void *arg)

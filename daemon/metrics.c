@@ -1,7 +1,8 @@
 /*
  * metrics.c - counters for GET /metrics in the Prometheus text format (version 0.0.4).
  *
- * Touched only on the loop thread, so no locking. Requests are counted by (route, status) in a small table;
+ * Counters are touched only on the loop thread, so no locking. The store totals walk every blob and chunk
+ * record, so a scrape gathers them on a worker (qd_metrics_store_gather) and renders on the loop afterwards. Requests are counted by (route, status) in a small table;
  * routes are a fixed set of labels chosen by the router, so the table stays small.
  */
 #include <inttypes.h>
@@ -54,10 +55,8 @@ void qd_metrics_request(qd_metrics *m, const char *route, int status, uint64_t b
     m->s[i].dur_ns += dur_ns;
 }
 
-void qd_metrics_render(qd_metrics *m, qd_server *srv, struct evbuffer *out)
+void qd_metrics_render(qd_metrics *m, qd_server *srv, const qd_metrics_store *ms, struct evbuffer *out)
 {
-    qd_store_stats st;
-    qd_registry_stats rs;
     evbuffer_add_printf(out, "# HELP quantd_http_requests_total HTTP requests by route and status (499: client "
                              "went away).\n# TYPE quantd_http_requests_total counter\n");
     for (size_t i = 0; i < m->n; i++)
@@ -77,7 +76,8 @@ void qd_metrics_render(qd_metrics *m, qd_server *srv, struct evbuffer *out)
     evbuffer_add_printf(out, "# HELP quantd_worker_queue_depth Jobs submitted to the worker pool, not finished.\n"
                              "# TYPE quantd_worker_queue_depth gauge\nquantd_worker_queue_depth %zu\n",
                         qd_pool_pending(srv->pool));
-    if (qd_store_stats_get(srv->store, &st) == QD_OK) {
+    if (ms->store_ok) {
+        const qd_store_stats *sp = &ms->store;
         evbuffer_add_printf(out,
                             "# HELP quantd_store_blobs Blobs in the store.\n# TYPE quantd_store_blobs gauge\n"
                             "quantd_store_blobs %" PRIu64 "\n"
@@ -87,15 +87,21 @@ void qd_metrics_render(qd_metrics *m, qd_server *srv, struct evbuffer *out)
                             "# TYPE quantd_store_chunk_bytes gauge\nquantd_store_chunk_bytes %" PRIu64 "\n"
                             "# HELP quantd_store_file_bytes Size of the store's data file.\n"
                             "# TYPE quantd_store_file_bytes gauge\nquantd_store_file_bytes %" PRIu64 "\n",
-                            st.blobs, st.logical_bytes, st.chunk_bytes, st.file_bytes);
+                            sp->blobs, sp->logical_bytes, sp->chunk_bytes, sp->file_bytes);
     }
-    if (qd_registry_stats_get(&rs, srv->store) == QD_OK)
+    if (ms->registry_ok)
         evbuffer_add_printf(out,
                             "# HELP quantd_registry_manifests Manifests stored.\n"
                             "# TYPE quantd_registry_manifests gauge\nquantd_registry_manifests %" PRIu64 "\n"
                             "# HELP quantd_registry_tags Tags over all repositories.\n"
                             "# TYPE quantd_registry_tags gauge\nquantd_registry_tags %" PRIu64 "\n",
-                            rs.manifests, rs.tags);
+                            ms->registry.manifests, ms->registry.tags);
     evbuffer_add_printf(out, "# HELP quantd_uptime_seconds Seconds since start.\n# TYPE quantd_uptime_seconds gauge\n"
                              "quantd_uptime_seconds %.3f\n", (double)(qd_now_ns() - m->started_ns) / 1e9);
+}
+
+void qd_metrics_store_gather(qd_metrics_store *ms, qd_store *s)
+{
+    ms->store_ok = qd_store_stats_get(s, &ms->store) == QD_OK;
+    ms->registry_ok = qd_registry_stats_get(&ms->registry, s) == QD_OK;
 }
