@@ -181,9 +181,4 @@ typedef struct qd_metrics_store {
 void qd_metrics_store_gather(qd_metrics_store *ms, qd_store *s);
 void qd_metrics_render(qd_metrics *m, qd_server *srv, const qd_metrics_store *ms, struct evbuffer *out);
 
-/* ---- names ----------------------------------------------------------------------------------------------- */
-
-bool qd_oci_name_valid(const char *name);
-bool qd_oci_tag_valid(const char *tag);
-
 #endif

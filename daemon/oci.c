@@ -33,67 +33,6 @@
 #define MT_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
 #define MAX_DESCRIPTORS 65536
 
-/* ---- names --------------------------------------------------------------------------------------------------- */
-
-static bool is_lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
-
-/* One path component: [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*; returns the length consumed, 0 when invalid. */
-static size_t name_component(const char *s)
-{
-    size_t i = 0;
-    if (!is_lower_alnum(s[0]))
-        return 0;
-    for (;;) {
-        while (is_lower_alnum(s[i]))
-            i++;
-        if (s[i] == '.' || (s[i] == '_' && s[i + 1] != '_'))
-            i++;
-        else if (s[i] == '_' && s[i + 1] == '_')
-            i += 2;
-        else if (s[i] == '-') {
-            while (s[i] == '-')
-                i++;
-        } else
-            return i;
-        if (!is_lower_alnum(s[i]))
-            return 0;
-    }
-}
-
-bool qd_oci_name_valid(const char *name)
-{
-    size_t n = strlen(name);
-    const char *p = name;
-    if (n == 0 || n > QD_REPO_MAX)
-        return false;
-    for (;;) {
-        size_t c = name_component(p);
-        if (!c)
-            return false;
-        p += c;
-        if (*p == 0)
-            return true;
-        if (*p != '/')
-            return false;
-        p++;
-    }
-}
-
-bool qd_oci_tag_valid(const char *tag)
-{
-    size_t n = strlen(tag);
-    if (n == 0 || n > 128)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = tag[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-                  (i > 0 && (c == '.' || c == '-'));
-        if (!ok)
-            return false;
-    }
-    return true;
-}
-
 /* ---- work handed to the pool ---------------------------------------------------------------------------------- */
 
 enum {
@@ -202,7 +141,7 @@ static bool ref_kind(qd_req *r, const char *ref, qd_digest *d, bool *is_digest)
         }
         return true;
     }
-    if (!qd_oci_tag_valid(ref)) {
+    if (!qd_registry_tag_valid(ref)) {
         qd_reply_oci(r, "TAG_INVALID", "the tag does not match [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}", NULL);
         return false;
     }
@@ -909,7 +848,7 @@ static void upload_start(qd_req *r, const char *repo)
             qd_reply_oci(r, "DIGEST_INVALID", qd_error_last()->message, NULL);
             return;
         }
-        if (from && qd_oci_name_valid(from) && qd_registry_blob_in_repo(r->srv->store, from, &w->digest)) {
+        if (from && qd_registry_name_valid(from) && qd_registry_blob_in_repo(r->srv->store, from, &w->digest)) {
             bool may = qd_auth_allows(r, from, QD_SCOPE_PULL);
             if (may) {
                 w->kind = W_MOUNT;
@@ -1093,7 +1032,7 @@ static void tags_list(qd_req *r, const char *repo)
             return;
         }
     }
-    if (last && *last && !qd_oci_tag_valid(last)) {
+    if (last && *last && !qd_registry_tag_valid(last)) {
         qd_reply_oci(r, "TAG_INVALID", "last is not a tag", NULL);
         return;
     }
@@ -1245,7 +1184,7 @@ void qd_oci_handle(qd_req *r)
     }
     memcpy(name, rest, nl);
     name[nl] = 0;
-    if (!qd_oci_name_valid(name)) {
+    if (!qd_registry_name_valid(name)) {
         qd_reply_oci(r, "NAME_INVALID", "the repository name does not match the OCI name grammar", NULL);
         return;
     }

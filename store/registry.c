@@ -1027,6 +1027,67 @@ int qd_registry_token_revoke(qd_store *s, const char *id)
     return qd_store__write(s, revoke_txn, &c);
 }
 
+/* ---- the OCI name and tag grammar --------------------------------------------------------------------------------------------------- */
+
+static bool is_lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+
+/* One path component: [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*; returns the length consumed, 0 when invalid. */
+static size_t name_component(const char *s)
+{
+    size_t i = 0;
+    if (!is_lower_alnum(s[0]))
+        return 0;
+    for (;;) {
+        while (is_lower_alnum(s[i]))
+            i++;
+        if (s[i] == '.' || (s[i] == '_' && s[i + 1] != '_'))
+            i++;
+        else if (s[i] == '_' && s[i + 1] == '_')
+            i += 2;
+        else if (s[i] == '-') {
+            while (s[i] == '-')
+                i++;
+        } else
+            return i;
+        if (!is_lower_alnum(s[i]))
+            return 0;
+    }
+}
+
+bool qd_registry_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+    const char *p = name;
+    if (n == 0 || n > QD_REPO_MAX)
+        return false;
+    for (;;) {
+        size_t c = name_component(p);
+        if (!c)
+            return false;
+        p += c;
+        if (*p == 0)
+            return true;
+        if (*p != '/')
+            return false;
+        p++;
+    }
+}
+
+bool qd_registry_tag_valid(const char *tag)
+{
+    size_t n = strlen(tag);
+    if (n == 0 || n > 128)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = tag[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                  (i > 0 && (c == '.' || c == '-'));
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
 /* ---- scopes ------------------------------------------------------------------------------------------------------ */
 
 static unsigned scope_bits(const char *s, size_t n)

@@ -41,6 +41,13 @@ extern "C" {
 #define QD_TAG_MAX 128
 #define QD_MEDIA_TYPE_MAX 255
 
+/** The OCI repository name grammar: [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)* components joined by '/', at most
+ *  QD_REPO_MAX bytes. */
+bool qd_registry_name_valid(const char *name);
+
+/** The OCI tag grammar: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}. */
+bool qd_registry_tag_valid(const char *tag);
+
 /** What the caller found in a manifest it is about to store. */
 typedef struct qd_manifest_desc {
     const void *data;            /**< the raw manifest bytes, stored as they are */

@@ -357,6 +357,39 @@ static void test_registry__scopes(void **state)
     assert_false(qd_token_scopes_allow("pull:org/m", "org/mm", QD_TOKEN_SCOPE_PULL));
 }
 
+static void test_registry__name_and_tag_grammar(void **state)
+{
+    const char *good[] = {"a", "org/model", "a.b/c_d/e__f/g--h", "x0/y1/z2", "a-b-c", "a---b", "0"};
+    const char *bad[] = {"", "A", "org/", "/org", "org//m", "-a", "a-", "a_", "a___b", "a..b", "a._b", "org/../x",
+                         "org/./x", "a%2fb", "a b", "a\\b", "org/M"};
+    char long_name[300];
+    (void)state;
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        assert_true(qd_registry_name_valid(good[i]));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (qd_registry_name_valid(bad[i]))
+            fail_msg("name '%s' was accepted", bad[i]);
+    }
+    memset(long_name, 'a', sizeof(long_name) - 1);
+    long_name[sizeof(long_name) - 1] = 0;
+    assert_false(qd_registry_name_valid(long_name));
+    long_name[QD_REPO_MAX] = 0;
+    assert_true(qd_registry_name_valid(long_name));
+    assert_true(qd_registry_tag_valid("v1"));
+    assert_true(qd_registry_tag_valid("_x.Y-z"));
+    assert_true(qd_registry_tag_valid("Q4_K_M"));
+    assert_false(qd_registry_tag_valid("-v1"));
+    assert_false(qd_registry_tag_valid(".v1"));
+    assert_false(qd_registry_tag_valid("v:1"));
+    assert_false(qd_registry_tag_valid("v/1"));
+    assert_false(qd_registry_tag_valid(""));
+    memset(long_name, 'a', 129);
+    long_name[129] = 0;
+    assert_false(qd_registry_tag_valid(long_name));
+    long_name[128] = 0;
+    assert_true(qd_registry_tag_valid(long_name));
+}
+
 static void test_registry__survives_reopen(void **state)
 {
     fixture *f = *state;
@@ -386,6 +419,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_registry__referrers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry__tokens, setup, teardown),
         cmocka_unit_test(test_registry__scopes),
+        cmocka_unit_test(test_registry__name_and_tag_grammar),
         cmocka_unit_test_setup_teardown(test_registry__survives_reopen, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
