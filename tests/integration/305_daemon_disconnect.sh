@@ -41,6 +41,36 @@ t0 = time.time()
 data = s.recv(1024)  # returns b"" at EOF, raises on our 10 s timeout
 assert time.time() - t0 < 9, "stalled connection not closed"
 s.close()
+# 5. malformed requests of every kind, then random junk (seeded): each gets an error or a closed connection
+import random
+bad = [b"GARBAGE\r\n\r\n", b"GET\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n", b"\x00\x01\x02\xff\r\n\r\n",
+       b"GET /v2/ HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+       b"GET /v2/ HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n",
+       b"PATCH " + loc.encode() + b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+       b"PATCH " + loc.encode() + b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n",
+       b"GET /v2/" + b"a/" * 3000 + b"tags/list HTTP/1.1\r\nHost: x\r\n\r\n",
+       b"GET /v2/ HTTP/1.1\r\n" + b"X-H: v\r\n" * 5000 + b"\r\n",
+       b"GET /v2/org/m/blobs/" + digest.encode() + b" HTTP/1.1\r\nHost: x\r\nRange: bytes=5-2\r\n\r\n",
+       b"GET /v2/org/m/blobs/" + digest.encode() + b" HTTP/1.1\r\nHost: x\r\nRange: bytes=--1\r\n\r\n",
+       b"GET /v2/org/m/tags/list?n=1&n=2&last=%ff HTTP/1.1\r\nHost: x\r\n\r\n",
+       b"GET /v2/?%%%%= HTTP/1.1\r\nHost: x\r\n\r\n",
+       b"DELETE /v2/org/m/manifests/ HTTP/1.1\r\nHost: x\r\n\r\n",
+       b"PUT /v2/org/m/manifests/x HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nnull"]
+rng = random.Random(20261127)
+for i in range(60):
+    n = rng.randrange(1, 400)
+    junk = bytes(rng.randrange(256) for _ in range(n))
+    bad.append(rng.choice([b"GET ", b"PUT /v2/", b"POST /v2/a/blobs/uploads/?", b""]) + junk + b"\r\n\r\n")
+for req in bad:
+    s = conn()
+    try:
+        s.sendall(req)
+        s.shutdown(socket.SHUT_WR)
+        while s.recv(65536):
+            pass
+    except OSError:  # the daemon may drop a bad request before we finish sending it
+        pass
+    s.close()
 print("clients done")
 PY
 
