@@ -4,6 +4,7 @@
  * A reader holds one read transaction, so what it reads is one consistent snapshot. Raw chunks are handed out as
  * pointers into LMDB's map (no copy); compressed chunks are decompressed once into the reader's buffer.
  */
+#include <stddef.h>
 #include <string.h>
 
 #include <zstd.h>
@@ -211,7 +212,8 @@ int qd_blob_reader_next(qd_blob_reader *r, size_t max, const void **data, size_t
         }
         if (rc)
             return qd_store__err_mdb(rc, "read a chunk");
-        if (v.mv_size >= sizeof(chunk_hdr) && ((const chunk_hdr *)v.mv_data)->codec == CODEC_ZSTD) {
+        /* LMDB values are only 2-byte aligned: read the codec byte, never through a chunk_hdr pointer */
+        if (v.mv_size >= sizeof(chunk_hdr) && ((const uint8_t *)v.mv_data)[offsetof(chunk_hdr, codec)] == CODEC_ZSTD) {
             if (!r->dctx && !(r->dctx = ZSTD_createDCtx()))
                 return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "zstd: cannot create a decompression context");
             if (!r->dbuf && !(r->dbuf = qd_big_alloc(QD_CHUNK_MAX)))

@@ -3,6 +3,7 @@
  */
 #include <stdio.h>
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -559,8 +560,11 @@ int qd_store_stats_get(qd_store *s, qd_store_stats *out)
     }
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         out->blobs++;
-        if (v.mv_size >= sizeof(blob_hdr))
-            out->logical_bytes += ((const blob_hdr *)v.mv_data)->size;
+        if (v.mv_size >= sizeof(blob_hdr)) { /* LMDB values are only 2-byte aligned: copy, never dereference */
+            uint64_t size;
+            memcpy(&size, (const uint8_t *)v.mv_data + offsetof(blob_hdr, size), sizeof(size));
+            out->logical_bytes += size;
+        }
     }
     mdb_cursor_close(cur);
     if ((mrc = mdb_cursor_open(txn, s->db_chunks, &cur))) {
