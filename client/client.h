@@ -57,5 +57,6 @@ int cmd_verify(int argc, char **argv);
 int subject_name(char *out, size_t cap, const char *path, const char *root);
 int cmd_run(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
+int cmd_token(int argc, char **argv);
 
 #endif

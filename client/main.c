@@ -37,6 +37,7 @@ static const command commands[] = {
     {"verify", cmd_verify, "verify a bundle against a trust policy and the files (exit 4 when it fails)"},
     {"run", cmd_run, "greedy decode from BOS with the reference runtime (token ids)"},
     {"validate", cmd_validate, "validate a variant against its reference (KLD, top-1, PPL; policy verdict)"},
+    {"token", cmd_token, "API tokens for quantd: create, list, revoke (offline, on the store)"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "list the commands"},
 };

@@ -1,0 +1,184 @@
+/*
+ * daemon.h - private to daemon/: the configuration, the server state and the pieces shared by its files.
+ *
+ * Threads: one event-loop thread owns libevent, every HTTP request and the metrics; worker threads (pool.c) run
+ * blocking work (hashing, LMDB writes) and hand results back to the loop through a pipe. The store is shared by
+ * all threads (its own rules, store.h).
+ */
+#ifndef QD_DAEMON_H
+#define QD_DAEMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "qd/qd.h"
+#include "qd/registry.h"
+
+/* ---- config (config.c) ------------------------------------------------------------------------------------ */
+
+typedef struct qd_config {
+    char *listen;            /* host:port */
+    char *store;             /* store directory */
+    char *port_file;         /* write the bound port here */
+    char *log_file;          /* "" or "-": stderr */
+    char *log_level;
+    int64_t workers;
+    char *tls_cert, *tls_key;
+    bool anonymous_pull;
+    bool auth;               /* false: no token needed for anything (development only) */
+    int64_t rate_limit;      /* requests per second per token/address; 0: off */
+    int64_t rate_burst;
+    int64_t max_header_bytes;
+    int64_t max_body_bytes;
+    int64_t max_manifest_bytes;
+    int64_t timeout_s;
+    int64_t upload_ttl_s;
+    int64_t max_uploads;
+} qd_config;
+
+typedef enum { QD_CFG_STR, QD_CFG_INT, QD_CFG_SIZE, QD_CFG_BOOL } qd_cfg_type;
+enum { QD_CFG_IMMUTABLE = 1 << 0, QD_CFG_RELOADABLE = 1 << 1 };
+
+typedef struct qd_cfg_row {
+    const char *name;
+    qd_cfg_type type;
+    const char *def;   /* default, in the syntax of the config file */
+    int64_t min, max;  /* for INT and SIZE */
+    size_t offset;     /* offsetof(qd_config, field) */
+    unsigned flags;
+    const char *help;
+} qd_cfg_row;
+
+extern const qd_cfg_row qd_cfg_table[];
+extern const size_t qd_cfg_table_len;
+
+/* Fill every field with its default. */
+int qd_config_init(qd_config *c);
+void qd_config_free(qd_config *c);
+/* Set one option from text; `where` ("file:line" or "--flag") prefixes the error message. */
+int qd_config_set(qd_config *c, const char *name, const char *value, const char *where);
+int qd_config_load_file(qd_config *c, const char *path);
+/* defaults < --config FILE < --key=value. Sets *dump for --dump-config. */
+int qd_config_from_args(qd_config *c, int argc, char **argv, bool *dump);
+/* One line per option: name, value, default, meaning. markdown: a table for docs/DAEMON.md. */
+void qd_config_dump(FILE *f, const qd_config *c, bool markdown);
+/* Split host:port. */
+int qd_config_listen_split(const char *listen, char *host, size_t host_cap, int *port);
+
+/* ---- worker pool (pool.c) --------------------------------------------------------------------------------- */
+
+typedef struct qd_pool qd_pool;
+/* work runs on a worker thread; done runs afterwards on the loop thread. */
+typedef void (*qd_pool_fn)(void *payload);
+int qd_pool_new(qd_pool **out, struct event_base *base, int n_threads);
+int qd_pool_submit(qd_pool *p, qd_pool_fn work, qd_pool_fn done, void *payload);
+size_t qd_pool_pending(qd_pool *p);
+void qd_pool_free(qd_pool *p); /* waits for running work, runs pending done callbacks */
+
+/* ---- server ---------------------------------------------------------------------------------------------- */
+
+typedef struct qd_metrics qd_metrics;
+typedef struct qd_auth qd_auth;
+
+typedef struct qd_server {
+    qd_config *cfg;
+    qd_store *store;
+    struct event_base *base;
+    struct evhttp *http;
+    void *ssl_ctx;           /* SSL_CTX*, NULL without TLS */
+    struct evhttp_bound_socket *bound;
+    qd_pool *pool;
+    qd_metrics *metrics;
+    qd_auth *auth;
+    char *uploads_dir;       /* <store>/uploads */
+    uint64_t next_req_id;
+    int port;
+    bool stopping;
+    size_t in_flight;        /* requests not yet answered */
+} qd_server;
+
+/* One HTTP request being served. Owned by the loop thread. */
+typedef struct qd_req {
+    qd_server *srv;
+    struct evhttp_request *req;   /* NULL once the connection went away */
+    struct evhttp_connection *evcon;
+    uint64_t id;
+    uint64_t t0_ns;
+    const char *route;            /* metrics label */
+    int method;
+    char *path;                   /* decoded path, without the query */
+    struct evkeyvalq query;
+    bool query_parsed;
+    bool dead;                    /* the client disconnected */
+    bool replying;                /* evhttp is sending the reply (or a stream): finish when it is done */
+    int status;
+    uint64_t bytes_out;
+    uint64_t bytes_in;
+    char token_id[QD_TOKEN_ID_LEN + 1];
+    /* streaming a blob */
+    qd_blob_reader *reader;
+    uint64_t remaining;
+    struct evbuffer *chunk;
+    /* for handlers' own state */
+    void *work;
+    void (*work_free)(void *work);
+} qd_req;
+
+int qd_server_run(qd_server *srv);
+uint64_t qd_now_ns(void);
+
+/* Answering (http.c). After any of these the qd_req may be gone. */
+void qd_reply(qd_req *r, int status, struct evbuffer *body);           /* body may be NULL */
+void qd_reply_json(qd_req *r, int status, const char *json);
+/* An OCI error body {"errors":[{code,message,detail}]} with the status of code. detail may be NULL (JSON text). */
+void qd_reply_oci(qd_req *r, const char *code, const char *message, const char *detail_json);
+/* Map a qd_err (with the thread's message) to an OCI error (http_err.c). */
+void qd_reply_err(qd_req *r, int err, const char *fallback_code);
+int qd_oci_status(const char *code);
+void qd_req_header(qd_req *r, const char *name, const char *value);
+const char *qd_req_in_header(qd_req *r, const char *name);
+const char *qd_req_query(qd_req *r, const char *name);
+/* Run work on the pool, then done on the loop (done must reply). */
+int qd_req_offload(qd_req *r, qd_pool_fn work, qd_pool_fn done);
+/* Start streaming a blob range (status 200 or 206 already decided, headers set). Takes the reader. */
+void qd_req_stream(qd_req *r, int status, qd_blob_reader *reader, uint64_t len);
+
+/* ---- routes ---------------------------------------------------------------------------------------------- */
+
+void qd_oci_handle(qd_req *r);      /* /v2/... */
+void qd_v1_handle(qd_req *r);       /* /v1/... (v1.c) */
+int qd_oci_uploads_sweep(qd_server *srv);
+
+/* ---- auth (auth.c) --------------------------------------------------------------------------------------- */
+
+enum { QD_SCOPE_PULL = QD_TOKEN_SCOPE_PULL, QD_SCOPE_PUSH = QD_TOKEN_SCOPE_PUSH, QD_SCOPE_ADMIN = QD_TOKEN_SCOPE_ADMIN };
+int qd_auth_new(qd_auth **out, qd_server *srv);
+void qd_auth_free(qd_auth *a);
+/* Check that the request may do `need` on repo (NULL: any repository, e.g. /v2/). Replies 401/403/429 itself
+ * and returns false when not. */
+bool qd_auth_check(qd_req *r, const char *repo, unsigned need);
+/* Like qd_auth_check without replying or rate limiting (e.g. the source of a mount). */
+bool qd_auth_allows(qd_req *r, const char *repo, unsigned need);
+
+/* ---- metrics --------------------------------------------------------------------------------------------- */
+
+int qd_metrics_new(qd_metrics **out);
+void qd_metrics_free(qd_metrics *m);
+void qd_metrics_request(qd_metrics *m, const char *route, int status, uint64_t bytes_out, uint64_t dur_ns);
+/* Store totals, gathered on a worker (they walk the store) and rendered on the loop. */
+typedef struct qd_metrics_store {
+    bool store_ok, registry_ok;
+    qd_store_stats store;
+    qd_registry_stats registry;
+} qd_metrics_store;
+void qd_metrics_store_gather(qd_metrics_store *ms, qd_store *s);
+void qd_metrics_render(qd_metrics *m, qd_server *srv, const qd_metrics_store *ms, struct evbuffer *out);
+
+#endif
