@@ -13,3 +13,10 @@ $(B)/obj/quantd/kernels/%.o: CFLAGS_ALL += -ffp-contract=off -fno-fast-math
 # quantd/pipeline/: tensor-by-tensor quantization of a model into a GGUF, threads over row ranges; imatrix files.
 LIBQD_SRCS += quantd/io/model.c quantd/io/gguf.c quantd/io/safetensors.c quantd/io/llama2c.c quantd/io/names.c
 LIBQD_SRCS += quantd/recipes/recipe.c quantd/pipeline/quantize.c quantd/pipeline/imatrix.c
+
+# quantd/formats/: the Hugging Face quantized layouts (bitsandbytes NF4/FP4, compressed-tensors INT8/FP8/INT4),
+# their element codes, and whole-model export to a Transformers/vLLM folder; quantd/io/safetensors_write.c is the
+# safetensors writer and raw reader they use. Like the kernels, no multiply-add contraction: the dequantized values
+# must be the single f32 operations the loaders perform.
+LIBQD_SRCS += quantd/io/safetensors_write.c quantd/formats/codes.c quantd/formats/layouts.c quantd/formats/export.c
+$(B)/obj/quantd/formats/%.o: CFLAGS_ALL += -ffp-contract=off -fno-fast-math
