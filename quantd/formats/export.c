@@ -129,13 +129,27 @@ static json_t *load_source_config(const char *src)
     return c;
 }
 
+/* an f32 hyper-parameter as the shortest decimal that reads back to it (1e-05, not 9.9999997473787516e-06) */
+static double short_f32(double v)
+{
+    char buf[40];
+    float f = (float)v;
+    for (int p = 1; p <= 9; p++) {
+        snprintf(buf, sizeof(buf), "%.*g", p, (double)f);
+        if (strtof(buf, NULL) == f)
+            break;
+    }
+    return strtod(buf, NULL);
+}
+
 static json_t *synth_config(const qd_hparams *h, bool tied)
 {
     return json_pack("{s[s] ss sI sI sI sI sI sI sf sf sI ss sb}", "architectures", "LlamaForCausalLM", "model_type",
                      "llama", "hidden_size", (json_int_t)h->n_embd, "intermediate_size", (json_int_t)h->n_ff,
                      "num_hidden_layers", (json_int_t)h->n_layer, "num_attention_heads", (json_int_t)h->n_head,
                      "num_key_value_heads", (json_int_t)h->n_head_kv, "max_position_embeddings",
-                     (json_int_t)h->n_ctx, "rms_norm_eps", h->rms_eps, "rope_theta", h->rope_theta, "vocab_size",
+                     (json_int_t)h->n_ctx, "rms_norm_eps", short_f32(h->rms_eps), "rope_theta",
+                     short_f32(h->rope_theta), "vocab_size",
                      (json_int_t)h->n_vocab, "hidden_act", "silu", "tie_word_embeddings", tied);
 }
 
@@ -309,8 +323,11 @@ int qd_hfq_export(qd_hfq_export_stats *st, const char *src, const char *out_dir,
         goto done;
 
     cfg = load_source_config(src);
-    if (!cfg)
+    size_t precision = 17; /* a source config's numbers keep every digit jansson has */
+    if (!cfg) {
         cfg = synth_config(&h, !has_lm_head);
+        precision = 9; /* ours come from f32 values: 9 digits round-trip them and print 1e-05 as such */
+    }
     if (!cfg) {
         rc = QD_ENOMEM;
         goto done;
@@ -323,7 +340,7 @@ int qd_hfq_export(qd_hfq_export_stats *st, const char *src, const char *out_dir,
     }
     json_object_set_new(cfg, "quantization_config", qc);
     snprintf(path, sizeof(path), "%s/config.json", out_dir);
-    if (json_dump_file(cfg, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER)) {
+    if (json_dump_file(cfg, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(precision))) {
         rc = qd_error_set(QD_EIO, QD_EC_OS, "write %s failed", path);
         goto done;
     }
