@@ -434,7 +434,7 @@ static int deq_bnb(float *dst, int64_t n, const qd_st_file *f, const char *prefi
     }
     json_t *qt = json_object_get(j, "quant_type"), *bsj = json_object_get(j, "blocksize");
     if (!json_is_string(qt) || strcmp(json_string_value(qt), fp4 ? "fp4" : "nf4") || !json_is_integer(bsj) ||
-        json_integer_value(bsj) <= 0) {
+        json_integer_value(bsj) <= 0 || json_integer_value(bsj) > (1 << 20)) {
         rc = bad(prefix, "bnb quant_state: quant_type or blocksize wrong");
         goto done;
     }
@@ -453,7 +453,8 @@ static int deq_bnb(float *dst, int64_t n, const qd_st_file *f, const char *prefi
     if (off) {
         json_t *nbsj = json_object_get(j, "nested_blocksize");
         const qd_st_entry *na = part(f, prefix, "weight.nested_absmax"), *nm = part(f, prefix, "weight.nested_quant_map");
-        if (!json_is_number(off) || !json_is_integer(nbsj) || json_integer_value(nbsj) <= 0 || am->dtype != QD_ST_U8 ||
+        if (!json_is_number(off) || !json_is_integer(nbsj) || json_integer_value(nbsj) <= 0 ||
+            json_integer_value(nbsj) > (1 << 20) || am->dtype != QD_ST_U8 ||
             !nm || nm->dtype != QD_ST_F32 || nm->nbytes != 1024 || !na || na->dtype != QD_ST_F32) {
             rc = bad(prefix, "bnb: nested quant state incomplete");
             goto done;
@@ -461,6 +462,10 @@ static int deq_bnb(float *dst, int64_t n, const qd_st_file *f, const char *prefi
         int64_t nbs = json_integer_value(nbsj);
         if (na->nbytes != (uint64_t)((nb + nbs - 1) / nbs) * 4) {
             rc = bad(prefix, "bnb: weight.nested_absmax has the wrong size");
+            goto done;
+        }
+        if (!(fabs(json_number_value(off)) <= FLT_MAX)) {
+            rc = bad(prefix, "bnb: nested_offset out of the f32 range");
             goto done;
         }
         float offset = (float)json_number_value(off); /* torch.tensor(float) -> f32 */
@@ -508,8 +513,12 @@ int qd_hfq_dequantize(float **out, int64_t *rows, int64_t *cols, const qd_st_fil
         r = json_integer_value(json_array_get(shape, 0));
         c = json_integer_value(json_array_get(shape, 1));
         json_decref(j);
+        const qd_st_entry *wq = part(f, prefix, "weight");
         if (r <= 0 || c <= 0 || r > (INT64_C(1) << 40) / c)
             return bad(prefix, "bnb quant_state shape out of range");
+        if (!wq || wq->dtype != QD_ST_U8 || wq->nbytes != (uint64_t)(r * c + 1) / 2)
+            return bad(prefix, "bnb: weight (U8, one byte per two values of the quant_state shape) missing or of the "
+                               "wrong size");
         if (!(dst = qd_mallocarray((size_t)(r * c), sizeof(float))))
             return QD_ENOMEM;
         rc = deq_bnb(dst, r * c, f, prefix, qs, qs == qsf);

@@ -67,7 +67,16 @@ static int write_result(const char *dir, const char *prefix, const qd_hfq_result
 }
 
 /* the largest error a round-to-nearest element can have, from the layout's own scale */
-static double bound(const qd_hfq_opts *o, const float *w, int64_t rows, int64_t cols, int64_t i)
+static double absmax_of(const float *w, int64_t n)
+{
+    double m = 0;
+    for (int64_t k = 0; k < n; k++)
+        m = fmax(m, fabs(w[k]));
+    return m;
+}
+
+/* wmax: the largest |w| of the whole matrix */
+static double bound(const qd_hfq_opts *o, const float *w, int64_t rows, int64_t cols, int64_t i, double wmax)
 {
     double m = 0;
     switch (o->type) {
@@ -79,11 +88,8 @@ static double bound(const qd_hfq_opts *o, const float *w, int64_t rows, int64_t 
         /* half the widest gap between neighbouring codes: NF4 (1 - 0.6961928)/2, FP4 (1 - 8/12)/2. Double quant
          * adds the absmax error: half the widest step of the dynamic map (0.9/64/2) times the nested absmax, which
          * is at most the largest |w| of the matrix */
-        double g = o->type == QD_HFQ_NF4 ? (1 - 0.6961928009986877) / 2 : (1 - 8.0 / 12) / 2, gm = 0;
-        if (o->double_quant)
-            for (int64_t k = 0; k < rows * cols; k++)
-                gm = fmax(gm, fabs(w[k]));
-        return m * g * 1.000001 + gm * (0.9 / 128) * 1.01;
+        double g = o->type == QD_HFQ_NF4 ? (1 - 0.6961928009986877) / 2 : (1 - 8.0 / 12) / 2;
+        return m * g * 1.000001 + (o->double_quant ? wmax * (0.9 / 128) * 1.01 : 0);
     }
     case QD_HFQ_INT8:
         for (int64_t k = 0; k < cols; k++)
@@ -134,12 +140,12 @@ static void test_hfquant__each_layout_round_trips_bit_for_bit(void **state)
         /* bit for bit: what the loader computes from the file is what the quantizer used */
         if (memcmp(back, res.deq, (size_t)(rows * cols) * sizeof(float)) != 0)
             fail_msg("%s: read-back values differ from the quantizer's", layouts[l].what);
-        double se = 0, sw = 0;
+        double se = 0, sw = 0, wmax = absmax_of(w, rows * cols);
         for (int64_t i = 0; i < rows * cols; i++) {
             double e = fabs((double)w[i] - (double)back[i]);
-            if (e > bound(o, w, rows, cols, i))
+            if (e > bound(o, w, rows, cols, i, wmax))
                 fail_msg("%s: element %lld: |%g - %g| over the bound %g", layouts[l].what, (long long)i,
-                         (double)w[i], (double)back[i], bound(o, w, rows, cols, i));
+                         (double)w[i], (double)back[i], bound(o, w, rows, cols, i, wmax));
             se += e * e;
             sw += (double)w[i] * w[i];
         }
@@ -436,6 +442,69 @@ static void test_hfquant__bad_input(void **state)
     free(dir);
 }
 
+/* Mutated files (bytes flipped in the header and the data) are refused or decoded, never a crash (ASan run). */
+static void test_hfquant__mutated_files_never_crash(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, tu_seed() + 11);
+    char *dir = tu_sandbox(), path[600];
+    float *w = weights(&r, 8, 64);
+    static const qd_hfq_opts os[] = {{QD_HFQ_BNB, QD_HFQ_NF4, 64, true, false, NULL},
+                                     {QD_HFQ_CT, QD_HFQ_INT4, 32, false, false, NULL},
+                                     {QD_HFQ_CT, QD_HFQ_FP8_E4M3, 0, false, false, NULL}};
+    int decoded = 0, refused = 0;
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    for (size_t k = 0; k < sizeof(os) / sizeof(os[0]); k++) {
+        qd_hfq_result res;
+        assert_int_equal(qd_hfq_quantize(&res, &os[k], w, 8, 64), QD_OK);
+        assert_int_equal(write_result(dir, "p.", &res), QD_OK);
+        qd_hfq_result_free(&res);
+        FILE *fp = fopen(path, "rb");
+        uint8_t orig[8192];
+        size_t len = fread(orig, 1, sizeof(orig), fp);
+        fclose(fp);
+        uint64_t hl;
+        memcpy(&hl, orig, 8);
+        for (int it = 0; it < 600; it++) {
+            uint8_t buf[8192];
+            memcpy(buf, orig, len);
+            int nflip = 1 + (int)(tu_next(&r) % 3);
+            for (int j = 0; j < nflip; j++) {
+                uint64_t u = tu_next(&r);
+                /* mostly the JSON header (digits, quotes, names), sometimes the data */
+                size_t at = (u & 3) ? 8 + (size_t)((u >> 8) % hl) : (size_t)((u >> 8) % len);
+                buf[at] = (u & 4) ? (uint8_t)('0' + (u >> 40) % 10) : (uint8_t)(u >> 48);
+            }
+            fp = fopen(path, "wb");
+            fwrite(buf, 1, len - ((tu_next(&r) & 7) == 0 ? 1 + tu_next(&r) % 16 : 0), fp);
+            fclose(fp);
+            qd_st_file *f;
+            if (qd_st_open(&f, path) != QD_OK) {
+                refused++;
+                continue;
+            }
+            float *out = NULL;
+            int64_t rr, cc;
+            int rc = qd_hfq_dequantize(&out, &rr, &cc, f, "p.");
+            if (rc == QD_OK) {
+                decoded++;
+                assert_true(rr > 0 && cc > 0);
+                qd_free(out);
+            } else {
+                refused++;
+                assert_true(rc == QD_ECORRUPT || rc == QD_ENOTFOUND || rc == QD_ENOMEM);
+            }
+            qd_st_close(f);
+        }
+    }
+    printf("  mutated files: %d decoded, %d refused\n", decoded, refused);
+    assert_true(refused > 0 && decoded > 0);
+    free(w);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 /* ---- whole model ---------------------------------------------------------------------------------------------- */
 
 static void test_hfquant__export_model(void **state)
@@ -510,8 +579,9 @@ static void test_hfquant__export_model(void **state)
                 assert_int_equal(bc, cols);
                 /* HF row order kept (q_proj/k_proj went through GGUF order and back): check the error per row */
                 qd_hfq_opts o = eo.q;
+                double wmax = absmax_of(data[i], rows * cols);
                 for (int64_t k = 0; k < rows * cols; k++)
-                    if (fabs((double)back[k] - data[i][k]) > bound(&o, data[i], rows, cols, k))
+                    if (fabs((double)back[k] - data[i][k]) > bound(&o, data[i], rows, cols, k, wmax))
                         fail_msg("%s: element %lld off by %g", ts[i].name, (long long)k,
                                  fabs((double)back[k] - data[i][k]));
                 qd_free(back);
@@ -570,6 +640,7 @@ int main(void)
         cmocka_unit_test(test_hfquant__ct_packing_and_shapes),
         cmocka_unit_test(test_hfquant__safetensors_writer_reader),
         cmocka_unit_test(test_hfquant__bad_input),
+        cmocka_unit_test(test_hfquant__mutated_files_never_crash),
         cmocka_unit_test(test_hfquant__export_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
