@@ -82,8 +82,10 @@ static json_t *quant_config(const qd_hfq_opts *o, const char *compute_dtype)
                             "minmax");
         acts = json_pack("{si ss sb ss sn sb sn sn}", "num_bits", 8, "type", "float", "symmetric", 1, "strategy",
                          "token", "group_size", "dynamic", 1, "actorder", "observer");
-        if (o->type == QD_HFQ_FP8_E5M2 && weights) /* no loader knows this; see docs/HF_FORMATS.md */
-            json_object_set_new(weights, "quantd_fp8_format", json_string("e5m2"));
+        /* compressed-tensors' float 8 means E4M3: E5M2 weights get a format name no loader knows, so that a loader
+         * refuses the folder instead of reading E5M2 codes with E4M3 scales (docs/HF_FORMATS.md) */
+        if (o->type == QD_HFQ_FP8_E5M2)
+            format = "quantd-float-quantized-e5m2";
         break;
     default:
         format = "pack-quantized";

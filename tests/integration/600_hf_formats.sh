@@ -177,7 +177,7 @@ check("e4m3", dict(ct, format="float-quantized"), deq_fp8(False),
       lambda w, t, p: np.abs(w) / 16 * 1.000001 + rowmax(w) / 448 * 2.0 ** -10)
 check("e4m3t", dict(ct, format="float-quantized"), deq_fp8(False),
       lambda w, t, p: np.abs(w) / 16 * 1.000001 + np.abs(w).max() / 448 * 2.0 ** -10)
-check("e5m2", dict(ct, format="float-quantized"), deq_fp8(True),
+check("e5m2", dict(ct, format="quantd-float-quantized-e5m2"), deq_fp8(True),
       lambda w, t, p: np.abs(w) / 8 * 1.000001 + rowmax(w) / 57344 * 2.0 ** -17)
 check("int4", dict(ct, format="pack-quantized"), deq_int4,
       lambda w, t, p: np.repeat(np.abs(w).reshape(w.shape[0], -1, 32).max(axis=2), 32, axis=1) / 7.5 * 0.5 * 1.0001)
