@@ -23,16 +23,17 @@ static void usage(FILE *f)
         fprintf(f, "%s ", qd_recipe_name(ft));
     fprintf(f, "\n-t N: threads (default: one per CPU); the output does not depend on N.\n\n"
                "       quant quantize --in SRC --format bnb|compressed-tensors --type T --out DIR [--method rtn]\n"
-               "                      [--group N] [--double-quant] [--per-tensor]\n"
+               "                      [--group N] [--double-quant] [--per-tensor] [--weight-only]\n"
                "writes a Transformers/vLLM folder (model.safetensors, config.json with quantization_config, README.md).\n"
                "bnb: T = nf4|fp4 (--group: blocksize, default 64; --double-quant: absmax in 8 bits, blocks of 256).\n"
-               "compressed-tensors: T = int8 (per channel) | fp8_e4m3 | fp8_e5m2 (per channel, or --per-tensor) |\n"
+               "compressed-tensors: T = int8 (per channel, W8A8; --weight-only: W8A16 packed, per channel or --group)\n"
+               "| fp8_e4m3 | fp8_e5m2 (per channel, or --per-tensor) |\n"
                "int4 (--group, default 128). Method: rtn (round to nearest); calibrated methods plug in later.\n");
 }
 
 /* --format bnb|compressed-tensors: the Hugging Face layouts of hfquant.h */
 static int quantize_hf(const char *in, const char *out, const char *format, const char *type, const char *method,
-                       long group, bool double_quant, bool per_tensor)
+                       long group, bool double_quant, bool per_tensor, bool weight_only)
 {
     qd_hfq_export_opts o;
     qd_hfq_export_stats st;
@@ -42,6 +43,7 @@ static int quantize_hf(const char *in, const char *out, const char *format, cons
     o.q.group = (int32_t)group;
     o.q.double_quant = double_quant;
     o.q.per_tensor = per_tensor;
+    o.q.weight_only = weight_only;
     o.method = method ? method : "rtn";
     int rc = qd_hfq_export(&st, in, out, &o);
     if (rc)
@@ -71,7 +73,7 @@ int cmd_quantize(int argc, char **argv)
 {
     const char *in = NULL, *out = NULL, *type = NULL, *imatrix = NULL, *format = NULL, *method = NULL;
     long group = 0;
-    bool double_quant = false, per_tensor = false;
+    bool double_quant = false, per_tensor = false, weight_only = false;
     qd_quantize_opts o;
     qd_quantize_stats st;
     qprog q;
@@ -93,6 +95,9 @@ int cmd_quantize(int argc, char **argv)
             continue;
         } else if (!strcmp(a, "--per-tensor")) {
             per_tensor = true;
+            continue;
+        } else if (!strcmp(a, "--weight-only")) {
+            weight_only = true;
             continue;
         } else if (!strcmp(a, "--allow-requantize")) {
             o.allow_requantize = true;
@@ -150,7 +155,7 @@ int cmd_quantize(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (format && strcmp(format, "gguf"))
-        return quantize_hf(in, out, format, type, method, group, double_quant, per_tensor);
+        return quantize_hf(in, out, format, type, method, group, double_quant, per_tensor, weight_only);
     if (method && strcmp(method, "rtn")) {
         fprintf(stderr, "quant quantize: --method %s is not available yet (rtn only)\n", method);
         return EXIT_USAGE;

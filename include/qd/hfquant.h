@@ -13,7 +13,7 @@
  *   - qd_hfq_export(): a whole model into a Hugging Face folder (the `quant quantize --format` path).
  *
  * Method: round to nearest ("rtn"). The calibrated methods (GPTQ, AWQ, SmoothQuant) produce a different integer
- * grid and scales for the same layouts; they plug in by filling a qd_hfq_result (see qd_hfq_pack_int4()).
+ * grid and scales for the same layouts; they plug in by filling a qd_hfq_result (see qd_hfq_pack_int()).
  *
  * Threads: every function is reentrant; objects are not shared between threads by the library.
  */
@@ -144,7 +144,8 @@ typedef enum qd_hfq_format {
 typedef enum qd_hfq_type {
     QD_HFQ_NF4 = 0,      /**< bnb */
     QD_HFQ_FP4 = 1,      /**< bnb */
-    QD_HFQ_INT8 = 2,     /**< ct int-quantized: int8 per output channel, symmetric, f32 scales */
+    QD_HFQ_INT8 = 2,     /**< ct int-quantized (W8A8): int8 per output channel, symmetric, f32 scales; with
+                              weight_only, pack-quantized 8-bit (W8A16, vLLM's weight-only int8 path) */
     QD_HFQ_FP8_E4M3 = 3, /**< ct float-quantized */
     QD_HFQ_FP8_E5M2 = 4, /**< ct float-quantized layout with E5M2 elements (a quantd extension; see the docs) */
     QD_HFQ_INT4 = 5      /**< ct pack-quantized: int4 symmetric per group, 8 per int32 */
@@ -164,6 +165,7 @@ typedef struct qd_hfq_opts {
     bool per_tensor;     /**< fp8: one scale for the tensor instead of one per output channel */
     const char *dtype;   /**< bnb quant state "dtype" (the original weight dtype): "float16", "bfloat16", "float32";
                               NULL = "float32" */
+    bool weight_only;    /**< int8: W8A16 in pack-quantized (4 per int32), per channel or per group (group > 0) */
 } qd_hfq_opts;
 
 #define QD_HFQ_MAX_PARTS 6
@@ -194,11 +196,13 @@ int qd_hfq_quantize(qd_hfq_result *out, const qd_hfq_opts *o, const float *w, in
 void qd_hfq_result_free(qd_hfq_result *r);
 
 /**
- * Build the pack-quantized parts from an integer grid q[rows][cols] in [-8, 7] and scales[rows][cols/group], and the
- * values they stand for: how GPTQ/AWQ results (symmetric) enter the same layout. @return QD_OK, QD_EINVAL, QD_ENOMEM
+ * Build the pack-quantized parts from an integer grid q[rows][cols] in [-2^(bits-1), 2^(bits-1) - 1] and
+ * scales[rows][cols/group] (group == cols: one scale per output channel, stored as [rows, 1]), and the values they
+ * stand for: how GPTQ/AWQ results (symmetric) enter the same layout. bits: 4 or 8.
+ * @return QD_OK, QD_EINVAL (bits, shape, a value out of range), QD_ENOMEM
  */
-int qd_hfq_pack_int4(qd_hfq_result *out, const int8_t *q, const float *scales, int64_t rows, int64_t cols,
-                     int32_t group);
+int qd_hfq_pack_int(qd_hfq_result *out, int bits, const int8_t *q, const float *scales, int64_t rows, int64_t cols,
+                    int32_t group);
 
 /**
  * Read the module with this prefix ("model.layers.0.mlp.up_proj.") back from a file and dequantize it. The layout is

@@ -68,6 +68,17 @@ static json_t *quant_config(const qd_hfq_opts *o, const char *compute_dtype)
     const char *format;
     switch (o->type) {
     case QD_HFQ_INT8:
+        if (o->weight_only) { /* W8A16: vLLM takes weight-only int8 through pack-quantized */
+            format = "pack-quantized";
+            weights = o->group ? json_pack("{si ss sb ss si sb sn ss}", "num_bits", 8, "type", "int", "symmetric", 1,
+                                           "strategy", "group", "group_size", o->group, "dynamic", 0, "actorder",
+                                           "observer", "minmax")
+                               : json_pack("{si ss sb ss sn sb sn ss}", "num_bits", 8, "type", "int", "symmetric", 1,
+                                           "strategy", "channel", "group_size", "dynamic", 0, "actorder",
+                                           "observer", "minmax");
+            acts = json_null();
+            break;
+        }
         format = "int-quantized";
         weights = json_pack("{si ss sb ss sn sb sn ss}", "num_bits", 8, "type", "int", "symmetric", 1, "strategy",
                             "channel", "group_size", "dynamic", 0, "actorder", "observer", "minmax");

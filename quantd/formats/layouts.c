@@ -272,20 +272,23 @@ static int ct_fp8(qd_hfq_result *r, const qd_hfq_opts *o, const float *w, int64_
     return QD_OK;
 }
 
-int qd_hfq_pack_int4(qd_hfq_result *out, const int8_t *q, const float *scales, int64_t rows, int64_t cols,
-                     int32_t group)
+int qd_hfq_pack_int(qd_hfq_result *out, int bits, const int8_t *q, const float *scales, int64_t rows, int64_t cols,
+                    int32_t group)
 {
-    int rc;
+    int rc, pf = bits == 8 ? 4 : 8, lo = -(1 << (bits - 1)), hi = (1 << (bits - 1)) - 1;
     memset(out, 0, sizeof(*out));
-    if (rows <= 0 || cols <= 0 || group <= 0 || cols % group || cols % 8)
+    if (bits != 4 && bits != 8)
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "pack-quantized: %d bits (4 or 8)", bits);
+    if (rows <= 0 || cols <= 0 || group <= 0 || cols % group || cols % pf)
         return qd_error_set(QD_EINVAL, QD_EC_INVALID,
-                            "int4: %lld columns are not a multiple of the group size %d and of 8", (long long)cols,
-                            (int)group);
+                            "int%d: %lld columns are not a multiple of the group size %d and of %d", bits,
+                            (long long)cols, (int)group, pf);
+    int64_t ng = cols / group, nw = cols / pf;
     out->rows = rows;
     out->cols = cols;
     out->deq = qd_mallocarray((size_t)(rows * cols), sizeof(float));
-    uint32_t *pk = add_part(out, "weight_packed", QD_ST_I32, 2, rows, cols / 8);
-    float *sc = add_part(out, "weight_scale", QD_ST_F32, 2, rows, cols / group);
+    uint32_t *pk = add_part(out, "weight_packed", QD_ST_I32, 2, rows, nw);
+    float *sc = add_part(out, "weight_scale", QD_ST_F32, 2, rows, ng);
     int64_t *shape = add_part(out, "weight_shape", QD_ST_I64, 1, 2, 0);
     if (!out->deq || !pk || !sc || !shape) {
         rc = QD_ENOMEM;
@@ -293,18 +296,18 @@ int qd_hfq_pack_int4(qd_hfq_result *out, const int8_t *q, const float *scales, i
     }
     shape[0] = rows;
     shape[1] = cols;
-    memcpy(sc, scales, (size_t)(rows * (cols / group)) * sizeof(float));
+    memcpy(sc, scales, (size_t)(rows * ng) * sizeof(float));
     for (int64_t i = 0; i < rows; i++)
         for (int64_t j = 0; j < cols; j++) {
             int v = q[i * cols + j];
-            if (v < -8 || v > 7) {
-                rc = qd_error_set(QD_EINVAL, QD_EC_INVALID, "int4: value %d at [%lld, %lld] is outside -8..7", v,
-                                  (long long)i, (long long)j);
+            if (v < lo || v > hi) {
+                rc = qd_error_set(QD_EINVAL, QD_EC_INVALID, "int%d: value %d at [%lld, %lld] is outside %d..%d", bits,
+                                  v, (long long)i, (long long)j, lo, hi);
                 goto fail;
             }
-            /* offset by 2^(bits-1), eight per int32 along the input dimension, low bits first */
-            pk[i * (cols / 8) + j / 8] |= (uint32_t)(v + 8) << (4 * (j % 8));
-            out->deq[i * cols + j] = (float)v * sc[i * (cols / group) + j / group];
+            /* offset by 2^(bits-1), pf per int32 along the input dimension, low bits first */
+            pk[i * nw + j / pf] |= (uint32_t)(v - lo) << (bits * (j % pf));
+            out->deq[i * cols + j] = (float)v * sc[i * ng + j / group];
         }
     return QD_OK;
 fail:
@@ -312,16 +315,17 @@ fail:
     return rc;
 }
 
-static int ct_int4(qd_hfq_result *r, const qd_hfq_opts *o, const float *w, int64_t rows, int64_t cols)
+/* symmetric integer grid per group (group == cols: per channel), compressed-tensors' scale rule, then packed */
+static int ct_packed(qd_hfq_result *r, int bits, int32_t g, const float *w, int64_t rows, int64_t cols)
 {
-    int32_t g = o->group ? o->group : 128;
     int8_t *q = NULL;
     float *sc = NULL;
-    int rc;
-    if (g <= 0 || cols % g || cols % 8)
+    int rc, pf = bits == 8 ? 4 : 8;
+    float qmax = (float)((1 << (bits - 1)) - 1), qmin = -qmax - 1.0f, half = (qmax - qmin) / 2.0f;
+    if (g <= 0 || cols % g || cols % pf)
         return qd_error_set(QD_EINVAL, QD_EC_INVALID,
-                            "int4: %lld columns are not a multiple of the group size %d (and of 8)", (long long)cols,
-                            (int)g);
+                            "int%d: %lld columns are not a multiple of the group size %d (and of %d)", bits,
+                            (long long)cols, (int)g, pf);
     q = qd_mallocarray((size_t)(rows * cols), 1);
     sc = qd_mallocarray((size_t)(rows * (cols / g)), sizeof(float));
     if (!q || !sc) {
@@ -335,19 +339,19 @@ static int ct_int4(qd_hfq_result *r, const qd_hfq_opts *o, const float *w, int64
             for (int32_t j = 0; j < g; j++)
                 if (fabsf(x[j]) > m)
                     m = fabsf(x[j]);
-            float s = m / 7.5f; /* max / ((7 - (-8)) / 2) */
+            float s = m / half; /* max / ((q_max - q_min) / 2): 7.5 for int4, 127.5 for int8 */
             if (s < CT_EPS)
                 s = CT_EPS;
             sc[i * (cols / g) + gi] = s;
             for (int32_t j = 0; j < g; j++) {
                 float v = nearbyintf(x[j] / s);
-                v = v < -8.0f ? -8.0f : v > 7.0f ? 7.0f : v;
+                v = v < qmin ? qmin : v > qmax ? qmax : v;
                 q[i * cols + gi * g + j] = (int8_t)v;
             }
         }
     qd_free(r->deq);
     r->deq = NULL;
-    rc = qd_hfq_pack_int4(r, q, sc, rows, cols, g);
+    rc = qd_hfq_pack_int(r, bits, q, sc, rows, cols, g);
 done:
     qd_free(q);
     qd_free(sc);
@@ -358,7 +362,7 @@ int qd_hfq_quantize(qd_hfq_result *out, const qd_hfq_opts *o, const float *w, in
 {
     int rc;
     memset(out, 0, sizeof(*out));
-    if (rows <= 0 || cols <= 0 || rows > (INT64_C(1) << 40) / cols)
+    if (rows <= 0 || cols <= 0 || cols > INT32_MAX || rows > (INT64_C(1) << 40) / cols)
         return qd_error_set(QD_EINVAL, QD_EC_INVALID, "quantize: bad shape [%lld, %lld]", (long long)rows,
                             (long long)cols);
     bool bnb_type = o->type == QD_HFQ_NF4 || o->type == QD_HFQ_FP4;
@@ -381,14 +385,15 @@ int qd_hfq_quantize(qd_hfq_result *out, const qd_hfq_opts *o, const float *w, in
         rc = bnb_quantize(out, o, w, rows, cols);
         break;
     case QD_HFQ_INT8:
-        rc = ct_int8(out, w, rows, cols);
+        rc = o->weight_only ? ct_packed(out, 8, o->group ? o->group : (int32_t)cols, w, rows, cols)
+                            : ct_int8(out, w, rows, cols);
         break;
     case QD_HFQ_FP8_E4M3:
     case QD_HFQ_FP8_E5M2:
         rc = ct_fp8(out, o, w, rows, cols);
         break;
     case QD_HFQ_INT4:
-        rc = ct_int4(out, o, w, rows, cols);
+        rc = ct_packed(out, 4, o->group ? o->group : 128, w, rows, cols);
         break;
     default:
         rc = qd_error_set(QD_EINVAL, QD_EC_INVALID, "quantize: unknown type %d", (int)o->type);

@@ -37,6 +37,7 @@ run e4m3 --format compressed-tensors --type fp8_e4m3
 run e4m3t --format compressed-tensors --type fp8_e4m3 --per-tensor
 run e5m2 --format compressed-tensors --type fp8_e5m2
 run int4 --format compressed-tensors --type int4 --group 32
+run w8a16 --format compressed-tensors --type int8 --weight-only
 # a GGUF source (GGUF row order, no config.json) gives the same weights back in HF order
 "$QUANT" quantize --in "$work/m.gguf" --out "$work/gg" --format compressed-tensors --type int8 >/dev/null ||
     fail "quantize gguf source"
@@ -153,15 +154,18 @@ def deq_fp8(e5):
         return fp8(t[p + "weight"][1], e5) * t[p + "weight_scale"][1]
     return f
 
-def deq_int4(t, p, shape):
-    pk = t[p + "weight_packed"][1].view(np.uint32)
-    assert tuple(t[p + "weight_shape"][1]) == shape and pk.shape == (shape[0], shape[1] // 8)
-    q = np.empty(shape, dtype=np.int64)
-    for i in range(8):
-        q[:, i::8] = ((pk >> np.uint32(4 * i)) & np.uint32(15)).astype(np.int64) - 8
-    sc = t[p + "weight_scale"][1]
-    g = shape[1] // sc.shape[1]
-    return q.astype(np.float32) * np.repeat(sc, g, axis=1)
+def deq_packed(bits):
+    def f(t, p, shape):
+        pf = 32 // bits
+        pk = t[p + "weight_packed"][1].view(np.uint32)
+        assert tuple(t[p + "weight_shape"][1]) == shape and pk.shape == (shape[0], shape[1] // pf)
+        q = np.empty(shape, dtype=np.int64)
+        for i in range(pf):
+            q[:, i::pf] = ((pk >> np.uint32(bits * i)) & np.uint32((1 << bits) - 1)).astype(np.int64) - (1 << (bits - 1))
+        sc = t[p + "weight_scale"][1]
+        g = shape[1] // sc.shape[1]
+        return q.astype(np.float32) * np.repeat(sc, g, axis=1)
+    return f
 
 def rowmax(w):
     return np.abs(w).max(axis=1, keepdims=True)
@@ -179,8 +183,11 @@ check("e4m3t", dict(ct, format="float-quantized"), deq_fp8(False),
       lambda w, t, p: np.abs(w) / 16 * 1.000001 + np.abs(w).max() / 448 * 2.0 ** -10)
 check("e5m2", dict(ct, format="quantd-float-quantized-e5m2"), deq_fp8(True),
       lambda w, t, p: np.abs(w) / 8 * 1.000001 + rowmax(w) / 57344 * 2.0 ** -17)
-check("int4", dict(ct, format="pack-quantized"), deq_int4,
+check("int4", dict(ct, format="pack-quantized"), deq_packed(4),
       lambda w, t, p: np.repeat(np.abs(w).reshape(w.shape[0], -1, 32).max(axis=2), 32, axis=1) / 7.5 * 0.5 * 1.0001)
+check("w8a16", dict(ct, format="pack-quantized"), deq_packed(8), lambda w, t, p: rowmax(w) / 127.5 * 0.5 * 1.0001)
+g = json.load(open(work + "/w8a16/config.json"))["quantization_config"]["config_groups"]["group_0"]
+assert g["weights"]["num_bits"] == 8 and g["weights"]["strategy"] == "channel" and g["input_activations"] is None
 g = json.load(open(work + "/int4/config.json"))["quantization_config"]["config_groups"]["group_0"]
 assert g["targets"] == ["Linear"] and g["weights"]["group_size"] == 32 and g["weights"]["num_bits"] == 4
 # the GGUF source: same model, so the same int8 tensors, in HF order

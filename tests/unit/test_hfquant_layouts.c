@@ -36,16 +36,18 @@ static const struct {
     qd_hfq_opts o;
     const char *what;
 } layouts[] = {
-    {{QD_HFQ_BNB, QD_HFQ_NF4, 0, false, false, "float16"}, "nf4"},
-    {{QD_HFQ_BNB, QD_HFQ_NF4, 0, true, false, "bfloat16"}, "nf4 double quant"},
-    {{QD_HFQ_BNB, QD_HFQ_FP4, 128, false, false, NULL}, "fp4 block 128"},
-    {{QD_HFQ_BNB, QD_HFQ_FP4, 0, true, false, NULL}, "fp4 double quant"},
-    {{QD_HFQ_CT, QD_HFQ_INT8, 0, false, false, NULL}, "int8"},
-    {{QD_HFQ_CT, QD_HFQ_FP8_E4M3, 0, false, false, NULL}, "fp8 e4m3 channel"},
-    {{QD_HFQ_CT, QD_HFQ_FP8_E4M3, 0, false, true, NULL}, "fp8 e4m3 tensor"},
-    {{QD_HFQ_CT, QD_HFQ_FP8_E5M2, 0, false, false, NULL}, "fp8 e5m2 channel"},
-    {{QD_HFQ_CT, QD_HFQ_INT4, 32, false, false, NULL}, "int4 g32"},
-    {{QD_HFQ_CT, QD_HFQ_INT4, 0, false, false, NULL}, "int4 g128"},
+    {{QD_HFQ_BNB, QD_HFQ_NF4, 0, false, false, "float16", false}, "nf4"},
+    {{QD_HFQ_BNB, QD_HFQ_NF4, 0, true, false, "bfloat16", false}, "nf4 double quant"},
+    {{QD_HFQ_BNB, QD_HFQ_FP4, 128, false, false, NULL, false}, "fp4 block 128"},
+    {{QD_HFQ_BNB, QD_HFQ_FP4, 0, true, false, NULL, false}, "fp4 double quant"},
+    {{QD_HFQ_CT, QD_HFQ_INT8, 0, false, false, NULL, false}, "int8"},
+    {{QD_HFQ_CT, QD_HFQ_INT8, 0, false, false, NULL, true}, "int8 w8a16 channel"},
+    {{QD_HFQ_CT, QD_HFQ_INT8, 64, false, false, NULL, true}, "int8 w8a16 g64"},
+    {{QD_HFQ_CT, QD_HFQ_FP8_E4M3, 0, false, false, NULL, false}, "fp8 e4m3 channel"},
+    {{QD_HFQ_CT, QD_HFQ_FP8_E4M3, 0, false, true, NULL, false}, "fp8 e4m3 tensor"},
+    {{QD_HFQ_CT, QD_HFQ_FP8_E5M2, 0, false, false, NULL, false}, "fp8 e5m2 channel"},
+    {{QD_HFQ_CT, QD_HFQ_INT4, 32, false, false, NULL, false}, "int4 g32"},
+    {{QD_HFQ_CT, QD_HFQ_INT4, 0, false, false, NULL, false}, "int4 g128"},
 };
 
 static int write_result(const char *dir, const char *prefix, const qd_hfq_result *r)
@@ -91,10 +93,12 @@ static double bound(const qd_hfq_opts *o, const float *w, int64_t rows, int64_t 
         double g = o->type == QD_HFQ_NF4 ? (1 - 0.6961928009986877) / 2 : (1 - 8.0 / 12) / 2;
         return m * g * 1.000001 + (o->double_quant ? wmax * (0.9 / 128) * 1.01 : 0);
     }
-    case QD_HFQ_INT8:
-        for (int64_t k = 0; k < cols; k++)
-            m = fmax(m, fabs(w[i / cols * cols + k]));
+    case QD_HFQ_INT8: {
+        int64_t g = o->weight_only && o->group ? o->group : cols, c0 = i / g * g;
+        for (int64_t k = c0; k < c0 + g; k++)
+            m = fmax(m, fabs(w[k]));
         return m / 127.5 * 0.5 * 1.0001; /* f32 rounding of the scale and of x / scale */
+    }
     case QD_HFQ_INT4: {
         int64_t g = o->group ? o->group : 128, c0 = i / g * g;
         for (int64_t k = c0; k < c0 + g; k++)
@@ -168,7 +172,7 @@ static void test_hfquant__bnb_state_json_and_packing(void **state)
     w[1] = 2.0f;
     w[2] = 0.0f;
     w[3] = -2.0f;
-    qd_hfq_opts o = {QD_HFQ_BNB, QD_HFQ_NF4, 64, false, false, "float16"};
+    qd_hfq_opts o = {QD_HFQ_BNB, QD_HFQ_NF4, 64, false, false, "float16", false};
     qd_hfq_result r;
     assert_int_equal(qd_hfq_quantize(&r, &o, w, 2, 64), QD_OK);
     assert_string_equal(r.parts[0].suffix, "weight");
@@ -195,7 +199,7 @@ static void test_hfquant__bnb_state_json_and_packing(void **state)
     tu_rng rng;
     tu_rng_seed(&rng, 7);
     float *x = weights(&rng, 64, 640); /* 640 blocks of 64 -> 3 nested blocks of 256 (the last partial) */
-    qd_hfq_opts d = {QD_HFQ_BNB, QD_HFQ_NF4, 64, true, false, "bfloat16"};
+    qd_hfq_opts d = {QD_HFQ_BNB, QD_HFQ_NF4, 64, true, false, "bfloat16", false};
     assert_int_equal(qd_hfq_quantize(&r, &d, x, 64, 640), QD_OK);
     qs = &r.parts[r.n_parts - 1];
     json_error_t je;
@@ -251,7 +255,7 @@ static void test_hfquant__ct_packing_and_shapes(void **state)
     for (int i = 0; i < 16; i++)
         q[i] = (int8_t)(i - 8);
     qd_hfq_result r;
-    assert_int_equal(qd_hfq_pack_int4(&r, q, sc, 1, 16, 16), QD_OK);
+    assert_int_equal(qd_hfq_pack_int(&r, 4, q, sc, 1, 16, 16), QD_OK);
     assert_string_equal(r.parts[0].suffix, "weight_packed");
     assert_int_equal(r.parts[0].dtype, QD_ST_I32);
     uint32_t wd[2];
@@ -263,11 +267,21 @@ static void test_hfquant__ct_packing_and_shapes(void **state)
     assert_true(r.deq[0] == -4.0f && r.deq[15] == 3.5f);
     qd_hfq_result_free(&r);
     q[3] = 8;
-    assert_int_equal(qd_hfq_pack_int4(&r, q, sc, 1, 16, 16), QD_EINVAL);
+    assert_int_equal(qd_hfq_pack_int(&r, 4, q, sc, 1, 16, 16), QD_EINVAL);
+    /* int8 packing: offset 128, four per int32, low byte first; per-channel scale stored as [rows, 1] */
+    int8_t q8[4] = {-128, -1, 0, 127};
+    assert_int_equal(qd_hfq_pack_int(&r, 8, q8, sc, 1, 4, 4), QD_OK);
+    memcpy(wd, r.parts[0].data, 4);
+    assert_int_equal(wd[0], 0xFF807F00u);
+    assert_int_equal(r.parts[1].shape[0], 1);
+    assert_int_equal(r.parts[1].shape[1], 1);
+    assert_true(r.deq[0] == -64.0f && r.deq[3] == 63.5f);
+    qd_hfq_result_free(&r);
+    assert_int_equal(qd_hfq_pack_int(&r, 3, q8, sc, 1, 4, 4), QD_EINVAL);
 
     /* int8: symmetric per channel, scale = absmax / 127.5, ties to even, clamp to 127 */
     float w[4] = {-127.5f, 127.5f, 2.5f, 3.5f}; /* scale exactly 1 */
-    qd_hfq_opts o = {QD_HFQ_CT, QD_HFQ_INT8, 0, false, false, NULL};
+    qd_hfq_opts o = {QD_HFQ_CT, QD_HFQ_INT8, 0, false, false, NULL, false};
     assert_int_equal(qd_hfq_quantize(&r, &o, w, 1, 4), QD_OK);
     assert_string_equal(r.parts[0].suffix, "weight");
     assert_int_equal(r.parts[0].dtype, QD_ST_I8);
@@ -391,7 +405,7 @@ static void test_hfquant__bad_input(void **state)
     for (int i = 0; i < 256; i++)
         w[i] = (float)i / 256.0f - 0.5f;
     qd_hfq_result r;
-    qd_hfq_opts o = {QD_HFQ_CT, QD_HFQ_INT4, 128, false, false, NULL};
+    qd_hfq_opts o = {QD_HFQ_CT, QD_HFQ_INT4, 128, false, false, NULL, false};
     assert_int_equal(qd_hfq_quantize(&r, &o, w, 2, 96), QD_EINVAL); /* 96 columns, group 128 */
     assert_non_null(strstr(qd_error_last()->message, "group size 128"));
     o.group = 12;
@@ -423,7 +437,7 @@ static void test_hfquant__bad_input(void **state)
 
     /* dequantize: no such module; parts inconsistent */
     char *dir = tu_sandbox(), path[600];
-    o = (qd_hfq_opts){QD_HFQ_BNB, QD_HFQ_NF4, 64, true, false, NULL};
+    o = (qd_hfq_opts){QD_HFQ_BNB, QD_HFQ_NF4, 64, true, false, NULL, false};
     assert_int_equal(qd_hfq_quantize(&r, &o, w, 2, 128), QD_OK);
     r.parts[3].shape[0] = 0; /* nested_absmax emptied */
     r.parts[3].nbytes = 0;
@@ -450,9 +464,9 @@ static void test_hfquant__mutated_files_never_crash(void **state)
     tu_rng_seed(&r, tu_seed() + 11);
     char *dir = tu_sandbox(), path[600];
     float *w = weights(&r, 8, 64);
-    static const qd_hfq_opts os[] = {{QD_HFQ_BNB, QD_HFQ_NF4, 64, true, false, NULL},
-                                     {QD_HFQ_CT, QD_HFQ_INT4, 32, false, false, NULL},
-                                     {QD_HFQ_CT, QD_HFQ_FP8_E4M3, 0, false, false, NULL}};
+    static const qd_hfq_opts os[] = {{QD_HFQ_BNB, QD_HFQ_NF4, 64, true, false, NULL, false},
+                                     {QD_HFQ_CT, QD_HFQ_INT4, 32, false, false, NULL, false},
+                                     {QD_HFQ_CT, QD_HFQ_FP8_E4M3, 0, false, false, NULL, false}};
     int decoded = 0, refused = 0;
     snprintf(path, sizeof(path), "%s/model.safetensors", dir);
     for (size_t k = 0; k < sizeof(os) / sizeof(os[0]); k++) {
