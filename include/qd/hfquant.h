@@ -214,9 +214,19 @@ int qd_hfq_dequantize(float **out, int64_t *rows, int64_t *cols, const qd_st_fil
 
 /* ---- whole models --------------------------------------------------------------------------------------------- */
 
+/**
+ * A quantization method for one linear layer: fill out (as qd_hfq_quantize does) from w[rows][cols] in HF order.
+ * hf_name is the tensor's HF name ("model.layers.3.mlp.down_proj.weight"). Where calibrated methods plug in.
+ * @return QD_OK or an error (with its message set)
+ */
+typedef int (*qd_hfq_layer_fn)(qd_hfq_result *out, const char *hf_name, const float *w, int64_t rows, int64_t cols,
+                               const qd_hfq_opts *o, void *payload);
+
 typedef struct qd_hfq_export_opts {
     qd_hfq_opts q;
-    const char *method;       /**< "rtn" (the only one yet); recorded in the metadata */
+    const char *method;       /**< recorded in the metadata; without layer_fn only "rtn" (or NULL) is accepted */
+    qd_hfq_layer_fn layer_fn; /**< NULL: round to nearest (qd_hfq_quantize) */
+    void *payload;            /**< passed to layer_fn */
     uint64_t max_shard_bytes; /**< 0: one model.safetensors */
 } qd_hfq_export_opts;
 

@@ -229,10 +229,11 @@ int qd_hfq_export(qd_hfq_export_stats *st, const char *src, const char *out_dir,
     qd_type main_type = QD_TYPE_F32;
 
     memset(st, 0, sizeof(*st));
-    if (o->method && strcmp(o->method, "rtn"))
+    const char *method = o->method ? o->method : "rtn";
+    if (!o->layer_fn && strcmp(method, "rtn"))
         return qd_error_set(QD_EUNSUPPORTED, QD_EC_INVALID,
                             "method %s needs calibration activations (not yet here); only rtn writes these formats",
-                            o->method);
+                            method);
     if ((rc = qd_model_open(&m, src)))
         return rc;
     if ((rc = qd_model_hparams(m, &h)))
@@ -273,8 +274,14 @@ int qd_hfq_export(qd_hfq_export_stats *st, const char *src, const char *out_dir,
             qd_hfq_result r;
             char prefix[256], full[320];
             snprintf(prefix, sizeof(prefix), "%.*s", (int)(strlen(name) - strlen("weight")), name);
-            /* calibrated methods plug in here: same matrix (HF order), same result layout */
-            if ((rc = qd_hfq_quantize(&r, &q, x, rows, cols))) {
+            /* calibrated methods plug in here (layer_fn): same matrix (HF order), same result layout */
+            rc = o->layer_fn ? o->layer_fn(&r, name, x, rows, cols, &q, o->payload)
+                             : qd_hfq_quantize(&r, &q, x, rows, cols);
+            if (!rc && (r.rows != rows || r.cols != cols || !r.deq))
+                rc = qd_error_set(QD_EINVAL, QD_EC_INVALID, "method %s returned a %lldx%lld result for a %lldx%lld "
+                                  "matrix", method, (long long)r.rows, (long long)r.cols, (long long)rows,
+                                  (long long)cols);
+            if (rc) {
                 qd_error_prefix("%s", name);
                 goto done;
             }
@@ -327,7 +334,7 @@ int qd_hfq_export(qd_hfq_export_stats *st, const char *src, const char *out_dir,
     }
     const char *base = strrchr(src, '/');
     base = base && base[1] ? base + 1 : src;
-    if ((rc = qd_st_writer_meta(w, "format", "pt")) || (rc = qd_st_writer_meta(w, "quantd.method", "rtn")) ||
+    if ((rc = qd_st_writer_meta(w, "format", "pt")) || (rc = qd_st_writer_meta(w, "quantd.method", method)) ||
         (rc = qd_st_writer_meta(w, "quantd.format", qd_hfq_format_name(q.format))) ||
         (rc = qd_st_writer_meta(w, "quantd.type", qd_hfq_type_name(q.type))) ||
         (rc = qd_st_writer_meta(w, "quantd.base_model", base)))
@@ -360,9 +367,9 @@ int qd_hfq_export(qd_hfq_export_stats *st, const char *src, const char *out_dir,
     char readme[1024];
     snprintf(readme, sizeof(readme),
              "---\nbase_model: %s\nbase_model_relation: quantized\nlibrary_name: transformers\ntags:\n- quantd\n- %s\n"
-             "- %s\n---\n\n%s quantized by quantd (method rtn, round to nearest) into the %s layout, type %s.\n",
+             "- %s\n---\n\n%s quantized by quantd (method %s) into the %s layout, type %s.\n",
              base, q.format == QD_HFQ_BNB ? "bitsandbytes" : "compressed-tensors", qd_hfq_type_name(q.type), base,
-             qd_hfq_format_name(q.format), qd_hfq_type_name(q.type));
+             method, qd_hfq_format_name(q.format), qd_hfq_type_name(q.type));
     snprintf(path, sizeof(path), "%s/README.md", out_dir);
     rc = write_text(path, readme);
 done:

@@ -192,7 +192,8 @@ static int bnb_quantize(qd_hfq_result *r, const qd_hfq_opts *o, const float *w, 
         }
         memcpy(abs, absmax, (size_t)nb * sizeof(float));
         memcpy(used, absmax, (size_t)nb * sizeof(float));
-        snprintf(js, sizeof(js), "{\"quant_type\": \"%s\", \"blocksize\": %lld, \"dtype\": \"%s\", \"shape\": [%lld, %lld]}",
+        snprintf(js, sizeof(js),
+                 "{\"quant_type\": \"%s\", \"blocksize\": %lld, \"dtype\": \"%s\", \"shape\": [%lld, %lld]}",
                  kind == QD_BNB_NF4 ? "nf4" : "fp4", (long long)bs, dtype, (long long)rows, (long long)cols);
     }
     uint8_t *qs = add_part(r, kind == QD_BNB_NF4 ? "weight.quant_state.bitsandbytes__nf4"
@@ -457,7 +458,8 @@ static int deq_bnb(float *dst, int64_t n, const qd_st_file *f, const char *prefi
     json_t *off = json_object_get(j, "nested_offset");
     if (off) {
         json_t *nbsj = json_object_get(j, "nested_blocksize");
-        const qd_st_entry *na = part(f, prefix, "weight.nested_absmax"), *nm = part(f, prefix, "weight.nested_quant_map");
+        const qd_st_entry *na = part(f, prefix, "weight.nested_absmax"),
+                          *nm = part(f, prefix, "weight.nested_quant_map");
         if (!json_is_number(off) || !json_is_integer(nbsj) || json_integer_value(nbsj) <= 0 ||
             json_integer_value(nbsj) > (1 << 20) || am->dtype != QD_ST_U8 ||
             !nm || nm->dtype != QD_ST_F32 || nm->nbytes != 1024 || !na || na->dtype != QD_ST_F32) {
@@ -568,8 +570,8 @@ int qd_hfq_dequantize(float **out, int64_t *rows, int64_t *cols, const qd_st_fil
             float s = rd_f32(sc->data, per_tensor ? 0 : i);
             for (int64_t jx = 0; jx < c; jx++) {
                 uint8_t b = w->data[i * c + jx];
-                float v = w->dtype == QD_ST_I8 ? (float)(int8_t)b
-                                               : qd_fp8_to_f32(w->dtype == QD_ST_F8_E4M3 ? QD_FP8_E4M3 : QD_FP8_E5M2, b);
+                qd_fp8_kind k = w->dtype == QD_ST_F8_E4M3 ? QD_FP8_E4M3 : QD_FP8_E5M2;
+                float v = w->dtype == QD_ST_I8 ? (float)(int8_t)b : qd_fp8_to_f32(k, b);
                 dst[i * c + jx] = v * s;
             }
         }

@@ -521,6 +521,36 @@ static void test_hfquant__mutated_files_never_crash(void **state)
 
 /* ---- whole model ---------------------------------------------------------------------------------------------- */
 
+static int grid_fn(qd_hfq_result *out, const char *hf_name, const float *w, int64_t rows, int64_t cols,
+                   const qd_hfq_opts *o, void *payload)
+{
+    (void)hf_name;
+    (void)o;
+    ++*(int *)payload;
+    int8_t *q = malloc((size_t)(rows * cols));
+    float *sc = malloc((size_t)rows * sizeof(float));
+    for (int64_t i = 0; i < rows; i++) {
+        float m = 0;
+        for (int64_t j = 0; j < cols; j++)
+            m = fmaxf(m, fabsf(w[i * cols + j]));
+        sc[i] = m > 0 ? m / 7.0f : 1.0f;
+        for (int64_t j = 0; j < cols; j++)
+            q[i * cols + j] = (int8_t)lrintf(w[i * cols + j] / sc[i]);
+    }
+    int rc = qd_hfq_pack_int(out, 4, q, sc, rows, cols, (int32_t)cols);
+    free(q);
+    free(sc);
+    return rc;
+}
+
+static int wrong_fn(qd_hfq_result *out, const char *hf_name, const float *w, int64_t rows, int64_t cols,
+                    const qd_hfq_opts *o, void *payload)
+{
+    (void)hf_name;
+    (void)payload;
+    return qd_hfq_quantize(out, o, w, rows / 2, cols);
+}
+
 static void test_hfquant__export_model(void **state)
 {
     (void)state;
@@ -631,6 +661,37 @@ static void test_hfquant__export_model(void **state)
         json_decref(cfg);
         snprintf(path, sizeof(path), "rm -rf '%s'", out);
         assert_int_equal(system(path), 0);
+    }
+    /* a method plugged in through layer_fn: its own grid (per-channel int4, scale max/7) in the same layout */
+    {
+        qd_hfq_export_opts eo;
+        qd_hfq_export_stats st;
+        int calls = 0;
+        memset(&eo, 0, sizeof(eo));
+        eo.q.format = QD_HFQ_CT;
+        eo.q.type = QD_HFQ_INT4;
+        eo.method = "test-grid";
+        eo.layer_fn = grid_fn;
+        eo.payload = &calls;
+        assert_int_equal(qd_hfq_export(&st, src, out, &eo), QD_OK);
+        assert_int_equal(calls, 7);
+        qd_st_file *f;
+        assert_int_equal(qd_st_open(&f, out), QD_OK);
+        assert_string_equal(qd_st_meta(f, "quantd.method"), "test-grid");
+        float *back;
+        int64_t br, bc;
+        assert_int_equal(qd_hfq_dequantize(&back, &br, &bc, f, "model.layers.0.mlp.down_proj."), QD_OK);
+        qd_hfq_result mine;
+        assert_int_equal(grid_fn(&mine, "x", data[11], D, F, &eo.q, &calls), QD_OK);
+        assert_memory_equal(back, mine.deq, (size_t)(D * F) * sizeof(float)); /* the method's values, exactly */
+        assert_int_equal(qd_st_find(f, "model.layers.0.mlp.down_proj.weight_scale")->shape[1], 1);
+        qd_hfq_result_free(&mine);
+        qd_free(back);
+        qd_st_close(f);
+        eo.layer_fn = wrong_fn; /* a result of the wrong shape is refused */
+        eo.q.group = 32;
+        assert_int_equal(qd_hfq_export(&st, src, out, &eo), QD_EINVAL);
+        assert_non_null(strstr(qd_error_last()->message, "test-grid returned"));
     }
     /* a calibrated method is refused clearly until it exists */
     qd_hfq_export_opts eo;
