@@ -217,6 +217,7 @@ int qd_hfq_dequantize(float **out, int64_t *rows, int64_t *cols, const qd_st_fil
 /**
  * A quantization method for one linear layer: fill out (as qd_hfq_quantize does) from w[rows][cols] in HF order.
  * hf_name is the tensor's HF name ("model.layers.3.mlp.down_proj.weight"). Where calibrated methods plug in.
+ * out arrives zeroed; on error the caller frees whatever parts it holds (qd_hfq_result_free).
  * @return QD_OK or an error (with its message set)
  */
 typedef int (*qd_hfq_layer_fn)(qd_hfq_result *out, const char *hf_name, const float *w, int64_t rows, int64_t cols,

@@ -275,6 +275,7 @@ int qd_hfq_export(qd_hfq_export_stats *st, const char *src, const char *out_dir,
             char prefix[256], full[320];
             snprintf(prefix, sizeof(prefix), "%.*s", (int)(strlen(name) - strlen("weight")), name);
             /* calibrated methods plug in here (layer_fn): same matrix (HF order), same result layout */
+            memset(&r, 0, sizeof(r));
             rc = o->layer_fn ? o->layer_fn(&r, name, x, rows, cols, &q, o->payload)
                              : qd_hfq_quantize(&r, &q, x, rows, cols);
             if (!rc && (r.rows != rows || r.cols != cols || !r.deq))
@@ -282,6 +283,7 @@ int qd_hfq_export(qd_hfq_export_stats *st, const char *src, const char *out_dir,
                                   "matrix", method, (long long)r.rows, (long long)r.cols, (long long)rows,
                                   (long long)cols);
             if (rc) {
+                qd_hfq_result_free(&r); /* whatever a failing method left behind */
                 qd_error_prefix("%s", name);
                 goto done;
             }

@@ -17,6 +17,7 @@
 #include "qd/alloc.h"
 #include "qd/err.h"
 #include "qd/hfquant.h"
+#include "qd/quant.h"
 
 #define CT_EPS FLT_EPSILON /* compressed-tensors clamps scales to torch.finfo(float32).eps */
 
@@ -425,6 +426,23 @@ static float rd_f32(const uint8_t *p, int64_t i)
     return v;
 }
 
+/* a scale tensor as f32 (F32, or F16/BF16 as other writers store them); NULL on a bad dtype or ENOMEM */
+static float *scales_f32(const qd_st_entry *e)
+{
+    size_t n = e->nbytes / qd_st_dtype_size(e->dtype);
+    float *out = qd_mallocarray(n + 1, sizeof(float));
+    if (!out)
+        return NULL;
+    if (e->dtype == QD_ST_F32)
+        memcpy(out, e->data, n * 4);
+    else if ((e->dtype != QD_ST_F16 && e->dtype != QD_ST_BF16) ||
+             qd_dequantize_rows(e->dtype == QD_ST_F16 ? QD_TYPE_F16 : QD_TYPE_BF16, e->data, out, 1, (int64_t)n)) {
+        qd_free(out);
+        return NULL;
+    }
+    return out;
+}
+
 static int deq_bnb(float *dst, int64_t n, const qd_st_file *f, const char *prefix, const qd_st_entry *qs,
                    bool fp4)
 {
@@ -504,11 +522,15 @@ int qd_hfq_dequantize(float **out, int64_t *rows, int64_t *cols, const qd_st_fil
                       *qsf = part(f, prefix, "weight.quant_state.bitsandbytes__fp4"),
                       *pk = part(f, prefix, "weight_packed"), *w = part(f, prefix, "weight"),
                       *sc = part(f, prefix, "weight_scale");
-    float *dst = NULL;
+    float *dst = NULL, *scale = NULL;
     int64_t r = 0, c = 0;
     int rc = QD_OK;
 
     *out = NULL;
+    if (part(f, prefix, "weight_zero_point") || part(f, prefix, "weight_g_idx"))
+        return qd_error_set(QD_EUNSUPPORTED, QD_EC_INVALID,
+                            "%s: asymmetric (weight_zero_point) or act-order (weight_g_idx) layouts are not read yet",
+                            prefix);
     if (qs4 || qsf) {
         const qd_st_entry *qs = qs4 ? qs4 : qsf;
         json_t *j = json_loadb((const char *)qs->data, qs->nbytes, 0, NULL), *shape = json_object_get(j, "shape");
@@ -532,9 +554,9 @@ int qd_hfq_dequantize(float **out, int64_t *rows, int64_t *cols, const qd_st_fil
     } else if (pk) {
         const qd_st_entry *ws = part(f, prefix, "weight_shape");
         int64_t shp[2];
-        if (!ws || ws->dtype != QD_ST_I64 || ws->nbytes != 16 || !sc || sc->dtype != QD_ST_F32 || sc->rank != 2 ||
-            pk->dtype != QD_ST_I32 || pk->rank != 2)
-            return bad(prefix, "pack-quantized: weight_shape (I64[2]), weight_scale (F32 2-D) or weight_packed "
+        if (!ws || ws->dtype != QD_ST_I64 || ws->nbytes != 16 || !sc || sc->rank != 2 || pk->dtype != QD_ST_I32 ||
+            pk->rank != 2)
+            return bad(prefix, "pack-quantized: weight_shape (I64[2]), weight_scale (2-D) or weight_packed "
                                "(I32 2-D) missing or of the wrong type");
         memcpy(shp, ws->data, 16);
         r = shp[0];
@@ -545,8 +567,12 @@ int qd_hfq_dequantize(float **out, int64_t *rows, int64_t *cols, const qd_st_fil
         int64_t pf = c / pk->shape[1], bits = 32 / pf, g = c / sc->shape[1];
         if (pf * bits != 32 || (bits != 4 && bits != 8))
             return bad(prefix, "pack-quantized: only 4- and 8-bit packing is read");
-        if (!(dst = qd_mallocarray((size_t)(r * c), sizeof(float))))
+        if (!(scale = scales_f32(sc)))
+            return bad(prefix, "weight_scale is not F32, F16 or BF16");
+        if (!(dst = qd_mallocarray((size_t)(r * c), sizeof(float)))) {
+            qd_free(scale);
             return QD_ENOMEM;
+        }
         uint32_t mask = (1u << bits) - 1;
         int32_t offs = 1 << (bits - 1);
         for (int64_t i = 0; i < r; i++)
@@ -554,20 +580,24 @@ int qd_hfq_dequantize(float **out, int64_t *rows, int64_t *cols, const qd_st_fil
                 uint32_t word;
                 memcpy(&word, pk->data + 4 * (i * pk->shape[1] + jx / pf), 4);
                 int32_t v = (int32_t)((word >> (bits * (jx % pf))) & mask) - offs;
-                dst[i * c + jx] = (float)v * rd_f32(sc->data, i * sc->shape[1] + jx / g);
+                dst[i * c + jx] = (float)v * scale[i * sc->shape[1] + jx / g];
             }
     } else if (w && (w->dtype == QD_ST_I8 || w->dtype == QD_ST_F8_E4M3 || w->dtype == QD_ST_F8_E5M2)) {
-        if (w->rank != 2 || !sc || sc->dtype != QD_ST_F32)
-            return bad(prefix, "weight is not 2-D or weight_scale (F32) is missing");
+        if (w->rank != 2 || !sc)
+            return bad(prefix, "weight is not 2-D or weight_scale is missing");
         r = w->shape[0];
         c = w->shape[1];
-        bool per_tensor = sc->nbytes == 4 && !(sc->rank == 2 && r == 1);
+        bool per_tensor = sc->nbytes == qd_st_dtype_size(sc->dtype) && !(sc->rank == 2 && r == 1);
         if (!per_tensor && (sc->rank != 2 || sc->shape[0] != r || sc->shape[1] != 1))
             return bad(prefix, "weight_scale is neither [rows, 1] nor one value");
-        if (!(dst = qd_mallocarray((size_t)(r * c) + 1, sizeof(float))))
+        if (!(scale = scales_f32(sc)))
+            return bad(prefix, "weight_scale is not F32, F16 or BF16");
+        if (!(dst = qd_mallocarray((size_t)(r * c) + 1, sizeof(float)))) {
+            qd_free(scale);
             return QD_ENOMEM;
+        }
         for (int64_t i = 0; i < r; i++) {
-            float s = rd_f32(sc->data, per_tensor ? 0 : i);
+            float s = scale[per_tensor ? 0 : i];
             for (int64_t jx = 0; jx < c; jx++) {
                 uint8_t b = w->data[i * c + jx];
                 qd_fp8_kind k = w->dtype == QD_ST_F8_E4M3 ? QD_FP8_E4M3 : QD_FP8_E5M2;
@@ -579,6 +609,7 @@ int qd_hfq_dequantize(float **out, int64_t *rows, int64_t *cols, const qd_st_fil
         return qd_error_set(QD_ENOTFOUND, QD_EC_INVALID, "%s: no quantized weight (bnb, pack-quantized, int8 or fp8)",
                             prefix);
     }
+    qd_free(scale);
     if (rc) {
         qd_free(dst);
         return rc;

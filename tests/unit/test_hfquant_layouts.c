@@ -456,6 +456,56 @@ static void test_hfquant__bad_input(void **state)
     free(dir);
 }
 
+/* Files as other writers make them: F16/BF16 scales, a scalar per-tensor scale; zero points refused. */
+static void test_hfquant__reads_other_writers_scales(void **state)
+{
+    (void)state;
+    char *dir = tu_sandbox(), path[600];
+    qd_st_writer *w;
+    int8_t q[8] = {-128, -1, 0, 1, 2, 3, 127, -5};
+    uint16_t f16[2] = {0x3800, 0x4000};  /* 0.5, 2.0 */
+    uint16_t bf16[2] = {0x3F00, 0x4040}; /* 0.5, 3.0 */
+    uint32_t packed[2] = {0x76543210u, 0x89ABCDEFu};
+    int64_t s24[2] = {2, 4}, s21[2] = {2, 1}, s28[2] = {2, 8}, s1[1] = {2}, s0[1] = {0};
+    int64_t shp[2] = {2, 8};
+    uint16_t one = 0x4000; /* 2.0 as a 0-d F16 per-tensor scale */
+    assert_int_equal(qd_st_writer_new(&w), QD_OK);
+    assert_int_equal(qd_st_writer_add(w, "a.weight", QD_ST_I8, 2, s24, q, 8), QD_OK);
+    assert_int_equal(qd_st_writer_add(w, "a.weight_scale", QD_ST_F16, 2, s21, f16, 4), QD_OK);
+    assert_int_equal(qd_st_writer_add(w, "b.weight_packed", QD_ST_I32, 2, s21, packed, 8), QD_OK);
+    assert_int_equal(qd_st_writer_add(w, "b.weight_scale", QD_ST_BF16, 2, s21, bf16, 4), QD_OK);
+    assert_int_equal(qd_st_writer_add(w, "b.weight_shape", QD_ST_I64, 1, s1, shp, 16), QD_OK);
+    assert_int_equal(qd_st_writer_add(w, "c.weight", QD_ST_I8, 2, s24, q, 8), QD_OK);
+    assert_int_equal(qd_st_writer_add(w, "c.weight_scale", QD_ST_F16, 0, s0, &one, 2), QD_OK);
+    assert_int_equal(qd_st_writer_add(w, "d.weight", QD_ST_I8, 2, s24, q, 8), QD_OK);
+    assert_int_equal(qd_st_writer_add(w, "d.weight_scale", QD_ST_F32, 2, s28, q, 0), QD_EINVAL); /* size */
+    assert_int_equal(qd_st_writer_add(w, "d.weight_scale", QD_ST_F16, 2, s21, f16, 4), QD_OK);
+    assert_int_equal(qd_st_writer_add(w, "d.weight_zero_point", QD_ST_I8, 2, s21, q, 2), QD_OK);
+    assert_int_equal(qd_st_writer_write(w, dir, "model", 0, NULL), QD_OK);
+    qd_st_writer_free(w);
+    qd_st_file *f;
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    assert_int_equal(qd_st_open(&f, path), QD_OK);
+    float *out;
+    int64_t r, c;
+    assert_int_equal(qd_hfq_dequantize(&out, &r, &c, f, "a."), QD_OK);
+    assert_true(out[0] == -64.0f && out[3] == 0.5f && out[4] == 4.0f && out[6] == 254.0f && out[7] == -10.0f);
+    qd_free(out);
+    assert_int_equal(qd_hfq_dequantize(&out, &r, &c, f, "b."), QD_OK);
+    assert_int_equal(c, 8);
+    assert_true(out[0] == -4.0f && out[7] == -0.5f); /* row 0: nibbles 0..7 (low first) -> -8..-1, times 0.5 */
+    assert_true(out[8] == 21.0f && out[15] == 0.0f); /* row 1: 0xF .. 0x8 -> 7 .. 0, times 3 */
+    qd_free(out);
+    assert_int_equal(qd_hfq_dequantize(&out, &r, &c, f, "c."), QD_OK);
+    assert_true(out[0] == -256.0f && out[7] == -10.0f);
+    qd_free(out);
+    assert_int_equal(qd_hfq_dequantize(&out, &r, &c, f, "d."), QD_EUNSUPPORTED);
+    assert_non_null(strstr(qd_error_last()->message, "weight_zero_point"));
+    qd_st_close(f);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 /* Mutated files (bytes flipped in the header and the data) are refused or decoded, never a crash (ASan run). */
 static void test_hfquant__mutated_files_never_crash(void **state)
 {
@@ -715,6 +765,7 @@ int main(void)
         cmocka_unit_test(test_hfquant__ct_packing_and_shapes),
         cmocka_unit_test(test_hfquant__safetensors_writer_reader),
         cmocka_unit_test(test_hfquant__bad_input),
+        cmocka_unit_test(test_hfquant__reads_other_writers_scales),
         cmocka_unit_test(test_hfquant__mutated_files_never_crash),
         cmocka_unit_test(test_hfquant__export_model),
     };
