@@ -8,6 +8,7 @@
 
 #include "client.h"
 #include "qd/err.h"
+#include "qd/hfquant.h"
 #include "qd/pipeline.h"
 #include "qd/quant.h"
 
@@ -20,7 +21,40 @@ static void usage(FILE *f)
     qd_ftype ft;
     for (size_t i = 0; qd_recipe_at(i, &ft); i++)
         fprintf(f, "%s ", qd_recipe_name(ft));
-    fprintf(f, "\n-t N: threads (default: one per CPU); the output does not depend on N.\n");
+    fprintf(f, "\n-t N: threads (default: one per CPU); the output does not depend on N.\n\n"
+               "       quant quantize --in SRC --format bnb|compressed-tensors --type T --out DIR [--method rtn]\n"
+               "                      [--group N] [--double-quant] [--per-tensor] [--weight-only]\n"
+               "writes a Transformers/vLLM folder (model.safetensors, config.json with quantization_config,\n"
+               "README.md).\n"
+               "bnb: T = nf4|fp4 (--group: blocksize, default 64; --double-quant: absmax in 8 bits, blocks of 256).\n"
+               "compressed-tensors: T = int8 (per channel, W8A8; --weight-only: W8A16 packed, per channel or --group)\n"
+               "| fp8_e4m3 | fp8_e5m2 (per channel, or --per-tensor) |\n"
+               "int4 (--group, default 128). Method: rtn (round to nearest); calibrated methods plug in later.\n");
+}
+
+/* --format bnb|compressed-tensors: the Hugging Face layouts of hfquant.h */
+static int quantize_hf(const char *in, const char *out, const char *format, const char *type, const char *method,
+                       long group, bool double_quant, bool per_tensor, bool weight_only)
+{
+    qd_hfq_export_opts o;
+    qd_hfq_export_stats st;
+    memset(&o, 0, sizeof(o));
+    if (qd_hfq_format_from_name(format, &o.q.format) || qd_hfq_type_from_name(type, &o.q.type))
+        return qd_fail(QD_EINVAL, "quantize");
+    o.q.group = (int32_t)group;
+    o.q.double_quant = double_quant;
+    o.q.per_tensor = per_tensor;
+    o.q.weight_only = weight_only;
+    o.method = method ? method : "rtn";
+    int rc = qd_hfq_export(&st, in, out, &o);
+    if (rc)
+        return qd_fail(rc, rc == QD_EUNSUPPORTED ? "quantize: unsupported" : "quantize");
+    printf("%s: %s %s (method %s) %llu bytes, %zu tensors (%zu quantized, %.4f bits per quantized weight), "
+           "worst relative RMS error %.5f, %.2f s\n",
+           out, qd_hfq_format_name(o.q.format), qd_hfq_type_name(o.q.type), o.method,
+           (unsigned long long)st.file_bytes, st.n_tensors, st.n_quantized,
+           st.q_elements ? (double)st.q_bytes * 8.0 / (double)st.q_elements : 0.0, st.max_rel_rmse, st.seconds);
+    return EXIT_OK_;
 }
 
 typedef struct qprog {
@@ -38,7 +72,9 @@ static void on_progress(const qd_quantize_progress *p, void *payload)
 
 int cmd_quantize(int argc, char **argv)
 {
-    const char *in = NULL, *out = NULL, *type = NULL, *imatrix = NULL;
+    const char *in = NULL, *out = NULL, *type = NULL, *imatrix = NULL, *format = NULL, *method = NULL;
+    long group = 0;
+    bool double_quant = false, per_tensor = false, weight_only = false;
     qd_quantize_opts o;
     qd_quantize_stats st;
     qprog q;
@@ -54,6 +90,15 @@ int cmd_quantize(int argc, char **argv)
             return EXIT_OK_;
         } else if (!strcmp(a, "--pure")) {
             o.recipe.pure = true;
+            continue;
+        } else if (!strcmp(a, "--double-quant")) {
+            double_quant = true;
+            continue;
+        } else if (!strcmp(a, "--per-tensor")) {
+            per_tensor = true;
+            continue;
+        } else if (!strcmp(a, "--weight-only")) {
+            weight_only = true;
             continue;
         } else if (!strcmp(a, "--allow-requantize")) {
             o.allow_requantize = true;
@@ -71,6 +116,18 @@ int cmd_quantize(int argc, char **argv)
             type = v;
         else if (!strcmp(a, "--imatrix"))
             imatrix = v;
+        else if (!strcmp(a, "--format"))
+            format = v;
+        else if (!strcmp(a, "--method"))
+            method = v;
+        else if (!strcmp(a, "--group")) {
+            char *end;
+            group = strtol(v, &end, 10);
+            if (*end || group < 1 || group > 65536) {
+                fprintf(stderr, "quant quantize: --group wants 1..65536\n");
+                return EXIT_USAGE;
+            }
+        }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
             char *end;
             long n = strtol(v, &end, 10);
@@ -96,6 +153,12 @@ int cmd_quantize(int argc, char **argv)
     }
     if (!in || !out || !type) {
         usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (format && strcmp(format, "gguf"))
+        return quantize_hf(in, out, format, type, method, group, double_quant, per_tensor, weight_only);
+    if (method && strcmp(method, "rtn")) {
+        fprintf(stderr, "quant quantize: --method %s is not available yet (rtn only)\n", method);
         return EXIT_USAGE;
     }
     if (qd_recipe_from_name(type, &o.ftype))

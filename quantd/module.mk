@@ -19,3 +19,10 @@ LIBQD_SRCS += quantd/recipes/recipe.c quantd/pipeline/quantize.c quantd/pipeline
 LIBQD_SRCS += quantd/runtime/model.c quantd/runtime/load_llama2c.c quantd/runtime/forward.c \
 	quantd/runtime/validate.c quantd/runtime/validate_json.c
 $(B)/obj/quantd/runtime/%.o: CFLAGS_ALL += -O3
+
+# quantd/formats/: the Hugging Face quantized layouts (bitsandbytes NF4/FP4, compressed-tensors INT8/FP8/INT4),
+# their element codes, and whole-model export to a Transformers/vLLM folder; quantd/io/safetensors_write.c is the
+# safetensors writer and raw reader they use. Like the kernels, no multiply-add contraction: the dequantized values
+# must be the single f32 operations the loaders perform.
+LIBQD_SRCS += quantd/io/safetensors_write.c quantd/formats/codes.c quantd/formats/layouts.c quantd/formats/export.c
+$(B)/obj/quantd/formats/%.o: CFLAGS_ALL += -ffp-contract=off -fno-fast-math
