@@ -124,8 +124,12 @@ const qd_kernel_table qd_kernels_ref = {
     },
 };
 
-/* Every variant this build has, best first. Only the reference exists so far. */
+/* Every variant this build has, best first (arch/x86/avx512.c, avx2.c). */
+#if defined(__x86_64__)
+static const qd_kernel_table *const variants[] = {&qd_kernels_avx512, &qd_kernels_avx2, &qd_kernels_ref};
+#else
 static const qd_kernel_table *const variants[] = {&qd_kernels_ref};
+#endif
 
 static const char *const variant_names[] = {
     [QD_KERNELS_REF] = "ref", [QD_KERNELS_AVX2] = "avx2", [QD_KERNELS_AVX512] = "avx512", [QD_KERNELS_CUDA] = "cuda"};
@@ -145,9 +149,10 @@ static bool cpu_supports(qd_kernel_variant v)
         return true;
 #if defined(__x86_64__) || defined(__i386__)
     case QD_KERNELS_AVX2:
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
     case QD_KERNELS_AVX512:
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
 #endif
     default:
         return false;
@@ -214,8 +219,8 @@ int qd_kernels_select(void)
             qd_log(QD_LOG_INFO, "kernels", "kernel variant %s (forced by QD_KERNELS)", variants[i]->name);
             return QD_OK;
         }
-        return qd_error_set(QD_EUNSUPPORTED, QD_EC_CONFIG, "QD_KERNELS=%s: this build has no %s kernels (available: "
-                            "ref)", force, variant_names[want]);
+        return qd_error_set(QD_EUNSUPPORTED, QD_EC_CONFIG, "QD_KERNELS=%s: this build has no %s kernels",
+                            force, variant_names[want]);
     }
     const qd_kernel_table *best = &qd_kernels_ref;
     for (size_t i = 0; i < sizeof(variants) / sizeof(variants[0]); i++) {
