@@ -6,6 +6,9 @@
  * once (QD_KERNELS=ref|avx2|avx512 forces one); call sites never contain an #ifdef.
  */
 #include <math.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,6 +144,16 @@ const char *qd_kernels_name(qd_kernel_variant v)
     return variant_names[v];
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+/* F16C (CPUID leaf 1, ECX bit 29): both x86 variants convert fp16 with it; clang's __builtin_cpu_supports does
+ * not know the name. */
+static bool has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+#endif
+
 /* Whether this CPU could run a variant (independently of whether the build has it). */
 static bool cpu_supports(qd_kernel_variant v)
 {
@@ -149,15 +162,25 @@ static bool cpu_supports(qd_kernel_variant v)
         return true;
 #if defined(__x86_64__) || defined(__i386__)
     case QD_KERNELS_AVX2:
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+        return __builtin_cpu_supports("avx2") && has_f16c();
     case QD_KERNELS_AVX512:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2") && has_f16c();
 #endif
     default:
         return false;
     }
 }
+
+bool qd_kernels_built(qd_kernel_variant v)
+{
+    for (size_t i = 0; i < sizeof(variants) / sizeof(variants[0]); i++)
+        if (variants[i]->variant == v)
+            return true;
+    return false;
+}
+
+bool qd_kernels_usable(qd_kernel_variant v) { return qd_kernels_built(v) && cpu_supports(v); }
 
 const char *qd_kernels_cpu_features(void)
 {
@@ -251,6 +274,14 @@ qd_kernel_variant qd_kernels_current(void)
 {
     const qd_kernel_table *t = qd_kernels_table();
     return t ? t->variant : QD_KERNELS_REF;
+}
+
+bool qd_kernels_accelerated(qd_type t)
+{
+    const qd_kernel_table *tab = qd_kernels_table();
+    if (!tab || tab == &qd_kernels_ref || (int)t < 0 || t >= QD_TYPE_COUNT)
+        return false;
+    return tab->ops[t].quantize != NULL || tab->ops[t].quantize_imatrix != NULL;
 }
 
 /* ---- checked entry points ---- */
