@@ -6,6 +6,7 @@
 #   make demo            a walk through of what exists, against an embedded store under ./var/
 #   make deps            install the Debian packages the build and the tests need (as root), else print the line
 #   make bench-store     put/get throughput against cat and cp
+#   make bench-quantize  kernel quantize GB/s per variant (ref, avx2, avx512) against the machine's bound
 #   make FLAVOUR=asan    a sanitizer build in build/asan (clang)
 
 FLAVOUR ?= release
@@ -55,7 +56,7 @@ TOOL_BINS := $(patsubst tests/tools/%.c,$(B)/tools/%,$(TOOL_SRCS))
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
 
-.PHONY: all test check tests unit-bins demo deps clean bench-store lint
+.PHONY: all test check tests unit-bins demo deps clean bench-store bench-quantize lint
 all: $(B)/libqd.a $(B)/quant $(B)/quantd bin/quant bin/quantd
 
 # Convenience links: bin/quant and bin/quantd are the programs of the last build.
@@ -115,6 +116,9 @@ demo: all
 
 bench-store: all $(TOOL_BINS) $(BENCH_BINS)
 	@bench/store.sh
+
+bench-quantize: all $(B)/bench/quantize_bench
+	@bench/quantize.sh
 
 DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev liblmdb-dev libzstd-dev libssl-dev \
 	libjansson-dev libgit2-dev libevent-dev libcurl4-openssl-dev libcmocka-dev openssl python3 \

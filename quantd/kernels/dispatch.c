@@ -293,6 +293,36 @@ bool qd_kernels_accelerated(qd_type t)
  */
 static float max_abs_for(qd_type t) { return t == QD_TYPE_MXFP4 ? 1e37f : 3e8f; }
 
+/*
+ * Whether every value is finite and within max_abs: the magnitude bits of a float order like its value, and NaN
+ * and Inf sit above every finite one, so one integer max per 1024 values decides (a loop the compiler vectorizes;
+ * the value-by-value scan that names the culprit runs only when this fails).
+ */
+static bool all_within(const float *x, int64_t n, float max_abs)
+{
+    uint32_t lim;
+    memcpy(&lim, &max_abs, sizeof(lim));
+    int64_t i = 0;
+    for (; i + 1024 <= n; i += 1024) {
+        uint32_t m = 0;
+        for (int j = 0; j < 1024; j++) {
+            uint32_t u;
+            memcpy(&u, x + i + j, sizeof(u));
+            u &= 0x7fffffffu;
+            m = u > m ? u : m;
+        }
+        if (m > lim)
+            return false;
+    }
+    for (; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, x + i, sizeof(u));
+        if ((u & 0x7fffffffu) > lim)
+            return false;
+    }
+    return true;
+}
+
 /* Where a block keeps its fp16 scales (byte offsets; -1 for none). */
 static const int16_t fp16_fields[QD_TYPE_COUNT][2] = {
     [QD_TYPE_Q4_0] = {0, -1},    [QD_TYPE_Q4_1] = {0, 2},     [QD_TYPE_Q5_0] = {0, -1},   [QD_TYPE_Q5_1] = {0, 2},
@@ -380,7 +410,7 @@ int qd_quantize_rows(qd_type t, const float *src, void *dst, int64_t nrows, int6
         return qd_error_set(QD_EINVAL, QD_EC_INVALID, "quantize %s: NULL buffer", tr->name);
     if (qd_ref_iq_prepare(t) < 0)
         return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "quantize %s: out of memory building its grid tables", tr->name);
-    if (tr->quantized) {
+    if (tr->quantized && !all_within(src, nrows * ncols, max_abs_for(t))) {
         const int64_t n = nrows * ncols;
         const float max_abs = max_abs_for(t);
         for (int64_t i = 0; i < n; i++) {

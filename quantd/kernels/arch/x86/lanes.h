@@ -226,75 +226,122 @@ static lq_vf lq_make_q3(int n, int nmax, const lq_vf *x, lq_vi *L)
     return lq_self(small, lq_splat(0.f), scale);
 }
 
-/* make_qkx (qkx2 when !v3, qkx3 when v3) with weights w; *the_min gets -min. */
-static lq_vf lq_make_qkx(int n, int nmax, const lq_vf *x, const lq_vf *w, lq_vi *L, lq_vf *the_min, float rmin,
-                         float rdelta, int nstep, bool use_mad, bool v3)
+/*
+ * make_qkx (qkx2 when !v3, qkx3 when v3) on NS independent sub-blocks at once (x, w, L: NS runs of n; results
+ * per sub-block in scale_out[s], the_min[s]). Each sub-block keeps the reference's own order of operations; the
+ * NS of them are interleaved only so that their serial sums overlap in the pipeline.
+ */
+#define LQ_MAXNS 4
+static inline __attribute__((always_inline)) void lq_make_qkx_n(const int NS, int n, int nmax, const lq_vf *x,
+                                                                const lq_vf *w, lq_vi *L, lq_vf *scale_out,
+                                                                lq_vf *the_min, float rmin, float rdelta, int nstep,
+                                                                bool use_mad, bool v3)
 {
-    lq_vi Laux[32];
-    lq_vf min = x[0], max = x[0];
-    lq_vf sum_w = w[0];
-    lq_vf sum_x = sum_w * x[0];
-    for (int i = 1; i < n; ++i) {
-        min = lq_self(x[i] < min, x[i], min);
-        max = lq_self(x[i] > max, x[i], max);
-        sum_w += w[i];
-        sum_x += w[i] * x[i];
+    lq_vi Laux[LQ_MAXNS * 32];
+    lq_vf min[LQ_MAXNS], max[LQ_MAXNS], sum_w[LQ_MAXNS], sum_x[LQ_MAXNS], min0[LQ_MAXNS], scale[LQ_MAXNS],
+        best_err[LQ_MAXNS], range[LQ_MAXNS];
+    lq_vi degenerate[LQ_MAXNS];
+    for (int s = 0; s < NS; s++) {
+        const lq_vf *xs = x + s * n, *ws = w + s * n;
+        min[s] = xs[0];
+        max[s] = xs[0];
+        sum_w[s] = ws[0];
+        sum_x[s] = sum_w[s] * xs[0];
     }
-    min = lq_self(min > 0.f, lq_splat(0.f), min);
-    const lq_vf min0 = min;
-    const lq_vi degenerate = v3 ? (max <= min) : (max == min);
-    lq_vf iscale = (float)nmax / (max - min);
-    lq_vf scale = 1.f / iscale;
-    lq_vf best_err = lq_splat(0.f);
+    for (int i = 1; i < n; ++i) {
+        for (int s = 0; s < NS; s++) {
+            const lq_vf xi = x[s * n + i], wi = w[s * n + i];
+            min[s] = lq_self(xi < min[s], xi, min[s]);
+            max[s] = lq_self(xi > max[s], xi, max[s]);
+            sum_w[s] += wi;
+            sum_x[s] += wi * xi;
+        }
+    }
+    lq_vf iscale[LQ_MAXNS];
+    for (int s = 0; s < NS; s++) {
+        min[s] = lq_self(min[s] > 0.f, lq_splat(0.f), min[s]);
+        min0[s] = min[s];
+        degenerate[s] = v3 ? (max[s] <= min[s]) : (max[s] == min[s]);
+        iscale[s] = (float)nmax / (max[s] - min[s]);
+        scale[s] = 1.f / iscale[s];
+        best_err[s] = lq_splat(0.f);
+    }
     for (int i = 0; i < n; ++i) {
-        L[i] = lq_clampi(lq_nearest(iscale * (x[i] - min)), 0, nmax);
-        lq_vf diff = scale * lq_tof(L[i]) + min - x[i];
-        diff = use_mad ? lq_abs(diff) : diff * diff;
-        best_err += w[i] * diff;
+        for (int s = 0; s < NS; s++) {
+            const lq_vf xi = x[s * n + i];
+            lq_vi l = lq_clampi(lq_nearest(iscale[s] * (xi - min[s])), 0, nmax);
+            L[s * n + i] = l;
+            lq_vf diff = scale[s] * lq_tof(l) + min[s] - xi;
+            diff = use_mad ? lq_abs(diff) : diff * diff;
+            best_err[s] += w[s * n + i] * diff;
+        }
     }
     for (int is = 0; is <= nstep; ++is) {
         const float num = rmin + rdelta * is + nmax;
-        iscale = num / (max - min);
-        lq_vf sum_l = lq_splat(0.f), sum_l2 = lq_splat(0.f), sum_xl = lq_splat(0.f);
-        for (int i = 0; i < n; ++i) {
-            lq_vi l = lq_clampi(lq_nearest(iscale * (x[i] - min)), 0, nmax);
-            Laux[i] = l;
-            lq_vf fl = lq_tof(l);
-            sum_l += w[i] * fl;
-            sum_l2 += w[i] * fl * fl;
-            sum_xl += w[i] * fl * x[i];
+        lq_vf sum_l[LQ_MAXNS], sum_l2[LQ_MAXNS], sum_xl[LQ_MAXNS];
+        for (int s = 0; s < NS; s++) {
+            range[s] = max[s] - min[s];
+            iscale[s] = num / range[s];
+            sum_l[s] = sum_l2[s] = sum_xl[s] = lq_splat(0.f);
         }
-        lq_vf D = sum_w * sum_l2 - sum_l * sum_l;
-        lq_vi ok = D > 0.f;
-        if (!LQ_ANY(ok))
-            continue;
-        lq_vf this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-        lq_vf this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-        lq_vi pos = this_min > 0.f;
-        this_min = lq_self(pos, lq_splat(0.f), this_min);
-        this_scale = lq_self(pos, sum_xl / sum_l2, this_scale);
-        lq_vf err = lq_splat(0.f);
         for (int i = 0; i < n; ++i) {
-            lq_vf diff = this_scale * lq_tof(Laux[i]) + this_min - x[i];
-            diff = use_mad ? lq_abs(diff) : diff * diff;
-            err += w[i] * diff;
+            for (int s = 0; s < NS; s++) {
+                const lq_vf xi = x[s * n + i], wi = w[s * n + i];
+                lq_vi l = lq_clampi(lq_nearest(iscale[s] * (xi - min[s])), 0, nmax);
+                Laux[s * n + i] = l;
+                lq_vf fl = lq_tof(l);
+                sum_l[s] += wi * fl;
+                sum_l2[s] += wi * fl * fl;
+                sum_xl[s] += wi * fl * xi;
+            }
         }
-        lq_vi upd = ok & (err < best_err);
-        if (LQ_ANY(upd)) {
+        lq_vf this_scale[LQ_MAXNS], this_min[LQ_MAXNS], err[LQ_MAXNS];
+        lq_vi ok[LQ_MAXNS];
+        for (int s = 0; s < NS; s++) {
+            lq_vf D = sum_w[s] * sum_l2[s] - sum_l[s] * sum_l[s];
+            ok[s] = D > 0.f;
+            this_scale[s] = (sum_w[s] * sum_xl[s] - sum_x[s] * sum_l[s]) / D;
+            this_min[s] = (sum_l2[s] * sum_x[s] - sum_l[s] * sum_xl[s]) / D;
+            lq_vi pos = this_min[s] > 0.f;
+            this_min[s] = lq_self(pos, lq_splat(0.f), this_min[s]);
+            this_scale[s] = lq_self(pos, sum_xl[s] / sum_l2[s], this_scale[s]);
+            err[s] = lq_splat(0.f);
+        }
+        for (int i = 0; i < n; ++i) {
+            for (int s = 0; s < NS; s++) {
+                lq_vf diff = this_scale[s] * lq_tof(Laux[s * n + i]) + this_min[s] - x[s * n + i];
+                diff = use_mad ? lq_abs(diff) : diff * diff;
+                err[s] += w[s * n + i] * diff;
+            }
+        }
+        for (int s = 0; s < NS; s++) {
+            lq_vi upd = ok[s] & (err[s] < best_err[s]);
+            if (LQ_ANY(upd)) {
+                for (int i = 0; i < n; ++i)
+                    L[s * n + i] = lq_seli(upd, Laux[s * n + i], L[s * n + i]);
+                best_err[s] = lq_self(upd, err[s], best_err[s]);
+                scale[s] = lq_self(upd, this_scale[s], scale[s]);
+                min[s] = lq_self(upd, this_min[s], min[s]);
+            }
+        }
+    }
+    for (int s = 0; s < NS; s++) {
+        if (LQ_ANY(degenerate[s])) {
             for (int i = 0; i < n; ++i)
-                L[i] = lq_seli(upd, Laux[i], L[i]);
-            best_err = lq_self(upd, err, best_err);
-            scale = lq_self(upd, this_scale, scale);
-            min = lq_self(upd, this_min, min);
+                L[s * n + i] = lq_seli(degenerate[s], lq_splati(0), L[s * n + i]);
+            scale[s] = lq_self(degenerate[s], lq_splat(0.f), scale[s]);
+            min[s] = lq_self(degenerate[s], min0[s], min[s]);
         }
+        the_min[s] = -min[s];
+        scale_out[s] = scale[s];
     }
-    if (LQ_ANY(degenerate)) {
-        for (int i = 0; i < n; ++i)
-            L[i] = lq_seli(degenerate, lq_splati(0), L[i]);
-        scale = lq_self(degenerate, lq_splat(0.f), scale);
-        min = lq_self(degenerate, min0, min);
-    }
-    *the_min = -min;
+}
+
+static lq_vf lq_make_qkx(int n, int nmax, const lq_vf *x, const lq_vf *w, lq_vi *L, lq_vf *the_min, float rmin,
+                         float rdelta, int nstep, bool use_mad, bool v3)
+{
+    lq_vf scale;
+    lq_make_qkx_n(1, n, nmax, x, w, L, &scale, the_min, rmin, rdelta, nstep, use_mad, v3);
     return scale;
 }
 
@@ -429,7 +476,7 @@ static inline void lq_k45_requantize(const lq_vf *X, lq_vf dall, lq_vf mall, con
 /* A group of LN Q4_K (nmax 15) or Q5_K (nmax 31) blocks; qwp NULL for the reference search. */
 static void lq_k45_group(const float *const *xp, const float *const *qwp, uint8_t *const *yp, int nmax)
 {
-    lq_vf X[QK], W[32], QW[32], scales[8], mins[8], sw[8];
+    lq_vf X[QK], WA[QK], scales[8], mins[8], sw[8];
     lq_vi L[QK], ls[8], lm[8];
     lq_load(X, xp, QK);
     lq_vf d_val, m_val;
@@ -441,8 +488,12 @@ static void lq_k45_group(const float *const *xp, const float *const *qwp, uint8_
             const lq_vf *x = X + 32 * j;
             lq_vf av_x = LQ_SQRT(lq_sumsq(x, 32) / 32.f);
             for (int l = 0; l < 32; ++l)
-                W[l] = av_x + lq_abs(x[l]);
-            scales[j] = lq_make_qkx(32, nmax, x, W, L + 32 * j, &mins[j], rmin, 0.1f, nstep, false, false);
+                WA[32 * j + l] = av_x + lq_abs(x[l]);
+        }
+        for (int j = 0; j < 8; j += LQ_MAXNS)
+            lq_make_qkx_n(LQ_MAXNS, 32, nmax, X + 32 * j, WA + 32 * j, L + 32 * j, scales + j, mins + j, rmin, 0.1f,
+                          nstep, false, false);
+        for (int j = 0; j < 8; ++j) {
             max_scale = lq_self(scales[j] > max_scale, scales[j], max_scale);
             max_min = lq_self(mins[j] > max_min, mins[j], max_min);
         }
@@ -457,19 +508,17 @@ static void lq_k45_group(const float *const *xp, const float *const *qwp, uint8_
     } else {
         lq_vf sigma2 = 2.f * lq_sumsq(X, QK) / (float)QK;
         lq_vi Ls[8], Lm[8];
+        lq_load(WA, qwp, QK);
         for (int j = 0; j < 8; ++j) {
-            const lq_vf *x = X + 32 * j;
-            const float *qp[LN];
-            for (int k = 0; k < LN; k++)
-                qp[k] = qwp[k] + 32 * j;
-            lq_load(QW, qp, 32);
-            lq_imatrix_weights(QW, x, sigma2, 32, W);
+            lq_imatrix_weights(WA + 32 * j, X + 32 * j, sigma2, 32, WA + 32 * j);
             lq_vf sumw = lq_splat(0.f);
             for (int l = 0; l < 32; ++l)
-                sumw += W[l];
+                sumw += WA[32 * j + l];
             sw[j] = sumw;
-            scales[j] = lq_make_qkx(32, nmax, x, W, L + 32 * j, &mins[j], -0.9f, 0.05f, 36, false, true);
         }
+        for (int j = 0; j < 8; j += LQ_MAXNS)
+            lq_make_qkx_n(LQ_MAXNS, 32, nmax, X + 32 * j, WA + 32 * j, L + 32 * j, scales + j, mins + j, -0.9f,
+                          0.05f, 36, false, true);
         d_val = lq_make_qp(8, 63, scales, Ls, sw);
         m_val = lq_make_qp(8, 63, mins, Lm, sw);
         for (int j = 0; j < 8; ++j) {
@@ -595,16 +644,18 @@ static void lq_q6_K_group(const float *const *xp, const float *const *qwp, uint8
 
 static void lq_q2_K_group(const float *const *xp, const float *const *qwp, uint8_t *const *yp)
 {
-    lq_vf X[QK], W[16], QW[16], scales[16], mins[16], sw[16];
+    lq_vf X[QK], WA[QK], scales[16], mins[16], sw[16];
     lq_vi L[QK], sb[16];
     lq_load(X, xp, QK);
     lq_vf d_val, m_val;
     if (!qwp) {
         lq_vf max_scale = lq_splat(0.f), max_min = lq_splat(0.f);
+        for (int i = 0; i < QK; ++i)
+            WA[i] = lq_abs(X[i]);
+        for (int j = 0; j < 16; j += LQ_MAXNS)
+            lq_make_qkx_n(LQ_MAXNS, 16, 3, X + 16 * j, WA + 16 * j, L + 16 * j, scales + j, mins + j, -0.5f, 0.1f, 15,
+                          true, false);
         for (int j = 0; j < 16; ++j) {
-            for (int l = 0; l < 16; ++l)
-                W[l] = lq_abs(X[16 * j + l]);
-            scales[j] = lq_make_qkx(16, 3, X + 16 * j, W, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, true, false);
             max_scale = lq_self(scales[j] > max_scale, scales[j], max_scale);
             max_min = lq_self(mins[j] > max_min, mins[j], max_min);
         }
@@ -620,18 +671,17 @@ static void lq_q2_K_group(const float *const *xp, const float *const *qwp, uint8
     } else {
         lq_vf sigma2 = lq_sumsq(X, QK) / (float)QK;
         lq_vi Ls[16], Lm[16];
+        lq_load(WA, qwp, QK);
         for (int j = 0; j < 16; ++j) {
-            const float *qp[LN];
-            for (int k = 0; k < LN; k++)
-                qp[k] = qwp[k] + 16 * j;
-            lq_load(QW, qp, 16);
-            lq_imatrix_weights(QW, X + 16 * j, sigma2, 16, W);
+            lq_imatrix_weights(WA + 16 * j, X + 16 * j, sigma2, 16, WA + 16 * j);
             lq_vf s = lq_splat(0.f);
             for (int l = 0; l < 16; ++l)
-                s += W[l];
+                s += WA[16 * j + l];
             sw[j] = s;
-            scales[j] = lq_make_qkx(16, 3, X + 16 * j, W, L + 16 * j, &mins[j], -0.9f, 0.05f, 36, false, true);
         }
+        for (int j = 0; j < 16; j += LQ_MAXNS)
+            lq_make_qkx_n(LQ_MAXNS, 16, 3, X + 16 * j, WA + 16 * j, L + 16 * j, scales + j, mins + j, -0.9f, 0.05f,
+                          36, false, true);
         d_val = lq_make_qp(16, 15, scales, Ls, sw);
         m_val = lq_make_qp(16, 15, mins, Lm, sw);
         for (int j = 0; j < 16; ++j)
