@@ -295,23 +295,23 @@ static float max_abs_for(qd_type t) { return t == QD_TYPE_MXFP4 ? 1e37f : 3e8f; 
 
 /*
  * Whether every value is finite and within max_abs: the magnitude bits of a float order like its value, and NaN
- * and Inf sit above every finite one, so one integer max per 1024 values decides (a loop the compiler vectorizes;
+ * and Inf sit above every finite one, so one integer compare per value, OR-ed over 1024 values, decides (a loop the compiler vectorizes;
  * the value-by-value scan that names the culprit runs only when this fails).
  */
 static bool all_within(const float *x, int64_t n, float max_abs)
 {
     uint32_t lim;
     memcpy(&lim, &max_abs, sizeof(lim));
+    const int32_t slim = (int32_t)lim; /* magnitudes are below 2^31: a signed compare orders them */
     int64_t i = 0;
     for (; i + 1024 <= n; i += 1024) {
-        uint32_t m = 0;
+        int32_t bad = 0;
         for (int j = 0; j < 1024; j++) {
             uint32_t u;
             memcpy(&u, x + i + j, sizeof(u));
-            u &= 0x7fffffffu;
-            m = u > m ? u : m;
+            bad |= (int32_t)(u & 0x7fffffffu) > slim;
         }
-        if (m > lim)
+        if (bad)
             return false;
     }
     for (; i < n; i++) {
