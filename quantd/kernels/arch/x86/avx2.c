@@ -9,6 +9,13 @@
 #define QD_LANES 8
 #define LQ_SQRT(v) ((lq_vf)_mm256_sqrt_ps((__m256)(v)))
 #define LQ_ANY(m) (_mm256_movemask_ps((__m256)(m)) != 0)
+/* 16-entry lane lookup from two 8-entry permutes */
+#define LQ_LOOKUP16(tab, idx)                                                                                      \
+    ((lq_vf)_mm256_blendv_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(tab), (__m256i)(idx)),                       \
+                             _mm256_permutevar8x32_ps(_mm256_loadu_ps((tab) + 8), (__m256i)(idx)),                 \
+                             _mm256_castsi256_ps(_mm256_slli_epi32((__m256i)(idx), 28))))
+/* sub-blocks searched together: 16 ymm registers hold two sub-blocks' state */
+#define LQ_MAXNS 2
 
 #include "../../kernels.h"
 #include "deq.h"

@@ -9,6 +9,7 @@
 #define QD_LANES 16
 #define LQ_SQRT(v) ((lq_vf)_mm512_sqrt_ps((__m512)(v)))
 #define LQ_ANY(m) (_mm512_test_epi32_mask((__m512i)(m), (__m512i)(m)) != 0)
+#define LQ_LOOKUP16(tab, idx) ((lq_vf)_mm512_permutexvar_ps((__m512i)(idx), _mm512_loadu_ps(tab)))
 
 #include "../../kernels.h"
 #include "deq.h"

@@ -231,7 +231,9 @@ static lq_vf lq_make_q3(int n, int nmax, const lq_vf *x, lq_vi *L)
  * per sub-block in scale_out[s], the_min[s]). Each sub-block keeps the reference's own order of operations; the
  * NS of them are interleaved only so that their serial sums overlap in the pipeline.
  */
+#ifndef LQ_MAXNS
 #define LQ_MAXNS 4
+#endif
 static inline __attribute__((always_inline)) void lq_make_qkx_n(const int NS, int n, int nmax, const lq_vf *x,
                                                                 const lq_vf *w, lq_vi *L, lq_vf *scale_out,
                                                                 lq_vf *the_min, float rmin, float rdelta, int nstep,
@@ -793,28 +795,41 @@ static void lq_q3_K_group(const float *const *xp, const float *const *qwp, uint8
 
 /* ---- IQ4_NL / IQ4_XS ---- */
 
-/* qd_best_index_int8 over the IQ4 table, lane-wise: the bracketing pair, then the reference's comparison. */
-static inline lq_vi lq_iq4_index(lq_vf x)
+/*
+ * qd_best_index_int8 over the IQ4 table, lane-wise: a branch-free binary search for the bracketing pair
+ * (lo = the largest k <= 14 with table[k] <= x, 0 if none), then the reference's comparison
+ * x - table[lo] < table[lo+1] - x. The table is strictly increasing, so this is the index the scalar search
+ * returns, including x at or beyond either end; NaN (which the scalar search sends to 15) is patched.
+ * *q gets the table value of the index. LQ_LOOKUP16(tab, idx) is the including file's 16-entry lane lookup.
+ */
+typedef struct lq_iq4_tables {
+    float tab[16];  /* the levels as floats */
+    float srch[16]; /* the same with NaN at 15, so the search never goes past 14 */
+} lq_iq4_tables;
+
+static inline void lq_iq4_tables_init(lq_iq4_tables *t)
 {
-    const int8_t *v = qd_iq4nl_values;
-    lq_vi lo = lq_splati(0);
-    lq_vf vlo = lq_splat((float)v[0]), vhi = lq_splat((float)v[1]);
-    for (int k = 1; k < 15; k++) {
-        lq_vi ge = x >= (float)v[k];
-        lo = lq_seli(ge, lq_splati(k), lo);
-        vlo = lq_self(ge, lq_splat((float)v[k]), vlo);
-        vhi = lq_self(ge, lq_splat((float)v[k + 1]), vhi);
+    for (int k = 0; k < 16; k++) {
+        t->tab[k] = (float)qd_iq4nl_values[k];
+        t->srch[k] = k < 15 ? t->tab[k] : __builtin_nanf("");
     }
-    return lq_seli(x - vlo < vhi - x, lo, lo + 1);
 }
 
-static inline lq_vf lq_iq4_value(lq_vi idx)
+static inline lq_vi lq_iq4_index(const lq_iq4_tables *t, lq_vf x, lq_vf *q)
 {
     const int8_t *v = qd_iq4nl_values;
-    lq_vf r = lq_splat((float)v[0]);
-    for (int k = 1; k < 16; k++)
-        r = lq_self(idx == k, lq_splat((float)v[k]), r);
-    return r;
+    const float *tab = t->tab, *srch = t->srch;
+    lq_vi lo = lq_splati(0);
+    for (int step = 8; step >= 1; step >>= 1) {
+        lq_vi c = lo + step;
+        lq_vi ge = x >= LQ_LOOKUP16(srch, c);
+        lo = lq_seli(ge, c, lo);
+    }
+    const lq_vf vlo = LQ_LOOKUP16(tab, lo), vhi = LQ_LOOKUP16(tab, lo + 1);
+    const lq_vi take_lo = x - vlo < vhi - x;
+    const lq_vi nan = x != x;
+    *q = lq_self(nan, lq_splat((float)v[15]), lq_self(take_lo, vlo, vhi));
+    return lq_seli(nan, lq_splati(15), lq_seli(take_lo, lo, lo + 1));
 }
 
 /* A group of IQ4 super-blocks of sb values (32: IQ4_NL, 256: IQ4_XS). */
@@ -822,6 +837,8 @@ static void lq_iq4_group(int sb, const float *const *xp, const float *const *qwp
 {
     const float v0 = (float)qd_iq4nl_values[0];
     const int ntry = 7;
+    lq_iq4_tables T;
+    lq_iq4_tables_init(&T);
     lq_vf X[QK], W[32], QW[32], scales[8];
     lq_vi L[QK];
     lq_load(X, xp, sb);
@@ -847,7 +864,8 @@ static void lq_iq4_group(int sb, const float *const *xp, const float *const *qwp
         lq_vf id = 1.f / d;
         lq_vf sumqx = lq_splat(0.f), sumq2 = lq_splat(0.f);
         for (int j = 0; j < 32; ++j) {
-            lq_vf q = lq_iq4_value(lq_iq4_index(id * xb[j]));
+            lq_vf q;
+            lq_iq4_index(&T, id * xb[j], &q);
             sumqx += W[j] * q * xb[j];
             sumq2 += W[j] * q * q;
         }
@@ -857,7 +875,8 @@ static void lq_iq4_group(int sb, const float *const *xp, const float *const *qwp
             id = (float)(itry + qd_iq4nl_values[0]) / max;
             sumqx = sumq2 = lq_splat(0.f);
             for (int j = 0; j < 32; ++j) {
-                lq_vf q = lq_iq4_value(lq_iq4_index(id * xb[j]));
+                lq_vf q;
+                lq_iq4_index(&T, id * xb[j], &q);
                 sumqx += W[j] * q * xb[j];
                 sumq2 += W[j] * q * q;
             }
@@ -883,14 +902,20 @@ static void lq_iq4_group(int sb, const float *const *xp, const float *const *qwp
             lq_vf dl = d * lq_tof(l);
             lq_vf idl = lq_self(dl != 0.f, 1.f / dl, lq_splat(0.f));
             for (int j = 0; j < 32; ++j)
-                L[32 * ib + j] = lq_iq4_index(idl * X[32 * ib + j]);
+            {
+                lq_vf q;
+                L[32 * ib + j] = lq_iq4_index(&T, idl * X[32 * ib + j], &q);
+            }
             ls[ib] = l + 32;
         }
     } else {
         lq_fp16(scales[0], dh);
         lq_vf id = lq_self(scales[0] != 0.f, 1.f / scales[0], lq_splat(0.f));
         for (int j = 0; j < sb; ++j)
-            L[j] = lq_iq4_index(id * X[j]);
+        {
+            lq_vf q;
+            L[j] = lq_iq4_index(&T, id * X[j], &q);
+        }
     }
     for (int k = 0; k < LN; k++) {
         uint8_t Lk[QK], *q4;
