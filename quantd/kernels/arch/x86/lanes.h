@@ -133,50 +133,84 @@ static inline void lq_signed_absmax(const lq_vf *x, int n, lq_vf *max_out, lq_vf
 
 /* ---- the scale searches (ref_util.c), lane-wise ---- */
 
-/* qd_make_qx_quants with weights w (never NULL here: pass x^2 for the unweighted form). */
-static lq_vf lq_make_qx(int n, int nmax, const lq_vf *x, lq_vi *L, const lq_vf *w)
+/* How many independent sub-block searches run interleaved (the including file may lower it). */
+#ifndef LQ_MAXNS
+#define LQ_MAXNS 4
+#endif
+
+/*
+ * qd_make_qx_quants with weights w (never NULL here: pass x^2 for the unweighted form), on NS independent
+ * sub-blocks at once (x, w, L: NS runs of n; scales in scale_out[s]), interleaved as lq_make_qkx_n.
+ */
+static inline __attribute__((always_inline)) void lq_make_qx_n(const int NS, int n, int nmax, const lq_vf *x,
+                                                               lq_vi *L, const lq_vf *w, lq_vf *scale_out)
 {
-    lq_vi Laux[32];
-    lq_vf max, amax;
-    lq_signed_absmax(x, n, &max, &amax);
-    const lq_vi small = amax < QD_GROUP_MAX_EPS;
-    lq_vf iscale = (float)(-nmax) / max;
-    lq_vf sumlx = lq_splat(0.f), suml2 = lq_splat(0.f);
-    for (int i = 0; i < n; ++i) {
-        lq_vi l = lq_clampi(lq_nearest(iscale * x[i]), -nmax, nmax - 1);
-        L[i] = l + nmax;
-        lq_vf fl = lq_tof(l);
-        sumlx += w[i] * x[i] * fl;
-        suml2 += w[i] * fl * fl;
+    lq_vi Laux[LQ_MAXNS * 32];
+    lq_vf max[LQ_MAXNS], amax[LQ_MAXNS], sumlx[LQ_MAXNS], suml2[LQ_MAXNS], scale[LQ_MAXNS], best[LQ_MAXNS],
+        iscale[LQ_MAXNS];
+    lq_vi small[LQ_MAXNS];
+    for (int s = 0; s < NS; s++) {
+        lq_signed_absmax(x + s * n, n, &max[s], &amax[s]);
+        small[s] = amax[s] < QD_GROUP_MAX_EPS;
+        iscale[s] = (float)(-nmax) / max[s];
+        sumlx[s] = suml2[s] = lq_splat(0.f);
     }
-    lq_vf scale = lq_self(suml2 != 0.f, sumlx / suml2, lq_splat(0.f));
-    lq_vf best = scale * sumlx;
+    for (int i = 0; i < n; ++i) {
+        for (int s = 0; s < NS; s++) {
+            const lq_vf xi = x[s * n + i], wi = w[s * n + i];
+            lq_vi l = lq_clampi(lq_nearest(iscale[s] * xi), -nmax, nmax - 1);
+            L[s * n + i] = l + nmax;
+            lq_vf fl = lq_tof(l);
+            sumlx[s] += wi * xi * fl;
+            suml2[s] += wi * fl * fl;
+        }
+    }
+    for (int s = 0; s < NS; s++) {
+        scale[s] = lq_self(suml2[s] != 0.f, sumlx[s] / suml2[s], lq_splat(0.f));
+        best[s] = scale[s] * sumlx[s];
+    }
     for (int is = -9; is <= 9; ++is) {
         if (is == 0)
             continue;
         const float num = -(nmax + 0.1f * is);
-        iscale = num / max;
-        sumlx = suml2 = lq_splat(0.f);
+        for (int s = 0; s < NS; s++) {
+            iscale[s] = num / max[s];
+            sumlx[s] = suml2[s] = lq_splat(0.f);
+        }
         for (int i = 0; i < n; ++i) {
-            lq_vi l = lq_clampi(lq_nearest(iscale * x[i]), -nmax, nmax - 1);
-            Laux[i] = l;
-            lq_vf fl = lq_tof(l);
-            sumlx += w[i] * x[i] * fl;
-            suml2 += w[i] * fl * fl;
+            for (int s = 0; s < NS; s++) {
+                const lq_vf xi = x[s * n + i], wi = w[s * n + i];
+                lq_vi l = lq_clampi(lq_nearest(iscale[s] * xi), -nmax, nmax - 1);
+                Laux[s * n + i] = l;
+                lq_vf fl = lq_tof(l);
+                sumlx[s] += wi * xi * fl;
+                suml2[s] += wi * fl * fl;
+            }
         }
-        lq_vi upd = (suml2 > 0.f) & (sumlx * sumlx > best * suml2);
-        if (LQ_ANY(upd)) {
+        for (int s = 0; s < NS; s++) {
+            lq_vi upd = (suml2[s] > 0.f) & (sumlx[s] * sumlx[s] > best[s] * suml2[s]);
+            if (LQ_ANY(upd)) {
+                for (int i = 0; i < n; ++i)
+                    L[s * n + i] = lq_seli(upd, Laux[s * n + i] + nmax, L[s * n + i]);
+                scale[s] = lq_self(upd, sumlx[s] / suml2[s], scale[s]);
+                best[s] = lq_self(upd, scale[s] * sumlx[s], best[s]);
+            }
+        }
+    }
+    for (int s = 0; s < NS; s++) {
+        if (LQ_ANY(small[s])) {
             for (int i = 0; i < n; ++i)
-                L[i] = lq_seli(upd, Laux[i] + nmax, L[i]);
-            scale = lq_self(upd, sumlx / suml2, scale);
-            best = lq_self(upd, scale * sumlx, best);
+                L[s * n + i] = lq_seli(small[s], lq_splati(0), L[s * n + i]);
+            scale[s] = lq_self(small[s], lq_splat(0.f), scale[s]);
         }
+        scale_out[s] = scale[s];
     }
-    if (LQ_ANY(small)) {
-        for (int i = 0; i < n; ++i)
-            L[i] = lq_seli(small, lq_splati(0), L[i]);
-        scale = lq_self(small, lq_splat(0.f), scale);
-    }
+}
+
+static lq_vf lq_make_qx(int n, int nmax, const lq_vf *x, lq_vi *L, const lq_vf *w)
+{
+    lq_vf scale;
+    lq_make_qx_n(1, n, nmax, x, L, w, &scale);
     return scale;
 }
 
@@ -231,9 +265,6 @@ static lq_vf lq_make_q3(int n, int nmax, const lq_vf *x, lq_vi *L)
  * per sub-block in scale_out[s], the_min[s]). Each sub-block keeps the reference's own order of operations; the
  * NS of them are interleaved only so that their serial sums overlap in the pipeline.
  */
-#ifndef LQ_MAXNS
-#define LQ_MAXNS 4
-#endif
 static inline __attribute__((always_inline)) void lq_make_qkx_n(const int NS, int n, int nmax, const lq_vf *x,
                                                                 const lq_vf *w, lq_vi *L, lq_vf *scale_out,
                                                                 lq_vf *the_min, float rmin, float rdelta, int nstep,
@@ -590,8 +621,9 @@ static void lq_q6_K_group(const float *const *xp, const float *const *qwp, uint8
         for (int i = 0; i < QK; i++)
             W[i] = X[i] * X[i];
     lq_vf max_scale = lq_splat(0.f), max_abs_scale = lq_splat(0.f);
+    for (int ib = 0; ib < 16; ib += LQ_MAXNS)
+        lq_make_qx_n(LQ_MAXNS, 16, 32, X + 16 * ib, L + 16 * ib, W + 16 * ib, scales + ib);
     for (int ib = 0; ib < 16; ++ib) {
-        scales[ib] = lq_make_qx(16, 32, X + 16 * ib, L + 16 * ib, W + 16 * ib);
         lq_vf a = lq_abs(scales[ib]);
         lq_vi gt = a > max_abs_scale;
         max_abs_scale = lq_self(gt, a, max_abs_scale);
