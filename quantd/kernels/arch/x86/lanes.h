@@ -214,50 +214,62 @@ static lq_vf lq_make_qx(int n, int nmax, const lq_vf *x, lq_vi *L, const lq_vf *
     return scale;
 }
 
-/* qd_make_q3_quants (weights x^2, coordinate descent); L offset by nmax. */
-static lq_vf lq_make_q3(int n, int nmax, const lq_vf *x, lq_vi *L)
+/*
+ * qd_make_q3_quants (weights x^2, coordinate descent; L offset by nmax) on NS independent sub-blocks at once,
+ * interleaved: each pass is a chain of dependent divisions and compares per sub-block, so several overlap. A
+ * sub-block whose last pass changed nothing would change nothing on another, so all run until none changes.
+ */
+static inline __attribute__((always_inline)) void lq_make_q3_n(const int NS, int n, int nmax, const lq_vf *x,
+                                                               lq_vi *L, lq_vf *scale_out)
 {
-    lq_vf max, amax;
-    lq_signed_absmax(x, n, &max, &amax);
-    const lq_vi small = amax < QD_GROUP_MAX_EPS;
-    lq_vf iscale = (float)(-nmax) / max;
-    lq_vf sumlx = lq_splat(0.f), suml2 = lq_splat(0.f);
-    for (int i = 0; i < n; ++i) {
-        lq_vi l = lq_i8(lq_clampi(lq_nearest(iscale * x[i]), -nmax, nmax - 1));
-        L[i] = l;
-        lq_vf w = x[i] * x[i];
-        lq_vf fl = lq_tof(l);
-        sumlx += w * x[i] * fl;
-        suml2 += w * fl * fl;
+    lq_vf max[LQ_MAXNS], amax[LQ_MAXNS], sumlx[LQ_MAXNS], suml2[LQ_MAXNS];
+    lq_vi small[LQ_MAXNS];
+    for (int s = 0; s < NS; s++) {
+        lq_signed_absmax(x + s * n, n, &max[s], &amax[s]);
+        small[s] = amax[s] < QD_GROUP_MAX_EPS;
+        const lq_vf iscale = (float)(-nmax) / max[s];
+        sumlx[s] = suml2[s] = lq_splat(0.f);
+        for (int i = 0; i < n; ++i) {
+            const lq_vf xi = x[s * n + i];
+            lq_vi l = lq_i8(lq_clampi(lq_nearest(iscale * xi), -nmax, nmax - 1));
+            L[s * n + i] = l;
+            lq_vf w = xi * xi;
+            lq_vf fl = lq_tof(l);
+            sumlx[s] += w * xi * fl;
+            suml2[s] += w * fl * fl;
+        }
     }
     for (int pass = 0; pass < 5; ++pass) {
         lq_vi changed = lq_splati(0);
         for (int i = 0; i < n; ++i) {
-            lq_vf w = x[i] * x[i];
-            lq_vf fL = lq_tof(L[i]);
-            lq_vf slx = sumlx - w * x[i] * fL;
-            lq_vi c = slx > 0.f;
-            if (!LQ_ANY(c))
-                continue;
-            lq_vf sl2 = suml2 - w * fL * fL;
-            lq_vi nl = lq_clampi(lq_nearest(x[i] * sl2 / slx), -nmax, nmax - 1);
-            c &= nl != L[i];
-            lq_vf fn = lq_tof(nl);
-            slx += w * x[i] * fn;
-            sl2 += w * fn * fn;
-            c &= (sl2 > 0.f) & (slx * slx * suml2 > sumlx * sumlx * sl2);
-            L[i] = lq_seli(c, lq_i8(nl), L[i]);
-            sumlx = lq_self(c, slx, sumlx);
-            suml2 = lq_self(c, sl2, suml2);
-            changed |= c;
+            for (int s = 0; s < NS; s++) {
+                const lq_vf xi = x[s * n + i];
+                lq_vf w = xi * xi;
+                lq_vf fL = lq_tof(L[s * n + i]);
+                lq_vf slx = sumlx[s] - w * xi * fL;
+                lq_vi c = slx > 0.f;
+                lq_vf sl2 = suml2[s] - w * fL * fL;
+                lq_vi nl = lq_clampi(lq_nearest(xi * sl2 / slx), -nmax, nmax - 1);
+                c &= nl != L[s * n + i];
+                lq_vf fn = lq_tof(nl);
+                slx += w * xi * fn;
+                sl2 += w * fn * fn;
+                c &= (sl2 > 0.f) & (slx * slx * suml2[s] > sumlx[s] * sumlx[s] * sl2);
+                L[s * n + i] = lq_seli(c, lq_i8(nl), L[s * n + i]);
+                sumlx[s] = lq_self(c, slx, sumlx[s]);
+                suml2[s] = lq_self(c, sl2, suml2[s]);
+                changed |= c;
+            }
         }
         if (!LQ_ANY(changed))
             break;
     }
-    for (int i = 0; i < n; ++i)
-        L[i] = lq_seli(small, lq_splati(0), lq_i8(L[i] + nmax));
-    lq_vf scale = lq_self(suml2 > 0.f, sumlx / suml2, lq_splat(0.f));
-    return lq_self(small, lq_splat(0.f), scale);
+    for (int s = 0; s < NS; s++) {
+        for (int i = 0; i < n; ++i)
+            L[s * n + i] = lq_seli(small[s], lq_splati(0), lq_i8(L[s * n + i] + nmax));
+        lq_vf scale = lq_self(suml2[s] > 0.f, sumlx[s] / suml2[s], lq_splat(0.f));
+        scale_out[s] = lq_self(small[s], lq_splat(0.f), scale);
+    }
 }
 
 /*
@@ -587,18 +599,11 @@ static void lq_k45_group(const float *const *xp, const float *const *qwp, uint8_
             memset(qh, 0, QK / 8);
             uint8_t m1 = 1, m2 = 2;
             for (int n = 0; n < QK; n += 64) {
-                for (int j = 0; j < 32; ++j) {
-                    int l1 = Lk[n + j];
-                    if (l1 > 15) {
-                        l1 -= 16;
-                        qh[j] |= m1;
-                    }
-                    int l2 = Lk[n + j + 32];
-                    if (l2 > 15) {
-                        l2 -= 16;
-                        qh[j] |= m2;
-                    }
-                    ql[j] = (uint8_t)(l1 | (l2 << 4));
+                for (int j = 0; j < 32; ++j) { /* branch-free form of the reference's packing */
+                    const int l1 = Lk[n + j], l2 = Lk[n + j + 32];
+                    const int h1 = l1 > 15, h2 = l2 > 15;
+                    qh[j] = (uint8_t)(qh[j] | (m1 * h1) | (m2 * h2));
+                    ql[j] = (uint8_t)((l1 - 16 * h1) | ((l2 - 16 * h2) << 4));
                 }
                 m1 = (uint8_t)(m1 << 2);
                 m2 = (uint8_t)(m2 << 2);
@@ -755,8 +760,9 @@ static void lq_q3_K_group(const float *const *xp, const float *const *qwp, uint8
     lq_vf d_val;
     if (!qwp) {
         lq_vf max_scale = lq_splat(0.f), amax = lq_splat(0.f);
+        for (int j = 0; j < 16; j += LQ_MAXNS)
+            lq_make_q3_n(LQ_MAXNS, 16, 4, X + 16 * j, L + 16 * j, scales + j);
         for (int j = 0; j < 16; ++j) {
-            scales[j] = lq_make_q3(16, 4, X + 16 * j, L + 16 * j);
             lq_vf a = lq_abs(scales[j]);
             lq_vi gt = a > amax;
             amax = lq_self(gt, a, amax);
@@ -811,11 +817,11 @@ static void lq_q3_K_group(const float *const *xp, const float *const *qwp, uint8
         memset(y->hmask, 0, sizeof(y->hmask));
         int m = 0;
         uint8_t hm = 1;
+        /* branch-free form of the reference's loop (its branch is a coin flip per value) */
         for (int j = 0; j < QK; ++j) {
-            if ((int8_t)Lk[j] > 3) {
-                y->hmask[m] |= hm;
-                Lk[j] = (uint8_t)(Lk[j] - 4);
-            }
+            const uint8_t hi = (int8_t)Lk[j] > 3;
+            y->hmask[m] |= (uint8_t)(hm * hi);
+            Lk[j] = (uint8_t)(Lk[j] - 4 * hi);
             if (++m == QK / 8) {
                 m = 0;
                 hm = (uint8_t)(hm << 1);
