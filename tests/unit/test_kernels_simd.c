@@ -7,6 +7,7 @@
  * float edges of every rounding boundary. (The golden vectors under each variant are in test_kernels.c.)
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -361,6 +362,91 @@ static void test_kernels_simd__conversions(void **state)
     free(f);
 }
 
+
+/* ---- a generated "model": several tensors, each variant, 1 and 2 threads over row ranges ---- */
+
+typedef struct tslice {
+    qd_type t;
+    const float *x;
+    uint8_t *y;
+    int64_t r0, r1, ncols;
+    int rc;
+} tslice;
+
+static void *slice_worker(void *arg)
+{
+    tslice *s = arg;
+    const size_t rs = qd_row_size(s->t, s->ncols);
+    s->rc = qd_quantize_rows(s->t, s->x + s->r0 * s->ncols, s->y + (size_t)s->r0 * rs, s->r1 - s->r0, s->ncols, NULL);
+    return NULL;
+}
+
+static void quantize_threads(qd_type t, const float *x, uint8_t *y, int64_t nrows, int64_t ncols, int nt)
+{
+    pthread_t th[2];
+    tslice sl[2];
+    for (int i = 0; i < nt; i++) {
+        sl[i] = (tslice){t, x, y, nrows * i / nt, nrows * (i + 1) / nt, ncols, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, slice_worker, &sl[i]), 0);
+    }
+    for (int i = 0; i < nt; i++) {
+        pthread_join(th[i], NULL);
+        if (sl[i].rc)
+            fail_msg("quantize %s: %s", qd_type_traits_get(t)->name, qd_error_last()->message);
+    }
+}
+
+/* The same tensors quantized with every variant and with 1 and 2 threads give the same bytes (the kernel-level
+ * half of issue 5's whole-model check; the file-level half needs the quantize pipeline). */
+static void test_kernels_simd__model_variants_threads(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, tu_seed() + 8);
+    /* a small llama-like set of shapes: embeddings, attention, ffn (dims 512 / 1408) */
+    static const int64_t shapes[][2] = {{32, 512}, {64, 512}, {48, 1408}, {96, 512}};
+    static const qd_type types[] = {QD_TYPE_Q8_0, QD_TYPE_Q4_0, QD_TYPE_Q4_K, QD_TYPE_Q6_K, QD_TYPE_Q5_K,
+                                    QD_TYPE_IQ4_NL};
+    int checked = 0;
+    for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
+        const int64_t nrows = shapes[si][0], ncols = shapes[si][1];
+        float *x = malloc((size_t)(nrows * ncols) * 4);
+        assert_non_null(x);
+        for (int64_t i = 0; i < nrows * ncols; i++)
+            x[i] = (float)(gauss(&r) * 0.02 * ((tu_next(&r) & 255) == 0 ? 10 : 1));
+        for (size_t ti = 0; ti < sizeof(types) / sizeof(types[0]); ti++) {
+            const qd_type t = types[ti];
+            if (ncols % qd_type_traits_get(t)->block_size)
+                continue;
+            const size_t bytes = qd_row_size(t, ncols) * (size_t)nrows;
+            uint8_t *want = malloc(bytes), *got = malloc(bytes);
+            assert_non_null(want);
+            assert_non_null(got);
+            use(QD_KERNELS_REF);
+            quantize_threads(t, x, want, nrows, ncols, 1);
+            static const qd_kernel_variant all[] = {QD_KERNELS_REF, QD_KERNELS_AVX2, QD_KERNELS_AVX512};
+            for (size_t vi = 0; vi < 3; vi++) {
+                if (!qd_kernels_usable(all[vi]))
+                    continue;
+                use(all[vi]);
+                for (int nt = 1; nt <= 2; nt++) {
+                    memset(got, 0x5a, bytes);
+                    quantize_threads(t, x, got, nrows, ncols, nt);
+                    if (memcmp(want, got, bytes))
+                        report_diff("model tensor", t, all[vi], nrows, ncols, want, got, bytes,
+                                    qd_type_traits_get(t)->type_size);
+                    checked++;
+                }
+            }
+            free(want);
+            free(got);
+        }
+        free(x);
+    }
+    use_default();
+    printf("model tensors: %d (tensor, type, variant, threads) runs identical to ref on 1 thread\n", checked);
+}
+
 int main(void)
 {
     tu_seed();
@@ -368,6 +454,7 @@ int main(void)
         cmocka_unit_test(test_kernels_simd__conversions),
         cmocka_unit_test(test_kernels_simd__quantize_matches_reference),
         cmocka_unit_test(test_kernels_simd__edge_blocks),
+        cmocka_unit_test(test_kernels_simd__model_variants_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
