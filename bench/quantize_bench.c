@@ -58,7 +58,8 @@ typedef struct job {
     int64_t r0, r1;
     size_t row_bytes;
     uint64_t sum;
-    double cpu_s; /* this thread's CPU time */
+    const float *imatrix; /* NULL: plain quantization */
+    double cpu_s;         /* this thread's CPU time */
     int rc;
 } job;
 
@@ -107,7 +108,7 @@ static void *work(job *j)
         const int64_t n = j->r1 - r < CHUNK_ROWS ? j->r1 - r : CHUNK_ROWS;
         j->rc = qd_dequantize_rows(QD_TYPE_F16, j->in + r * NCOLS, f, n, NCOLS);
         if (!j->rc)
-            j->rc = qd_quantize_rows(j->t, f, j->out + (size_t)r * j->row_bytes, n, NCOLS, NULL);
+            j->rc = qd_quantize_rows(j->t, f, j->out + (size_t)r * j->row_bytes, n, NCOLS, j->imatrix);
     }
     free(f);
     return NULL;
@@ -115,6 +116,8 @@ static void *work(job *j)
 
 /* Run mode over rows [0, nrows) on nt threads; returns wall seconds, and in *cpu the largest thread CPU time
  * (what the wall time would be on otherwise idle cores: this VM's cores are shared with other jobs). */
+static const float *g_imatrix;
+
 static double run(int mode, qd_type t, const uint16_t *in, uint8_t *out, int64_t nrows, int nt, double *cpu)
 {
     pthread_t th[16];
@@ -122,7 +125,7 @@ static double run(int mode, qd_type t, const uint16_t *in, uint8_t *out, int64_t
     const double t0 = now_s();
     for (int i = 0; i < nt; i++) {
         jobs[i] = (job){.mode = mode, .t = t, .in = in, .out = out, .r0 = nrows * i / nt, .r1 = nrows * (i + 1) / nt,
-                        .row_bytes = qd_row_size(t, NCOLS)};
+                        .row_bytes = qd_row_size(t, NCOLS), .imatrix = g_imatrix};
         pthread_create(&th[i], NULL, worker, &jobs[i]);
     }
     int rc = 0;
@@ -213,9 +216,16 @@ int main(int argc, char **argv)
             snprintf(write_arg, sizeof(write_arg), "%s", argv[++i]);
         else if (!strcmp(argv[i], "--sizes"))
             sizes_only = 1;
+        else if (!strcmp(argv[i], "--imatrix")) {
+            /* a generated importance matrix (positive, spread over 3 decades) for every type that uses one */
+            static float im[NCOLS];
+            for (int c = 0; c < NCOLS; c++)
+                im[c] = 0.01f + (float)(rng() % 1000) / 10.f;
+            g_imatrix = im;
+        }
         else {
             fprintf(stderr, "usage: quantize_bench [--mb N] [--ref-mb N] [--threads T] [--types a,b] [--write T=S,...] "
-                            "[--sizes]\n");
+                            "[--sizes] [--imatrix]\n");
             return 2;
         }
     }
@@ -248,9 +258,9 @@ int main(int argc, char **argv)
     uint16_t *in = big_alloc(in_bytes);
     uint8_t *copy = big_alloc(in_bytes);
     generate(in, nrows);
-    printf("quantize bench: %.0f MiB of F16 (%lld rows x %d), %d threads, kernels: %s; cpu: %s\n",
-           (double)in_bytes / 1048576, (long long)nrows, NCOLS, nt, "ref avx2 avx512 (as usable)",
-           qd_kernels_cpu_features());
+    printf("quantize bench: %.0f MiB of F16 (%lld rows x %d), %d threads, %s, kernels: ref avx2 avx512 (as usable); "
+           "cpu: %s\n", (double)in_bytes / 1048576, (long long)nrows, NCOLS, nt,
+           g_imatrix ? "WITH a generated importance matrix" : "no importance matrix", qd_kernels_cpu_features());
 
     /* the bound, same buffer, same threads: read (sum) and memcpy, best of 3 */
     double t_read = 1e9, t_copy = 1e9;
