@@ -382,14 +382,6 @@ static inline __attribute__((always_inline)) void lq_make_qkx_n(const int NS, in
     }
 }
 
-static lq_vf lq_make_qkx(int n, int nmax, const lq_vf *x, const lq_vf *w, lq_vi *L, lq_vf *the_min, float rmin,
-                         float rdelta, int nstep, bool use_mad, bool v3)
-{
-    lq_vf scale;
-    lq_make_qkx_n(1, n, nmax, x, w, L, &scale, the_min, rmin, rdelta, nstep, use_mad, v3);
-    return scale;
-}
-
 /* qd_make_qp_quants: L holds the uint8_t levels. */
 static lq_vf lq_make_qp(int n, int nmax, const lq_vf *x, lq_vi *L, const lq_vf *qw)
 {
@@ -986,60 +978,63 @@ static void lq_iq4_group(int sb, const float *const *xp, const float *const *qwp
 
 /* ---- legacy types with an importance matrix (the row's mean square comes in per lane) ---- */
 
-/* Q4_0 (nmax 8), Q5_0 (nmax 16) via qx; Q4_1 (15), Q5_1 (31) via qkx3. Writes the levels of each lane. */
-static void lq_legacy_imatrix_group(qd_type t, const float *const *xp, const float *const *qwp, lq_vf sigma2,
+/*
+ * Q4_0 (nmax 8), Q5_0 (nmax 16) via qx; Q4_1 (15), Q5_1 (31) via qkx3, on LQ_MAXNS lane groups at once (block
+ * g * LN + k is lane k of group g; sigma2[g] holds each lane's row mean square), interleaved like the K-quant
+ * sub-blocks. Writes each block.
+ */
+static void lq_legacy_imatrix_group(qd_type t, const float *const *xp, const float *const *qwp, const lq_vf *sigma2,
                                     uint8_t *const *yp)
 {
-    lq_vf X[32], QW[32], W[32];
-    lq_vi L[32];
-    lq_load(X, xp, 32);
-    lq_load(QW, qwp, 32);
-    lq_imatrix_weights(QW, X, sigma2, 32, W);
-    qd_fp16 dh[LN], mh[LN];
-    if (t == QD_TYPE_Q4_0 || t == QD_TYPE_Q5_0) {
-        lq_vf d = lq_make_qx(32, t == QD_TYPE_Q4_0 ? 8 : 16, X, L, W);
-        lq_fp16(d, dh);
-    } else {
-        lq_vf min;
-        lq_vf d = lq_make_qkx(32, t == QD_TYPE_Q4_1 ? 15 : 31, X, W, L, &min, -0.9f, 0.05f, 36, false, true);
-        lq_fp16(d, dh);
-        lq_fp16(-min, mh);
+    lq_vf X[LQ_MAXNS * 32], W[LQ_MAXNS * 32], d[LQ_MAXNS], min[LQ_MAXNS];
+    lq_vi L[LQ_MAXNS * 32];
+    for (int g = 0; g < LQ_MAXNS; g++) {
+        lq_load(X + 32 * g, xp + g * LN, 32);
+        lq_load(W + 32 * g, qwp + g * LN, 32);
+        lq_imatrix_weights(W + 32 * g, X + 32 * g, sigma2[g], 32, W + 32 * g);
     }
-    for (int k = 0; k < LN; k++) {
-        uint8_t Lk[32];
-        lq_lane_bytes(L, 32, k, Lk);
-        uint8_t *y = yp[k], *qs;
-        memcpy(y, &dh[k], 2);
-        if (t == QD_TYPE_Q4_1 || t == QD_TYPE_Q5_1)
-            memcpy(y + 2, &mh[k], 2);
-        if (t == QD_TYPE_Q4_0 || t == QD_TYPE_Q4_1) {
-            qs = y + (t == QD_TYPE_Q4_0 ? 2 : 4);
-            for (int j = 0; j < 16; ++j)
-                qs[j] = (uint8_t)(Lk[j] | (Lk[j + 16] << 4));
-        } else {
-            uint8_t *qh = y + (t == QD_TYPE_Q5_0 ? 2 : 4);
-            qs = qh + 4;
-            uint32_t h = 0;
-            for (int j = 0; j < 16; ++j) {
-                uint8_t lo = Lk[j], hi = Lk[j + 16];
-                qs[j] = (uint8_t)((lo & 0x0F) | ((hi & 0x0F) << 4));
-                h |= ((lo & 0x10u) >> 4) << j;
-                h |= ((hi & 0x10u) >> 4) << (j + 16);
+    const bool sym = t == QD_TYPE_Q4_0 || t == QD_TYPE_Q5_0;
+    if (sym)
+        lq_make_qx_n(LQ_MAXNS, 32, t == QD_TYPE_Q4_0 ? 8 : 16, X, L, W, d);
+    else
+        lq_make_qkx_n(LQ_MAXNS, 32, t == QD_TYPE_Q4_1 ? 15 : 31, X, W, L, d, min, -0.9f, 0.05f, 36, false, true);
+    for (int g = 0; g < LQ_MAXNS; g++) {
+        qd_fp16 dh[LN], mh[LN];
+        lq_fp16(d[g], dh);
+        if (!sym)
+            lq_fp16(-min[g], mh);
+        for (int k = 0; k < LN; k++) {
+            uint8_t Lk[32];
+            lq_lane_bytes(L + 32 * g, 32, k, Lk);
+            uint8_t *y = yp[g * LN + k], *qs;
+            memcpy(y, &dh[k], 2);
+            if (!sym)
+                memcpy(y + 2, &mh[k], 2);
+            if (t == QD_TYPE_Q4_0 || t == QD_TYPE_Q4_1) {
+                qs = y + (t == QD_TYPE_Q4_0 ? 2 : 4);
+                for (int j = 0; j < 16; ++j)
+                    qs[j] = (uint8_t)(Lk[j] | (Lk[j + 16] << 4));
+            } else {
+                uint8_t *qh = y + (t == QD_TYPE_Q5_0 ? 2 : 4);
+                qs = qh + 4;
+                uint32_t h = 0;
+                for (int j = 0; j < 16; ++j) {
+                    uint8_t lo = Lk[j], hi = Lk[j + 16];
+                    qs[j] = (uint8_t)((lo & 0x0F) | ((hi & 0x0F) << 4));
+                    h |= ((lo & 0x10u) >> 4) << j;
+                    h |= ((hi & 0x10u) >> 4) << (j + 16);
+                }
+                for (int b = 0; b < 4; b++)
+                    qh[b] = (uint8_t)(h >> (8 * b));
             }
-            for (int b = 0; b < 4; b++)
-                qh[b] = (uint8_t)(h >> (8 * b));
         }
     }
 }
 
 /* ---- drivers: rows of blocks in groups of LN, the last group padded with copies of its first block ---- */
 
-typedef void (*lq_group_fn)(qd_type t, const float *const *xp, const float *const *qwp, lq_vf sigma2,
-                            uint8_t *const *yp);
-
-static void lq_group_k(qd_type t, const float *const *xp, const float *const *qwp, lq_vf sigma2, uint8_t *const *yp)
+static void lq_group_k(qd_type t, const float *const *xp, const float *const *qwp, uint8_t *const *yp)
 {
-    (void)sigma2;
     switch (t) {
     case QD_TYPE_Q2_K: lq_q2_K_group(xp, qwp, yp); break;
     case QD_TYPE_Q3_K: lq_q3_K_group(xp, qwp, yp); break;
@@ -1052,46 +1047,61 @@ static void lq_group_k(qd_type t, const float *const *xp, const float *const *qw
     }
 }
 
-/* The row mean square of the legacy importance weights: ggml's order (a float sum, divided by the count). */
-static float lq_row_sigma2(const float *x, int64_t n)
+/*
+ * The row mean square of the legacy importance weights, ggml's order (a float sum in index order, divided by the
+ * count), for up to 8 consecutive rows at once: each row's sum is its own serial chain, so they overlap.
+ */
+static void lq_rows_sigma2(const float *x, int64_t ncols, int nr, float *out)
 {
-    float s = 0;
-    for (int64_t j = 0; j < n; ++j)
-        s += x[j] * x[j];
-    return s / n;
+    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    if (nr == 8) {
+        for (int64_t j = 0; j < ncols; ++j)
+            for (int r = 0; r < 8; r++)
+                s[r] += x[r * ncols + j] * x[r * ncols + j];
+    } else {
+        for (int r = 0; r < nr; r++)
+            for (int64_t j = 0; j < ncols; ++j)
+                s[r] += x[r * ncols + j] * x[r * ncols + j];
+    }
+    for (int r = 0; r < nr; r++)
+        out[r] = s[r] / ncols;
 }
 
+/* Groups of LN blocks (LQ_MAXNS groups at a time for the legacy imatrix types), the last padded. */
 static void lq_run(qd_type t, int bs, size_t bytes, const float *src, void *dst, int64_t nrows, int64_t ncols,
                    const float *qw, bool legacy)
 {
+    enum { G = LN * LQ_MAXNS };
     const int64_t nb = ncols / bs, total = nrows * nb;
-    uint8_t scratch[LN][292];
-    const float *xp[LN], *qp[LN];
-    uint8_t *yp[LN];
-    float s2[LN];
-    int64_t s2_row = -1;
-    float s2_val = 0;
-    for (int64_t g = 0; g < total; g += LN) {
-        for (int k = 0; k < LN; k++) {
+    const int span = legacy ? G : LN;
+    uint8_t scratch[G][292];
+    const float *xp[G], *qp[G];
+    uint8_t *yp[G];
+    float s2[G], cache[8];
+    int64_t cache_row = -1; /* cache[i] is the mean square of row cache_row + i */
+    for (int64_t g = 0; g < total; g += span) {
+        for (int k = 0; k < span; k++) {
             const int64_t b = g + k < total ? g + k : g;
             xp[k] = src + b * bs;
             qp[k] = qw ? qw + (b % nb) * bs : NULL;
             yp[k] = g + k < total ? (uint8_t *)dst + b * bytes : scratch[k];
             if (legacy) {
                 const int64_t r = b / nb;
-                if (r != s2_row) {
-                    s2_val = lq_row_sigma2(src + r * ncols, ncols);
-                    s2_row = r;
+                if (cache_row < 0 || r < cache_row || r >= cache_row + 8) {
+                    const int nr = nrows - r < 8 ? (int)(nrows - r) : 8;
+                    lq_rows_sigma2(src + r * ncols, ncols, nr, cache);
+                    cache_row = r;
                 }
-                s2[k] = s2_val;
+                s2[k] = cache[r - cache_row];
             }
         }
-        lq_vf sigma2;
-        memcpy(&sigma2, s2, sizeof(sigma2));
-        if (legacy)
+        if (legacy) {
+            lq_vf sigma2[LQ_MAXNS];
+            memcpy(sigma2, s2, sizeof(sigma2));
             lq_legacy_imatrix_group(t, xp, qp, sigma2, yp);
-        else
-            lq_group_k(t, xp, qw ? qp : NULL, sigma2, yp);
+        } else {
+            lq_group_k(t, xp, qw ? qp : NULL, yp);
+        }
     }
 }
 
