@@ -9,6 +9,7 @@
 #   make bench-store     put/get throughput against cat and cp
 #   make bench-verify    bundle verifications/s against openssl speed ed25519 ecdsap256
 #   make fuzz            libFuzzer builds of tests/fuzz/fuzz_*.c (clang) in build/fuzz/libfuzzer
+#   make bench-quantize  kernel quantize GB/s per variant (ref, avx2, avx512) against the machine's bound
 #   make FLAVOUR=asan    a sanitizer build in build/asan (clang)
 
 FLAVOUR ?= release
@@ -64,7 +65,7 @@ FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRCS))
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
 
-.PHONY: all test check tests unit-bins demo deps clean bench-store bench-verify bench-runtime fuzz lint
+.PHONY: all test check tests unit-bins demo deps clean bench-store bench-verify bench-runtime bench-quantize fuzz lint
 all: $(B)/libqd.a $(B)/quant $(B)/quantd bin/quant bin/quantd
 
 # Convenience links: bin/quant and bin/quantd are the programs of the last build.
@@ -150,6 +151,8 @@ bench-verify: all $(B)/bench/verify
 # tokens/s of the reference runtime on a generated dim-2048 llama (LAYERS=2 by default; 4.4 GB of f32 per 22 layers)
 bench-runtime: all $(B)/bench/runtime_bench
 	@$(B)/bench/runtime_bench speed $${LAYERS:-2}
+bench-quantize: all $(B)/bench/quantize_bench
+	@bench/quantize.sh
 
 DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev liblmdb-dev libzstd-dev libssl-dev \
 	libjansson-dev libgit2-dev libevent-dev libcurl4-openssl-dev libcmocka-dev openssl python3 \

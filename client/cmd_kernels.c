@@ -23,7 +23,12 @@ int cmd_kernels(int argc, char **argv)
     if (rc < 0)
         return qd_fail(rc, "kernels");
     printf("kernels: %s\n", qd_kernels_name(qd_kernels_current()));
-    printf("built: ref\n");
+    printf("built:");
+    for (int v = QD_KERNELS_REF; v <= QD_KERNELS_CUDA; v++)
+        if (qd_kernels_built((qd_kernel_variant)v))
+            printf(" %s%s", qd_kernels_name((qd_kernel_variant)v),
+                   qd_kernels_usable((qd_kernel_variant)v) ? "" : " (not on this CPU)");
+    printf("\n");
     printf("cpu: %s\n", qd_kernels_cpu_features());
     printf("quantize:");
     for (int t = 0; t < QD_TYPE_COUNT; t++) {
@@ -32,5 +37,10 @@ int cmd_kernels(int argc, char **argv)
             printf(" %s", tr->name);
     }
     printf("\n");
+    printf("vectorized here:");
+    for (int t = 0; t < QD_TYPE_COUNT; t++)
+        if (qd_kernels_accelerated((qd_type)t))
+            printf(" %s", qd_type_traits_get((qd_type)t)->name);
+    printf("%s\n", qd_kernels_current() == QD_KERNELS_REF ? " (none: the reference)" : "");
     return 0;
 }

@@ -26,3 +26,11 @@ $(B)/obj/quantd/runtime/%.o: CFLAGS_ALL += -O3
 # must be the single f32 operations the loaders perform.
 LIBQD_SRCS += quantd/io/safetensors_write.c quantd/formats/codes.c quantd/formats/layouts.c quantd/formats/export.c
 $(B)/obj/quantd/formats/%.o: CFLAGS_ALL += -ffp-contract=off -fno-fast-math
+# quantd/kernels/arch/x86/: the SIMD variants, each file with its own ISA flags (and -O3 for the vectorized
+# dequantizers); the pattern rule above adds -ffp-contract=off to them too. Elsewhere they compile to nothing.
+LIBQD_SRCS += quantd/kernels/arch/x86/avx2.c quantd/kernels/arch/x86/avx512.c
+ifneq ($(filter x86_64 amd64,$(shell uname -m)),)
+$(B)/obj/quantd/kernels/arch/x86/avx2.o: CFLAGS_ALL += -O3 -mavx2 -mf16c -ffp-contract=off
+$(B)/obj/quantd/kernels/arch/x86/avx512.o: CFLAGS_ALL += -O3 -mavx512f -mavx512bw -mavx512vl -mavx2 -mf16c \
+	-ffp-contract=off
+endif

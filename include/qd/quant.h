@@ -97,6 +97,11 @@ typedef enum qd_kernel_variant {
 int qd_kernels_select(void);
 qd_kernel_variant qd_kernels_current(void);
 const char *qd_kernels_name(qd_kernel_variant v);
+/** Whether this build has variant v, and whether this CPU can run it too. */
+bool qd_kernels_built(qd_kernel_variant v);
+bool qd_kernels_usable(qd_kernel_variant v);
+/** Whether the current variant has its own (non-reference) quantizer for type t. */
+bool qd_kernels_accelerated(qd_type t);
 
 /** The CPU features this process sees that matter to kernel selection ("sse2 avx avx2 fma ..."). @note a
  *  thread-local buffer, valid until the next call on this thread. */

@@ -6,6 +6,9 @@
  * once (QD_KERNELS=ref|avx2|avx512 forces one); call sites never contain an #ifdef.
  */
 #include <math.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,8 +127,12 @@ const qd_kernel_table qd_kernels_ref = {
     },
 };
 
-/* Every variant this build has, best first. Only the reference exists so far. */
+/* Every variant this build has, best first (arch/x86/avx512.c, avx2.c). */
+#if defined(__x86_64__)
+static const qd_kernel_table *const variants[] = {&qd_kernels_avx512, &qd_kernels_avx2, &qd_kernels_ref};
+#else
 static const qd_kernel_table *const variants[] = {&qd_kernels_ref};
+#endif
 
 static const char *const variant_names[] = {
     [QD_KERNELS_REF] = "ref", [QD_KERNELS_AVX2] = "avx2", [QD_KERNELS_AVX512] = "avx512", [QD_KERNELS_CUDA] = "cuda"};
@@ -137,6 +144,16 @@ const char *qd_kernels_name(qd_kernel_variant v)
     return variant_names[v];
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+/* F16C (CPUID leaf 1, ECX bit 29): both x86 variants convert fp16 with it; clang's __builtin_cpu_supports does
+ * not know the name. */
+static bool has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+#endif
+
 /* Whether this CPU could run a variant (independently of whether the build has it). */
 static bool cpu_supports(qd_kernel_variant v)
 {
@@ -145,14 +162,25 @@ static bool cpu_supports(qd_kernel_variant v)
         return true;
 #if defined(__x86_64__) || defined(__i386__)
     case QD_KERNELS_AVX2:
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        return __builtin_cpu_supports("avx2") && has_f16c();
     case QD_KERNELS_AVX512:
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2") && has_f16c();
 #endif
     default:
         return false;
     }
 }
+
+bool qd_kernels_built(qd_kernel_variant v)
+{
+    for (size_t i = 0; i < sizeof(variants) / sizeof(variants[0]); i++)
+        if (variants[i]->variant == v)
+            return true;
+    return false;
+}
+
+bool qd_kernels_usable(qd_kernel_variant v) { return qd_kernels_built(v) && cpu_supports(v); }
 
 const char *qd_kernels_cpu_features(void)
 {
@@ -214,8 +242,8 @@ int qd_kernels_select(void)
             qd_log(QD_LOG_INFO, "kernels", "kernel variant %s (forced by QD_KERNELS)", variants[i]->name);
             return QD_OK;
         }
-        return qd_error_set(QD_EUNSUPPORTED, QD_EC_CONFIG, "QD_KERNELS=%s: this build has no %s kernels (available: "
-                            "ref)", force, variant_names[want]);
+        return qd_error_set(QD_EUNSUPPORTED, QD_EC_CONFIG, "QD_KERNELS=%s: this build has no %s kernels",
+                            force, variant_names[want]);
     }
     const qd_kernel_table *best = &qd_kernels_ref;
     for (size_t i = 0; i < sizeof(variants) / sizeof(variants[0]); i++) {
@@ -248,6 +276,14 @@ qd_kernel_variant qd_kernels_current(void)
     return t ? t->variant : QD_KERNELS_REF;
 }
 
+bool qd_kernels_accelerated(qd_type t)
+{
+    const qd_kernel_table *tab = qd_kernels_table();
+    if (!tab || tab == &qd_kernels_ref || (int)t < 0 || t >= QD_TYPE_COUNT)
+        return false;
+    return tab->ops[t].quantize != NULL || tab->ops[t].quantize_imatrix != NULL;
+}
+
 /* ---- checked entry points ---- */
 
 /*
@@ -256,6 +292,36 @@ qd_kernel_variant qd_kernels_current(void)
  * squared errors) start to overflow. MXFP4's shared exponent reaches much further; NVFP4 saturates.
  */
 static float max_abs_for(qd_type t) { return t == QD_TYPE_MXFP4 ? 1e37f : 3e8f; }
+
+/*
+ * Whether every value is finite and within max_abs: the magnitude bits of a float order like its value, and NaN
+ * and Inf sit above every finite one, so one integer compare per value, OR-ed over 1024 values, decides (a loop the compiler vectorizes;
+ * the value-by-value scan that names the culprit runs only when this fails).
+ */
+static bool all_within(const float *x, int64_t n, float max_abs)
+{
+    uint32_t lim;
+    memcpy(&lim, &max_abs, sizeof(lim));
+    const int32_t slim = (int32_t)lim; /* magnitudes are below 2^31: a signed compare orders them */
+    int64_t i = 0;
+    for (; i + 1024 <= n; i += 1024) {
+        int32_t bad = 0;
+        for (int j = 0; j < 1024; j++) {
+            uint32_t u;
+            memcpy(&u, x + i + j, sizeof(u));
+            bad |= (int32_t)(u & 0x7fffffffu) > slim;
+        }
+        if (bad)
+            return false;
+    }
+    for (; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, x + i, sizeof(u));
+        if ((u & 0x7fffffffu) > lim)
+            return false;
+    }
+    return true;
+}
 
 /* Where a block keeps its fp16 scales (byte offsets; -1 for none). */
 static const int16_t fp16_fields[QD_TYPE_COUNT][2] = {
@@ -344,7 +410,7 @@ int qd_quantize_rows(qd_type t, const float *src, void *dst, int64_t nrows, int6
         return qd_error_set(QD_EINVAL, QD_EC_INVALID, "quantize %s: NULL buffer", tr->name);
     if (qd_ref_iq_prepare(t) < 0)
         return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "quantize %s: out of memory building its grid tables", tr->name);
-    if (tr->quantized) {
+    if (tr->quantized && !all_within(src, nrows * ncols, max_abs_for(t))) {
         const int64_t n = nrows * ncols;
         const float max_abs = max_abs_for(t);
         for (int64_t i = 0; i < n; i++) {

@@ -41,6 +41,11 @@ typedef struct qd_kernel_table {
 /** The scalar reference (ref.c): complete, and the definition every other variant must match. */
 extern const qd_kernel_table qd_kernels_ref;
 
+/** The x86 SIMD variants (arch/x86/; x86-64 builds only). Each is only ever selected where the CPU has its
+ *  features; entries it lacks are NULL and fall back to the reference. */
+extern const qd_kernel_table qd_kernels_avx2;
+extern const qd_kernel_table qd_kernels_avx512;
+
 /** The table chosen by qd_kernels_select() (selecting implicitly on first use). */
 const qd_kernel_table *qd_kernels_table(void);
 

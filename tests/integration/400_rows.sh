@@ -75,12 +75,30 @@ rm -f "$T/x.bin"
 "$QUANT" rows quantize --type f16 --cols 32 -q "$T/nan.f32" "$T/nan.f16" || fail "f16 with NaN"
 [ "$(stat -c %s "$T/nan.f16")" = 128 ] || fail "f16 size"
 
-# kernels: the variant, and a clear error for one this build lacks
+# kernels: the variant chosen (the best this CPU runs), and a clear error for one this build lacks
 "$QUANT" kernels > "$T/k" || fail "quant kernels"
-grep -q '^kernels: ref$' "$T/k" || fail "kernels output: $(cat "$T/k")"
+grep -qE '^kernels: (ref|avx2|avx512)$' "$T/k" || fail "kernels output: $(cat "$T/k")"
+grep -q '^built: ref' "$T/k" || fail "no built line: $(cat "$T/k")"
 grep -q '^cpu: ' "$T/k" || fail "no cpu line"
-QD_KERNELS=avx512 expect 1 "no avx512 kernels" "$QUANT" kernels
+QD_KERNELS=cuda expect 1 "no cuda kernels" "$QUANT" kernels
 QD_KERNELS=nonsense expect 2 "unknown kernel variant" "$QUANT" kernels
-QD_KERNELS=ref "$QUANT" rows quantize --type q6_K --cols 512 -q "$V/cases/heavy.f32" "$T/h.bin" || fail "forced ref"
-cmp "$T/h.bin" "$V/q/heavy.q6_K.bin" || fail "forced ref bytes"
+QD_KERNELS=ref "$QUANT" kernels | grep -q '^kernels: ref$' || fail "forced ref not shown"
+# every variant this machine runs gives ggml's bytes through the CLI (the full vector set per variant is in
+# tests/unit/test_kernels.c)
+for v in ref avx2 avx512; do
+    if ! QD_KERNELS=$v "$QUANT" kernels > "$T/kv" 2>"$T/ke"; then
+        grep -q "lacks the features" "$T/ke" || fail "QD_KERNELS=$v: $(cat "$T/ke")"
+        echo "variant $v: not on this CPU"
+        continue
+    fi
+    grep -q "^kernels: $v\$" "$T/kv" || fail "QD_KERNELS=$v shows $(head -1 "$T/kv")"
+    for t in q6_K q4_K q8_0 iq4_xs q5_0; do
+        QD_KERNELS=$v "$QUANT" rows quantize --type $t --cols 512 -q "$V/cases/heavy.f32" "$T/h.bin" || fail "$v $t"
+        cmp "$T/h.bin" "$V/q/heavy.$t.bin" || fail "QD_KERNELS=$v $t bytes"
+    done
+    QD_KERNELS=$v "$QUANT" rows quantize --type q4_K --cols 512 -q --imatrix "$V/cases/heavy.imatrix.f32" \
+        "$V/cases/heavy.f32" "$T/h.bin" || fail "$v q4_K imatrix"
+    cmp "$T/h.bin" "$V/q/heavy.q4_K.imatrix.bin" || fail "QD_KERNELS=$v q4_K imatrix bytes"
+    echo "variant $v: cli bytes match"
+done
 echo ok

@@ -64,9 +64,9 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void test_kernels__golden_vectors(void **state)
+/* The vectors under the kernel variant currently selected. */
+static void golden_vectors_run(void)
 {
-    (void)state;
     const char *index = tu_shared("vectors/ggml/index.tsv");
     if (!index)
         TU_SKIP("../shared/vectors/ggml is absent: golden vector test not run");
@@ -201,11 +201,39 @@ static void test_kernels__golden_vectors(void **state)
         printf("%-8s %-10s %-10s %.1f Mvalues/s%s\n", st->name, q, d,
                st->seconds > 0 ? st->values / st->seconds / 1e6 : 0.0, is_required(st->name) ? "" : " (stretch)");
     }
-    printf("vectors: %d/%d matched (required types)\n", req_ok, req_total);
-    printf("stretch vectors: %d/%d matched\n", stretch_ok, stretch_total);
+    const char *vn = qd_kernels_name(qd_kernels_current());
+    printf("vectors [%s]: %d/%d matched (required types)\n", vn, req_ok, req_total);
+    printf("stretch vectors [%s]: %d/%d matched\n", vn, stretch_ok, stretch_total);
     assert_int_equal(failures, 0);
     assert_int_equal(req_ok, req_total);
     assert_true(req_total > 0);
+}
+
+/* The golden vectors under every kernel variant this build has and this CPU runs (ref, avx2, avx512). */
+static void test_kernels__golden_vectors(void **state)
+{
+    (void)state;
+    if (!tu_shared("vectors/ggml/index.tsv"))
+        TU_SKIP("../shared/vectors/ggml is absent: golden vector test not run");
+    static const qd_kernel_variant vs[] = {QD_KERNELS_REF, QD_KERNELS_AVX2, QD_KERNELS_AVX512};
+    int ran = 0;
+    for (size_t i = 0; i < sizeof(vs) / sizeof(vs[0]); i++) {
+        const char *vn = qd_kernels_name(vs[i]);
+        if (!qd_kernels_usable(vs[i])) {
+            printf("== kernel variant %s: %s, not run\n", vn, qd_kernels_built(vs[i]) ? "not supported by this CPU" :
+                   "not in this build");
+            continue;
+        }
+        setenv("QD_KERNELS", vn, 1);
+        assert_int_equal(qd_kernels_select(), QD_OK);
+        assert_int_equal(qd_kernels_current(), vs[i]);
+        printf("== kernel variant %s\n", vn);
+        golden_vectors_run();
+        ran++;
+    }
+    unsetenv("QD_KERNELS");
+    assert_int_equal(qd_kernels_select(), QD_OK);
+    assert_true(ran >= 1);
 }
 
 static const char *last_msg(void) { return qd_error_last()->message; }
@@ -322,14 +350,37 @@ static void test_kernels__selection(void **state)
     setenv("QD_KERNELS", "bogus", 1);
     assert_int_equal(qd_kernels_select(), QD_EINVAL);
     assert_non_null(strstr(last_msg(), "QD_KERNELS=bogus"));
-    setenv("QD_KERNELS", "avx512", 1);
+    setenv("QD_KERNELS", "cuda", 1);
     assert_int_equal(qd_kernels_select(), QD_EUNSUPPORTED);
+    assert_non_null(strstr(last_msg(), "QD_KERNELS=cuda"));
+    /* a forced x86 variant works exactly where the CPU has its features, and is a clear error elsewhere */
+    static const qd_kernel_variant x86[] = {QD_KERNELS_AVX2, QD_KERNELS_AVX512};
+    for (size_t i = 0; i < 2; i++) {
+        setenv("QD_KERNELS", qd_kernels_name(x86[i]), 1);
+        if (qd_kernels_usable(x86[i])) {
+            assert_int_equal(qd_kernels_select(), QD_OK);
+            assert_int_equal(qd_kernels_current(), x86[i]);
+            assert_true(qd_kernels_accelerated(QD_TYPE_Q4_K));
+            assert_false(qd_kernels_accelerated(QD_TYPE_IQ2_XXS)); /* falls back to the reference */
+        } else {
+            assert_int_equal(qd_kernels_select(), QD_EUNSUPPORTED);
+            assert_non_null(strstr(last_msg(), "lacks"));
+        }
+    }
+#if defined(__x86_64__)
+    assert_true(qd_kernels_built(QD_KERNELS_AVX2) && qd_kernels_built(QD_KERNELS_AVX512));
+#endif
     setenv("QD_KERNELS", "ref", 1);
     assert_int_equal(qd_kernels_select(), QD_OK);
     assert_int_equal(qd_kernels_current(), QD_KERNELS_REF);
     assert_string_equal(qd_kernels_name(qd_kernels_current()), "ref");
+    assert_false(qd_kernels_accelerated(QD_TYPE_Q4_K));
     unsetenv("QD_KERNELS");
     assert_int_equal(qd_kernels_select(), QD_OK);
+    /* unforced, the best usable variant is chosen */
+    qd_kernel_variant best = qd_kernels_usable(QD_KERNELS_AVX512) ? QD_KERNELS_AVX512
+                             : qd_kernels_usable(QD_KERNELS_AVX2) ? QD_KERNELS_AVX2 : QD_KERNELS_REF;
+    assert_int_equal(qd_kernels_current(), best);
     assert_string_equal(qd_kernels_name(QD_KERNELS_AVX2), "avx2");
     assert_non_null(qd_kernels_cpu_features());
 }

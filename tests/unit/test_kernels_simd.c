@@ -1,0 +1,460 @@
+/*
+ * test_kernels_simd.c - every SIMD kernel variant this CPU runs against the scalar reference, byte for byte:
+ * seeded random rows mixing heavy tails, zeros and signed zeros, denormals, +-max, exact ties, constant blocks,
+ * huge and tiny scales (around the 1e-15 all-zero threshold too), with and without importance matrices, over
+ * row lengths from one block to many (not multiples of the 8 or 16 lanes, rows that share a lane group), and
+ * every dequantizer on the reference's output and on random block bytes; F16/BF16 on all 2^16 halves and on the
+ * float edges of every rounding boundary. (The golden vectors under each variant are in test_kernels.c.)
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "testutil.h"
+
+#include "qd/err.h"
+#include "qd/quant.h"
+
+static const qd_kernel_variant simd_variants[] = {QD_KERNELS_AVX2, QD_KERNELS_AVX512};
+
+#define OK(call)                                                                                                   \
+    do {                                                                                                           \
+        int rc_ = (call);                                                                                          \
+        if (rc_ != QD_OK)                                                                                          \
+            fail_msg("%s: %d (%s)", #call, rc_, qd_error_last()->message);                                         \
+    } while (0)
+
+static void use(qd_kernel_variant v)
+{
+    setenv("QD_KERNELS", qd_kernels_name(v), 1);
+    assert_int_equal(qd_kernels_select(), QD_OK);
+    assert_int_equal(qd_kernels_current(), v);
+}
+
+static void use_default(void)
+{
+    unsetenv("QD_KERNELS");
+    assert_int_equal(qd_kernels_select(), QD_OK);
+}
+
+static int usable_count(void)
+{
+    int n = 0;
+    for (size_t i = 0; i < sizeof(simd_variants) / sizeof(simd_variants[0]); i++)
+        n += qd_kernels_usable(simd_variants[i]);
+    return n;
+}
+
+/* The largest magnitude the current type's block scales still hold in fp16 (with headroom); Q4_1 and Q5_1 store
+ * the block minimum itself as fp16. Set per type before generating its rows. */
+static double g_max = 6e4;
+
+static double max_for(qd_type t)
+{
+    switch (t) {
+    case QD_TYPE_Q4_1:
+    case QD_TYPE_Q5_1: return 3e4;
+    case QD_TYPE_Q2_K: return 4e5; /* dmin = (largest sub-block min) / 15 */
+    case QD_TYPE_Q8_0: return 8e6;
+    case QD_TYPE_Q4_0: return 4e5; /* the imatrix search may pick d = max / 7.1 */
+    case QD_TYPE_Q5_0: return 7e5;
+    default: return 1e6;
+    }
+}
+
+static double unif(tu_rng *r) { return (double)(tu_next(r) >> 11) * 0x1p-53; }
+
+static double gauss(tu_rng *r)
+{
+    double u = unif(r), v = unif(r);
+    return sqrt(-2.0 * log(u + 1e-300)) * cos(6.283185307179586 * v);
+}
+
+static float from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* One chunk of n values in one of the edge-case modes. */
+static void fill_chunk(tu_rng *r, float *x, int n, int mode)
+{
+    const double scale = pow(10.0, -6.0 + 9.0 * unif(r));
+    for (int i = 0; i < n; i++) {
+        double v;
+        switch (mode) {
+        case 0: v = gauss(r) * scale; break;
+        case 1: { /* heavy tail: a normal over a small uniform */
+            double u = unif(r) + 1e-3;
+            v = gauss(r) * scale * 0.01 / (u * u);
+            break;
+        }
+        case 2: v = (tu_next(r) & 1) ? 0.0 : -0.0; break;
+        case 3: x[i] = from_bits((uint32_t)(tu_next(r) & 0x807fffffu)); continue; /* denormals and zeros */
+        case 4: v = (tu_next(r) % 4 == 0) ? ((tu_next(r) & 1) ? g_max : -g_max) : gauss(r) * 1e3; break;
+        case 5: v = ldexp((double)((int)(tu_next(r) % 33) - 16), (int)(tu_next(r) % 5) - 2); break; /* ties */
+        case 6: v = i ? (double)x[0] : gauss(r) * scale; break;                                    /* constant */
+        case 7: v = gauss(r) * pow(10.0, -30.0 + 15.0 * unif(r)); break;                          /* tiny */
+        case 8: v = (i == (int)(tu_next(r) % (uint64_t)n)) ? gauss(r) * scale : 0.0; break;       /* spike */
+        case 9: v = gauss(r) * g_max / 3; break;                                                        /* huge */
+        case 10: x[i] = from_bits(0x26901d7du + (uint32_t)(tu_next(r) % 7) - 3u) * ((tu_next(r) & 1) ? 1 : -1);
+            continue; /* around 1e-15 */
+        case 11: v = fabs(gauss(r)) * scale + scale; break; /* all positive: min > 0 */
+        default: v = -fabs(gauss(r)) * scale; break;       /* all non-positive */
+        }
+        if (v > g_max)
+            v = g_max;
+        if (v < -g_max)
+            v = -g_max;
+        x[i] = (float)v;
+    }
+}
+
+#define NMODES 13
+
+static void fill_row(tu_rng *r, float *x, int64_t n, int chunk)
+{
+    for (int64_t i = 0; i < n; i += chunk)
+        fill_chunk(r, x + i, (int)(n - i < chunk ? n - i : chunk), (int)(tu_next(r) % (NMODES + 3)) % NMODES);
+}
+
+static void fill_imatrix(tu_rng *r, float *w, int64_t n)
+{
+    const int kind = (int)(tu_next(r) % 5);
+    for (int64_t i = 0; i < n; i++) {
+        switch (kind) {
+        case 0: w[i] = (float)(unif(r) * 10); break;
+        case 1: w[i] = (tu_next(r) % 3 == 0) ? 0.f : (float)unif(r); break;
+        case 2: w[i] = (float)pow(10.0, -8.0 + 14.0 * unif(r)); break;
+        case 3: w[i] = (i / 32) % 3 == 1 ? 0.f : 1.f; break; /* whole zero-weight sub-blocks */
+        default: w[i] = 1.f; break;
+        }
+    }
+}
+
+static const qd_type qtypes[] = {QD_TYPE_Q8_0, QD_TYPE_Q4_0, QD_TYPE_Q4_1, QD_TYPE_Q5_0, QD_TYPE_Q5_1,
+                                 QD_TYPE_Q2_K, QD_TYPE_Q3_K, QD_TYPE_Q4_K, QD_TYPE_Q5_K, QD_TYPE_Q6_K,
+                                 QD_TYPE_IQ4_NL, QD_TYPE_IQ4_XS};
+
+static void report_diff(const char *what, qd_type t, qd_kernel_variant v, int64_t nrows, int64_t ncols,
+                        const uint8_t *a, const uint8_t *b, size_t n, size_t unit)
+{
+    size_t k = 0;
+    while (k < n && a[k] == b[k])
+        k++;
+    fail_msg("%s %s under %s (%lld x %lld): first differing byte %zu (unit %zu): ref 0x%02x, simd 0x%02x", what,
+             qd_type_traits_get(t)->name, qd_kernels_name(v), (long long)nrows, (long long)ncols, k, k / unit, a[k],
+             b[k]);
+}
+
+/* Quantize (with and without imatrix) and dequantize one shape under ref and every usable SIMD variant. */
+static void check_shape(tu_rng *r, qd_type t, int64_t nrows, int64_t ncols, long *cases)
+{
+    const qd_type_traits *tr = qd_type_traits_get(t);
+    const size_t rs = qd_row_size(t, ncols), qbytes = rs * (size_t)nrows, fbytes = (size_t)(nrows * ncols) * 4;
+    float *x = malloc(fbytes), *im = malloc((size_t)ncols * 4);
+    uint8_t *qref = malloc(qbytes), *qsimd = malloc(qbytes), *rnd = malloc(qbytes);
+    float *dref = malloc(fbytes), *dsimd = malloc(fbytes);
+    assert_non_null(x);
+    assert_non_null(im);
+    assert_non_null(qref);
+    assert_non_null(qsimd);
+    assert_non_null(rnd);
+    assert_non_null(dref);
+    assert_non_null(dsimd);
+    const int chunk = tu_next(r) & 1 ? 32 : (int)tr->block_size;
+    g_max = max_for(t);
+    for (int64_t row = 0; row < nrows; row++)
+        fill_row(r, x + row * ncols, ncols, chunk);
+    fill_imatrix(r, im, ncols);
+    tu_fill(r, rnd, qbytes);
+    for (int with_im = 0; with_im < 2; with_im++) {
+        const float *w = with_im ? im : NULL;
+        use(QD_KERNELS_REF);
+        /* a block scale that overflows fp16 is refused after quantizing; the variants must agree on that too */
+        const int rc_ref = qd_quantize_rows(t, x, qref, nrows, ncols, w);
+        if (rc_ref != QD_OK && rc_ref != QD_EINVAL)
+            fail_msg("quantize %s: %d (%s)", tr->name, rc_ref, qd_error_last()->message);
+        OK(qd_dequantize_rows(t, qref, dref, nrows, ncols));
+        for (size_t vi = 0; vi < sizeof(simd_variants) / sizeof(simd_variants[0]); vi++) {
+            const qd_kernel_variant v = simd_variants[vi];
+            if (!qd_kernels_usable(v))
+                continue;
+            use(v);
+            memset(qsimd, 0xa5, qbytes);
+            assert_int_equal(qd_quantize_rows(t, x, qsimd, nrows, ncols, w), rc_ref);
+            if (memcmp(qref, qsimd, qbytes))
+                report_diff(with_im ? "quantize (imatrix)" : "quantize", t, v, nrows, ncols, qref, qsimd, qbytes,
+                            tr->type_size);
+            OK(qd_dequantize_rows(t, qref, dsimd, nrows, ncols));
+            if (memcmp(dref, dsimd, fbytes))
+                report_diff("dequantize", t, v, nrows, ncols, (const uint8_t *)dref, (const uint8_t *)dsimd, fbytes,
+                            4);
+            ++*cases;
+        }
+    }
+    /* dequantize arbitrary block bytes (every scale and level pattern, NaN/Inf fp16 scales included) */
+    use(QD_KERNELS_REF);
+    OK(qd_dequantize_rows(t, rnd, dref, nrows, ncols));
+    for (size_t vi = 0; vi < sizeof(simd_variants) / sizeof(simd_variants[0]); vi++) {
+        if (!qd_kernels_usable(simd_variants[vi]))
+            continue;
+        use(simd_variants[vi]);
+        OK(qd_dequantize_rows(t, rnd, dsimd, nrows, ncols));
+        if (memcmp(dref, dsimd, fbytes))
+            report_diff("dequantize (random bytes)", t, simd_variants[vi], nrows, ncols, (const uint8_t *)dref,
+                        (const uint8_t *)dsimd, fbytes, 4);
+    }
+    free(x);
+    free(im);
+    free(qref);
+    free(qsimd);
+    free(rnd);
+    free(dref);
+    free(dsimd);
+}
+
+static void test_kernels_simd__quantize_matches_reference(void **state)
+{
+    (void)state;
+    if (!usable_count())
+        skip();
+    tu_rng r;
+    tu_rng_seed(&r, tu_seed() + 5);
+    /* block counts per row: 1 block to many, around and off the 8 and 16 lanes */
+    static const int64_t nblocks[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33};
+    long cases = 0;
+    for (int round = 0; round < 3; round++)
+    for (size_t ti = 0; ti < sizeof(qtypes) / sizeof(qtypes[0]); ti++) {
+        const qd_type t = qtypes[ti];
+        const int64_t bs = qd_type_traits_get(t)->block_size;
+        for (size_t ni = 0; ni < sizeof(nblocks) / sizeof(nblocks[0]); ni++) {
+            const int64_t nrows = 1 + (int64_t)(tu_next(&r) % 3);
+            check_shape(&r, t, nrows, nblocks[ni] * bs, &cases);
+        }
+    }
+    use_default();
+    printf("simd vs ref: %ld quantize+dequantize cases identical (%d SIMD variant%s)\n", cases, usable_count(),
+           usable_count() == 1 ? "" : "s");
+}
+
+/* Many blocks of one mode each, so every lane of a group sees the edge case (and mixed groups too). */
+static void test_kernels_simd__edge_blocks(void **state)
+{
+    (void)state;
+    if (!usable_count())
+        skip();
+    tu_rng r;
+    tu_rng_seed(&r, tu_seed() + 6);
+    long cases = 0;
+    for (size_t ti = 0; ti < sizeof(qtypes) / sizeof(qtypes[0]); ti++) {
+        const qd_type t = qtypes[ti];
+        const int64_t bs = qd_type_traits_get(t)->block_size;
+        for (int mode = 0; mode < NMODES; mode++) {
+            const int64_t ncols = 19 * bs;
+            float *x = malloc((size_t)ncols * 4);
+            assert_non_null(x);
+            g_max = max_for(t);
+            for (int64_t i = 0; i < ncols; i += 32)
+                fill_chunk(&r, x + i, 32, mode);
+            const size_t qbytes = qd_row_size(t, ncols);
+            uint8_t *a = malloc(qbytes), *b = malloc(qbytes);
+            float *im = malloc((size_t)ncols * 4);
+            assert_non_null(a);
+            assert_non_null(b);
+            assert_non_null(im);
+            fill_imatrix(&r, im, ncols);
+            for (int with_im = 0; with_im < 2; with_im++) {
+                use(QD_KERNELS_REF);
+                const int rc_ref = qd_quantize_rows(t, x, a, 1, ncols, with_im ? im : NULL);
+                assert_true(rc_ref == QD_OK || rc_ref == QD_EINVAL);
+                for (size_t vi = 0; vi < 2; vi++) {
+                    if (!qd_kernels_usable(simd_variants[vi]))
+                        continue;
+                    use(simd_variants[vi]);
+                    assert_int_equal(qd_quantize_rows(t, x, b, 1, ncols, with_im ? im : NULL), rc_ref);
+                    if (memcmp(a, b, qbytes))
+                        report_diff(with_im ? "edge quantize (imatrix)" : "edge quantize", t, simd_variants[vi], 1,
+                                    ncols, a, b, qbytes, qd_type_traits_get(t)->type_size);
+                    cases++;
+                }
+            }
+            free(x);
+            free(a);
+            free(b);
+            free(im);
+        }
+    }
+    use_default();
+    printf("edge-mode blocks: %ld cases identical\n", cases);
+}
+
+/* F16 and BF16 both ways: all 2^16 halves, and around every fp16 rounding boundary, NaN payloads, Inf. */
+static void test_kernels_simd__conversions(void **state)
+{
+    (void)state;
+    if (!usable_count())
+        skip();
+    tu_rng r;
+    tu_rng_seed(&r, tu_seed() + 7);
+    const int64_t nh = 65536;
+    uint16_t *h = malloc((size_t)nh * 2), *ha = malloc((size_t)nh * 8), *hb = malloc((size_t)nh * 8);
+    float *fa = malloc((size_t)nh * 4), *fb = malloc((size_t)nh * 4), *f = malloc((size_t)nh * 4 * 4);
+    assert_non_null(h);
+    assert_non_null(ha);
+    assert_non_null(hb);
+    assert_non_null(fa);
+    assert_non_null(fb);
+    assert_non_null(f);
+    for (int64_t i = 0; i < nh; i++)
+        h[i] = (uint16_t)i;
+    /* floats: each half's value, the midpoint to the next half and one ulp either side of it, and random bits */
+    use(QD_KERNELS_REF);
+    OK(qd_dequantize_rows(QD_TYPE_F16, h, fa, 1, nh));
+    for (int64_t i = 0; i < nh; i++) {
+        uint32_t u;
+        memcpy(&u, &fa[i], 4);
+        f[4 * i] = fa[i];
+        if (i % 4 == 3) {
+            f[4 * i + 1] = from_bits((uint32_t)tu_next(&r)); /* any bits: NaN payloads, Inf, denormals */
+            f[4 * i + 2] = from_bits(0x477ff000u - 1u + (uint32_t)(tu_next(&r) % 3)) * (i & 8 ? -1.f : 1.f);
+            f[4 * i + 3] = from_bits(0x33000000u - 1u + (uint32_t)(tu_next(&r) % 3));
+        } else {
+            uint32_t mid = u + (1u << 12); /* halfway to the next binary16 value (normal range) */
+            f[4 * i + 1] = from_bits(mid);
+            f[4 * i + 2] = from_bits(mid - 1);
+            f[4 * i + 3] = from_bits(mid + 1);
+        }
+    }
+    const int64_t nf = 4 * nh;
+    for (int pass = 0; pass < 2; pass++) {
+        const qd_type t = pass ? QD_TYPE_BF16 : QD_TYPE_F16;
+        use(QD_KERNELS_REF);
+        OK(qd_dequantize_rows(t, h, fa, 1, nh));
+        OK(qd_quantize_rows(t, f, ha, 1, nf, NULL));
+        for (size_t vi = 0; vi < 2; vi++) {
+            if (!qd_kernels_usable(simd_variants[vi]))
+                continue;
+            use(simd_variants[vi]);
+            OK(qd_dequantize_rows(t, h, fb, 1, nh));
+            if (memcmp(fa, fb, (size_t)nh * 4))
+                report_diff("to f32", t, simd_variants[vi], 1, nh, (const uint8_t *)fa, (const uint8_t *)fb,
+                            (size_t)nh * 4, 4);
+            OK(qd_quantize_rows(t, f, hb, 1, nf, NULL));
+            if (memcmp(ha, hb, (size_t)nf * 2))
+                report_diff("from f32", t, simd_variants[vi], 1, nf, (const uint8_t *)ha, (const uint8_t *)hb,
+                            (size_t)nf * 2, 2);
+            /* odd lengths: the scalar tails */
+            for (int64_t n = 1; n < 40; n += 3) {
+                OK(qd_quantize_rows(t, f + 5, hb, 1, n, NULL));
+                assert_memory_equal(hb, ha + 5, (size_t)n * 2);
+            }
+        }
+    }
+    use_default();
+    free(h);
+    free(ha);
+    free(hb);
+    free(fa);
+    free(fb);
+    free(f);
+}
+
+
+/* ---- a generated "model": several tensors, each variant, 1 and 2 threads over row ranges ---- */
+
+typedef struct tslice {
+    qd_type t;
+    const float *x;
+    uint8_t *y;
+    int64_t r0, r1, ncols;
+    int rc;
+} tslice;
+
+static void *slice_worker(void *arg)
+{
+    tslice *s = arg;
+    const size_t rs = qd_row_size(s->t, s->ncols);
+    s->rc = qd_quantize_rows(s->t, s->x + s->r0 * s->ncols, s->y + (size_t)s->r0 * rs, s->r1 - s->r0, s->ncols, NULL);
+    return NULL;
+}
+
+static void quantize_threads(qd_type t, const float *x, uint8_t *y, int64_t nrows, int64_t ncols, int nt)
+{
+    pthread_t th[2];
+    tslice sl[2];
+    for (int i = 0; i < nt; i++) {
+        sl[i] = (tslice){t, x, y, nrows * i / nt, nrows * (i + 1) / nt, ncols, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, slice_worker, &sl[i]), 0);
+    }
+    for (int i = 0; i < nt; i++) {
+        pthread_join(th[i], NULL);
+        if (sl[i].rc)
+            fail_msg("quantize %s: %s", qd_type_traits_get(t)->name, qd_error_last()->message);
+    }
+}
+
+/* The same tensors quantized with every variant and with 1 and 2 threads give the same bytes (the kernel-level
+ * half of issue 5's whole-model check; the file-level half needs the quantize pipeline). */
+static void test_kernels_simd__model_variants_threads(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, tu_seed() + 8);
+    /* a small llama-like set of shapes: embeddings, attention, ffn (dims 512 / 1408) */
+    static const int64_t shapes[][2] = {{32, 512}, {64, 512}, {48, 1408}, {96, 512}};
+    static const qd_type types[] = {QD_TYPE_Q8_0, QD_TYPE_Q4_0, QD_TYPE_Q4_K, QD_TYPE_Q6_K, QD_TYPE_Q5_K,
+                                    QD_TYPE_IQ4_NL};
+    int checked = 0;
+    for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
+        const int64_t nrows = shapes[si][0], ncols = shapes[si][1];
+        float *x = malloc((size_t)(nrows * ncols) * 4);
+        assert_non_null(x);
+        for (int64_t i = 0; i < nrows * ncols; i++)
+            x[i] = (float)(gauss(&r) * 0.02 * ((tu_next(&r) & 255) == 0 ? 10 : 1));
+        for (size_t ti = 0; ti < sizeof(types) / sizeof(types[0]); ti++) {
+            const qd_type t = types[ti];
+            if (ncols % qd_type_traits_get(t)->block_size)
+                continue;
+            const size_t bytes = qd_row_size(t, ncols) * (size_t)nrows;
+            uint8_t *want = malloc(bytes), *got = malloc(bytes);
+            assert_non_null(want);
+            assert_non_null(got);
+            use(QD_KERNELS_REF);
+            quantize_threads(t, x, want, nrows, ncols, 1);
+            static const qd_kernel_variant all[] = {QD_KERNELS_REF, QD_KERNELS_AVX2, QD_KERNELS_AVX512};
+            for (size_t vi = 0; vi < 3; vi++) {
+                if (!qd_kernels_usable(all[vi]))
+                    continue;
+                use(all[vi]);
+                for (int nt = 1; nt <= 2; nt++) {
+                    memset(got, 0x5a, bytes);
+                    quantize_threads(t, x, got, nrows, ncols, nt);
+                    if (memcmp(want, got, bytes))
+                        report_diff("model tensor", t, all[vi], nrows, ncols, want, got, bytes,
+                                    qd_type_traits_get(t)->type_size);
+                    checked++;
+                }
+            }
+            free(want);
+            free(got);
+        }
+        free(x);
+    }
+    use_default();
+    printf("model tensors: %d (tensor, type, variant, threads) runs identical to ref on 1 thread\n", checked);
+}
+
+int main(void)
+{
+    tu_seed();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kernels_simd__conversions),
+        cmocka_unit_test(test_kernels_simd__quantize_matches_reference),
+        cmocka_unit_test(test_kernels_simd__edge_blocks),
+        cmocka_unit_test(test_kernels_simd__model_variants_threads),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
