@@ -9,7 +9,7 @@
 #   make bench-store     put/get throughput against cat and cp
 #   make bench-verify    bundle verifications/s against openssl speed ed25519 ecdsap256
 #   make fuzz            libFuzzer builds of tests/fuzz/fuzz_*.c (clang) in build/fuzz/libfuzzer
-#   make bench-quantize  kernel quantize GB/s per variant (ref, avx2, avx512) against the machine's bound
+#   make bench-quantize  a 1.5 GB F16 checkpoint quantized per variant (GB/s, RSS), then kernel GB/s per variant
 #   make FLAVOUR=asan    a sanitizer build in build/asan (clang)
 
 FLAVOUR ?= release
@@ -151,7 +151,8 @@ bench-verify: all $(B)/bench/verify
 # tokens/s of the reference runtime on a generated dim-2048 llama (LAYERS=2 by default; 4.4 GB of f32 per 22 layers)
 bench-runtime: all $(B)/bench/runtime_bench
 	@$(B)/bench/runtime_bench speed $${LAYERS:-2}
-bench-quantize: all $(B)/bench/quantize_bench
+bench-quantize: all $(B)/bench/quantize_bench $(TOOL_BINS)
+	@bench/quantize_model.sh
 	@bench/quantize.sh
 
 DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev liblmdb-dev libzstd-dev libssl-dev \

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# bench/quantize_model.sh - the whole pipeline: a generated ~1.5 GB F16 llama checkpoint (dim 2048, vocab 32000,
+# tests/tools/gen_ckpt --preset bench) quantized by `quant quantize` to Q8_0, Q4_0, Q4_K_M and Q6_K with 2 threads,
+# per kernel variant: GB/s of F16 input and peak RSS. In the same run, the bound the machine sets: reading the input
+# from the page cache (cat) and writing a file of each output's size (dd, same filesystem, no fsync).
+# LLAMA_QUANTIZE=/path/to/llama-quantize runs it on the same GGUF too and prints the ratios.
+#   RECIPES="Q8_0 Q4_K_M" VARIANTS="avx2 avx512" THREADS=2 bench/quantize_model.sh
+set -eu
+cd "$(dirname "$0")/.."
+B=build/release
+Q=$B/quant
+dir=var/bench
+mkdir -p "$dir"
+src=$dir/ckpt-bench-f16.gguf
+THREADS=${THREADS:-2}
+RECIPES=${RECIPES:-Q8_0 Q4_0 Q4_K_M Q6_K}
+all_variants=$($Q kernels | awk '/^built:/ {for (i = 2; i <= NF; i++) print $i}')
+VARIANTS=${VARIANTS:-$(for v in $all_variants; do QD_KERNELS=$v $Q kernels >/dev/null 2>&1 && [ "$v" != ref ] && echo "$v"; done)}
+[ -f "$src" ] || $B/tools/gen_ckpt --preset bench --out "$src" >/dev/null
+in_bytes=$(stat -c %s "$src")
+cat "$src" >/dev/null; cat "$src" >/dev/null # warm the page cache
+t() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N); awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}'; }
+gbs() { awk -v n="$1" -v s="$2" 'BEGIN{printf "%.3f", n / 1e9 / s}'; }
+read_s=$(t sh -c "cat '$src' >/dev/null")
+echo "quantize benchmark: $(awk -v n="$in_bytes" 'BEGIN{printf "%.2f GB", n / 1e9}') F16 input, $THREADS threads, $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "bound: read input from page cache $(gbs "$in_bytes" "$read_s") GB/s"
+printf '%-8s %-8s %9s %10s %10s %11s %9s\n' recipe kernels seconds "GB/s in" "peak RSS" "write bound" "vs bound"
+for r in $RECIPES; do
+    for v in $VARIANTS; do
+        out=$dir/out-$r.gguf
+        rm -f "$out"
+        /usr/bin/time -o "$dir/time.txt" -f "%e %M" env QD_KERNELS=$v $Q quantize --in "$src" --type "$r" --out "$out" \
+            -t "$THREADS" >/dev/null 2>&1
+        s=$(tail -n 1 "$dir/time.txt")
+        secs=${s% *}; rss=${s#* }
+        ob=$(stat -c %s "$out")
+        rm -f "$dir/dd.bin"
+        ws=$(t dd if=/dev/zero of="$dir/dd.bin" bs=1M count=$(( (ob + 1048575) / 1048576 )))
+        rm -f "$dir/dd.bin"
+        # the write bound as F16-input GB/s: writing this output takes ws seconds
+        printf '%-8s %-8s %9.2f %10s %8d MiB %9s %8sx\n' "$r" "$v" "$secs" "$(gbs "$in_bytes" "$secs")" $((rss / 1024)) \
+            "$(gbs "$in_bytes" "$ws")" "$(awk -v a="$secs" -v b="$ws" 'BEGIN{printf "%.2f", b / a}')"
+        if [ -n "${LLAMA_QUANTIZE:-}" ] && [ "$v" = "$(echo $VARIANTS | awk '{print $NF}')" ]; then
+            ls=$(t "$LLAMA_QUANTIZE" "$src" "$dir/llama-$r.gguf" "$r" "$THREADS")
+            printf '%-8s %-8s %9.2f %10s   (ours is %sx)\n' "$r" llama "$ls" "$(gbs "$in_bytes" "$ls")" \
+                "$(awk -v a="$secs" -v b="$ls" 'BEGIN{printf "%.2f", b / a}')"
+            rm -f "$dir/llama-$r.gguf"
+        fi
+        rm -f "$out"
+    done
+done
+[ -n "${LLAMA_QUANTIZE:-}" ] || echo "LLAMA_QUANTIZE not given: llama-quantize's anchors from FORMATS.md 1.5 (another run, same kind of machine): Q8_0 0.23, Q4_0 0.36, Q4_K_M 0.057 GB/s"
+echo "targets: Q8_0, Q4_0 >= 1.5x llama-quantize and within 1.3x of the write bound; K-quants >= 4x llama-quantize"

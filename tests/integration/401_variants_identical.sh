@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Every kernel variant this CPU runs, with 1 and 2 threads, writes the same bytes for a whole generated model:
+# quant quantize under QD_KERNELS=ref|avx2|avx512 x -t 1|2 for Q8_0, Q4_K_M and Q6_K, all files cmp-identical.
+. "$(dirname "$0")/../lib/common.sh"
+"$QD_TOOLS/gen_ckpt" --out "$WORK/m.gguf" --format gguf --dtype f16 --dim 512 --ff 1376 --layers 2 --heads 8 \
+    --kv-heads 4 --vocab 2048 --seed 11 || fail "gen_ckpt"
+variants=$("$QUANT" kernels | awk '/^built:/ {for (i = 2; i <= NF; i++) print $i}')
+usable=""
+for v in $variants; do
+    QD_KERNELS=$v "$QUANT" kernels >/dev/null 2>&1 && usable="$usable $v"
+done
+echo "variants this CPU runs:$usable"
+for recipe in Q8_0 Q4_K_M Q6_K; do
+    first=""
+    for v in $usable; do
+        for t in 1 2; do
+            out=$WORK/$recipe.$v.t$t.gguf
+            QD_KERNELS=$v "$QUANT" quantize --in "$WORK/m.gguf" --type "$recipe" --out "$out" -t $t 2>/dev/null >"$WORK/summary" \
+                || fail "quantize $recipe with $v, $t thread(s)"
+            grep -q "kernels $v" "$WORK/summary" || { cat "$WORK/summary"; fail "the summary does not name kernel $v"; }
+            if [ -z "$first" ]; then first=$out; else cmp "$first" "$out" || fail "$recipe: $v -t $t differs from $first"; fi
+        done
+    done
+    echo "$recipe: identical across$usable x 1,2 threads ($(stat -c %s "$first") bytes)"
+done
