@@ -46,7 +46,7 @@ QD_BUILD_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknow
 LIBQD_SRCS :=
 QUANT_SRCS :=
 QUANTD_SRCS :=
-include common/module.mk verify/module.mk store/module.mk quantd/module.mk client/module.mk daemon/module.mk
+include common/module.mk verify/module.mk store/module.mk log/module.mk quantd/module.mk client/module.mk daemon/module.mk
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 LIBQD_OBJS := $(call obj,$(LIBQD_SRCS))

@@ -33,6 +33,8 @@ static const command commands[] = {
     {"policy", cmd_policy, "trust policies: new, check"},
     {"sign", cmd_sign, "sign files: an in-toto statement in a DSSE envelope, as a Sigstore bundle"},
     {"verify", cmd_verify, "verify a bundle against a trust policy and the files (exit 4 when it fails)"},
+    {"log", cmd_log, "the signed log: init, publish, tag, checkpoint, timestamp, prove, verify (docs/LOG.md)"},
+    {"audit", cmd_audit, "audit queries over a log: query, lineage (json, dot, tree)"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "list the commands"},
 };
