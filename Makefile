@@ -150,7 +150,7 @@ bench-verify: all $(B)/bench/verify
 
 DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev liblmdb-dev libzstd-dev libssl-dev \
 	libjansson-dev libgit2-dev libevent-dev libcurl4-openssl-dev libcmocka-dev openssl python3 \
-	python3-jsonschema python3-cryptography
+	python3-jsonschema python3-cryptography git openssh-client
 # Node.js for the llama.cpp checks (node-llama-cpp needs node >= 20): Debian's nodejs and npm only where no node
 # is installed yet (a nodesource nodejs already ships npm and conflicts with Debian's npm package).
 deps:

@@ -735,7 +735,8 @@ static int verify_entry(qd_verify_failure *why, git_repository *repo, const git_
             }
             snprintf(path, sizeof(path), "manifests/sha256/%s.json", qd_digest_hex(hx, &md));
             if ((error = qd_log__blob_at(&blob, repo, c, path, BUNDLE_MAX)) < 0) {
-                error = fail(why, QD_ECORRUPT, hex, "bundle missing from the tree: %s", path);
+                error = fail(why, QD_ECORRUPT, hex, "bundle %s missing or unreadable: %s", path,
+                             qd_error_last()->message);
                 goto done;
             }
             qd_sha256_buf(&got, blob.ptr, blob.len);

@@ -208,7 +208,7 @@ static qd_key *key_from_seed(const uint8_t seed[32])
 static void test_note_go_vectors(void **state)
 {
     qd_buf seed = QD_BUF_INIT(0), out = QD_BUF_INIT(0), vk = QD_BUF_INIT(0);
-    qd_key *k = NULL, *peter = NULL, *enoch = NULL;
+    qd_key *k = NULL, *peter = NULL, *enoch = NULL, *bad_key = NULL;
     char name[64];
     uint32_t h;
     size_t tl;
@@ -235,7 +235,7 @@ static void test_note_go_vectors(void **state)
     assert_int_equal(qd_note_verify(&tl, note, strlen(note), "EnochRoot", enoch), QD_OK);
     /* the wrong key for a name, a mangled key hash, a mangled signature, a changed text */
     assert_int_equal(qd_note_verify(&tl, note, strlen(note), "EnochRoot", peter), QD_EBADSIG);
-    assert_int_equal(qd_note_verifier_parse(&k, name, sizeof(name),
+    assert_int_equal(qd_note_verifier_parse(&bad_key, name, sizeof(name),
                                             "PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"),
                      QD_EINVAL);
     {
@@ -250,6 +250,7 @@ static void test_note_go_vectors(void **state)
     }
     assert_false(qd_note_name_valid("a+b"));
     assert_false(qd_note_name_valid("a b"));
+    assert_null(bad_key);
     assert_int_equal(qd_note_sign(&out, "no newline", 10, "PeterNeumann", k), QD_EINVAL);
     qd_key_free(k);
     qd_key_free(peter);
