@@ -695,7 +695,8 @@ static int fail(qd_verify_failure *why, int code, const char *hex, const char *f
 }
 
 static int verify_entry(qd_verify_failure *why, git_repository *repo, const git_commit *c, const char *hex,
-                        const char *entry, size_t len, uint64_t seq, char *origin, const qd_policy *policy)
+                        const char *entry, size_t len, uint64_t seq, char *origin, const qd_policy *policy,
+                        const char *log_key_id, bool *log_key_revoked)
 {
     json_t *j;
     json_error_t je;
@@ -768,6 +769,8 @@ static int verify_entry(qd_verify_failure *why, git_repository *repo, const git_
             error = fail(why, QD_ECORRUPT, hex, "key entry without key_id");
             goto done;
         }
+        if (!strcmp(kind, "key-revoke") && !strcmp(key_id, log_key_id))
+            *log_key_revoked = true;
     } else {
         error = fail(why, QD_ECORRUPT, hex, "unknown entry kind %s", kind);
         goto done;
@@ -790,6 +793,7 @@ int qd_replog_verify(qd_replog_state *out, qd_verify_failure *why, const char *d
     uint8_t *leaves = NULL, root[QD_HASH_LEN];
     char hex[41], origin[256] = "";
     qd_replog_state st;
+    bool revoked = false;
     int rc, error = QD_OK;
     git_libgit2_init();
     if (why)
@@ -833,6 +837,10 @@ int qd_replog_verify(qd_replog_state *out, qd_verify_failure *why, const char *d
             error = fail(why, QD_EBADSIG, hex, "unsigned commit");
             goto done;
         }
+        if (revoked) {
+            error = fail(why, QD_EBADSIG, hex, "signed with the log key after the log revoked it");
+            goto done;
+        }
         if (qd_sshsig_verify(sig.ptr, sig.size, log_key, "git", signed_data.ptr, signed_data.size) != QD_OK) {
             error = fail(why, QD_EBADSIG, hex, "commit signature: %s", qd_error_last()->message);
             goto done;
@@ -842,7 +850,8 @@ int qd_replog_verify(qd_replog_state *out, qd_verify_failure *why, const char *d
             error = fail(why, QD_ECORRUPT, hex, "%s", qd_error_last()->message);
             goto done;
         }
-        if ((error = verify_entry(why, repo, c, hex, e.ptr, e.len, i, origin, policy)) < 0)
+        if ((error = verify_entry(why, repo, c, hex, e.ptr, e.len, i, origin, policy, qd_key_id(log_key), &revoked)) <
+            0)
             goto done;
         qd_merkle_leaf_hash(leaves + i * QD_HASH_LEN, e.ptr, e.len);
         git_commit_free(c);

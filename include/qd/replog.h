@@ -243,7 +243,9 @@ int qd_replog_state_save(const qd_replog_state *st, const char *path);
  * bundle blob in the commit's tree has the digest the entry names and verifies under policy; a TAG's file holds
  * the digest the entry names. When prev (the state of an earlier run) is non-NULL and non-empty, the log must
  * extend it: the commit at index prev->size - 1 must be prev->head (fast-forward only) and the Merkle root of the
- * first prev->size entries must be prev->root. On success *out is the new state (may alias prev).
+ * first prev->size entries must be prev->root. A KEY_REVOKE entry naming log_key ends what log_key may sign: a
+ * later commit is refused (rotation: the verifier is then given the successor key). On success *out is the new
+ * state (may alias prev).
  * @param[in] dir  a git repository (bare or not) holding the log on branch "refs/heads/main"
  * @return QD_OK, QD_EBADSIG (signature, rewritten or rolled-back history; why says which commit and why),
  *         QD_ECORRUPT (bad entry, blob digest mismatch) or QD_ENOTFOUND

@@ -512,6 +512,20 @@ static void test_log_verify_fast_forward(void **state)
     qd_replog_free(log);
     assert_int_equal(qd_replog_verify(NULL, &why, f->logdir, f->logkey, f->policy, &s3), QD_EBADSIG);
     assert_non_null(strstr(why.reason, "rollback"));
+    /* the log key revoked in the log: nothing after the revocation is accepted */
+    {
+        qd_replog_entry e = QD_REPLOG_ENTRY_INIT;
+        assert_int_equal(qd_replog_open(&log, f->logdir), QD_OK);
+        e.kind = QD_REPLOG_KEY_REVOKE;
+        e.key = f->logkey;
+        e.time = 1800000300;
+        assert_int_equal(qd_replog_append(log, NULL, f->logkey, &e, NULL), QD_OK);
+        assert_int_equal(qd_replog_verify(NULL, &why, f->logdir, f->logkey, f->policy, NULL), QD_OK);
+        append_tag(f, log, "acme/a:latest", 0x35);
+        qd_replog_free(log);
+        assert_int_equal(qd_replog_verify(NULL, &why, f->logdir, f->logkey, f->policy, NULL), QD_EBADSIG);
+        assert_non_null(strstr(why.reason, "revoked"));
+    }
     /* not a log at all */
     assert_int_equal(qd_replog_verify(NULL, &why, f->dir, f->logkey, f->policy, NULL), QD_ENOTFOUND);
     assert_int_equal(qd_replog_init(&log, f->logdir, "example.test/log"), QD_EEXISTS);
