@@ -12,6 +12,7 @@
 #include "qd/err.h"
 #include "qd/replog.h"
 
+int qd_log__json_dump(qd_buf *out, const json_t *j, size_t flags);
 int qd_log__blob_of_entry(qd_buf *out, qd_replog *log, uint64_t i, const char *path, size_t max);
 
 struct qd_audit {
@@ -205,7 +206,6 @@ int qd_audit_record_json(qd_buf *out, const qd_audit_record *r)
     json_t *hw = json_array(), *keys = json_array();
     char tmp[sizeof(r->key_ids) > sizeof(r->hardware) ? sizeof(r->key_ids) : sizeof(r->hardware)];
     char *save = NULL, *tok;
-    char *s;
     int error;
     if (!o || !hw || !keys) {
         json_decref(o);
@@ -221,12 +221,8 @@ int qd_audit_record_json(qd_buf *out, const qd_audit_record *r)
         json_array_append_new(keys, json_string(tok));
     json_object_set_new(o, "target_hardware", hw);
     json_object_set_new(o, "key_ids", keys);
-    s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    error = qd_log__json_dump(out, o, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(o);
-    if (!s)
-        return QD_ENOMEM;
-    error = qd_buf_puts(out, s);
-    free(s); /* jansson's allocator */
     return error;
 }
 

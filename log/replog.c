@@ -39,6 +39,19 @@ struct qd_replog {
     size_t n, cap;
 };
 
+static int json_to_buf(const char *data, size_t n, void *payload)
+{
+    return qd_buf_put(payload, data, n) == QD_OK ? 0 : -1;
+}
+
+int qd_log__json_dump(qd_buf *out, const json_t *j, size_t flags);
+int qd_log__json_dump(qd_buf *out, const json_t *j, size_t flags)
+{
+    if (json_dump_callback(j, json_to_buf, out, flags) != 0)
+        return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "JSON serialisation failed");
+    return QD_OK;
+}
+
 int qd_log__err_git(int rc, const char *what)
 {
     const git_error *e = git_error_last();
@@ -382,7 +395,9 @@ int qd_replog_append(qd_replog *log, uint64_t *index_out, const qd_key *signer, 
                      const qd_policy *policy)
 {
     json_t *j = NULL;
-    char *ej = NULL, dg[QD_DIGEST_STR_LEN + 1], hex[65], path[512], summary[400];
+    qd_buf ejb = QD_BUF_INIT(0);
+    const char *ej;
+    char dg[QD_DIGEST_STR_LEN + 1], hex[65], path[512], summary[400];
     qd_buf msg = QD_BUF_INIT(0), sig = QD_BUF_INIT(0), content = QD_BUF_INIT(0);
     git_buf cbuf = GIT_BUF_INIT;
     git_tree *base = NULL, *tree = NULL;
@@ -469,10 +484,9 @@ int qd_replog_append(qd_replog *log, uint64_t *index_out, const qd_key *signer, 
         break;
     }
     upd.id = blob_oid;
-    if (!(ej = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII))) {
-        error = QD_ENOMEM;
+    if ((error = qd_log__json_dump(&ejb, j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII)) < 0)
         goto done;
-    }
+    ej = ejb.ptr;
     /* the tree: the parent's, updated; an empty tree for the first entry */
     if (log->n > 0) {
         if ((rc = git_commit_lookup(&parent, log->repo, &log->oids[log->n - 1])) < 0 ||
@@ -528,7 +542,7 @@ int qd_replog_append(qd_replog *log, uint64_t *index_out, const qd_key *signer, 
     error = QD_OK;
 done:
     json_decref(j);
-    free(ej); /* jansson's allocator */
+    qd_buf_dispose(&ejb);
     qd_buf_dispose(&msg);
     qd_buf_dispose(&sig);
     qd_buf_dispose(&content);
