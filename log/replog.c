@@ -708,6 +708,58 @@ static int fail(qd_verify_failure *why, int code, const char *hex, const char *f
     return qd_error_set(code, QD_EC_VERIFY, "log commit %s: %s", hex ? hex : "-", reason);
 }
 
+/* The commit's tree must be its parent's tree (empty for the first) with exactly one blob at path upserted: a
+ * commit cannot slip in changes its entry does not name (e.g. a bundle under a tag entry, which no one checks). */
+static int check_single_change(qd_verify_failure *why, git_repository *repo, const git_commit *c, const char *hex,
+                               const char *path)
+{
+    git_tree *tree = NULL, *ptree = NULL;
+    git_commit *parent = NULL;
+    git_tree_entry *te = NULL;
+    git_tree_update u;
+    git_oid want;
+    int rc, error = QD_OK;
+    if ((rc = git_commit_tree(&tree, c)) < 0 || (rc = git_tree_entry_bypath(&te, tree, path)) < 0) {
+        error = fail(why, QD_ECORRUPT, hex, "%s missing from the tree", path);
+        goto done;
+    }
+    if (git_tree_entry_filemode(te) != GIT_FILEMODE_BLOB) {
+        error = fail(why, QD_ECORRUPT, hex, "%s is not a plain file", path);
+        goto done;
+    }
+    if (git_commit_parentcount(c) > 0 &&
+        ((rc = git_commit_parent(&parent, c, 0)) < 0 || (rc = git_commit_tree(&ptree, parent)) < 0)) {
+        error = fail(why, QD_ECORRUPT, hex, "unreadable parent tree");
+        goto done;
+    }
+    memset(&u, 0, sizeof(u));
+    u.action = GIT_TREE_UPDATE_UPSERT;
+    git_oid_cpy(&u.id, git_tree_entry_id(te));
+    u.filemode = GIT_FILEMODE_BLOB;
+    u.path = path;
+    if ((rc = git_tree_create_updated(&want, repo, ptree, 1, &u)) < 0) {
+        error = qd_log__err_git(rc, "rebuild tree");
+        goto done;
+    }
+    if (!git_oid_equal(&want, git_commit_tree_id(c)))
+        error = fail(why, QD_ECORRUPT, hex, "the commit changes more than its entry's path %s", path);
+done:
+    git_tree_entry_free(te);
+    git_tree_free(tree);
+    git_tree_free(ptree);
+    git_commit_free(parent);
+    return error;
+}
+
+static bool hex64(const char *s)
+{
+    size_t i;
+    for (i = 0; s[i]; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return i == 64;
+}
+
 static int verify_entry(qd_verify_failure *why, git_repository *repo, const git_commit *c, const char *hex,
                         const char *entry, size_t len, uint64_t seq, char *origin, const qd_policy *policy,
                         const char *log_key_id, bool *log_key_revoked)
@@ -739,8 +791,11 @@ static int verify_entry(qd_verify_failure *why, git_repository *repo, const git_
         goto done;
     }
     if (!strcmp(kind, "publish") || !strcmp(kind, "tag")) {
-        if (!name || !manifest || qd_digest_parse(&md, manifest) < 0) {
-            error = fail(why, QD_ECORRUPT, hex, "%s entry without name or manifest digest", kind);
+        const char *colon = name ? strrchr(name, ':') : NULL;
+        size_t base = !name ? 0 : !strcmp(kind, "tag") && colon ? (size_t)(colon - name) : strlen(name);
+        if (!name || !manifest || qd_digest_parse(&md, manifest) < 0 || !model_name_ok(name, base) ||
+            (!strcmp(kind, "tag") && (!colon || !name_chars_ok(colon + 1, strlen(colon + 1)) || strchr(colon + 1, '/')))) {
+            error = fail(why, QD_ECORRUPT, hex, "%s entry without a valid name or manifest digest", kind);
             goto done;
         }
         if (!strcmp(kind, "publish")) {
@@ -764,12 +819,7 @@ static int verify_entry(qd_verify_failure *why, git_repository *repo, const git_
                 goto done;
             }
         } else {
-            const char *colon = strrchr(name, ':');
             char want[QD_DIGEST_STR_LEN + 2];
-            if (!colon) {
-                error = fail(why, QD_ECORRUPT, hex, "tag entry: bad name");
-                goto done;
-            }
             snprintf(path, sizeof(path), "tags/%.*s/%s", (int)(colon - name), name, colon + 1);
             snprintf(want, sizeof(want), "%s\n", manifest);
             if ((error = qd_log__blob_at(&blob, repo, c, path, 1024)) < 0 || blob.len != strlen(want) ||
@@ -779,16 +829,21 @@ static int verify_entry(qd_verify_failure *why, git_repository *repo, const git_
             }
         }
     } else if (!strcmp(kind, "key-add") || !strcmp(kind, "key-revoke")) {
-        if (!key_id) {
-            error = fail(why, QD_ECORRUPT, hex, "key entry without key_id");
+        if (!key_id || !hex64(key_id)) {
+            error = fail(why, QD_ECORRUPT, hex, "key entry without a valid key_id");
             goto done;
         }
+        if (!strcmp(kind, "key-add"))
+            snprintf(path, sizeof(path), "keys/%s.pub", key_id);
+        else
+            snprintf(path, sizeof(path), "keys/revoked/%s", key_id);
         if (!strcmp(kind, "key-revoke") && !strcmp(key_id, log_key_id))
             *log_key_revoked = true;
     } else {
         error = fail(why, QD_ECORRUPT, hex, "unknown entry kind %s", kind);
         goto done;
     }
+    error = check_single_change(why, repo, c, hex, path);
 done:
     json_decref(j);
     qd_buf_dispose(&blob);

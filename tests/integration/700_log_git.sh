@@ -156,6 +156,54 @@ expect 4 "corrupt|hash|match|object" "$Q" log verify tamper.git --log-key logk.p
 # the state did not move on any refusal
 expect 0 'ok: 5 entries' "$Q" log verify log.git --log-key logk.pub --policy policy.json --state st
 
+# commits made outside quantd, signed by a Python SSHSIG encoder written here with the log key: one that changes only
+# its entry's path verifies (our verifier reads an independent encoder), one that also swaps a bundle is refused
+cat >resign.py <<'PYEOF'
+import base64, hashlib, struct, subprocess, sys
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+gitdir, oid, keyfile = sys.argv[1:4]
+raw = subprocess.run(["git", "--git-dir=" + gitdir, "cat-file", "commit", oid], check=True, capture_output=True).stdout
+key = load_pem_private_key(open(keyfile, "rb").read(), None)
+s = lambda b: struct.pack(">I", len(b)) + b
+pub = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+signed = b"SSHSIG" + s(b"git") + s(b"") + s(b"sha256") + s(hashlib.sha256(raw).digest())
+blob = b"SSHSIG" + struct.pack(">I", 1) + s(s(b"ssh-ed25519") + s(pub)) + s(b"git") + s(b"") + s(b"sha256") \
+    + s(s(b"ssh-ed25519") + s(key.sign(signed)))
+b64 = base64.b64encode(blob).decode()
+arm = "-----BEGIN SSH SIGNATURE-----\n" + "\n".join(b64[i:i + 70] for i in range(0, len(b64), 70)) \
+    + "\n-----END SSH SIGNATURE-----"
+head, body = raw.split(b"\n\n", 1)
+out = head + b"\ngpgsig " + arm.replace("\n", "\n ").encode() + b"\n\n" + body
+r = subprocess.run(["git", "--git-dir=" + gitdir, "hash-object", "-t", "commit", "-w", "--stdin"], input=out,
+                   check=True, capture_output=True)
+print(r.stdout.decode().strip())
+PYEOF
+craft() { # craft GITDIR SMUGGLE(0/1): append a tag entry made with git plumbing, signed in Python
+    local g=$1 seq tree blob c
+    seq=$(git --git-dir=$g rev-list --count main)
+    blob=$(printf '%s\n' $MB | git --git-dir=$g hash-object -w --stdin)
+    GIT_INDEX_FILE=$W/idx.$$ git --git-dir=$g read-tree main
+    GIT_INDEX_FILE=$W/idx.$$ git --git-dir=$g update-index --add --cacheinfo 100644,$blob,tags/acme/llama/evil
+    if [ "$2" = 1 ]; then
+        blob=$(printf '{"not":"the signed bundle"}' | git --git-dir=$g hash-object -w --stdin)
+        GIT_INDEX_FILE=$W/idx.$$ git --git-dir=$g update-index --cacheinfo 100644,$blob,manifests/sha256/${MA#sha256:}.json
+    fi
+    tree=$(GIT_INDEX_FILE=$W/idx.$$ git --git-dir=$g write-tree)
+    rm -f $W/idx.$$
+    c=$(printf 'tag acme/llama:evil\n\n{"kind":"tag","manifest":"%s","name":"acme/llama:evil","origin":"example.test/log","seq":%s,"time":1800000000,"v":1}\n' $MB $seq |
+        GIT_AUTHOR_NAME=x GIT_AUTHOR_EMAIL=x@x GIT_COMMITTER_NAME=x GIT_COMMITTER_EMAIL=x@x git --git-dir=$g commit-tree $tree -p main)
+    c=$($PY resign.py $g $c logk)
+    git --git-dir=$g update-ref refs/heads/main $c
+}
+cp -a log.git ok.git
+cp -a log.git smuggle.git
+craft ok.git 0
+craft smuggle.git 1
+expect 0 'ok: 6 entries' "$Q" log verify ok.git --log-key logk.pub --policy policy.json
+expect 0 'Good "git" signature' git --git-dir=ok.git -c gpg.format=ssh -c gpg.ssh.allowedSignersFile=allowed verify-commit -v main
+expect 4 'changes more than' "$Q" log verify smuggle.git --log-key logk.pub --policy policy.json
+
 # freshness
 NOW=1800000000
 "$Q" log timestamp log.git --key logk --now $NOW --ttl 300 >ts1
