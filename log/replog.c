@@ -8,7 +8,11 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "log_int.h"
@@ -391,6 +395,52 @@ static int blob_from(git_oid *out, git_repository *repo, const void *data, size_
     return rc < 0 ? qd_log__err_git(rc, "write blob") : QD_OK;
 }
 
+/* Take the writer lock (flock on qd-lock, held for one append) and catch up when another handle or process
+ * appended since this one loaded: the Merkle files are then reopened at the true size. */
+static int writer_lock(qd_replog *log, int *fd_out)
+{
+    char path[4096];
+    git_oid cur;
+    int fd, rc, error;
+    bool moved;
+    *fd_out = -1;
+    if ((error = path_join(path, sizeof(path), log->dir, "qd-lock")) < 0)
+        return error;
+    if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0)
+        return qd_error_set(QD_EIO, QD_EC_OS, "open %s: %s", path, strerror(errno));
+    while (flock(fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            error = qd_error_set(QD_EIO, QD_EC_OS, "lock %s: %s", path, strerror(errno));
+            close(fd);
+            return error;
+        }
+    }
+    rc = git_reference_name_to_id(&cur, log->repo, BRANCH);
+    if (rc == GIT_ENOTFOUND)
+        moved = log->n != 0;
+    else if (rc < 0) {
+        close(fd);
+        return qd_log__err_git(rc, "resolve " BRANCH);
+    } else
+        moved = log->n == 0 || !git_oid_equal(&cur, &log->oids[log->n - 1]);
+    qd_error_clear();
+    if (qd_merkle_size(log->merkle) != log->n)
+        moved = true; /* an earlier append failed after its leaf was written: rebuild */
+    if (moved) {
+        qd_merkle_free(log->merkle);
+        log->merkle = NULL;
+        qd_free(log->oids);
+        log->oids = NULL;
+        log->n = log->cap = 0;
+        if ((error = log_load(log)) < 0) {
+            close(fd);
+            return error;
+        }
+    }
+    *fd_out = fd;
+    return QD_OK;
+}
+
 int qd_replog_append(qd_replog *log, uint64_t *index_out, const qd_key *signer, const qd_replog_entry *e,
                      const qd_policy *policy)
 {
@@ -407,18 +457,22 @@ int qd_replog_append(qd_replog *log, uint64_t *index_out, const qd_key *signer, 
     git_oid blob_oid, tree_oid, commit_oid;
     uint8_t leaf[QD_HASH_LEN];
     int64_t t;
-    int rc, error;
+    int rc, error, lock_fd = -1;
     const char *kn;
 
     if (!log || !signer || !e || e->version != QD_REPLOG_ENTRY_VERSION || !(kn = kind_name(e->kind)))
         return qd_error_set(QD_EINVAL, QD_EC_STORE, "log append: bad arguments");
     if (!qd_key_can_sign(signer) || qd_key_algorithm(signer) != QD_KEY_ED25519)
         return qd_error_set(QD_EINVAL, QD_EC_STORE, "log append: the log key must be an Ed25519 private key");
+    if ((error = writer_lock(log, &lock_fd)) < 0)
+        return error;
     t = e->time ? e->time : (int64_t)time(NULL);
     j = json_pack("{s:i, s:s, s:I, s:s, s:I}", "v", 1, "origin", log->origin, "seq", (json_int_t)log->n, "kind", kn,
                   "time", (json_int_t)t);
-    if (!j)
+    if (!j) {
+        close(lock_fd);
         return QD_ENOMEM;
+    }
     memset(&upd, 0, sizeof(upd));
     upd.action = GIT_TREE_UPDATE_UPSERT;
     upd.filemode = GIT_FILEMODE_BLOB;
@@ -551,6 +605,8 @@ done:
     git_tree_free(tree);
     git_commit_free(parent);
     git_signature_free(who);
+    if (lock_fd >= 0)
+        close(lock_fd); /* releases the flock */
     return error;
 }
 
