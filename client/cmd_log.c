@@ -63,7 +63,7 @@ static int parse_ll(long long *out, const char *s, const char *what)
     return 0;
 }
 
-static int parse_opts(opts *o, int argc, char **argv)
+static int parse_opts(opts *o, int argc, char **argv, bool reset)
 {
     static const struct option lo[] = {
         {"origin", 1, NULL, 'O'}, {"key", 1, NULL, 'k'}, {"name", 1, NULL, 'n'}, {"manifest", 1, NULL, 'm'},
@@ -77,9 +77,11 @@ static int parse_opts(opts *o, int argc, char **argv)
         {"key-id", 1, NULL, 12}, {"help", 0, NULL, 'h'}, {NULL, 0, NULL, 0}};
     long long v;
     int c;
-    memset(o, 0, sizeof(*o));
-    o->index = o->size = o->from = -1;
-    o->ttl = 600;
+    if (reset) {
+        memset(o, 0, sizeof(*o));
+        o->index = o->size = o->from = -1;
+        o->ttl = 600;
+    }
     optind = 1;
     while ((c = getopt_long(argc, argv, "+h", lo, NULL)) != -1) {
         switch (c) {
@@ -392,7 +394,7 @@ int cmd_log(int argc, char **argv)
         return argc < 2 ? EXIT_USAGE : EXIT_OK_;
     }
     sub = argv[1];
-    p = parse_opts(&o, argc - 1, argv + 1);
+    p = parse_opts(&o, argc - 1, argv + 1, true);
     if (p != 0) {
         fputs(log_usage, p > 0 ? stdout : stderr);
         return p > 0 ? EXIT_OK_ : EXIT_USAGE;
@@ -408,7 +410,7 @@ int cmd_log(int argc, char **argv)
         /* options may follow DIR: parse what is after it */
         int rest = argc - 1 - optind;
         char **av = argv + 1 + optind;
-        if (parse_opts(&o, rest, av) != 0)
+        if (parse_opts(&o, rest, av, false) != 0)
             return EXIT_USAGE;
     }
     if (!strcmp(sub, "init")) {
@@ -490,7 +492,7 @@ int cmd_audit(int argc, char **argv)
                 av[ac++] = argv[i];
             }
         }
-        p = parse_opts(&o, ac, av);
+        p = parse_opts(&o, ac, av, true);
     }
     if (p != 0) {
         fputs(audit_usage, p > 0 ? stdout : stderr);
