@@ -31,8 +31,9 @@ static const char *log_usage =
     "  verify DIR --log-key PUB [--policy P] [--state FILE]\n"
     "        verify every commit signature and entry; with --state, the log must fast-forward the last\n"
     "        verified state, which is then advanced (exit 4 when the log does not verify)\n"
-    "  check-timestamp FILE --log-key PUB --origin NAME --state FILE [--now T]\n"
-    "        refuse an expired (freeze) or older (rollback) timestamp; exit 4 then\n";
+    "  check-timestamp FILE --log-key PUB --origin NAME --state FILE [--now T] [--match VERIFYSTATE]\n"
+    "        refuse an expired (freeze) or older (rollback) timestamp; with --match, also one that does not\n"
+    "        describe the log last verified with --state VERIFYSTATE (size, root, tag map); exit 4 then\n";
 
 static const char *audit_usage =
     "usage: quant audit <subcommand> LOGDIR [options]\n"
@@ -44,7 +45,7 @@ static const char *audit_usage =
     "        the sources of a manifest (default) or what was derived from it (--down)\n";
 
 typedef struct opts {
-    const char *origin, *key, *name, *manifest, *bundle, *policy, *subject, *log_key, *state, *output;
+    const char *match, *origin, *key, *name, *manifest, *bundle, *policy, *subject, *log_key, *state, *output;
     const char *method, *format, *calibration, *converter, *converter_version, *hardware, *keyid, *verdict, *ns;
     int64_t time, now, ttl, since, until;
     long long index, size, from, depth, bits;
@@ -74,7 +75,7 @@ static int parse_opts(opts *o, int argc, char **argv, bool reset)
         {"calibration", 1, NULL, 4}, {"converter", 1, NULL, 5}, {"converter-version", 1, NULL, 6},
         {"hardware", 1, NULL, 7}, {"verdict", 1, NULL, 8}, {"namespace", 1, NULL, 9}, {"since", 1, NULL, 10},
         {"until", 1, NULL, 11}, {"json", 0, NULL, 'j'}, {"down", 0, NULL, 'D'}, {"up", 0, NULL, 'U'},
-        {"key-id", 1, NULL, 12}, {"help", 0, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"key-id", 1, NULL, 12}, {"match", 1, NULL, 13}, {"help", 0, NULL, 'h'}, {NULL, 0, NULL, 0}};
     long long v;
     int c;
     if (reset) {
@@ -114,6 +115,7 @@ static int parse_opts(opts *o, int argc, char **argv, bool reset)
         case 10: if (parse_ll(&v, optarg, "--since")) return -1; o->since = v; break;
         case 11: if (parse_ll(&v, optarg, "--until")) return -1; o->until = v; break;
         case 12: o->keyid = optarg; break;
+        case 13: o->match = optarg; break;
         case 'j': o->json = true; break;
         case 'D': o->down = true; break;
         case 'U': o->down = false; break;
@@ -322,6 +324,13 @@ static int do_check_ts(const char *file, const opts *o)
     if ((rc = qd_fresh_verify(&ts, &v, note.ptr ? note.ptr : "", note.len, o->origin, lk, o->state, o->now)) < 0) {
         ret = qd_fail(rc, v == QD_FRESH_EXPIRED ? "freeze" : v == QD_FRESH_ROLLBACK ? "rollback" : "timestamp");
         goto done;
+    }
+    if (o->match) {
+        qd_replog_state st;
+        if ((rc = qd_replog_state_load(&st, o->match)) < 0 || (rc = qd_fresh_match(&ts, &st)) < 0) {
+            ret = qd_fail(rc, o->match);
+            goto done;
+        }
     }
     printf("ok: size %" PRIu64 ", issued %lld, expires %lld\n", ts.checkpoint.size, (long long)ts.issued,
            (long long)ts.expires);

@@ -280,9 +280,9 @@ bad:
 int qd_replog_state_load(qd_replog_state *out, const char *path)
 {
     qd_buf b = QD_BUF_INIT(4096), root = QD_BUF_INIT(64);
-    char head[64] = "", rhex[128] = "";
+    char head[64] = "", rhex[128] = "", thex[128] = "";
     unsigned long long size;
-    int error;
+    int error, nf;
     memset(out, 0, sizeof(*out));
     error = qd_log__read_file(&b, path, 4096);
     if (error == QD_ENOTFOUND) {
@@ -291,8 +291,9 @@ int qd_replog_state_load(qd_replog_state *out, const char *path)
     }
     if (error < 0)
         goto done;
-    if (sscanf(qd_buf_cstr(&b), "%llu %63s %127s", &size, head, rhex) != 3 || strlen(rhex) != 64 ||
-        (strlen(head) != 40 && strcmp(head, "-") != 0)) {
+    nf = sscanf(qd_buf_cstr(&b), "%llu %63s %127s %127s", &size, head, rhex, thex);
+    if (nf < 3 || strlen(rhex) != 64 || (strlen(head) != 40 && strcmp(head, "-") != 0) ||
+        (nf == 4 && strlen(thex) != 64)) {
         error = qd_error_set(QD_ECORRUPT, QD_EC_VERIFY, "state %s: malformed", path);
         goto done;
     }
@@ -307,6 +308,14 @@ int qd_replog_state_load(qd_replog_state *out, const char *path)
         }
         out->root[i] = (uint8_t)v;
     }
+    for (int i = 0; nf == 4 && i < 32; i++) {
+        unsigned v;
+        if (sscanf(thex + 2 * i, "%2x", &v) != 1) {
+            error = qd_error_set(QD_ECORRUPT, QD_EC_VERIFY, "state %s: malformed tag map digest", path);
+            goto done;
+        }
+        out->tagmap.bytes[i] = (uint8_t)v;
+    }
 done:
     qd_buf_dispose(&b);
     qd_buf_dispose(&root);
@@ -319,6 +328,9 @@ int qd_replog_state_save(const qd_replog_state *st, const char *path)
     int n = snprintf(line, sizeof(line), "%" PRIu64 " %s ", st->size, st->head[0] ? st->head : "-");
     for (int i = 0; i < 32; i++)
         n += snprintf(line + n, sizeof(line) - (size_t)n, "%02x", st->root[i]);
+    n += snprintf(line + n, sizeof(line) - (size_t)n, " ");
+    for (int i = 0; i < 32; i++)
+        n += snprintf(line + n, sizeof(line) - (size_t)n, "%02x", st->tagmap.bytes[i]);
     n += snprintf(line + n, sizeof(line) - (size_t)n, "\n");
     return qd_log__write_file(path, line, (size_t)n);
 }
@@ -417,4 +429,19 @@ int qd_log__timestamp_text(qd_buf *out, const qd_checkpoint *cp, const qd_digest
         return error;
     return qd_buf_printf(out, "%s\n%lld\n%lld\n", qd_digest_format(dg, tagmap), (long long)issued,
                          (long long)expires);
+}
+
+int qd_fresh_match(const qd_timestamp *ts, const qd_replog_state *st)
+{
+    if (ts->checkpoint.size != st->size)
+        return qd_error_set(QD_EBADSIG, QD_EC_VERIFY,
+                            "timestamp covers %llu entries, the verified log has %llu: fetch again (%s)",
+                            (unsigned long long)ts->checkpoint.size, (unsigned long long)st->size,
+                            ts->checkpoint.size < st->size ? "the timestamp is stale" : "the log copy is behind");
+    if (memcmp(ts->checkpoint.root, st->root, QD_HASH_LEN) != 0)
+        return qd_error_set(QD_EBADSIG, QD_EC_VERIFY, "timestamp root differs from the verified log's (a fork)");
+    if (!qd_digest_equal(&ts->tagmap, &st->tagmap))
+        return qd_error_set(QD_EBADSIG, QD_EC_VERIFY,
+                            "timestamp tag map differs from the verified log's (mix and match)");
+    return QD_OK;
 }

@@ -670,23 +670,23 @@ static int tag_cb(const char *root, const git_tree_entry *te, void *payload)
     return w->error < 0 ? -1 : 0;
 }
 
-int qd_replog_tagmap_digest(qd_digest *out, qd_replog *log)
+static int tagmap_of(qd_digest *out, git_repository *repo, const git_oid *head)
 {
     qd_buf map = QD_BUF_INIT(0);
     git_commit *c = NULL;
     git_tree *tree = NULL, *tags = NULL;
     git_tree_entry *te = NULL;
-    tagwalk w = {log->repo, &map, 0};
+    tagwalk w = {repo, &map, 0};
     int rc, error = QD_OK;
-    if (log->n > 0) {
-        if ((rc = git_commit_lookup(&c, log->repo, &log->oids[log->n - 1])) < 0 ||
+    if (head) {
+        if ((rc = git_commit_lookup(&c, repo, head)) < 0 ||
             (rc = git_commit_tree(&tree, c)) < 0) {
             error = qd_log__err_git(rc, "read head");
             goto done;
         }
         rc = git_tree_entry_bypath(&te, tree, "tags");
         if (rc == 0) {
-            if ((rc = git_tree_lookup(&tags, log->repo, git_tree_entry_id(te))) < 0 ||
+            if ((rc = git_tree_lookup(&tags, repo, git_tree_entry_id(te))) < 0 ||
                 (rc = git_tree_walk(tags, GIT_TREEWALK_PRE, tag_cb, &w)) < 0) {
                 error = w.error < 0 ? w.error : qd_log__err_git(rc, "walk tags");
                 goto done;
@@ -703,6 +703,11 @@ done:
     git_commit_free(c);
     qd_buf_dispose(&map);
     return error;
+}
+
+int qd_replog_tagmap_digest(qd_digest *out, qd_replog *log)
+{
+    return tagmap_of(out, log->repo, log->n > 0 ? &log->oids[log->n - 1] : NULL);
 }
 
 int qd_replog_timestamp(qd_buf *out, qd_replog *log, const qd_key *key, int64_t now, int64_t ttl_s)
@@ -994,6 +999,8 @@ int qd_replog_verify(qd_replog_state *out, qd_verify_failure *why, const char *d
     if (n > 0)
         git_oid_tostr(st.head, sizeof(st.head), &oids[n - 1]);
     mem_root(leaves, n, st.root);
+    if ((error = tagmap_of(&st.tagmap, repo, n > 0 ? &oids[n - 1] : NULL)) < 0)
+        goto done;
     if (out)
         *out = st;
 done:

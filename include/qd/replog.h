@@ -227,13 +227,23 @@ int qd_fresh_verify(qd_timestamp *out, qd_fresh_verdict *verdict, const char *no
 
 /* ========================================================================================= verifying a log === */
 
-/** What a verifier remembers between runs: the last verified size, head and root. */
+struct qd_replog_state;
+/**
+ * Does a verified timestamp describe exactly the verified log (size, root and tag map)? A client takes tags only
+ * from a state that matches a fresh timestamp, so a manifest of one state cannot be paired with the tag map of
+ * another (mix and match).
+ * @return QD_OK or QD_EBADSIG (the message says which part differs)
+ */
+int qd_fresh_match(const qd_timestamp *ts, const struct qd_replog_state *st);
+
+/** What a verifier remembers between runs: the last verified size, head, root and tag map digest. */
 typedef struct qd_replog_state {
     uint64_t size;
     char head[41];
     uint8_t root[QD_HASH_LEN];
+    qd_digest tagmap; /**< of the head tree, as qd_replog_tagmap_digest() */
 } qd_replog_state;
-/** Read / write a state file ("size head hexroot\n"); a missing file reads as the empty state. QD_EIO, QD_ECORRUPT */
+/** Read / write a state file ("size head hexroot hextagmap\n"); a missing file reads as the empty state. */
 int qd_replog_state_load(qd_replog_state *out, const char *path);
 int qd_replog_state_save(const qd_replog_state *st, const char *path);
 

@@ -72,7 +72,7 @@ node = lambda l, r: H(b"\x01" + l + r)
 note = open("cp.note", "rb").read()
 text, sigs = note.rsplit(b"\n\n", 1)
 text += b"\n"
-name, khash, kb64 = open("vkey").read().strip().split("+")
+name, khash, kb64 = open("vkey").read().strip().split("+", 2)
 pub = base64.b64decode(kb64)
 assert pub[0] == 1 and len(pub) == 33
 assert H(name.encode() + b"\n" + pub)[:4].hex() == khash, "key hash"
@@ -212,6 +212,11 @@ expect 4 'freeze' "$Q" log check-timestamp ts1 --log-key logk.pub --origin examp
 "$Q" log timestamp log.git --key logk --now $((NOW + 60)) --ttl 300 >ts2
 expect 0 'ok' "$Q" log check-timestamp ts2 --log-key logk.pub --origin example.test/log --state fresh --now $((NOW + 61))
 expect 4 'rollback' "$Q" log check-timestamp ts1 --log-key logk.pub --origin example.test/log --state fresh --now $((NOW + 62))
+# the timestamp must describe the log verified into st (5 entries): ts2 does; after one more entry it is stale
+expect 0 'ok' "$Q" log check-timestamp ts2 --log-key logk.pub --origin example.test/log --state fresh --now $((NOW + 62)) --match st
+expect 0 '' "$Q" log tag log.git --key logk --name acme/llama:latest --manifest $MB
+expect 0 'ok: 6 entries' "$Q" log verify log.git --log-key logk.pub --policy policy.json --state st
+expect 4 'stale' "$Q" log check-timestamp ts2 --log-key logk.pub --origin example.test/log --state fresh --now $((NOW + 63)) --match st
 expect 4 '' "$Q" log check-timestamp ts2 --log-key other.pub --origin example.test/log --state fresh --now $((NOW + 62))
 
 # audit

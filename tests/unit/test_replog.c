@@ -492,6 +492,7 @@ static void test_log_verify_fast_forward(void **state)
     assert_int_equal(s_other.size, 3);
     assert_string_equal(s_other.head, s3.head);
     assert_memory_equal(s_other.root, s3.root, 32);
+    assert_true(qd_digest_equal(&s_other.tagmap, &s3.tagmap));
 
     /* rewritten history: the same log key signs a different history (other time) of the same length */
     tu_rmtree(f->logdir);
@@ -644,8 +645,29 @@ static void test_freshness(void **state)
                      QD_EBADSIG);
     assert_int_equal(v, QD_FRESH_ROLLBACK);
     /* state unchanged by the refusals: t2 still verifies */
+    (void)0;
     assert_int_equal(qd_fresh_verify(&ts, &v, t2.ptr, t2.len, "example.test/log", f->logkey, sp, T + 100), QD_OK);
     assert_int_equal(qd_replog_timestamp(&fork, log, f->logkey, T, 0), QD_EINVAL);
+    /* mix and match: a timestamp matches only the verified log it describes */
+    {
+        qd_replog_state st;
+        qd_verify_failure why;
+        qd_buf t4 = QD_BUF_INIT(0);
+        char sp2[700];
+        snprintf(sp2, sizeof(sp2), "%s/fresh2", f->dir);
+        assert_int_equal(qd_replog_timestamp(&t4, log, f->logkey, T + 200, 300), QD_OK);
+        assert_int_equal(qd_fresh_verify(&ts, &v, t4.ptr, t4.len, "example.test/log", f->logkey, sp2, T + 201),
+                         QD_OK);
+        assert_int_equal(qd_replog_verify(&st, &why, f->logdir, f->logkey, NULL, NULL), QD_OK);
+        assert_int_equal(qd_fresh_match(&ts, &st), QD_OK);
+        st.tagmap.bytes[0] ^= 1;
+        assert_int_equal(qd_fresh_match(&ts, &st), QD_EBADSIG);
+        assert_non_null(strstr(qd_error_last()->message, "mix and match"));
+        append_tag(f, log, "acme/a:latest", 0x5b);
+        assert_int_equal(qd_replog_verify(&st, &why, f->logdir, f->logkey, NULL, NULL), QD_OK);
+        assert_int_equal(qd_fresh_match(&ts, &st), QD_EBADSIG); /* the log moved on: the timestamp is stale */
+        qd_buf_dispose(&t4);
+    }
     qd_replog_free(log);
     qd_buf_dispose(&t1);
     qd_buf_dispose(&t2);
