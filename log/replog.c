@@ -376,10 +376,12 @@ static int check_bundle(const qd_policy *policy, const char *name, const void *b
     qd_envelope *env = NULL;
     qd_verify_options vo = QD_VERIFY_OPTIONS_INIT;
     int error;
-    if (!policy)
-        return QD_OK;
-    if ((error = qd_envelope_parse(&env, bundle, len, qd_policy_max_payload(policy))) < 0)
+    if ((error = qd_envelope_parse(&env, bundle, len, policy ? qd_policy_max_payload(policy) : 0)) < 0)
         return qd_error_prefix("bundle of %s", name);
+    if (!policy) {
+        qd_envelope_free(env); /* structure only */
+        return QD_OK;
+    }
     vo.namespace_name = name;
     vo.skip_subjects = true;
     error = qd_verify(NULL, why, policy, env, NULL, 0, &vo);

@@ -175,8 +175,9 @@ const char *qd_replog_head(const qd_replog *log);
 const qd_merkle *qd_replog_merkle(const qd_replog *log);
 
 /**
- * Append one entry as one signed commit. A PUBLISH bundle must verify under policy (signatures only: the files are
- * not in the log) for the entry's namespace when policy is non-NULL.
+ * Append one entry as one signed commit. A PUBLISH bundle must parse as a Sigstore bundle or DSSE envelope and,
+ * when policy is non-NULL, verify under it for the entry's name (signatures and rules only: the files are not in
+ * the log). Appends hold an exclusive lock on the log directory and first catch up with appends made elsewhere.
  * @param[out] index_out  the entry's index (may be NULL)
  * @return QD_OK, QD_EINVAL (missing field, bad name), QD_EBADSIG (bundle refused by the policy), QD_EIO
  */

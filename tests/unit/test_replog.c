@@ -423,6 +423,11 @@ static void test_log_append_verify(void **state)
     e.bundle = b.ptr;
     e.bundle_len = b.len;
     assert_int_equal(qd_replog_append(log, NULL, f->logkey, &e, f->policy), QD_EBADSIG);
+    e.bundle = "not a bundle";
+    e.bundle_len = 12;
+    assert_int_equal(qd_replog_append(log, NULL, f->logkey, &e, NULL), QD_EINVAL); /* structure, even without policy */
+    e.bundle = b.ptr;
+    e.bundle_len = b.len;
     assert_int_equal(qd_replog_append(log, NULL, f->stranger, &e, NULL), QD_OK); /* the log does not vouch */
     assert_int_equal(qd_replog_size(log), 5);
 
