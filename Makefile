@@ -47,7 +47,7 @@ QD_BUILD_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknow
 LIBQD_SRCS :=
 QUANT_SRCS :=
 QUANTD_SRCS :=
-include common/module.mk verify/module.mk store/module.mk quantd/module.mk client/module.mk daemon/module.mk
+include common/module.mk verify/module.mk store/module.mk log/module.mk quantd/module.mk client/module.mk daemon/module.mk
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 LIBQD_OBJS := $(call obj,$(LIBQD_SRCS))
@@ -157,7 +157,7 @@ bench-quantize: all $(B)/bench/quantize_bench $(TOOL_BINS)
 
 DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev liblmdb-dev libzstd-dev libssl-dev \
 	libjansson-dev libgit2-dev libevent-dev libcurl4-openssl-dev libcmocka-dev openssl python3 \
-	python3-jsonschema python3-cryptography python3-numpy curl skopeo
+	python3-jsonschema python3-cryptography python3-numpy curl skopeo git openssh-client
 # Node.js for the llama.cpp checks (node-llama-cpp needs node >= 20): Debian's nodejs and npm only where no node
 # is installed yet (a nodesource nodejs already ships npm and conflicts with Debian's npm package).
 deps:

@@ -53,6 +53,9 @@ int cmd_key(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_sign(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+/* the signed log (docs/LOG.md) */
+int cmd_log(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 /* The statement name of a file: its base name, or its path relative to root when root is given. 0 or an exit code. */
 int subject_name(char *out, size_t cap, const char *path, const char *root);
 int cmd_run(int argc, char **argv);

@@ -38,6 +38,8 @@ static const command commands[] = {
     {"run", cmd_run, "greedy decode from BOS with the reference runtime (token ids)"},
     {"validate", cmd_validate, "validate a variant against its reference (KLD, top-1, PPL; policy verdict)"},
     {"token", cmd_token, "API tokens for quantd: create, list, revoke (offline, on the store)"},
+    {"log", cmd_log, "the signed log: init, publish, tag, checkpoint, timestamp, prove, verify (docs/LOG.md)"},
+    {"audit", cmd_audit, "audit queries over a log: query, lineage (json, dot, tree)"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "list the commands"},
 };
