@@ -259,8 +259,8 @@ int cmd_validate(int argc, char **argv)
         rc = EXIT_USAGE;
         goto done;
     }
-    if ((rc = load_model(&ref, ref_path, st, ref_dig)) < 0) {
-        rc = qd_fail(rc, ref_path);
+    if ((rc = load_model(&ref, ref_path, st, ref_dig)) < 0) { /* the messages name the file or digest */
+        rc = qd_fail(rc, "validate: reference");
         goto done;
     }
     if (var_type) {
@@ -270,7 +270,7 @@ int cmd_validate(int argc, char **argv)
             goto done;
         }
     } else if ((rc = load_model(&var, var_path, st, var_dig)) < 0) {
-        rc = qd_fail(rc, var_path);
+        rc = qd_fail(rc, "validate: variant");
         goto done;
     }
     if ((rc = qd_llama_same_shape(ref, var)) < 0) {
