@@ -16,6 +16,9 @@
 #include "qd/pipeline.h"
 #include "qd/recipe.h"
 #include "qd/runtime.h"
+#include "qd/validate.h"
+
+#include <jansson.h>
 
 static const char *tools(void)
 {
@@ -255,12 +258,73 @@ static void test_runtime_load__bad_files(void **state)
     assert_non_null(strstr(qd_error_last()->message, "not a llama2c checkpoint"));
 }
 
+/* A real GGUF variant's report turned into the variant predicate: fields from the GGUF and the report; refusals. */
+static void test_runtime_load__variant_predicate(void **state)
+{
+    (void)state;
+    const char *path = tu_shared("models/stories260K.bin");
+    if (!path)
+        TU_SKIP("stories260K.bin not found");
+    char *dir = tu_sandbox();
+    char q4[600];
+    snprintf(q4, sizeof(q4), "%s/q4km.gguf", dir);
+    assert_int_equal(quantize(path, q4, QD_FTYPE_Q4_K_M), QD_OK);
+    qd_llama_model *r = NULL, *v = NULL;
+    qd_valset *set = NULL;
+    qd_validation_report *rep = NULL;
+    qd_validation_policy pol;
+    assert_int_equal(qd_llama_load_model(&r, path), QD_OK);
+    assert_int_equal(qd_llama_load_model(&v, q4), QD_OK);
+    assert_int_equal(qd_valset_sample(&set, r, 4, 64, 3, 2), QD_OK);
+    assert_int_equal(qd_validate_run(&rep, r, v, set, NULL), QD_OK);
+    const char *dg = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    const char *hw[] = {"cpu-x86_64"};
+    qd_variant_predicate_info pi = {dg, NULL, dg, v, hw, 1, "quantd@test", 0};
+    char *out = NULL;
+    assert_int_equal(qd_variant_predicate_json(&out, rep, &pi), QD_EINVAL); /* not judged yet */
+    assert_non_null(strstr(qd_error_last()->message, "judge"));
+    qd_validation_policy_default(&pol);
+    assert_int_equal(qd_validation_judge(rep, &pol, NULL), QD_OK);
+    pi.source_digest = "sha256:xyz";
+    assert_int_equal(qd_variant_predicate_json(&out, rep, &pi), QD_EINVAL);
+    pi.source_digest = dg;
+    const char *bad_hw[] = {"CPU x86"};
+    pi.target_hardware = bad_hw;
+    assert_int_equal(qd_variant_predicate_json(&out, rep, &pi), QD_EINVAL);
+    pi.target_hardware = hw;
+    assert_int_equal(qd_variant_predicate_json(&out, rep, &pi), QD_OK);
+    json_error_t je;
+    json_t *p = json_loads(out, 0, &je);
+    assert_non_null(p);
+    json_t *rc = json_object_get(p, "recipe"), *val = json_object_get(p, "validation");
+    assert_string_equal(json_string_value(json_object_get(rc, "format")), "Q4_K_M");
+    assert_string_equal(json_string_value(json_object_get(rc, "method")), "k-quant");
+    assert_int_equal(json_integer_value(json_object_get(rc, "weight_bits")), 4);
+    assert_int_equal(json_integer_value(json_object_get(rc, "group_size")), 256);
+    assert_true(json_array_size(json_object_get(rc, "overrides")) > 0); /* 64-wide rows take fallback types */
+    assert_string_equal(json_string_value(json_object_get(val, "verdict")), rep->pass ? "pass" : "fail");
+    json_t *m = json_object_get(val, "metrics");
+    assert_true(fabs(json_real_value(json_object_get(m, "kld_mean")) - rep->overall.mean) <= 1e-9 * rep->overall.mean);
+    assert_int_equal(json_integer_value(json_object_get(m, "tokens")), rep->overall.n);
+    assert_string_equal(json_string_value(json_object_get(p, "created_at")), "1970-01-01T00:00:00Z");
+    json_decref(p);
+    qd_free(out);
+    assert_int_equal(qd_validation_predicate_json(&out, rep, dg, dg), QD_OK);
+    assert_non_null(strstr(out, "\"reference_digest\""));
+    qd_free(out);
+    qd_validation_report_free(rep);
+    qd_valset_free(set);
+    qd_llama_free(r);
+    qd_llama_free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_runtime_load__safetensors_matches_its_f32_gguf),
         cmocka_unit_test(test_runtime_load__llama2c_and_gguf_variants),
         cmocka_unit_test(test_runtime_load__bad_files),
+        cmocka_unit_test(test_runtime_load__variant_predicate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
