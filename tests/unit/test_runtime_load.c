@@ -129,6 +129,18 @@ static void test_runtime_load__safetensors_matches_its_f32_gguf(void **state)
     assert_true(d_ab <= 1e-5);
     assert_true(d_ac <= 1e-5);
 
+    /* the same model as a 2-shard safetensors directory */
+    char sh[600];
+    snprintf(sh, sizeof(sh), "%s/sharded", dir);
+    assert_int_equal(run("%s/gen_ckpt --out %s --format safetensors --shards 2 --seed 5 --layers 2 --dim 64 --ff 128 "
+                         "--heads 4 --kv-heads 2 --vocab 256 --ctx 64", tools(), sh), 0);
+    qd_llama_model *d = NULL;
+    assert_int_equal(qd_llama_load_model(&d, sh), QD_OK);
+    float *ld = logits_of(d, toks, 24);
+    assert_true(max_abs_diff(la, ld, n, NULL) == 0.0);
+    qd_free(ld);
+    qd_llama_free(d);
+
     /* control: the same model with attn_q left in HF row order computes something else */
     int64_t rows = a->layers[0].wq.rows, cols = a->layers[0].wq.cols;
     float *hf = qd_mallocarray((size_t)(rows * cols), sizeof(float));
