@@ -111,6 +111,11 @@ assert "sha256:" + st["subject"][0]["digest"]["sha256"] == sys.argv[2]
 assert st["predicate"]["validation"]["verdict"] == "pass"
 PY
 
+# quant run reads GGUF too: the F32 GGUF of the checkpoint decodes the same 32 tokens
+"$QUANT" quantize --in "$M" --type F32 --out "$T/F32.gguf" >/dev/null 2>&1 || fail "quantize F32"
+[ "$("$QUANT" run --model "$M" --tokens 32)" = "$("$QUANT" run --model "$T/F32.gguf" --tokens 32)" ] ||
+    fail "F32 GGUF greedy differs from the checkpoint's"
+
 # bad variants
 head -c 4000 "$T/Q4_K_M.gguf" > "$T/trunc.gguf"
 expect 4 'trunc.gguf' "$QUANT" validate --ref "$M" --variant "$T/trunc.gguf" --seqs 2 --len 16
