@@ -248,14 +248,13 @@ static json_t *validation_obj(const qd_validation_report *r, const char *ref_dig
 
 static int dump(char **out, json_t *o)
 {
-    char *t = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+    size_t flags = JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10), n = json_dumpb(o, NULL, 0, flags);
+    *out = n ? qd_malloc(n + 1) : NULL;
+    if (*out) {
+        json_dumpb(o, *out, n, flags);
+        (*out)[n] = 0;
+    }
     json_decref(o);
-    if (!t)
-        return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "predicate: out of memory");
-    *out = qd_malloc(strlen(t) + 1);
-    if (*out)
-        memcpy(*out, t, strlen(t) + 1);
-    free(t);
     return *out ? QD_OK : qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "predicate: out of memory");
 }
 
