@@ -94,8 +94,11 @@ static void test_runtime_load__safetensors_matches_its_f32_gguf(void **state)
     snprintf(gg, sizeof(gg), "%s/m-f32.gguf", dir);
     snprintf(gg2, sizeof(gg2), "%s/gen.gguf", dir);
     if (run("%s/gen_ckpt --out %s --format safetensors --seed 5 --layers 2 --dim 64 --ff 128 --heads 4 "
-            "--kv-heads 2 --vocab 256 --ctx 64", tools(), st) != 0)
+            "--kv-heads 2 --vocab 256 --ctx 64", tools(), st) != 0) {
+        tu_rmtree(dir);
+        free(dir);
         TU_SKIP("gen_ckpt not built (QD_TOOLS)");
+    }
     assert_int_equal(run("%s/gen_ckpt --out %s --seed 5 --layers 2 --dim 64 --ff 128 --heads 4 --kv-heads 2 "
                          "--vocab 256 --ctx 64", tools(), gg2), 0);
     assert_int_equal(quantize(st, gg, QD_FTYPE_ALL_F32), QD_OK);
@@ -162,6 +165,8 @@ static void test_runtime_load__safetensors_matches_its_f32_gguf(void **state)
     qd_llama_free(a);
     qd_llama_free(b);
     qd_llama_free(c);
+    tu_rmtree(dir);
+    free(dir);
 }
 
 /* stories260K as a llama2.c checkpoint, as the F32 GGUF and as a Q8_0 / Q4_K_M GGUF written from it: F32 is
@@ -224,6 +229,8 @@ static void test_runtime_load__llama2c_and_gguf_variants(void **state)
     qd_llama_free(v8);
     qd_llama_free(v4);
     qd_llama_free(d4);
+    tu_rmtree(dir);
+    free(dir);
 }
 
 static void test_runtime_load__bad_files(void **state)
@@ -237,8 +244,11 @@ static void test_runtime_load__bad_files(void **state)
     assert_null(m);
     snprintf(gg, sizeof(gg), "%s/g.gguf", dir);
     if (run("%s/gen_ckpt --out %s --seed 3 --layers 2 --dim 64 --ff 128 --heads 4 --kv-heads 2 --vocab 256",
-            tools(), gg) != 0)
+            tools(), gg) != 0) {
+        tu_rmtree(dir);
+        free(dir);
         TU_SKIP("gen_ckpt not built (QD_TOOLS)");
+    }
     /* truncated: refused by the parser with a message naming the file */
     FILE *f = fopen(gg, "rb");
     fseek(f, 0, SEEK_END);
@@ -268,6 +278,8 @@ static void test_runtime_load__bad_files(void **state)
     /* the llama2.c-only loader refuses a GGUF */
     assert_int_equal(qd_llama_load_llama2c(&m, gg), QD_EINVAL);
     assert_non_null(strstr(qd_error_last()->message, "not a llama2c checkpoint"));
+    tu_rmtree(dir);
+    free(dir);
 }
 
 /* A real GGUF variant's report turned into the variant predicate: fields from the GGUF and the report; refusals. */
@@ -328,6 +340,8 @@ static void test_runtime_load__variant_predicate(void **state)
     qd_valset_free(set);
     qd_llama_free(r);
     qd_llama_free(v);
+    tu_rmtree(dir);
+    free(dir);
 }
 
 int main(void)
