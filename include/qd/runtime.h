@@ -1,8 +1,8 @@
 /*
  * runtime.h - the reference runtime: a llama-family forward pass in C over a small weights description.
  *
- * Why a description of our own: the runtime must run whatever the engine reads (llama2.c checkpoints now; GGUF and
- * safetensors through include/qd/model.h when that lands), and it must run exactly the bytes that get published.
+ * Why a description of our own: the runtime must run whatever the engine reads (GGUF, safetensors, llama2.c: through
+ * include/qd/model.h, qd_llama_load_model), and it must run exactly the bytes that get published.
  * So the model is a config plus one qd_llama_tensor per weight: a ggml type, a pointer to the bytes as they sit in
  * the file (or in memory), and the row/column counts. Adapters fill it without copying where they can.
  *
@@ -69,7 +69,8 @@ typedef struct qd_llama_model {
     qd_llama_tensor final_norm; /**< [1, dim] f32 */
     qd_llama_tensor output;     /**< [vocab, dim]; when cfg.tied_output it views the same bytes as tok_embd */
     qd_llama_layer *layers;     /**< cfg.n_layers entries */
-    /* storage (private): an mmap (MAP_PRIVATE, so planted edits never reach the file) and/or owned buffers */
+    /* storage (private): the opened model file (src_, its mapping read-only), owned buffers (copies, in-memory
+     * models, a store blob), or an mmap (map_, unused by the adapters in this tree) */
     void *map_;
     size_t map_len_;
     void **owned_;
