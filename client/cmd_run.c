@@ -17,8 +17,9 @@ static int usage(FILE *f)
     fprintf(f, "usage: quant run --model M [--tokens N] [--threads T] [--kv f32|f16|q8_0|q4_0|fp8_e4m3]\n"
                "                 [--type TYPE] [--prompt IDS [--probs]]\n\n"
                "Greedy decode N tokens (default 32) from BOS (token 1) and print their ids, one line.\n"
-               "M is a llama2.c checkpoint (GGUF and safetensors come with the model readers). --type quantizes\n"
-               "the model in memory first (e.g. Q4_K; rows that do not fit the block stay f32).\n"
+               "M is any model file quant reads: a GGUF (any type, run as stored), a safetensors file or sharded\n"
+               "directory, or a llama2.c checkpoint. --type quantizes the model in memory first (e.g. Q4_K; rows\n"
+               "that do not fit the block stay f32).\n"
                "--prompt 1,2,3 starts from those ids instead of BOS; with --probs, prints instead one JSON object\n"
                "{\"tokens\": [...], \"probs\": [[...] after each prompt token], \"greedy\": [N ids]} (the oracle\n"
                "comparison in tests/oracle/ reads it).\n");
@@ -89,7 +90,7 @@ int cmd_run(int argc, char **argv)
         fprintf(stderr, "quant run: --probs needs --prompt\n");
         return EXIT_USAGE;
     }
-    if ((rc = qd_llama_load_llama2c(&m, model)) < 0)
+    if ((rc = qd_llama_load_model(&m, model)) < 0)
         return qd_fail(rc, model);
     if (type) {
         qd_llama_quant_options qo = {QD_TYPE_F32, false, QD_TYPE_COUNT};

@@ -1,20 +1,27 @@
 /*
  * cmd_validate.c - `quant validate`: a variant against its reference (docs/VALIDATION.md).
  *
- * For now REF and VAR are llama2.c checkpoints, or VAR is made in memory from REF with --variant-type (quantize
- * every matrix to that type; rows that do not fit the block stay f32, or take llama.cpp's fallback type with
- * --fallback). GGUF and safetensors variants come with the model readers (include/qd/model.h).
+ * REF and VAR are any model files the engine reads (include/qd/model.h: GGUF of any type, safetensors, llama2.c),
+ * given as paths or as sha256: digests of blobs in --store (then the bytes validated are the stored bytes, exactly
+ * what gets published); or VAR is made in memory from REF with --variant-type. --predicate writes the
+ * https://quantd.dev/variant/v1 predicate for `quant sign`.
  */
 #include <errno.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "client.h"
 #include "qd/alloc.h"
 #include "qd/digest.h"
+#include "qd/model.h"
 #include "qd/err.h"
 #include "qd/store.h"
+#include "qd/verify.h"
 #include "qd/validate.h"
 
 static int usage(FILE *f)
@@ -22,12 +29,14 @@ static int usage(FILE *f)
     fprintf(f,
             "usage: quant validate --ref REF (--variant VAR | --variant-type TYPE [--fallback]) [--set SET]\n"
             "                      [--policy POLICY] [--class NAME] [--json] [--store DIR] [--save-set PATH]\n"
-            "                      [--seqs N] [--len L] [--seed S] [--threads T] [--kv TYPE] [--score-all]\n\n"
+            "                      [--seqs N] [--len L] [--seed S] [--threads T] [--kv TYPE] [--score-all]\n"
+            "                      [--predicate OUT.json [--target-hardware H[,H...]] [--builder ID]\n"
+            "                       [--source-name NAME]]\n\n"
             "Runs REF and VAR over a validation set and reports KL divergence (mean, median, p90, p99, max), top-1\n"
             "agreement and PPL as llama.cpp's llama-perplexity --kl-divergence defines them, per slice and overall,\n"
             "plus per-tensor relative RMSE, SQNR and cosine; then applies the policy.\n"
-            "  REF, VAR      llama2.c checkpoints: a path, or sha256:<hex> of a blob in --store (GGUF and\n"
-            "                safetensors come with the model readers)\n"
+            "  REF, VAR      model files: GGUF (any type; a variant is run as stored), safetensors (file or sharded\n"
+            "                directory), llama2.c; a path, or sha256:<hex> of a blob in --store (validated as stored)\n"
             "  --variant-type TYPE  quantize REF in memory to TYPE (q8_0, q4_K, iq4_nl, ...) and validate that\n"
             "  --set SET     a QDVALSET file, or sha256:<hex> of one in --store; default: sample --seqs sequences\n"
             "                of --len tokens (64 x 256) from REF starting at BOS with --seed (42); its digest is\n"
@@ -36,6 +45,10 @@ static int usage(FILE *f)
             "  --class NAME  judge by that policy class instead of the variant's dominant type\n"
             "  --json        print the report as JSON (schemas/validation-report.schema.json; .kld.mean)\n"
             "  --kv TYPE     the variant's KV cache precision: f32 f16 q8_0 q4_0 fp8_e4m3\n"
+            "  --predicate OUT.json  write the https://quantd.dev/variant/v1 predicate (for quant sign): source =\n"
+            "                REF's digest, recipe from VAR's general.file_type and tensor types, validation; written\n"
+            "                whether the verdict is pass or fail. --target-hardware (default cpu-<machine>), --builder\n"
+            "                (default quant@<host>); created_at is now, or SOURCE_DATE_EPOCH when set\n"
             "Exit status: 0 pass, 9 the variant failed the policy, 2 bad usage or input, 3 not found, 1 other.\n");
     return f == stdout ? 0 : EXIT_USAGE;
 }
@@ -91,29 +104,56 @@ static int sink(const void *data, size_t len, void *payload)
     return QD_OK;
 }
 
-/* A model named by a path, or by sha256:<hex> of a blob in the store (what gets published is what is validated). */
-static int load_model(qd_llama_model **out, const char *name, qd_store *st)
+/* A model named by a path, or by sha256:<hex> of a blob in the store (what gets published is what is validated).
+ * dig gets the model's digest ("sha256:<hex>": the blob's, or the file's; "" for a directory). */
+static int load_model(qd_llama_model **out, const char *name, qd_store *st, char *dig)
 {
-    if (strncmp(name, "sha256:", 7))
-        return qd_llama_load_llama2c(out, name);
     qd_digest d;
     sink_buf sb = {0};
     int rc;
+    struct stat sst;
+    dig[0] = 0;
+    if (strncmp(name, "sha256:", 7)) {
+        if ((rc = qd_llama_load_model(out, name)) < 0)
+            return rc;
+        if (stat(name, &sst) == 0 && S_ISREG(sst.st_mode)) {
+            if ((rc = qd_file_sha256(&d, name)) < 0)
+                return rc;
+            qd_digest_format(dig, &d);
+        }
+        return QD_OK;
+    }
     if (!st)
         return qd_error_set(QD_EINVAL, QD_EC_INVALID, "%s: a digest needs --store DIR", name);
     if ((rc = qd_digest_parse(&d, name)) < 0 || (rc = qd_store_get(st, &d, 0, UINT64_MAX, sink, &sb)) < 0) {
         qd_free(sb.p);
         return rc;
     }
-    if ((rc = qd_llama_load_llama2c_buf(out, sb.p, sb.n, name)) < 0)
+    if ((rc = qd_llama_load_model_mem(out, sb.p, sb.n, name)) < 0)
         qd_free(sb.p);
+    else
+        qd_digest_format(dig, &d);
     return rc;
+}
+
+static int write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    size_t n = strlen(text);
+    if (!f || fwrite(text, 1, n, f) != n || fputc('\n', f) == EOF) {
+        int e = errno;
+        if (f)
+            fclose(f);
+        return qd_error_set(QD_EIO, QD_EC_OS, "cannot write %s: %s", path, strerror(e));
+    }
+    return fclose(f) == 0 ? QD_OK : qd_error_set(QD_EIO, QD_EC_OS, "cannot write %s: %s", path, strerror(errno));
 }
 
 int cmd_validate(int argc, char **argv)
 {
     const char *ref_path = NULL, *var_path = NULL, *var_type = NULL, *set_arg = NULL, *policy_path = NULL;
-    const char *cls = NULL, *store_dir = NULL, *save_set = NULL;
+    const char *cls = NULL, *store_dir = NULL, *save_set = NULL, *pred_path = NULL, *targets = NULL;
+    const char *builder = NULL, *source_name = NULL;
     bool json = false, fallback = false;
     long seqs = 64, len = 256, threads = 2;
     unsigned long long seed = 42;
@@ -156,6 +196,14 @@ int cmd_validate(int argc, char **argv)
             store_dir = v;
         else if (!strcmp(a, "--save-set"))
             save_set = v;
+        else if (!strcmp(a, "--predicate"))
+            pred_path = v;
+        else if (!strcmp(a, "--target-hardware"))
+            targets = v;
+        else if (!strcmp(a, "--builder"))
+            builder = v;
+        else if (!strcmp(a, "--source-name"))
+            source_name = v;
         else if (!strcmp(a, "--seqs"))
             seqs = strtol(v, NULL, 10);
         else if (!strcmp(a, "--len"))
@@ -185,7 +233,8 @@ int cmd_validate(int argc, char **argv)
     qd_valset *set = NULL;
     qd_validation_report *rep = NULL;
     qd_store *st = NULL;
-    char *policy_text = NULL, *report = NULL, extra[512];
+    char *policy_text = NULL, *report = NULL, *pred = NULL, extra[1024];
+    char ref_dig[QD_DIGEST_STR_LEN + 1] = "", var_dig[QD_DIGEST_STR_LEN + 1] = "";
     void *blob = NULL;
     size_t blob_len = 0, plen;
     sink_buf sb = {0};
@@ -205,8 +254,13 @@ int cmd_validate(int argc, char **argv)
         rc = qd_fail(rc, store_dir);
         goto done;
     }
-    if ((rc = load_model(&ref, ref_path, st)) < 0) {
-        rc = qd_fail(rc, ref_path);
+    if (pred_path && var_type) {
+        fprintf(stderr, "quant validate: --predicate needs a real variant (--variant), not --variant-type\n");
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    if ((rc = load_model(&ref, ref_path, st, ref_dig)) < 0) { /* the messages name the file or digest */
+        rc = qd_fail(rc, "validate: reference");
         goto done;
     }
     if (var_type) {
@@ -215,12 +269,19 @@ int cmd_validate(int argc, char **argv)
             rc = qd_fail(rc, "validate --variant-type");
             goto done;
         }
-    } else if ((rc = load_model(&var, var_path, st)) < 0) {
-        rc = qd_fail(rc, var_path);
+    } else if ((rc = load_model(&var, var_path, st, var_dig)) < 0) {
+        rc = qd_fail(rc, "validate: variant");
         goto done;
     }
     if ((rc = qd_llama_same_shape(ref, var)) < 0) {
+        qd_error_prefix("%s is not a variant of %s", var_path ? var_path : "the variant", ref_path);
         rc = qd_fail(rc, "validate");
+        goto done;
+    }
+    if (pred_path && !ref_dig[0]) {
+        fprintf(stderr, "quant validate: --predicate needs the reference as one file or a store digest (the "
+                        "predicate's source is its sha256)\n");
+        rc = EXIT_USAGE;
         goto done;
     }
     if (set_arg && !strncmp(set_arg, "sha256:", 7)) {
@@ -282,8 +343,36 @@ int cmd_validate(int argc, char **argv)
         goto done;
     }
     snprintf(extra, sizeof(extra),
-             "{\"set\": {\"digest\": \"%s\", \"sequences\": %u, \"tokens\": %llu, \"sampled\": %s, \"seed\": %llu}}",
-             sdig, set->n_seqs, (unsigned long long)set->n_tokens, sampled ? "true" : "false", sampled ? seed : 0ULL);
+             "{\"set\": {\"digest\": \"%s\", \"sequences\": %u, \"tokens\": %llu, \"sampled\": %s, \"seed\": %llu}, "
+             "\"reference\": {\"digest\": %s%s%s, \"format\": \"%s\"}, \"variant\": {\"digest\": %s%s%s, \"format\": \"%s\"}}",
+             sdig, set->n_seqs, (unsigned long long)set->n_tokens, sampled ? "true" : "false", sampled ? seed : 0ULL,
+             ref_dig[0] ? "\"" : "", ref_dig[0] ? ref_dig : "null", ref_dig[0] ? "\"" : "",
+             qd_llama_source(ref) ? qd_model_format_name(qd_model_format_of(qd_llama_source(ref))) : "memory",
+             var_dig[0] ? "\"" : "", var_dig[0] ? var_dig : "null", var_dig[0] ? "\"" : "",
+             qd_llama_source(var) ? qd_model_format_name(qd_model_format_of(qd_llama_source(var))) : "memory");
+    if (pred_path) {
+        char host[256] = "localhost", bid[300], tbuf[256], mach[80] = "cpu-unknown";
+        const char *tv[16];
+        size_t nt = 0;
+        struct utsname un;
+        if (uname(&un) == 0) {
+            snprintf(mach, sizeof(mach), "cpu-%s", un.machine);
+            for (char *c = mach; *c; c++)
+                *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : (*c == '-' && c > mach + 3) ? '_' : *c);
+        }
+        snprintf(tbuf, sizeof(tbuf), "%s", targets ? targets : mach);
+        for (char *tok = strtok(tbuf, ","); tok && nt < 16; tok = strtok(NULL, ","))
+            tv[nt++] = tok;
+        gethostname(host, sizeof(host) - 1);
+        snprintf(bid, sizeof(bid), "quant@%s", host);
+        const char *sde = getenv("SOURCE_DATE_EPOCH");
+        qd_variant_predicate_info pi = {ref_dig, source_name, sdig, var, tv, nt, builder ? builder : bid,
+                                        sde && *sde ? strtoll(sde, NULL, 10) : (int64_t)time(NULL)};
+        if ((rc = qd_variant_predicate_json(&pred, rep, &pi)) < 0 || (rc = write_text(pred_path, pred)) < 0) {
+            rc = qd_fail(rc, "validate --predicate");
+            goto done;
+        }
+    }
     if (json) {
         if ((rc = qd_validation_report_json(&report, rep, extra)) < 0) {
             rc = qd_fail(rc, "validate");
@@ -323,6 +412,7 @@ int cmd_validate(int argc, char **argv)
     rc = rep->pass ? 0 : EXIT_VALIDATION;
 done:
     qd_free(report);
+    qd_free(pred);
     qd_free(policy_text);
     qd_free(blob);
     qd_free(sb.p);

@@ -16,7 +16,7 @@ LIBQD_SRCS += quantd/io/model.c quantd/io/gguf.c quantd/io/safetensors.c quantd/
 LIBQD_SRCS += quantd/recipes/recipe.c quantd/pipeline/quantize.c quantd/pipeline/imatrix.c
 # quantd/runtime/: the reference llama runtime and the validation pass (f32 compute; -O3 so the dot loops
 # vectorize; an AVX2+FMA dot is compiled with a target attribute and chosen at run time).
-LIBQD_SRCS += quantd/runtime/model.c quantd/runtime/load_llama2c.c quantd/runtime/forward.c \
+LIBQD_SRCS += quantd/runtime/model.c quantd/runtime/load_model.c quantd/runtime/forward.c \
 	quantd/runtime/validate.c quantd/runtime/validate_json.c
 $(B)/obj/quantd/runtime/%.o: CFLAGS_ALL += -O3
 

@@ -1,8 +1,8 @@
 /*
  * runtime.h - the reference runtime: a llama-family forward pass in C over a small weights description.
  *
- * Why a description of our own: the runtime must run whatever the engine reads (llama2.c checkpoints now; GGUF and
- * safetensors through include/qd/model.h when that lands), and it must run exactly the bytes that get published.
+ * Why a description of our own: the runtime must run whatever the engine reads (GGUF, safetensors, llama2.c: through
+ * include/qd/model.h, qd_llama_load_model), and it must run exactly the bytes that get published.
  * So the model is a config plus one qd_llama_tensor per weight: a ggml type, a pointer to the bytes as they sit in
  * the file (or in memory), and the row/column counts. Adapters fill it without copying where they can.
  *
@@ -69,11 +69,13 @@ typedef struct qd_llama_model {
     qd_llama_tensor final_norm; /**< [1, dim] f32 */
     qd_llama_tensor output;     /**< [vocab, dim]; when cfg.tied_output it views the same bytes as tok_embd */
     qd_llama_layer *layers;     /**< cfg.n_layers entries */
-    /* storage (private): an mmap (MAP_PRIVATE, so planted edits never reach the file) and/or owned buffers */
+    /* storage (private): the opened model file (src_, its mapping read-only), owned buffers (copies, in-memory
+     * models, a store blob), or an mmap (map_, unused by the adapters in this tree) */
     void *map_;
     size_t map_len_;
     void **owned_;
     size_t n_owned_;
+    struct qd_model *src_;      /* the opened model file (include/qd/model.h) the tensors point into, or NULL */
 } qd_llama_model;
 
 /** Number of tensors qd_llama_tensor_at() enumerates: tok_embd, 9 per layer, final_norm, output (unless tied). */
@@ -87,17 +89,31 @@ int qd_llama_tensor_count(const qd_llama_model *m);
 qd_llama_tensor *qd_llama_tensor_at(qd_llama_model *m, int i, const char **name);
 
 /**
- * Map a llama2.c checkpoint (7 int32 header, then f32 tensors; see docs/RUNTIME.md) without copying.
- * @return QD_OK, QD_ENOTFOUND, QD_EIO, QD_ECORRUPT (size does not match the header), QD_EINVAL (bad header)
+ * Open any model file the engine reads (include/qd/model.h: GGUF, a safetensors file or sharded directory /
+ * model.safetensors.index.json, a llama2.c checkpoint) and describe it for the runtime, copying as little as
+ * possible: GGUF tensors of any type qd_dequantize_rows() reads are used where they lie in the read-only mapping;
+ * HF attn_q/attn_k rows are permuted into GGUF order as llama.cpp's converter does (docs/RUNTIME.md, RoPE); norms
+ * become f32. Config from llama.* metadata (or config.json / the llama2.c header): rope freq_base, RMS epsilon,
+ * head counts, context length; the output is tied when output.weight is absent.
+ * @return QD_OK, QD_ENOTFOUND, QD_EIO, QD_ECORRUPT, QD_ETRUNCATED, QD_EUNSUPPORTED (not llama, partial RoPE, a
+ *         type without dequantizer), QD_ENOMEM; the message names the file and the field or tensor
  */
-int qd_llama_load_llama2c(qd_llama_model **out, const char *path);
+int qd_llama_load_model(qd_llama_model **out, const char *path);
 
 /**
- * The same over bytes in memory (e.g. a blob read from the store by digest). On success the model takes buf
- * (allocated with qd_malloc) and frees it; on failure buf stays the caller's. what names the source in messages.
- * @return QD_OK, QD_ECORRUPT, QD_EINVAL, QD_ENOMEM
+ * The same over bytes in memory (e.g. a blob read from the store by digest: what is validated is what gets
+ * published). On success the model takes buf (allocated with qd_malloc) and frees it; on failure buf stays the
+ * caller's. what names the source in messages. A safetensors blob needs its config in metadata.
  */
+int qd_llama_load_model_mem(qd_llama_model **out, void *buf, size_t len, const char *what);
+
+/** qd_llama_load_model() that accepts only a llama2.c checkpoint (QD_EINVAL for another format). */
+int qd_llama_load_llama2c(qd_llama_model **out, const char *path);
+/** Same as qd_llama_load_model_mem() (kept for callers of the llama2.c-only loader). */
 int qd_llama_load_llama2c_buf(qd_llama_model **out, void *buf, size_t len, const char *what);
+
+/** The file a model was loaded from (include/qd/model.h), or NULL for a model built in memory. @note borrowed */
+const struct qd_model *qd_llama_source(const qd_llama_model *m);
 
 /** Check the config and that every tensor's shape and type fit it. @return QD_OK or QD_EINVAL naming the tensor. */
 int qd_llama_check(const qd_llama_model *m);

@@ -170,6 +170,39 @@ int qd_validation_judge(qd_validation_report *r, const qd_validation_policy *p, 
  */
 int qd_validation_report_json(char **out, const qd_validation_report *r, const char *extra);
 
+/* ---- the variant predicate (https://quantd.dev/variant/v1, schemas/predicate-variant-v1.schema.json) ---- */
+
+/**
+ * The predicate's `validation` object from a judged report: reference and set digests ("sha256:<hex>"), metrics
+ * (kld_mean, kld_p99, top1_agreement, ppl_ratio, tokens, the worst tensors by SQNR, per-slice numbers), the
+ * thresholds the policy class applied, and the verdict. @return QD_OK, QD_EINVAL (not judged, bad digest), QD_ENOMEM;
+ * *out (compact JSON text) is freed with qd_free.
+ */
+int qd_validation_predicate_json(char **out, const qd_validation_report *r, const char *ref_digest,
+                                 const char *set_digest);
+
+/** What a whole variant predicate records beyond the report. */
+typedef struct qd_variant_predicate_info {
+    const char *source_digest;             /**< "sha256:<hex>" of the reference checkpoint (the lineage edge) */
+    const char *source_name;               /**< namespace/model:tag, or NULL */
+    const char *set_digest;                /**< "sha256:<hex>" of the validation set */
+    const qd_llama_model *variant;         /**< the validated variant: its recipe is read from the GGUF it was loaded
+                                                from (general.file_type, tensor types) */
+    const char *const *target_hardware;    /**< e.g. "cpu-x86_64"; at least one */
+    size_t n_target_hardware;
+    const char *builder_id;                /**< e.g. quant@host */
+    int64_t created_at;                    /**< Unix seconds (UTC) */
+} qd_variant_predicate_info;
+
+/**
+ * A complete https://quantd.dev/variant/v1 predicate: source, recipe (method, format = llama-quantize recipe name,
+ * weight bits, group size, symmetric, overrides = tensors whose type differs from the recipe's base type, KV and
+ * activation bits of the measured path, seed 0), calibration {class: none} (or generic-text when the GGUF records
+ * an importance matrix), converter (quantd, version, build commit, kernel variant), target_hardware, validation
+ * (qd_validation_predicate_json), created_at, builder. @return QD_OK, QD_EINVAL, QD_ENOMEM; free *out with qd_free.
+ */
+int qd_variant_predicate_json(char **out, const qd_validation_report *r, const qd_variant_predicate_info *info);
+
 #ifdef __cplusplus
 }
 #endif

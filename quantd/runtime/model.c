@@ -8,6 +8,7 @@
 
 #include "qd/alloc.h"
 #include "qd/err.h"
+#include "qd/model.h"
 #include "qd/runtime.h"
 
 int qd_llama_tensor_count(const qd_llama_model *m)
@@ -131,6 +132,7 @@ void qd_llama_free(qd_llama_model *m)
 {
     if (!m)
         return;
+    qd_model_free(m->src_); /* before the owned buffers: a model opened from memory reads one of them */
     for (size_t i = 0; i < m->n_owned_; i++)
         qd_free(m->owned_[i]);
     qd_free(m->owned_);

@@ -361,9 +361,22 @@ static int deq(float **out, const qd_llama_tensor *t)
     return qd_dequantize_rows(t->type, t->data, *out, t->rows, t->cols);
 }
 
+/* Tensor i of m; a tied model's classifier (the one index it lacks, last) is its token embedding, so a tied
+ * reference compares with a variant that writes output.weight (as our GGUF writer does for llama2.c sources). */
+static const qd_llama_tensor *tensor_or_tied(const qd_llama_model *m, int i, const char **name)
+{
+    if (i < qd_llama_tensor_count(m))
+        return qd_llama_tensor_at((qd_llama_model *)m, i, name);
+    if (name)
+        *name = "output.weight";
+    return &m->tok_embd;
+}
+
 static int tensor_metrics(qd_validation_report *r, const qd_llama_model *ref, const qd_llama_model *var)
 {
     int n = qd_llama_tensor_count(ref), rc = QD_OK;
+    if (qd_llama_tensor_count(var) > n)
+        n = qd_llama_tensor_count(var);
     float *a = NULL, *b = NULL, *c = NULL;
     r->tensors = qd_calloc((size_t)n, sizeof(qd_tensor_metrics));
     if (!r->tensors)
@@ -371,8 +384,8 @@ static int tensor_metrics(qd_validation_report *r, const qd_llama_model *ref, co
     r->n_tensors = n;
     for (int i = 0; i < n; i++) {
         const char *name;
-        const qd_llama_tensor *tr = qd_llama_tensor_at((qd_llama_model *)ref, i, &name);
-        const qd_llama_tensor *tv = qd_llama_tensor_at((qd_llama_model *)var, i, NULL);
+        const qd_llama_tensor *tr = tensor_or_tied(ref, i, &name);
+        const qd_llama_tensor *tv = tensor_or_tied(var, i, NULL);
         qd_tensor_metrics *tm = &r->tensors[i];
         snprintf(tm->name, sizeof(tm->name), "%s", name);
         tm->ref_type = tr->type;

@@ -5,11 +5,15 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
 #include "qd/alloc.h"
 #include "qd/err.h"
+#include "qd/model.h"
+#include "qd/recipe.h"
+#include "qd/version.h"
 #include "qd/validate.h"
 
 static int num_field(json_t *o, const char *key, double *out, const char *cls)
@@ -171,4 +175,279 @@ int qd_validation_report_json(char **out, const qd_validation_report *r, const c
     if (!*out)
         return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "report: out of memory");
     return *out ? QD_OK : QD_ENOMEM;
+}
+
+/* ---- the variant predicate ----------------------------------------------------------------------------------- */
+
+
+static bool is_digest(const char *s)
+{
+    if (!s || strncmp(s, "sha256:", 7) || strlen(s) != 71)
+        return false;
+    for (const char *p = s + 7; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return false;
+    return true;
+}
+
+/* json_real that refuses non-finite values (JSON has none) by clamping to 0; callers pass finite metrics. */
+static json_t *pnum(double v) { return json_real(isfinite(v) ? v : 0.0); }
+
+static double ratio01(double v) { return v < 0 ? 0 : v > 1 ? 1 : v; }
+
+static json_t *validation_obj(const qd_validation_report *r, const char *ref_digest, const char *set_digest)
+{
+    json_t *v = json_object(), *m = json_object(), *thr = json_object(), *worst = json_array(), *sl = json_array();
+    if (!v || !m || !thr || !worst || !sl) {
+        json_decref(v);
+        json_decref(m);
+        json_decref(thr);
+        json_decref(worst);
+        json_decref(sl);
+        return NULL;
+    }
+    const qd_kld_stats *s = &r->overall;
+    json_object_set_new(m, "kld_mean", pnum(fmax(0, s->mean)));
+    json_object_set_new(m, "kld_p99", pnum(fmax(0, s->p99)));
+    json_object_set_new(m, "top1_agreement", pnum(ratio01(s->same_top)));
+    json_object_set_new(m, "ppl_ratio", pnum(fmax(0, s->ppl_ratio)));
+    json_object_set_new(m, "tokens", json_integer((json_int_t)s->n));
+    for (int w = 0; w < 8 && r->worst[w] >= 0; w++) {
+        const qd_tensor_metrics *t = &r->tensors[r->worst[w]];
+        if (!isfinite(t->sqnr_db))
+            continue; /* identical tensors are not "worst" */
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_string(t->name));
+        json_object_set_new(o, "sqnr_db", pnum(t->sqnr_db));
+        json_array_append_new(worst, o);
+    }
+    json_object_set_new(m, "worst_tensors", worst);
+    for (uint32_t i = 0; i < r->n_slices; i++) {
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_string(r->slices[i].name));
+        json_object_set_new(o, "kld_mean", pnum(fmax(0, r->slices[i].s.mean)));
+        json_object_set_new(o, "kld_p99", pnum(fmax(0, r->slices[i].s.p99)));
+        json_object_set_new(o, "top1_agreement", pnum(ratio01(r->slices[i].s.same_top)));
+        json_object_set_new(o, "ppl_ratio", pnum(fmax(0, r->slices[i].s.ppl_ratio)));
+        json_array_append_new(sl, o);
+    }
+    json_object_set_new(m, "slices", sl);
+    if (r->thr_mean_kld >= 0)
+        json_object_set_new(thr, "kld_mean_max", pnum(r->thr_mean_kld));
+    if (r->thr_p99_kld >= 0)
+        json_object_set_new(thr, "kld_p99_max", pnum(r->thr_p99_kld));
+    if (r->thr_same_top >= 0)
+        json_object_set_new(thr, "top1_agreement_min", pnum(ratio01(r->thr_same_top)));
+    json_object_set_new(v, "reference_digest", json_string(ref_digest));
+    json_object_set_new(v, "set_digest", json_string(set_digest));
+    json_object_set_new(v, "metrics", m);
+    json_object_set_new(v, "thresholds", thr);
+    json_object_set_new(v, "verdict", json_string(r->pass ? "pass" : "fail"));
+    return v;
+}
+
+static int dump(char **out, json_t *o)
+{
+    size_t flags = JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10), n = json_dumpb(o, NULL, 0, flags);
+    *out = n ? qd_malloc(n + 1) : NULL;
+    if (*out) {
+        json_dumpb(o, *out, n, flags);
+        (*out)[n] = 0;
+    }
+    json_decref(o);
+    return *out ? QD_OK : qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "predicate: out of memory");
+}
+
+int qd_validation_predicate_json(char **out, const qd_validation_report *r, const char *ref_digest,
+                                 const char *set_digest)
+{
+    *out = NULL;
+    if (!r->judged)
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "predicate: the report has no verdict (judge it first)");
+    if (!is_digest(ref_digest) || !is_digest(set_digest))
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "predicate: reference and set digests must be sha256:<64 hex>");
+    json_t *v = validation_obj(r, ref_digest, set_digest);
+    if (!v)
+        return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "predicate: out of memory");
+    return dump(out, v);
+}
+
+/* Quantization method, weight bits and symmetry of a ggml type, for the recipe. */
+static void type_recipe(qd_type t, const char **method, int *bits, bool *symmetric)
+{
+    *method = "rtn";
+    *symmetric = true;
+    switch (t) {
+    case QD_TYPE_Q4_1: *bits = 4; *symmetric = false; break;
+    case QD_TYPE_Q5_1: *bits = 5; *symmetric = false; break;
+    case QD_TYPE_Q4_0: case QD_TYPE_IQ4_NL: *bits = 4; break;
+    case QD_TYPE_Q5_0: *bits = 5; break;
+    case QD_TYPE_Q8_0: *bits = 8; break;
+    case QD_TYPE_Q2_K: *method = "k-quant"; *bits = 2; *symmetric = false; break;
+    case QD_TYPE_Q3_K: *method = "k-quant"; *bits = 3; break;
+    case QD_TYPE_Q4_K: *method = "k-quant"; *bits = 4; *symmetric = false; break;
+    case QD_TYPE_Q5_K: *method = "k-quant"; *bits = 5; *symmetric = false; break;
+    case QD_TYPE_Q6_K: *method = "k-quant"; *bits = 6; break;
+    case QD_TYPE_IQ4_XS: *method = "k-quant"; *bits = 4; break;
+    case QD_TYPE_F16: case QD_TYPE_BF16: *bits = 16; break;
+    default: *bits = 32; break;
+    }
+}
+
+static int kv_bits(qd_llama_kv_type k)
+{
+    switch (k) {
+    case QD_KV_F16: return 16;
+    case QD_KV_Q8_0: case QD_KV_FP8_E4M3: return 8;
+    case QD_KV_Q4_0: return 4;
+    default: return 32;
+    }
+}
+
+static void upper(char *dst, size_t cap, const char *s)
+{
+    size_t i = 0;
+    for (; s[i] && i + 1 < cap; i++)
+        dst[i] = (char)(s[i] >= 'a' && s[i] <= 'z' ? s[i] - 32 : s[i]);
+    dst[i] = 0;
+}
+
+/* Tensors whose type is not the base type, with all-layer groups written as blk.*.<name>. */
+static json_t *overrides(const qd_llama_model *v, qd_type base)
+{
+    json_t *a = json_array();
+    int n = qd_llama_tensor_count(v), L = v->cfg.n_layers;
+    char tn[32], pat[80];
+    for (int i = 0; a && i < n; i++) {
+        const char *name;
+        const qd_llama_tensor *t = qd_llama_tensor_at((qd_llama_model *)v, i, &name);
+        if (t->rows == 1 || t->type == base)
+            continue;
+        upper(tn, sizeof(tn), qd_type_traits_get(t->type)->name);
+        if (!strncmp(name, "blk.", 4) && i >= 1 && i < 1 + 9 * L) {
+            int k = (i - 1) % 9, l = (i - 1) / 9;
+            bool all = true;
+            for (int o = 0; o < L && all; o++)
+                all = qd_llama_tensor_at((qd_llama_model *)v, 1 + 9 * o + k, NULL)->type == t->type;
+            if (all) {
+                if (l != 0)
+                    continue; /* written once, at layer 0 */
+                snprintf(pat, sizeof(pat), "blk.*%s", strchr(name + 4, '.'));
+                name = pat;
+            }
+        }
+        json_t *o = json_object();
+        json_object_set_new(o, "tensor", json_string(name));
+        json_object_set_new(o, "format", json_string(tn));
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
+int qd_variant_predicate_json(char **out, const qd_validation_report *r, const qd_variant_predicate_info *info)
+{
+    *out = NULL;
+    if (!r->judged)
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "predicate: the report has no verdict (judge it first)");
+    if (!is_digest(info->source_digest) || !is_digest(info->set_digest))
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "predicate: source and set digests must be sha256:<64 hex>");
+    if (!info->variant || !info->n_target_hardware || !info->builder_id || !*info->builder_id)
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "predicate: needs the variant, a target and a builder id");
+    for (size_t i = 0; i < info->n_target_hardware; i++) {
+        const char *h = info->target_hardware[i];
+        bool ok = h && *h && *h != '-' && h[strlen(h) - 1] != '-' && !strstr(h, "--");
+        for (const char *p = h; ok && *p; p++)
+            ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-';
+        if (!ok)
+            return qd_error_set(QD_EINVAL, QD_EC_INVALID, "predicate: target hardware '%s' must be lower-case words "
+                                "joined by '-' (e.g. cpu-x86_64)", h ? h : "");
+    }
+    /* recipe: from the GGUF's general.file_type when the variant came from one, else its dominant type */
+    const qd_model *src = qd_llama_source(info->variant);
+    const qd_kv *ft_kv = src ? qd_model_kv_find(src, "general.file_type") : NULL;
+    int64_t ft = -1;
+    qd_type base = r->dominant_type;
+    char format[32];
+    if (ft_kv && qd_kv_int(ft_kv, &ft) == QD_OK && qd_recipe_name((qd_ftype)ft)) {
+        snprintf(format, sizeof(format), "%s", qd_recipe_name((qd_ftype)ft));
+        base = qd_recipe_base_type((qd_ftype)ft);
+    } else
+        upper(format, sizeof(format), qd_type_traits_get(base)->name);
+    const char *method;
+    int bits;
+    bool sym;
+    type_recipe(base, &method, &bits, &sym);
+    bool imatrix = src && (qd_model_kv_find(src, "quantize.imatrix.file") ||
+                           qd_model_kv_find(src, "quantize.imatrix.dataset"));
+    if (imatrix)
+        method = "imatrix";
+
+    json_t *p = json_object(), *o;
+    if (!p)
+        return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "predicate: out of memory");
+    o = json_object();
+    json_object_set_new(o, "digest", json_string(info->source_digest));
+    if (info->source_name && *info->source_name)
+        json_object_set_new(o, "name", json_string(info->source_name));
+    json_object_set_new(p, "source", o);
+
+    o = json_object();
+    json_object_set_new(o, "method", json_string(method));
+    json_object_set_new(o, "format", json_string(format));
+    json_object_set_new(o, "weight_bits", json_integer(bits));
+    json_object_set_new(o, "activation_bits", json_integer(32)); /* the runtime keeps activations in f32 */
+    json_object_set_new(o, "kv_bits", json_integer(kv_bits(r->opts.kv_type)));
+    if (qd_type_traits_get(base)->block_size > 1)
+        json_object_set_new(o, "group_size", json_integer((json_int_t)qd_type_traits_get(base)->block_size));
+    json_object_set_new(o, "symmetric", json_boolean(sym));
+    json_object_set_new(o, "overrides", overrides(info->variant, base));
+    json_object_set_new(o, "seed", json_integer(0));
+    json_object_set_new(p, "recipe", o);
+
+    o = json_object();
+    json_object_set_new(o, "class", json_string(imatrix ? "generic-text" : "none"));
+    json_object_set_new(p, "calibration", o);
+
+    /* converter: "0.1.0 (abc1234)" -> version 0.1.0, build abc1234 */
+    const char *vs = qd_version_string(), *lp = strchr(vs, '(');
+    char build[64] = "unknown";
+    if (lp) {
+        snprintf(build, sizeof(build), "%s", lp + 1);
+        char *rp = strchr(build, ')');
+        if (rp)
+            *rp = 0;
+        if (!build[0])
+            snprintf(build, sizeof(build), "unknown");
+    }
+    const char *kn = qd_kernels_name(qd_kernels_current());
+    const char *kernel = !strcmp(kn, "avx2") || !strcmp(kn, "avx512") || !strcmp(kn, "cuda") ? kn : "scalar";
+    o = json_object();
+    json_object_set_new(o, "name", json_string("quantd"));
+    json_object_set_new(o, "version", json_string(QD_VERSION));
+    json_object_set_new(o, "build", json_string(build));
+    json_object_set_new(o, "kernel", json_string(kernel));
+    json_object_set_new(p, "converter", o);
+
+    o = json_array();
+    for (size_t i = 0; i < info->n_target_hardware; i++)
+        json_array_append_new(o, json_string(info->target_hardware[i]));
+    json_object_set_new(p, "target_hardware", o);
+
+    json_t *v = validation_obj(r, info->source_digest, info->set_digest);
+    if (!v) {
+        json_decref(p);
+        return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "predicate: out of memory");
+    }
+    json_object_set_new(p, "validation", v);
+
+    char ts[32];
+    time_t t = (time_t)info->created_at;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    json_object_set_new(p, "created_at", json_string(ts));
+    o = json_object();
+    json_object_set_new(o, "id", json_string(info->builder_id));
+    json_object_set_new(p, "builder", o);
+    return dump(out, p);
 }
