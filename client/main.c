@@ -38,6 +38,8 @@ static const command commands[] = {
     {"run", cmd_run, "greedy decode from BOS with the reference runtime (token ids)"},
     {"validate", cmd_validate, "validate a variant against its reference (KLD, top-1, PPL; policy verdict)"},
     {"token", cmd_token, "API tokens for quantd: create, list, revoke (offline, on the store)"},
+    {"push", cmd_push, "push files to a registry as a ModelPack artifact; --sign attaches a signature bundle"},
+    {"pull", cmd_pull, "pull an artifact, verified against the trust policy before any weight is fetched"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "list the commands"},
 };
