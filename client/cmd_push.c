@@ -43,16 +43,22 @@ static int upload_state_path(char *out, size_t cap, const char *registry, const 
     const char *base = getenv("XDG_CACHE_HOME");
     char dir[1024], key_src[2048], hex[65];
     qd_digest k;
-    if (base && *base)
+    if (base && *base) {
+        mkdir(base, 0700);
         snprintf(dir, sizeof(dir), "%s/quant", base);
-    else if ((base = getenv("HOME")) && *base)
+    } else if ((base = getenv("HOME")) && *base) {
+        snprintf(dir, sizeof(dir), "%s/.cache", base);
+        mkdir(dir, 0700);
         snprintf(dir, sizeof(dir), "%s/.cache/quant", base);
-    else
+    } else {
         return -1;
+    }
     mkdir(dir, 0700);
     strncat(dir, "/uploads", sizeof(dir) - strlen(dir) - 1);
     mkdir(dir, 0700);
-    snprintf(key_src, sizeof(key_src), "%s %s %s", registry, name, digest);
+    /* not keyed by the registry URL: a session Location of another registry is simply unknown there (404) */
+    (void)registry;
+    snprintf(key_src, sizeof(key_src), "%s %s", name, digest);
     qd_sha256_buf(&k, key_src, strlen(key_src));
     snprintf(out, cap, "%s/%s", dir, qd_digest_hex(hex, &k));
     return 0;

@@ -37,6 +37,7 @@ static int net_error(CURLcode cc, const char *errbuf, const char *url)
     case CURLE_SEND_ERROR:
     case CURLE_GOT_NOTHING:
     case CURLE_PARTIAL_FILE:
+    case CURLE_SEND_FAIL_REWIND:
     case CURLE_HTTP2:
     case CURLE_HTTP2_STREAM:
         return qd_error_set(QD_EIO, QD_EC_NET, "cannot reach the registry at %s: %s", url, msg);
@@ -191,6 +192,15 @@ static size_t read_body(char *buf, size_t size, size_t nitems, void *ud)
     return want;
 }
 
+static int seek_body(void *ud, curl_off_t offset, int origin)
+{
+    body_reader *br = ud;
+    if (origin != SEEK_SET || offset < 0 || (uint64_t)offset > br->b->len)
+        return CURL_SEEKFUNC_CANTSEEK;
+    br->pos = (uint64_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
 static size_t write_body(char *data, size_t size, size_t nmemb, void *ud)
 {
     http_resp *r = ud;
@@ -283,6 +293,8 @@ int http_request(http_client *c, http_resp *r, const char *method, const char *p
         curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
         curl_easy_setopt(e, CURLOPT_READFUNCTION, read_body);
         curl_easy_setopt(e, CURLOPT_READDATA, &br);
+        curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, seek_body);
+        curl_easy_setopt(e, CURLOPT_SEEKDATA, &br);
         curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)body->len);
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
     } else if (!strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH")) {

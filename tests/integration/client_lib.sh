@@ -14,10 +14,13 @@ client_setup() {
 }
 
 PPID_=
+# the real interpreter, not a wrapper script (a pyenv shim would leave the proxy behind when killed)
+PYTHON=$(python3 -c 'import sys; print(sys.executable)')
+trap 'stop_proxy; cleanup' EXIT
 start_proxy() {
     rm -f "$T/pport"
     COUNT="$T/count.$RANDOM"
-    python3 "$(dirname "$0")/client_proxy.py" "$PORT" "$T/pport" "$COUNT" "$@" 2>>"$T/proxy.err" &
+    "$PYTHON" "$(dirname "$0")/client_proxy.py" "$PORT" "$T/pport" "$COUNT" "$@" 2>>"$T/proxy.err" &
     PPID_=$!
     for _ in $(seq 1 200); do
         [ -s "$T/pport" ] && break

@@ -8,6 +8,8 @@ Blob bodies larger than 64 KiB (weights, not bundles or configs) are counted; CO
 MODE: pass   forward unchanged
       flip   flip one byte (offset N of each such body) - tampering in transit
       drop   after N counted bytes, cut the connection mid-body and refuse every later request
+      droppatch  forward N PATCH requests, then refuse every later request (an upload cut halfway)
+Request bodies over 64 KiB (upload chunks) are counted too.
 """
 import http.client
 import socket
@@ -18,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 target, port_file, count_file, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 at = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 lock = threading.Lock()
-state = {"count": 0, "dead": False}
+state = {"count": 0, "dead": False, "patches": 0}
 BIG = 64 * 1024
 
 
@@ -47,6 +49,17 @@ class H(BaseHTTPRequestHandler):
             return self.cut()
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else None
+        if mode == "droppatch" and self.command == "PATCH":
+            with lock:
+                if state["patches"] >= at:
+                    state["dead"] = True
+                state["patches"] += 1
+            if state["dead"]:
+                return self.cut()
+        if body and len(body) > BIG:
+            with lock:
+                state["count"] += len(body)
+                save()
         hdrs = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection", "content-length")}
         conn = http.client.HTTPConnection("127.0.0.1", target, timeout=60)
         conn.request(self.command, self.path, body=body, headers=hdrs)
