@@ -526,8 +526,9 @@ int cmd_pull(int argc, char **argv)
     }
     {
         double secs = (double)(now_ns() - t0) / 1e9;
-        fprintf(stderr, "quant pull: %zu file%s, %llu bytes fetched in %.2f s (%.1f MB/s)\n", n, n == 1 ? "" : "s",
-                (unsigned long long)fetched, secs, secs > 0 ? (double)fetched / secs / 1e6 : 0.0);
+        fprintf(stderr, "quant pull: %zu file%s, %llu bytes, %llu fetched in %.2f s (%.1f MB/s)\n", n,
+                n == 1 ? "" : "s", (unsigned long long)total, (unsigned long long)fetched, secs,
+                secs > 0 ? (double)fetched / secs / 1e6 : 0.0);
     }
     printf("%s@%s\n", ref.name, man_digest);
 cleanup:
