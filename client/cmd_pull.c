@@ -4,9 +4,9 @@
  * with parallel Range requests into DIR/.NAME.quant-part, renamed to DIR/NAME only when the whole file's SHA-256
  * equals the signed subject digest.
  *
- * Hashing: the ranges land in the part file at their offsets (pwrite); a SHA-256 follows the contiguous prefix
- * that is complete, reading those bytes back from the file (the page cache) as the prefix grows, so the whole
- * file is hashed in order while it downloads, and the last range only adds its own tail at the end.
+ * Hashing: the ranges land in the part file at their offsets (pwrite); a hashing thread follows the contiguous
+ * prefix that is complete, reading those bytes back from the file (the page cache) as the prefix grows, so the
+ * whole file is hashed in order while it downloads, on another core than the transfers.
  *
  * Resume: DIR/.NAME.quant-state records the digest, the size and each range's (start, end, done), written after
  * the bytes it counts; a later pull of the same digest continues each range from done (with If-Range: the
@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +61,60 @@ typedef struct pull_ctx {
     uint64_t last_state_ns;
     uint64_t resumed_from;
     progress prog;
+    /* the hashing thread: it alone touches h, hashed and buf while it runs */
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t prefix; /* complete bytes from 0, published by on_tick */
+    int finished;    /* no more bytes will come */
+    int started;
+    int herr;        /* the thread's error (qd_err) */
+    char hmsg[256];
 } pull_ctx;
+
+static void *hasher(void *arg)
+{
+    pull_ctx *p = arg;
+    for (;;) {
+        uint64_t target;
+        int fin;
+        pthread_mutex_lock(&p->mu);
+        while (p->prefix <= p->hashed && !p->finished)
+            pthread_cond_wait(&p->cv, &p->mu);
+        target = p->prefix;
+        fin = p->finished;
+        pthread_mutex_unlock(&p->mu);
+        while (p->hashed < target) {
+            size_t want = target - p->hashed > HASH_BUF ? HASH_BUF : (size_t)(target - p->hashed);
+            ssize_t got = pread(p->fd, p->buf, want, (off_t)p->hashed);
+            if (got <= 0) {
+                p->herr = QD_EIO;
+                snprintf(p->hmsg, sizeof(p->hmsg), "read back: %s", got < 0 ? strerror(errno) : "short file");
+                return NULL;
+            }
+            qd_sha256_update(p->h, p->buf, (size_t)got);
+            p->hashed += (uint64_t)got;
+        }
+        if (fin && p->hashed >= target)
+            return NULL;
+    }
+}
+
+/* Tell the hashing thread that no more bytes come, and wait for it. @return its error or QD_OK */
+static int hasher_join(pull_ctx *p)
+{
+    if (!p->started)
+        return QD_OK;
+    pthread_mutex_lock(&p->mu);
+    p->finished = 1;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->th, NULL);
+    p->started = 0;
+    if (p->herr)
+        return qd_error_set(p->herr, QD_EC_OS, "%s", p->hmsg);
+    return QD_OK;
+}
 
 static int fetch_small(http_client *c, qd_buf *out, const char *path, const char *accept, const char *expect_digest,
                        size_t max, const char *what)
@@ -302,14 +356,12 @@ static int on_tick(void *ctx)
         if (prefix < p->ranges[i].end)
             break;
     }
-    while (p->hashed < prefix) {
-        size_t want = prefix - p->hashed > HASH_BUF ? HASH_BUF : (size_t)(prefix - p->hashed);
-        ssize_t got = pread(p->fd, p->buf, want, (off_t)p->hashed);
-        if (got <= 0)
-            return qd_error_set(QD_EIO, QD_EC_OS, "read back: %s", got < 0 ? strerror(errno) : "short file");
-        qd_sha256_update(p->h, p->buf, (size_t)got);
-        p->hashed += (uint64_t)got;
+    pthread_mutex_lock(&p->mu);
+    if (prefix > p->prefix) {
+        p->prefix = prefix;
+        pthread_cond_signal(&p->cv);
     }
+    pthread_mutex_unlock(&p->mu);
     t = now_ns();
     if (t - p->last_state_ns > 200000000ull) {
         p->last_state_ns = t;
@@ -333,6 +385,8 @@ static int pull_layer(http_client *c, const image_ref *ref, const char *dir, con
 
     memset(&p, 0, sizeof(p));
     p.fd = -1;
+    pthread_mutex_init(&p.mu, NULL);
+    pthread_cond_init(&p.cv, NULL);
     snprintf(target, sizeof(target), "%s/%s", dir, L->name);
     snprintf(part, sizeof(part), "%s/.%s.quant-part", dir, L->name);
     snprintf(state, sizeof(state), "%s/.%s.quant-state", dir, L->name);
@@ -387,6 +441,11 @@ static int pull_layer(http_client *c, const image_ref *ref, const char *dir, con
     }
     if ((rc = write_state(&p)))
         goto cleanup;
+    if (pthread_create(&p.th, NULL, hasher, &p)) {
+        rc = qd_error_set(QD_ERROR, QD_EC_OS, "cannot start the hashing thread");
+        goto cleanup;
+    }
+    p.started = 1;
     progress_start(&p.prog, L->name, L->size);
     snprintf(path, sizeof(path), "/v2/%s/blobs/%s", ref->name, L->digest_str);
     uint64_t before = http_bytes_received(c);
@@ -396,6 +455,11 @@ static int pull_layer(http_client *c, const image_ref *ref, const char *dir, con
         rc = on_tick(&p);
     progress_end(&p.prog);
     *fetched += http_bytes_received(c) - before;
+    {
+        int hr = hasher_join(&p);
+        if (!rc)
+            rc = hr;
+    }
     if (rc) {
         write_state(&p);
         if (rc == QD_ECORRUPT || rc == QD_EDIGEST)
@@ -425,6 +489,9 @@ static int pull_layer(http_client *c, const image_ref *ref, const char *dir, con
     fprintf(stderr, "quant pull: %s: %llu bytes, %s%s\n", L->name, (unsigned long long)L->size, L->digest_str,
             p.resumed_from ? " (resumed)" : "");
 cleanup:
+    hasher_join(&p);
+    pthread_mutex_destroy(&p.mu);
+    pthread_cond_destroy(&p.cv);
     if (p.fd >= 0)
         close(p.fd);
     if (rc && !keep) {
