@@ -61,5 +61,6 @@ int cmd_token(int argc, char **argv);
 /* registry client (docs/CLIENT.md) */
 int cmd_push(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
+int cmd_card(int argc, char **argv);
 
 #endif

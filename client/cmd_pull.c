@@ -41,12 +41,6 @@ static const char pull_usage[] =
 #define RANGE_MIN (1ull << 20)
 #define HASH_BUF (1u << 20)
 
-typedef struct layer {
-    char name[256];
-    char digest_str[QD_DIGEST_STR_LEN + 1];
-    qd_digest digest;
-    uint64_t size;
-} layer;
 
 typedef struct pull_ctx {
     int fd;
@@ -93,6 +87,10 @@ static void *hasher(void *arg)
                 return NULL;
             }
             qd_sha256_update(p->h, p->buf, (size_t)got);
+#ifdef SYNC_FILE_RANGE_WRITE
+            /* start writing back what is complete, so the fsync before the rename has little left to do */
+            sync_file_range(p->fd, (off_t)p->hashed, (off_t)got, SYNC_FILE_RANGE_WRITE);
+#endif
             p->hashed += (uint64_t)got;
         }
         if (fin && p->hashed >= target)
@@ -116,7 +114,7 @@ static int hasher_join(pull_ctx *p)
     return QD_OK;
 }
 
-static int fetch_small(http_client *c, qd_buf *out, const char *path, const char *accept, const char *expect_digest,
+int fetch_small(http_client *c, qd_buf *out, const char *path, const char *accept, const char *expect_digest,
                        size_t max, const char *what)
 {
     http_resp r;
@@ -148,7 +146,7 @@ static int layer_name_ok(const char *s)
     return *s && *s != '.' && !strchr(s, '/') && strlen(s) < 200;
 }
 
-static int parse_manifest(layer **out, size_t *n_out, const qd_buf *m)
+int parse_manifest(layer **out, size_t *n_out, const qd_buf *m)
 {
     json_error_t je;
     json_t *j = json_loadb((const char *)m->ptr, m->len, JSON_REJECT_DUPLICATES, &je);
@@ -200,7 +198,7 @@ cleanup:
 }
 
 /* Find a bundle among the manifest's referrers that verifies against the policy and the layers. */
-static int verify_referrers(qd_verified **out, http_client *c, const image_ref *ref, const char *man_digest,
+int verify_referrers(qd_verified **out, http_client *c, const image_ref *ref, const char *man_digest,
                             const qd_policy *pol, const layer *L, size_t n)
 {
     char path[1024];

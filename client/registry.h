@@ -39,4 +39,22 @@ int image_ref_parse(image_ref *out, const char *s);
 /* Open an HTTP client for the registry of cfg. */
 int registry_open(http_client **out, const quant_config *cfg);
 
+/* Shared by pull and card (cmd_pull.c). */
+#include "qd/digest.h"
+#include "qd/verify.h"
+typedef struct layer {
+    char name[256];
+    char digest_str[QD_DIGEST_STR_LEN + 1];
+    qd_digest digest;
+    uint64_t size;
+} layer;
+/* GET a small body (at most max bytes) into out; with expect_digest its SHA-256 must match. */
+int fetch_small(http_client *c, qd_buf *out, const char *path, const char *accept, const char *expect_digest,
+                size_t max, const char *what);
+/* The layers of an image manifest (digest, size, org.cncf.model.filepath). Free *out with qd_free. */
+int parse_manifest(layer **out, size_t *n_out, const qd_buf *m);
+/* Find a bundle among the manifest's referrers that verifies against the policy and the layers. */
+int verify_referrers(qd_verified **out, http_client *c, const image_ref *ref, const char *man_digest,
+                     const qd_policy *pol, const layer *L, size_t n);
+
 #endif
