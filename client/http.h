@@ -7,8 +7,8 @@
  * are verified (a CA bundle may be named); proxies come from the usual environment variables (libcurl).
  *
  * Errors: a connection failure returns QD_EIO with error class QD_EC_NET (exit code EXIT_UNREACHABLE); an HTTP
- * error status is turned into a qd_err (404 QD_ENOTFOUND, 401/403 QD_EBADSIG? no: QD_ERROR) with the OCI error body
- * ("CODE: message") in the message. Not thread-safe: one client per thread.
+ * error status is turned by http_status_error() into a qd_err (404 QD_ENOTFOUND, 400 QD_EINVAL, 401/403 and others
+ * QD_ERROR) with the OCI error body ("CODE: message") in the message. Not thread-safe: one client per thread.
  */
 #ifndef QUANT_HTTP_H
 #define QUANT_HTTP_H

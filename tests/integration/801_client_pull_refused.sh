@@ -58,6 +58,7 @@ req PUT "/v2/org/m/manifests/$(sha "$T/ref2")" --data-binary @"$T/ref2" \
     -H 'Content-Type: application/vnd.oci.image.manifest.v1+json'
 expect 201 "re-attached referrer"
 qrun 4 pull org/m:other -o "$T/a" --registry "$PURL" --policy "$T/policy.json"
+grep -q "w2.bin" "$T/err" || fail "mismatch message does not name the subject: $(cat "$T/err")"
 [ "$(cat "$COUNT")" = 0 ] || fail "weights were fetched although the subjects did not match"
 [ -z "$(ls -A "$T/a")" ] || fail "a mismatched pull left files"
 stop_proxy
