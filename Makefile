@@ -7,6 +7,7 @@
 #   make deps            install the Debian packages the build and the tests need (as root), else print the line;
 #                        then the npm packages of tests/package.json (npm ci) when npm exists
 #   make bench-store     put/get throughput against cat and cp
+#   make bench-pull      quant pull (verified) of a 1 GiB blob against curl -o and openssl dgst
 #   make bench-verify    bundle verifications/s against openssl speed ed25519 ecdsap256
 #   make fuzz            libFuzzer builds of tests/fuzz/fuzz_*.c (clang) in build/fuzz/libfuzzer
 #   make bench-quantize  a 1.5 GB F16 checkpoint quantized per variant (GB/s, RSS), then kernel GB/s per variant
@@ -65,7 +66,8 @@ FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRCS))
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
 
-.PHONY: all test check tests unit-bins demo deps clean bench-store bench-verify bench-runtime bench-quantize fuzz lint
+.PHONY: all test check tests unit-bins demo deps clean bench-store bench-verify bench-runtime bench-quantize bench-pull \
+	fuzz lint
 all: $(B)/libqd.a $(B)/quant $(B)/quantd bin/quant bin/quantd
 
 # Convenience links: bin/quant and bin/quantd are the programs of the last build.
@@ -148,6 +150,9 @@ bench-store: all $(TOOL_BINS) $(BENCH_BINS)
 
 bench-verify: all $(B)/bench/verify
 	@B=$(B) bench/verify.sh
+# quant pull of a 1 GiB blob against curl -o /dev/null and openssl dgst -sha256 (SIZE_MIB=... to change)
+bench-pull: all
+	@bench/pull.sh $${SIZE_MIB:-1024}
 # tokens/s of the reference runtime on a generated dim-2048 llama (LAYERS=2 by default; 4.4 GB of f32 per 22 layers)
 bench-runtime: all $(B)/bench/runtime_bench
 	@$(B)/bench/runtime_bench speed $${LAYERS:-2}

@@ -61,5 +61,9 @@ int subject_name(char *out, size_t cap, const char *path, const char *root);
 int cmd_run(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 int cmd_token(int argc, char **argv);
+/* registry client (docs/CLIENT.md) */
+int cmd_push(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_card(int argc, char **argv);
 
 #endif

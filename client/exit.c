@@ -9,6 +9,9 @@
 
 int qd_exit_code(int err)
 {
+    /* a transport failure of the registry client (client/http.c): the registry could not be reached */
+    if (err == QD_EIO && qd_error_last()->klass == QD_EC_NET)
+        return EXIT_UNREACHABLE;
     switch (err) {
     case QD_OK: return EXIT_OK_;
     case QD_EINVAL: return EXIT_USAGE;

@@ -40,6 +40,9 @@ static const command commands[] = {
     {"token", cmd_token, "API tokens for quantd: create, list, revoke (offline, on the store)"},
     {"log", cmd_log, "the signed log: init, publish, tag, checkpoint, timestamp, prove, verify (docs/LOG.md)"},
     {"audit", cmd_audit, "audit queries over a log: query, lineage (json, dot, tree)"},
+    {"push", cmd_push, "push files to a registry as a ModelPack artifact; --sign attaches a signature bundle"},
+    {"pull", cmd_pull, "pull an artifact, verified against the trust policy before any weight is fetched"},
+    {"card", cmd_card, "a Markdown model card from an artifact's verified signed statement"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "list the commands"},
 };

@@ -1,0 +1,87 @@
+/*
+ * http.h - the client's one door to HTTP (libcurl underneath; only client/http.c includes curl).
+ *
+ * One http_client holds one CURLSH (connection cache, DNS, TLS sessions) shared by a reusable easy handle for
+ * single requests and by the easy handles of a CURLM for parallel Range downloads, so every request to the
+ * registry reuses the open connections. HTTP/2 is negotiated over TLS when the server offers it (ALPN); TLS peers
+ * are verified (a CA bundle may be named); proxies come from the usual environment variables (libcurl).
+ *
+ * Errors: a connection failure returns QD_EIO with error class QD_EC_NET (exit code EXIT_UNREACHABLE); an HTTP
+ * error status is turned by http_status_error() into a qd_err (404 QD_ENOTFOUND, 400 QD_EINVAL, 401/403 and others
+ * QD_ERROR) with the OCI error body ("CODE: message") in the message. Not thread-safe: one client per thread.
+ */
+#ifndef QUANT_HTTP_H
+#define QUANT_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qd/buf.h"
+
+typedef struct http_client http_client;
+
+typedef struct http_options {
+    const char *base_url; /* "http://127.0.0.1:5000" or "https://host" (no trailing slash needed) */
+    const char *token;    /* bearer token, or NULL */
+    const char *cacert;   /* CA bundle file, or NULL for the system store */
+    long connect_timeout_s; /* 0: 10 s */
+} http_options;
+
+/* A response: status, body (bounded) and the headers the client needs. */
+typedef struct http_resp {
+    long status;
+    qd_buf body;
+    char location[1024];
+    char digest[96];       /* Docker-Content-Digest */
+    char content_type[128];
+    char range[64];        /* Range (upload status) */
+    uint64_t content_length;
+} http_resp;
+
+/* Where a request body comes from: memory, or len bytes of fd from off. */
+typedef struct http_body {
+    const void *data;
+    int fd;
+    uint64_t off;
+    uint64_t len;
+} http_body;
+
+int http_open(http_client **out, const http_options *o);
+void http_close(http_client *c);
+
+void http_resp_init(http_resp *r, size_t max_body);
+void http_resp_dispose(http_resp *r);
+
+/*
+ * One request. path is absolute ("/v2/...") or a full URL (an upload Location). accept and content_type may be
+ * NULL. body may be NULL. Any status is returned in r (QD_OK); only transport failures return an error.
+ */
+int http_request(http_client *c, http_resp *r, const char *method, const char *path, const char *accept,
+                 const char *content_type, const char *extra_header, const http_body *body);
+
+/* Turn an error status into a qd_err with a clear message naming what was asked (what). 2xx gives QD_OK. */
+int http_status_error(const http_resp *r, const char *what);
+
+/* One byte range of a parallel download; done grows as bytes arrive. end is exclusive. */
+typedef struct http_range {
+    uint64_t start, end, done;
+} http_range;
+
+/* Called with the bytes of range i that start at absolute offset off; non-zero aborts the download. */
+typedef int (*http_range_cb)(void *ctx, size_t i, uint64_t off, const void *data, size_t len);
+/* Called between rounds of the transfer loop (progress, hashing, state); non-zero aborts. */
+typedef int (*http_tick_cb)(void *ctx);
+
+/*
+ * GET path with up to n parallel Range requests, each continuing its range from done; if_range (or NULL) is sent
+ * as If-Range. A range whose connection drops is retried from where it stopped (up to 3 tries in a row without
+ * progress). A server that answers 200 to a range request, or a Content-Range that is not the one asked for, is an
+ * error (QD_ECORRUPT). @return QD_OK when every range is complete, or the error of the first that failed.
+ */
+int http_get_ranges(http_client *c, const char *path, const char *if_range, http_range *ranges, size_t n,
+                    http_range_cb cb, http_tick_cb tick, void *ctx);
+
+/* Bytes received in bodies by this client so far (for reports and tests). */
+uint64_t http_bytes_received(const http_client *c);
+
+#endif
