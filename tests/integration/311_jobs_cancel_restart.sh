@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Jobs live in the store: with max-jobs=0 a job stays queued (deterministically, no timing involved); it can be
+# cancelled; a queued job survives a daemon restart and runs once the daemon starts with a runner; an identical
+# request after a cancel makes a new job. Ends with fsck.
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/daemon_lib.sh"
+MODEL=$(cd "$here/../.." && pwd)/../shared/models/stories260K.bin
+[ -f "$MODEL" ] || { echo "stories260K.bin not found under ../shared/models"; exit 77; }
+
+start_daemon --auth=false --max-jobs=0
+cp "$MODEL" "$T/stories260K.bin"
+echo '{"config":{"format":"llama2c"}}' >"$T/config.json"
+push_blob org/m "$T/config.json"
+push_blob org/m "$T/stories260K.bin"
+make_manifest "$T/ckpt.json" "$T/config.json" "$T/stories260K.bin"
+req PUT /v2/org/m/manifests/base --data-binary @"$T/ckpt.json" -H 'Content-Type: application/vnd.oci.image.manifest.v1+json'
+expect 201 "push the checkpoint"
+
+req POST /v1/jobs -H 'Content-Type: application/json' --data-binary '{"source":"org/m:base","recipe":"Q8_0"}'
+expect 202 "queue a job"
+A=$(jq_py "j['id']")
+req GET "/v1/jobs/$A"
+[ "$(jq_py "j['state']")" = queued ] || fail "the job should stay queued with max-jobs=0"
+# cancel a queued job
+req DELETE "/v1/jobs/$A"
+expect 200 "cancel a queued job"
+[ "$(jq_py "j['state']")" = cancelled ] || fail "cancel: state"
+req GET "/v1/jobs/$A"
+[ "$(jq_py "j['state']")" = cancelled ] || fail "the cancel did not stick"
+req DELETE "/v1/jobs/$A"
+expect 409 "cancel twice"
+# an identical request after a cancel is a new job
+req POST /v1/jobs -H 'Content-Type: application/json' --data-binary '{"source":"org/m:base","recipe":"Q8_0"}'
+expect 202 "a new job after the cancel"
+B=$(jq_py "j['id']")
+[ "$A" != "$B" ] || fail "a cancelled job was reused"
+req POST /v1/jobs -H 'Content-Type: application/json' --data-binary '{"source":"org/m:base","recipe":"Q8_0"}'
+expect 200 "identical request while queued"
+[ "$(jq_py "j['id']")" = "$B" ] || fail "identical request while queued: another job"
+[ "$(jq_py "j['state']")" = queued ] || fail "identical request: state"
+req POST /v1/jobs -H 'Content-Type: application/json' --data-binary '{"source":"org/m:base","recipe":"Q6_K"}'
+expect 202 "a second queued job"
+C=$(jq_py "j['id']")
+stop_daemon
+
+# restart with one runner: the queued jobs run, in order, and finish
+start_daemon --auth=false --max-jobs=1
+for id in "$B" "$C"; do
+    st=
+    for _ in $(seq 1 600); do
+        req GET "/v1/jobs/$id"
+        expect 200 "GET job after restart"
+        st=$(jq_py "j['state']")
+        case $st in done | failed | cancelled) break ;; esac
+        sleep 0.1
+    done
+    [ "$st" = done ] || fail "job $id after restart: state $st $(jq_py "j.get('error')")"
+    man=$(jq_py "j['result']['manifest']")
+    req GET "/v2/org/m/manifests/$man"
+    expect 200 "the variant of $id"
+done
+req GET "/v1/jobs/$A"
+[ "$(jq_py "j['state']")" = cancelled ] || fail "the cancelled job came back"
+stop_daemon
+"$QUANT" store fsck --store "$T/store" >"$T/fsck" 2>&1 || { cat "$T/fsck"; fail "fsck"; }
+echo "ok: 311 jobs cancel and restart"
