@@ -63,11 +63,11 @@ const qd_cfg_row qd_cfg_table[] = {
     {"job-memory", QD_CFG_SIZE, "4G", 16 * MiB, 1024 * GiB, OFF(job_memory), QD_CFG_IMMUTABLE,
      "memory one job may use (source and in-memory validation copies, quantizer chunks); larger sources fail"},
     {"signing-key", QD_CFG_STR, "", 0, 0, OFF(signing_key), QD_CFG_IMMUTABLE,
-     "PEM private key that signs variant statements (empty: <store>/signing-key.pem, made at first start)"},
+     "PEM private key that signs variant statements (empty: STORE/signing-key.pem, made at first start, mode 0600)"},
     {"validation-policy", QD_CFG_STR, "", 0, 0, OFF(validation_policy), QD_CFG_IMMUTABLE,
      "validation policy JSON file deciding which variants get their tag (empty: the built-in policy)"},
     {"builder-id", QD_CFG_STR, "", 0, 0, OFF(builder_id), QD_CFG_IMMUTABLE,
-     "builder.id written into statements (empty: quantd@<hostname>)"},
+     "builder.id written into statements (empty: quantd@HOSTNAME)"},
 };
 const size_t qd_cfg_table_len = sizeof(qd_cfg_table) / sizeof(qd_cfg_table[0]);
 
