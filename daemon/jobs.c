@@ -15,6 +15,7 @@
  * (a job takes seconds to hours and must not hold a pool worker). Claims and cancels hold J->mu, so a job is
  * never both claimed and cancelled.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -270,6 +271,22 @@ static int load_policy(qd_jobs *J)
     return rc;
 }
 
+/* Temp files of jobs a killed daemon left behind (no job runs yet, so none is in use). */
+static void clean_tmp(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[4352];
+    if (!d)
+        return;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') {
+            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    closedir(d);
+}
+
 int qd_jobs_start(qd_server *srv)
 {
     qd_jobs *J = qd_calloc(1, sizeof(*J));
@@ -297,6 +314,7 @@ int qd_jobs_start(qd_server *srv)
     snprintf(J->tmp_dir, n, "%s/jobs-tmp", srv->cfg->store);
     if (mkdir(J->tmp_dir, 0700) < 0 && errno != EEXIST)
         return qd_error_set(QD_EIO, QD_EC_OS, "%s: %s", J->tmp_dir, strerror(errno));
+    clean_tmp(J->tmp_dir);
     if ((rc = recover(J)) < 0)
         return rc;
     if ((rc = qd_job_list(srv->store, scan_one, &c)) < 0)
