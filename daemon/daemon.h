@@ -172,6 +172,8 @@ int qd_jobs_start(qd_server *srv);
  * start), join the threads, free. */
 void qd_jobs_stop(qd_server *srv);
 void qd_jobs_handle(qd_req *r);   /* /v1/jobs... */
+/* Job metrics in the Prometheus text format (queue depth, running, stage durations, verdicts, ends). */
+void qd_jobs_metrics(qd_server *srv, struct evbuffer *out);
 /* Server-sent events on a request (http.c): start a chunked text/event-stream reply, send chunks, end it. */
 void qd_req_sse_start(qd_req *r);
 void qd_req_sse_send(qd_req *r, const char *text, size_t len);

@@ -175,6 +175,83 @@ static qd_job_run *claim(qd_jobs *J)
     return run;
 }
 
+static const char *const STAGE_NAMES[5] = {"load", "quantize", "validate", "sign", "publish"};
+
+/* Under J->mu: metrics of an ended run. */
+static void count_end(qd_jobs *J, json_t *rec)
+{
+    const char *st = rec_state(rec), *v;
+    json_t *t = json_object_get(rec, "timings");
+    if (!terminal(st))
+        return; /* interrupted by shutdown */
+    for (int i = 0; i < 5; i++) {
+        json_t *x = json_object_get(t, STAGE_NAMES[i]);
+        if (json_is_number(x)) {
+            J->stage_seconds[i] += json_number_value(x);
+            J->stage_count[i]++;
+        }
+    }
+    J->ended[!strcmp(st, "done") ? 0 : !strcmp(st, "failed") ? 1 : 2]++;
+    v = json_string_value(json_object_get(json_object_get(rec, "validation"), "verdict"));
+    if (v)
+        J->verdicts[strcmp(v, "pass") ? 1 : 0]++;
+}
+
+typedef struct depth_ctx {
+    uint64_t queued, running;
+} depth_ctx;
+
+static int count_state(const char *id, const char *json, size_t len, void *payload)
+{
+    depth_ctx *c = payload;
+    (void)id;
+    (void)len;
+    /* records are compact JSON written by this file: the state is a plain field */
+    if (strstr(json, "\"state\":\"queued\""))
+        c->queued++;
+    else if (strstr(json, "\"state\":\"running\""))
+        c->running++;
+    return 0;
+}
+
+void qd_jobs_metrics(qd_server *srv, struct evbuffer *out)
+{
+    qd_jobs *J = srv->jobs;
+    depth_ctx d = {0, 0};
+    if (!J)
+        return;
+    qd_job_list(srv->store, count_state, &d);
+    evbuffer_add_printf(out, "# HELP quantd_jobs_queued Quantize jobs waiting for a runner.\n"
+                             "# TYPE quantd_jobs_queued gauge\nquantd_jobs_queued %llu\n"
+                             "# HELP quantd_jobs_running Quantize jobs running.\n"
+                             "# TYPE quantd_jobs_running gauge\nquantd_jobs_running %llu\n",
+                        (unsigned long long)d.queued, (unsigned long long)d.running);
+    pthread_mutex_lock(&J->mu);
+    evbuffer_add_printf(out, "# HELP quantd_job_stage_seconds_total Time jobs spent per stage (ended jobs).\n"
+                             "# TYPE quantd_job_stage_seconds_total counter\n");
+    for (int i = 0; i < 5; i++)
+        evbuffer_add_printf(out, "quantd_job_stage_seconds_total{stage=\"%s\"} %.6f\n", STAGE_NAMES[i],
+                            J->stage_seconds[i]);
+    evbuffer_add_printf(out, "# HELP quantd_job_stage_runs_total Stages completed by ended jobs.\n"
+                             "# TYPE quantd_job_stage_runs_total counter\n");
+    for (int i = 0; i < 5; i++)
+        evbuffer_add_printf(out, "quantd_job_stage_runs_total{stage=\"%s\"} %llu\n", STAGE_NAMES[i],
+                            (unsigned long long)J->stage_count[i]);
+    evbuffer_add_printf(out,
+                        "# HELP quantd_jobs_ended_total Jobs ended by this daemon, by state.\n"
+                        "# TYPE quantd_jobs_ended_total counter\n"
+                        "quantd_jobs_ended_total{state=\"done\"} %llu\nquantd_jobs_ended_total{state=\"failed\"} %llu\n"
+                        "quantd_jobs_ended_total{state=\"cancelled\"} %llu\n"
+                        "# HELP quantd_validation_verdicts_total Validation verdicts of jobs.\n"
+                        "# TYPE quantd_validation_verdicts_total counter\n"
+                        "quantd_validation_verdicts_total{verdict=\"pass\"} %llu\n"
+                        "quantd_validation_verdicts_total{verdict=\"fail\"} %llu\n",
+                        (unsigned long long)J->ended[0], (unsigned long long)J->ended[1],
+                        (unsigned long long)J->ended[2], (unsigned long long)J->verdicts[0],
+                        (unsigned long long)J->verdicts[1]);
+    pthread_mutex_unlock(&J->mu);
+}
+
 static void *runner(void *arg)
 {
     qd_jobs *J = arg;
@@ -189,6 +266,7 @@ static void *runner(void *arg)
         qd_log(QD_LOG_INFO, "jobs", "req=0 job=%s started", run->id);
         qd_jobs__execute(J, run);
         pthread_mutex_lock(&J->mu);
+        count_end(J, run->rec);
         for (qd_job_run **pp = &J->running; *pp; pp = &(*pp)->next)
             if (*pp == run) {
                 *pp = run->next;

@@ -40,6 +40,11 @@ struct qd_jobs {
     qd_validation_policy policy;
     char builder_id[256];
     char *tmp_dir;               /* <store>/jobs-tmp */
+    /* metrics, under mu */
+    double stage_seconds[5];
+    uint64_t stage_count[5];
+    uint64_t ended[3];           /* done, failed, cancelled (by a runner) */
+    uint64_t verdicts[2];        /* pass, fail */
 };
 
 /* Write the run's record to the store (the runner's own updates). */

@@ -224,6 +224,15 @@ expect 404 "an unknown job"
 req DELETE "/v1/jobs/$J8" -H "$AUTH"
 expect 409 "cancel a finished job"
 
+# job metrics
+req GET /metrics
+expect 200 "metrics"
+grep -q '^quantd_validation_verdicts_total{verdict="pass"} 1$' "$T/body" || fail "metrics: pass verdicts"
+grep -q '^quantd_validation_verdicts_total{verdict="fail"} 1$' "$T/body" || fail "metrics: fail verdicts"
+grep -q '^quantd_job_stage_runs_total{stage="publish"} 2$' "$T/body" || fail "metrics: publish stages"
+grep -q '^quantd_jobs_ended_total{state="done"} 2$' "$T/body" || fail "metrics: jobs done"
+grep -q '^quantd_jobs_queued 0$' "$T/body" || fail "metrics: queue depth"
+
 stop_daemon
 "$QUANT" store fsck --store "$T/store" >"$T/fsck" 2>&1 || { cat "$T/fsck"; fail "fsck"; }
 echo "ok: 310 jobs quantize"
