@@ -21,6 +21,11 @@ expect 202 "queue a job"
 A=$(jq_py "j['id']")
 req GET "/v1/jobs/$A"
 [ "$(jq_py "j['state']")" = queued ] || fail "the job should stay queued with max-jobs=0"
+# the event stream of a queued job: its record now, then the change, then the end
+curl -sS -N --max-time 20 "$URL/v1/jobs/$A/events" >"$T/events" &
+CURL=$!
+for _ in $(seq 1 100); do grep -q '"state":"queued"' "$T/events" 2>/dev/null && break; sleep 0.1; done
+grep -q '^data: .*"state":"queued"' "$T/events" || fail "the stream did not send the queued record"
 # cancel a queued job
 req DELETE "/v1/jobs/$A"
 expect 200 "cancel a queued job"
@@ -29,6 +34,9 @@ req GET "/v1/jobs/$A"
 [ "$(jq_py "j['state']")" = cancelled ] || fail "the cancel did not stick"
 req DELETE "/v1/jobs/$A"
 expect 409 "cancel twice"
+wait "$CURL" || fail "the event stream failed or did not end within 20 s"
+grep -q '^data: .*"state":"cancelled"' "$T/events" || fail "the stream did not send the cancel"
+tail -n 3 "$T/events" | grep -q '^event: end' || fail "the stream did not end with event: end"
 # an identical request after a cancel is a new job
 req POST /v1/jobs -H 'Content-Type: application/json' --data-binary '{"source":"org/m:base","recipe":"Q8_0"}'
 expect 202 "a new job after the cancel"
