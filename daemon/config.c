@@ -56,6 +56,18 @@ const qd_cfg_row qd_cfg_table[] = {
      "seconds an unfinished upload session survives without activity"},
     {"max-uploads", QD_CFG_INT, "1024", 1, 1000000, OFF(max_uploads), QD_CFG_IMMUTABLE,
      "open upload sessions at most"},
+    {"max-jobs", QD_CFG_INT, "1", 0, 64, OFF(max_jobs), QD_CFG_IMMUTABLE,
+     "quantize jobs running at once (0: jobs are accepted and queued but none runs)"},
+    {"job-threads", QD_CFG_INT, "2", 1, 256, OFF(job_threads), QD_CFG_IMMUTABLE,
+     "quantizer threads per job"},
+    {"job-memory", QD_CFG_SIZE, "4G", 16 * MiB, 1024 * GiB, OFF(job_memory), QD_CFG_IMMUTABLE,
+     "memory one job may use (source and in-memory validation copies, quantizer chunks); larger sources fail"},
+    {"signing-key", QD_CFG_STR, "", 0, 0, OFF(signing_key), QD_CFG_IMMUTABLE,
+     "PEM private key that signs variant statements (empty: STORE/signing-key.pem, made at first start, mode 0600)"},
+    {"validation-policy", QD_CFG_STR, "", 0, 0, OFF(validation_policy), QD_CFG_IMMUTABLE,
+     "validation policy JSON file deciding which variants get their tag (empty: the built-in policy)"},
+    {"builder-id", QD_CFG_STR, "", 0, 0, OFF(builder_id), QD_CFG_IMMUTABLE,
+     "builder.id written into statements (empty: quantd@HOSTNAME)"},
 };
 const size_t qd_cfg_table_len = sizeof(qd_cfg_table) / sizeof(qd_cfg_table[0]);
 

@@ -41,6 +41,12 @@ typedef struct qd_config {
     int64_t timeout_s;
     int64_t upload_ttl_s;
     int64_t max_uploads;
+    int64_t max_jobs;        /* quantize jobs at once; 0: queue only */
+    int64_t job_threads;     /* quantizer threads per job */
+    int64_t job_memory;      /* bytes one job may use */
+    char *signing_key;       /* "" : <store>/signing-key.pem */
+    char *validation_policy; /* "" : built-in */
+    char *builder_id;        /* "" : quantd@<hostname> */
 } qd_config;
 
 typedef enum { QD_CFG_STR, QD_CFG_INT, QD_CFG_SIZE, QD_CFG_BOOL } qd_cfg_type;
@@ -86,6 +92,7 @@ void qd_pool_free(qd_pool *p); /* waits for running work, runs pending done call
 
 typedef struct qd_metrics qd_metrics;
 typedef struct qd_auth qd_auth;
+typedef struct qd_jobs qd_jobs;
 
 typedef struct qd_server {
     qd_config *cfg;
@@ -97,6 +104,7 @@ typedef struct qd_server {
     qd_pool *pool;
     qd_metrics *metrics;
     qd_auth *auth;
+    qd_jobs *jobs;           /* the quantize-job runner (jobs.c) */
     char *uploads_dir;       /* <store>/uploads */
     uint64_t next_req_id;
     int port;
@@ -155,6 +163,21 @@ void qd_req_stream(qd_req *r, int status, qd_blob_reader *reader, uint64_t len);
 void qd_oci_handle(qd_req *r);      /* /v2/... */
 void qd_v1_handle(qd_req *r);       /* /v1/... (v1.c) */
 int qd_oci_uploads_sweep(qd_server *srv);
+
+/* ---- quantize jobs (jobs.c, jobs_run.c) ------------------------------------------------------------------- */
+
+/* Load or make the signing key, recover jobs left running, start max-jobs runner threads. */
+int qd_jobs_start(qd_server *srv);
+/* Ask running jobs to stop at their next check (they stay "running" in the store and start again at the next
+ * start), join the threads, free. */
+void qd_jobs_stop(qd_server *srv);
+void qd_jobs_handle(qd_req *r);   /* /v1/jobs... */
+/* Job metrics in the Prometheus text format (queue depth, running, stage durations, verdicts, ends). */
+void qd_jobs_metrics(qd_server *srv, struct evbuffer *out);
+/* Server-sent events on a request (http.c): start a chunked text/event-stream reply, send chunks, end it. */
+void qd_req_sse_start(qd_req *r);
+void qd_req_sse_send(qd_req *r, const char *text, size_t len);
+void qd_req_sse_end(qd_req *r);
 
 /* ---- auth (auth.c) --------------------------------------------------------------------------------------- */
 

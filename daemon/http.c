@@ -228,6 +228,45 @@ int qd_req_offload(qd_req *r, qd_pool_fn work, qd_pool_fn done)
     return rc;
 }
 
+/* ---- server-sent events (jobs.c) ----------------------------------------------------------------------- */
+
+void qd_req_sse_start(qd_req *r)
+{
+    char id[32];
+    struct evkeyvalq *h;
+    if (r->dead || !r->req)
+        return;
+    h = evhttp_request_get_output_headers(r->req);
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)r->id);
+    evhttp_add_header(h, "Content-Type", "text/event-stream");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_add_header(h, "X-Request-Id", id);
+    r->status = 200;
+    replying(r);
+    evhttp_send_reply_start(r->req, 200, reason(200));
+}
+
+void qd_req_sse_send(qd_req *r, const char *text, size_t len)
+{
+    struct evbuffer *b;
+    if (r->dead || !r->req || !(b = evbuffer_new()))
+        return;
+    evbuffer_add(b, text, len);
+    r->bytes_out += len;
+    evhttp_send_reply_chunk(r->req, b);
+    evbuffer_free(b);
+}
+
+/* r may be gone afterwards (the reply completes at once when the output is empty). */
+void qd_req_sse_end(qd_req *r)
+{
+    struct evhttp_request *req = r->req;
+    if (r->dead || !req)
+        return;
+    r->req = NULL;
+    evhttp_send_reply_end(req);
+}
+
 /* ---- streaming -------------------------------------------------------------------------------------------- */
 
 static void pump(struct evhttp_connection *evcon, void *arg);

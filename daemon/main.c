@@ -144,12 +144,19 @@ int main(int argc, char **argv)
         goto out;
     }
     qd_oci_uploads_sweep(&srv);
+    if ((rc = qd_jobs_start(&srv)) < 0) {
+        qd_log(QD_LOG_ERROR, "daemon", "req=0 jobs: %s", qd_error_last()->message);
+        fprintf(stderr, "quantd: jobs: %s\n", qd_error_last()->message);
+        rc = 1;
+        goto out;
+    }
     if ((rc = qd_server_run(&srv)) < 0) {
         qd_log(QD_LOG_ERROR, "daemon", "req=0 %s", qd_error_last()->message);
         fprintf(stderr, "quantd: %s\n", qd_error_last()->message);
         rc = 1;
     }
 out:
+    qd_jobs_stop(&srv); /* running jobs stop at their next check and stay queued for the next start */
     qd_auth_free(srv.auth);
     qd_metrics_free(srv.metrics);
     qd_free(srv.uploads_dir);

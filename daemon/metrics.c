@@ -96,6 +96,7 @@ void qd_metrics_render(qd_metrics *m, qd_server *srv, const qd_metrics_store *ms
                             "# HELP quantd_registry_tags Tags over all repositories.\n"
                             "# TYPE quantd_registry_tags gauge\nquantd_registry_tags %" PRIu64 "\n",
                             ms->registry.manifests, ms->registry.tags);
+    qd_jobs_metrics(srv, out); /* jobs.c */
     evbuffer_add_printf(out, "# HELP quantd_uptime_seconds Seconds since start.\n# TYPE quantd_uptime_seconds gauge\n"
                              "quantd_uptime_seconds %.3f\n", (double)(qd_now_ns() - m->started_ns) / 1e9);
 }

@@ -94,6 +94,10 @@ void qd_v1_handle(qd_req *r)
     tok_work *w;
     int rc;
 
+    if (!strcmp(p, "/v1/jobs") || !strncmp(p, "/v1/jobs/", 9)) {
+        qd_jobs_handle(r); /* jobs.c */
+        return;
+    }
     r->route = "tokens";
     if (strcmp(p, "/v1/tokens") && strncmp(p, "/v1/tokens/", 11)) {
         r->route = "unknown";

@@ -332,6 +332,17 @@ static int put_txn(qd_store *s, MDB_txn *txn, void *payload)
     return QD_OK;
 }
 
+/* For store/jobs.c: the same record writes inside a caller's transaction (the bytes are already a blob). */
+int qd_registry__put_in_txn(qd_store *s, MDB_txn *txn, const char *repo, const char *tag, const qd_manifest_desc *m,
+                            const qd_digest *d)
+{
+    put_ctx c = {repo, tag, m, *d};
+    int rc;
+    if ((rc = check_repo(repo)) < 0 || (tag && (rc = check_tag(tag)) < 0))
+        return rc;
+    return put_txn(s, txn, &c);
+}
+
 int qd_registry_manifest_put(qd_digest *out, qd_store *s, const char *repo, const char *tag,
                              const qd_manifest_desc *m, const qd_digest *expect)
 {
@@ -733,6 +744,15 @@ static int link_txn(qd_store *s, MDB_txn *txn, void *payload)
         return rc;
     key_rev(&k, 'b', c->d, c->repo);
     return db_put_empty(txn, s->db_manifests, &k);
+}
+
+int qd_registry__link_in_txn(qd_store *s, MDB_txn *txn, const char *repo, const qd_digest *d)
+{
+    blob_ctx c = {repo, d, false};
+    int rc;
+    if ((rc = check_repo(repo)) < 0)
+        return rc;
+    return link_txn(s, txn, &c);
 }
 
 int qd_registry_blob_link(qd_store *s, const char *repo, const qd_digest *d)

@@ -125,4 +125,10 @@ int64_t qd_store__now(void);
  * in the chunk's pages (a whole large folio on recent kernels) and count them in our RSS. */
 #define CHUNK_IS_COMPRESSED(value_size, raw_len) ((value_size) - sizeof(chunk_hdr) < (raw_len))
 
+/* registry.c, for store/jobs.c: a manifest put and a blob link inside the caller's write transaction. */
+struct qd_manifest_desc;
+int qd_registry__put_in_txn(qd_store *s, MDB_txn *txn, const char *repo, const char *tag,
+                            const struct qd_manifest_desc *m, const qd_digest *d);
+int qd_registry__link_in_txn(qd_store *s, MDB_txn *txn, const char *repo, const qd_digest *d);
+
 #endif

@@ -181,6 +181,52 @@ int qd_token_scopes_validate(const char *scopes);
  *  implies everything. */
 bool qd_token_scopes_allow(const char *scopes, const char *repo, unsigned need);
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * Quantize jobs (store/jobs.c), in the `jobs` database, and lineage edges in the `lineage` database.
+ * A job record is a JSON object text owned by the daemon (this module does not parse it); ids are 16 hex digits.
+ *   jobs     'J' id          -> record JSON
+ *            'D' dedup(32)   -> id      (an identical request: same source digest, recipe, calibration, converter)
+ *   lineage  child(32) parent(32) -> "" (a variant manifest -> the manifest it was made from)
+ * ------------------------------------------------------------------------------------------------------------- */
+
+#define QD_JOB_ID_LEN 16
+
+/** Write (create or replace) a job record. @return QD_OK, QD_EINVAL, QD_EFULL */
+int qd_job_put(qd_store *s, const char *id, const char *json);
+
+/** Append a job's record to out. @return QD_OK, QD_ENOTFOUND */
+int qd_job_get(qd_buf *out, qd_store *s, const char *id);
+
+/** Call fn for every job (id order) inside a read transaction; a non-zero return stops the walk. */
+int qd_job_list(qd_store *s, int (*fn)(const char *id, const char *json, size_t len, void *payload), void *payload);
+
+/**
+ * Deduplicated submit, in one transaction: when dedup names a job for which keep(record) says true, its id is
+ * copied to existing_id (QD_JOB_ID_LEN + 1 bytes) and nothing is written; otherwise the record is stored under id
+ * and dedup points at it. @return QD_OK (stored), QD_EEXISTS (existing_id set), QD_EFULL
+ */
+int qd_job_submit(char *existing_id, qd_store *s, const qd_digest *dedup, const char *id, const char *json,
+                  bool (*keep)(const char *json, size_t len, void *payload), void *payload);
+
+/** One manifest to publish: its bytes must already be a blob (qd_store_put_buf); tag may be NULL. */
+typedef struct qd_publish_item {
+    const qd_manifest_desc *m;
+    qd_digest digest;
+    const char *tag;
+} qd_publish_item;
+
+/**
+ * Publish a job's result in ONE transaction: link the blobs to repo, store the manifests (and their tags) in
+ * order, record the lineage edge child -> parent (when child is not NULL), and replace the job record.
+ * @return QD_OK, QD_ENOTFOUND (a blob vanished), QD_EINVAL, QD_EFULL; nothing is visible unless QD_OK
+ */
+int qd_registry_publish(qd_store *s, const char *repo, const qd_digest *blobs, size_t n_blobs,
+                        const qd_publish_item *items, size_t n_items, const qd_digest *child,
+                        const qd_digest *parent, const char *job_id, const char *job_json);
+
+/** The parent recorded for a child manifest. @return QD_OK, QD_ENOTFOUND */
+int qd_lineage_parent(qd_digest *parent, qd_store *s, const qd_digest *child);
+
 /** Totals for metrics. */
 typedef struct qd_registry_stats {
     uint64_t manifests;

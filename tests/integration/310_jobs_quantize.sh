@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# Quantize on demand: push stories260K as a checkpoint (a manifest with one weight layer), request Q8_0 and Q4_K_M
+# through /v1/jobs, wait (bounded poll) for both, pull both variants, find each bundle through the referrers API,
+# verify it with `quant verify` against a policy trusting the daemon key, and check what the statement records.
+# Also: auth (quantize scope), bad requests, deduplication, the job list and the event stream.
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/daemon_lib.sh"
+MODEL=$(cd "$here/../.." && pwd)/../shared/models/stories260K.bin
+[ -f "$MODEL" ] || { echo "stories260K.bin not found under ../shared/models"; exit 77; }
+
+TOK=$("$QUANT" token create --store "$T/store" --name q --scopes 'push:org/*,quantize:org/*' 2>/dev/null) ||
+    fail "token create"
+PUSHONLY=$("$QUANT" token create --store "$T/store" --name p --scopes 'push:org/*' 2>/dev/null) || fail "token create"
+AUTH="Authorization: Bearer $TOK"
+# A validation policy for a 260K-parameter model (whose logits move far more under quantization than a real
+# model's): mean KLD at most 0.1 for every class. Q8_0 measures about 0.02 and passes; Q4_K_M about 1.0 and fails,
+# so both sides of the tag rule run. The verdict is the daemon's; the test only checks that the tag follows it.
+cat >"$T/vpolicy.json" <<'POL'
+{"version": 1, "classes": [{"name": "any", "min_bits": 0, "max_mean_kld": 0.1}]}
+POL
+start_daemon --max-jobs=2 --job-threads=1 --validation-policy="$T/vpolicy.json"
+
+# ---- push the checkpoint
+cp "$MODEL" "$T/stories260K.bin"
+printf '{"descriptor":{"name":"stories260K"},"config":{"format":"llama2c","precision":"f32"},"modelfs":{"type":"layers","diffIds":["%s"]}}' \
+    "$(sha "$T/stories260K.bin")" >"$T/config.json"
+push_blob org/stories "$T/config.json"
+push_blob org/stories "$T/stories260K.bin"
+make_manifest "$T/ckpt.json" "$T/config.json" "$T/stories260K.bin"
+req PUT /v2/org/stories/manifests/ckpt --data-binary @"$T/ckpt.json" \
+    -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' -H "$AUTH"
+expect 201 "push the checkpoint manifest"
+CKPT=$(sha "$T/ckpt.json")
+
+job() { # job BODY [curl args]: POST /v1/jobs
+    local body=$1
+    shift
+    req POST /v1/jobs -H 'Content-Type: application/json' --data-binary "$body" "$@"
+}
+
+# ---- auth and bad input
+job '{"source":"org/stories:ckpt","recipe":"Q8_0"}'
+expect 401 "a job without a token"
+job '{"source":"org/stories:ckpt","recipe":"Q8_0"}' -H "Authorization: Bearer $PUSHONLY"
+expect 403 "a job with a push-only token"
+job '{"source":"org/stories:ckpt",' -H "$AUTH"
+expect 400 "malformed JSON"
+job '{"source":"org/stories:ckpt","recipe":"Q9_X"}' -H "$AUTH"
+expect 400 "an unknown recipe"
+[ "$(jq_py "j['errors'][0]['code']")" = RECIPE_UNKNOWN ] || fail "unknown recipe code"
+job '{"source":"org/stories:nope","recipe":"Q8_0"}' -H "$AUTH"
+expect 404 "an unknown source"
+job '{"source":"org/stories:ckpt","recipe":"Q8_0","calibration":{"class":"code"}}' -H "$AUTH"
+expect 400 "a calibration class that is not supported yet"
+job '{"source":"org/stories:ckpt","recipe":"Q8_0","target_hardware":["Bad Name"]}' -H "$AUTH"
+expect 400 "a bad target_hardware name"
+job '{"source":"../etc:ckpt","recipe":"Q8_0"}' -H "$AUTH"
+expect 400 "a path trick in the source"
+
+# ---- two jobs
+job '{"source":"org/stories:ckpt","recipe":"Q8_0","calibration":{"class":"none"},"target_hardware":["x86_64-avx2"]}' -H "$AUTH"
+expect 202 "POST Q8_0 job"
+J8=$(jq_py "j['id']")
+[ "$(hdr Location)" = "/v1/jobs/$J8" ] || fail "Location of the job"
+job '{"source":"org/stories@'"$CKPT"'","recipe":"Q4_K_M","calibration":"none","target_hardware":"x86_64-avx2"}' -H "$AUTH"
+expect 202 "POST Q4_K_M job"
+J4=$(jq_py "j['id']")
+[ "$J8" != "$J4" ] || fail "two jobs share an id"
+
+wait_job() { # wait_job ID: bounded poll until the job ends; leaves its record in $T/body
+    local st
+    for _ in $(seq 1 600); do
+        req GET "/v1/jobs/$1" -H "$AUTH"
+        expect 200 "GET job $1"
+        st=$(jq_py "j['state']")
+        case $st in done | failed | cancelled) return 0 ;; esac
+        sleep 0.1
+    done
+    fail "job $1 did not end within 60 s (state $st)"
+}
+
+check_variant() { # check_variant JOB_ID RECIPE BITS METHOD
+    local id=$1 recipe=$2 bits=$3 method=$4 lower man blob bman bundle
+    lower=$(echo "$recipe" | tr 'A-Z' 'a-z')
+    wait_job "$id"
+    read -r man verdict < <(python3 - "$T/body" "$recipe" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["state"] == "done", ("job", sys.argv[2], j.get("error"))
+assert j["progress"] == 1.0, j["progress"]
+for st in ("load", "quantize", "validate", "sign", "publish"):
+    assert j["timings"][st] >= 0, st
+print(j["result"]["manifest"], j["result"]["verdict"])
+PY
+) || fail "job $recipe record"
+    [ -n "$verdict" ] || fail "job $recipe did not end done"
+    cp "$T/body" "$T/job-$lower.json"
+    # the variant manifest: by tag when the verdict passed, always by digest
+    req GET "/v2/org/stories/manifests/$man" -H "$AUTH"
+    expect 200 "GET variant manifest $recipe"
+    [ "$(hdr Docker-Content-Digest)" = "$man" ] || fail "variant digest header"
+    cp "$T/body" "$T/man-$lower.json"
+    blob=$(python3 - "$T/body" "$CKPT" "$lower" <<'PY'
+import json, sys
+j, ckpt, lower = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+assert j["subject"]["digest"] == ckpt, "variant subject is not the checkpoint"
+assert j["artifactType"] == "application/vnd.cncf.model.manifest.v1+json", j["artifactType"]
+assert j["config"]["mediaType"] == "application/vnd.cncf.model.config.v1+json", j["config"]
+l = j["layers"][0]
+assert l["mediaType"] == "application/vnd.cncf.model.weight.v1.raw", l
+assert l["annotations"]["org.cncf.model.filepath"] == "model-%s.gguf" % lower, l
+print(l["digest"])
+PY
+) || fail "variant manifest of $recipe"
+    req GET "/v2/org/stories/manifests/$lower" -H "$AUTH"
+    if [ "$verdict" = pass ]; then
+        expect 200 "tag $lower after a passing verdict"
+        [ "$(hdr Docker-Content-Digest)" = "$man" ] || fail "tag $lower points elsewhere"
+    else
+        expect 404 "tag $lower must not move after a failing verdict"
+    fi
+    req GET "/v2/org/stories/blobs/$blob" -H "$AUTH"
+    expect 200 "pull the variant blob"
+    mv "$T/body" "$T/model-$lower.gguf"
+    [ "$(sha "$T/model-$lower.gguf")" = "$blob" ] || fail "variant blob digest"
+    [ "$(head -c 4 "$T/model-$lower.gguf")" = GGUF ] || fail "the variant is not a GGUF"
+    # the bundle, found through the referrers API
+    req GET "/v2/org/stories/referrers/$man?artifactType=application/vnd.dev.sigstore.bundle.v0.3%2Bjson" -H "$AUTH"
+    expect 200 "referrers of the variant"
+    [ "$(jq_py "len(j['manifests'])")" = 1 ] || fail "expected one bundle referrer"
+    bman=$(jq_py "j['manifests'][0]['digest']")
+    req GET "/v2/org/stories/manifests/$bman" -H "$AUTH"
+    expect 200 "GET bundle manifest"
+    bundle=$(jq_py "j['layers'][0]['digest']")
+    [ "$(jq_py "j['layers'][0]['mediaType']")" = application/vnd.dev.sigstore.bundle.v0.3+json ] || fail "bundle type"
+    req GET "/v2/org/stories/blobs/$bundle" -H "$AUTH"
+    expect 200 "pull the bundle"
+    mv "$T/body" "$T/$lower.bundle"
+    "$QUANT" verify --policy "$T/policy.json" --bundle "$T/$lower.bundle" "$T/model-$lower.gguf" >"$T/verify.out" 2>&1 ||
+        { cat "$T/verify.out"; fail "quant verify $recipe"; }
+    # a tampered variant must not verify
+    cp "$T/model-$lower.gguf" "$T/bad/model-$lower.gguf"
+    printf 'X' | dd of="$T/bad/model-$lower.gguf" bs=1 seek=100 conv=notrunc 2>/dev/null
+    "$QUANT" verify --policy "$T/policy.json" --bundle "$T/$lower.bundle" "$T/bad/model-$lower.gguf" >/dev/null 2>&1 &&
+        fail "a tampered variant verified"
+    # what the statement records
+    python3 - "$T/$lower.bundle" "$recipe" "$bits" "$method" "$CKPT" "$KEYID" "$blob" "$T/job-$lower.json" <<'PY' ||
+import base64, json, sys
+b, recipe, bits, method, ckpt, keyid, blob, jobf = sys.argv[1:]
+st = json.loads(base64.b64decode(json.load(open(b))["dsseEnvelope"]["payload"]))
+job = json.load(open(jobf))
+p = st["predicate"]
+assert st["predicateType"] == "https://quantd.dev/variant/v1", st["predicateType"]
+assert st["subject"][0]["digest"]["sha256"] == blob.split(":")[1], st["subject"]
+assert p["source"]["digest"] == ckpt, p["source"]
+assert p["recipe"]["method"] == method and p["recipe"]["format"] == recipe, p["recipe"]
+assert p["recipe"]["weight_bits"] == int(bits), p["recipe"]
+assert p["calibration"]["class"] == "none", p["calibration"]
+assert p["converter"]["name"] == "quantd" and p["converter"]["version"] == job["converter_version"].split(" ")[0], p["converter"]
+assert p["converter"]["kernel"] in ("scalar", "avx2", "avx512", "neon", "cuda"), p["converter"]
+assert p["target_hardware"] == ["x86_64-avx2"], p["target_hardware"]
+v = p["validation"]
+for k in ("kld_mean", "kld_p99", "top1_agreement", "ppl_ratio"):
+    assert isinstance(v["metrics"][k], (int, float)) and v["metrics"][k] >= 0, (k, v)
+assert v["metrics"]["tokens"] > 0, v
+assert 0 < v["metrics"]["top1_agreement"] <= 1, v
+assert v["verdict"] == job["result"]["verdict"], (v["verdict"], job["result"])
+assert v["reference_digest"] == ckpt, v
+assert p["builder"]["key_id"] == keyid, p["builder"]
+print("%s: kld_mean=%.6f top1=%.4f ppl_ratio=%.5f verdict=%s" % (recipe, v["metrics"]["kld_mean"],
+      v["metrics"]["top1_agreement"], v["metrics"]["ppl_ratio"], v["verdict"]))
+PY
+        fail "statement of $recipe"
+    if command -v python3 >/dev/null && python3 -c 'import jsonschema' 2>/dev/null; then
+        python3 - "$T/$lower.bundle" "$here/../../schemas/predicate-variant-v1.schema.json" <<'PY' || fail "predicate schema ($recipe)"
+import base64, json, sys, jsonschema
+st = json.loads(base64.b64decode(json.load(open(sys.argv[1]))["dsseEnvelope"]["payload"]))
+jsonschema.validate(st["predicate"], json.load(open(sys.argv[2])))
+PY
+    fi
+}
+
+# the daemon key (made at first start, mode 0600) and a policy trusting it
+[ -f "$T/store/signing-key.pem" ] || fail "no signing key was generated"
+[ "$(stat -c %a "$T/store/signing-key.pem")" = 600 ] || fail "signing key mode"
+"$QUANT" key export "$T/store/signing-key.pem" --out "$T/daemon.pub" || fail "export the daemon key"
+KEYID=$("$QUANT" key show "$T/daemon.pub" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])') ||
+    fail "key id"
+grep -q "key_id=$KEYID" "$T/log" || fail "the daemon did not log its key id"
+"$QUANT" policy new --trust "$T/daemon.pub" --out "$T/policy.json" >/dev/null || fail "policy new"
+mkdir -p "$T/bad"
+
+check_variant "$J8" Q8_0 8 rtn
+[ "$verdict" = pass ] || fail "Q8_0 of stories260K should pass mean KLD <= 0.1"
+check_variant "$J4" Q4_K_M 4 k-quant
+[ "$verdict" = fail ] || fail "Q4_K_M of stories260K should fail mean KLD <= 0.1 (kept untagged)"
+
+# both variants are referrers of the checkpoint, and lineage is recorded in the job
+req GET "/v2/org/stories/referrers/$CKPT" -H "$AUTH"
+expect 200 "referrers of the checkpoint"
+[ "$(jq_py "len(j['manifests'])")" = 2 ] || fail "the checkpoint should have two variant referrers"
+
+# ---- an identical request returns the existing job (and its variant)
+job '{"source":"org/stories:ckpt","recipe":"q8_0","target_hardware":["x86_64-avx2"]}' -H "$AUTH"
+expect 200 "identical request"
+[ "$(jq_py "j['id']")" = "$J8" ] || fail "identical request got another job"
+[ "$(jq_py "j['deduplicated']")" = True ] || fail "not marked deduplicated"
+[ "$(jq_py "j['result']['manifest']")" = "$(python3 -c "import json; print(json.load(open('$T/job-q8_0.json'))['result']['manifest'])")" ] ||
+    fail "identical request: another variant"
+
+# ---- the list and the event stream
+req GET /v1/jobs -H "$AUTH"
+expect 200 "list jobs"
+[ "$(jq_py "sorted(x['id'] for x in j)")" = "$(python3 -c "print(sorted(['$J8','$J4']))")" ] || fail "job list"
+req GET "/v1/jobs?state=done" -H "$AUTH"
+[ "$(jq_py "len(j)")" = 2 ] || fail "job list by state"
+req GET /v1/jobs -H "Authorization: Bearer $PUSHONLY"
+expect 403 "a push-only token lists no jobs"
+curl -sS -N --max-time 10 -H "$AUTH" "$URL/v1/jobs/$J8/events" >"$T/events" || fail "event stream"
+grep -q '^event: job' "$T/events" || fail "no job event"
+grep -q '^event: end' "$T/events" || fail "the stream did not end"
+req GET /v1/jobs/0123456789abcdef -H "$AUTH"
+expect 404 "an unknown job"
+req DELETE "/v1/jobs/$J8" -H "$AUTH"
+expect 409 "cancel a finished job"
+
+# job metrics
+req GET /metrics
+expect 200 "metrics"
+grep -q '^quantd_validation_verdicts_total{verdict="pass"} 1$' "$T/body" || fail "metrics: pass verdicts"
+grep -q '^quantd_validation_verdicts_total{verdict="fail"} 1$' "$T/body" || fail "metrics: fail verdicts"
+grep -q '^quantd_job_stage_runs_total{stage="publish"} 2$' "$T/body" || fail "metrics: publish stages"
+grep -q '^quantd_jobs_ended_total{state="done"} 2$' "$T/body" || fail "metrics: jobs done"
+grep -q '^quantd_jobs_queued 0$' "$T/body" || fail "metrics: queue depth"
+
+stop_daemon
+"$QUANT" store fsck --store "$T/store" >"$T/fsck" 2>&1 || { cat "$T/fsck"; fail "fsck"; }
+echo "ok: 310 jobs quantize"
