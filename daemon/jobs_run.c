@@ -227,29 +227,18 @@ static int stage_quantize(job_ctx *c)
 /* ---- validate --------------------------------------------------------------------------------------------------- */
 
 /*
- * The validation stage, behind one call.
- *
- * With the runtime's model adapter (qd_llama_load_model: GGUF of any type, safetensors, llama2.c) the source and
- * the published GGUF file itself are loaded and compared: what is validated is what gets published. That
- * adapter is being added on another branch; until it is linked in, the reference symbol below is weak and NULL,
- * and the fallback runs: the runtime loads llama2.c checkpoints only, so the variant is rebuilt IN MEMORY from the
- * source with the recipe's base type (qd_llama_quantize, llama.cpp's fallbacks) and compared with the source.
- * The record and the manifest say which path ran ("validation.path"). The fallback is not the GGUF file's bytes,
- * and a recipe's per-tensor rules (e.g. Q4_K_M's Q6_K tensors) are not applied. A source neither path can load
- * gets no verdict: the job fails, nothing is published.
+ * The validation stage, behind one call: the source and the published GGUF file itself are loaded by the runtime's
+ * model adapter (qd_llama_load_model: GGUF of any type run as stored, safetensors, llama2.c) and compared, so what is
+ * validated is exactly what gets published. A source the runtime cannot load gets no verdict: the job fails and
+ * nothing is published.
  */
-extern int qd_llama_load_model(qd_llama_model **out, const char *path) __attribute__((weak));
-
 #define PATH_FILE "gguf: the published GGUF file loaded and compared with the source"
-#define PATH_MEM "in-memory: source vs the source quantized in memory with the recipe's base type; the GGUF file " \
-                 "was not loaded (this build's runtime loads llama2.c only)"
 
 static int job_validate(job_ctx *c, json_t **validation, json_t **report_out, bool *pass, const char **path_note)
 {
     qd_llama_model *ref = NULL, *var = NULL;
     qd_valset *set = NULL;
     qd_validation_report *rep = NULL;
-    qd_llama_quant_options qo;
     qd_validate_options vo = QD_VALIDATE_OPTIONS_INIT;
     void *ser = NULL;
     size_t ser_len = 0;
@@ -259,26 +248,13 @@ static int job_validate(job_ctx *c, json_t **validation, json_t **report_out, bo
     int rc;
 
     *validation = *report_out = NULL;
-    if (qd_llama_load_model) {
-        *path_note = PATH_FILE;
-        if ((rc = qd_llama_load_model(&ref, c->src_path)) < 0 || (rc = qd_llama_load_model(&var, c->out_path)) < 0)
-            goto out;
-        goto loaded;
-    }
-    *path_note = PATH_MEM;
-    if ((rc = qd_llama_load_llama2c(&ref, c->src_path)) < 0) {
-        rc = qd_error_set(QD_EUNSUPPORTED, QD_EC_ENGINE,
-                          "validation unavailable: the runtime loads llama2.c checkpoints only and this source is "
-                          "not one (%s); no verdict is made up, the variant is not published",
-                          qd_error_last()->message);
+    *path_note = PATH_FILE;
+    if ((rc = qd_llama_load_model(&ref, c->src_path)) < 0) {
+        qd_error_prefix("validation unavailable: the runtime cannot load the source; no verdict, nothing published");
         goto out;
     }
-    qo.type = qd_recipe_base_type(c->ft);
-    qo.llama_cpp_fallback = true;
-    qo.output_type = QD_TYPE_COUNT;
-    if ((rc = qd_llama_quantize(&var, ref, &qo)) < 0)
+    if ((rc = qd_llama_load_model(&var, c->out_path)) < 0)
         goto out;
-loaded:
     stage_progress(c, 0.2);
     if ((rc = cancelled(c)) < 0)
         goto out;

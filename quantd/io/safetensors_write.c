@@ -214,7 +214,17 @@ static int stw_write_file(qd_st_writer *w, size_t a, size_t b, const char *path,
         }
         off += t->nbytes;
     }
-    js = json_dumps(hdr, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    {
+        /* into our own allocation (json_dumps would hand back malloc memory) */
+        size_t need = json_dumpb(hdr, NULL, 0, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        js = need ? qd_malloc(need + 1) : NULL;
+        if (js && json_dumpb(hdr, js, need, JSON_COMPACT | JSON_PRESERVE_ORDER) == need)
+            js[need] = '\0';
+        else {
+            qd_free(js);
+            js = NULL;
+        }
+    }
     if (!js) {
         rc = QD_ENOMEM;
         goto done;
@@ -262,7 +272,7 @@ done:
         close(fd);
         unlink(tmp);
     }
-    free(js); /* jansson allocates with malloc */
+    qd_free(js);
     json_decref(hdr);
     return rc;
 }
