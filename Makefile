@@ -96,12 +96,12 @@ $(B)/obj/%.o: %.c
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS_ALL) $(CFLAGS_$(subst /,_,$*)) -MMD -MP -c -o $@ $<
 
-$(B)/tests/%: tests/unit/%.c $(B)/libqd.a tests/unit/testutil.h
+$(B)/tests/%: tests/unit/%.c $(B)/libqd.a tests/unit/testutil.h tests/unit/store_fixture.h
 	@mkdir -p $(@D)
 	@echo "  TEST    $@"
 	@$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS) $(CMOCKA_LIBS)
 
-$(B)/tests/%: tests/stress/%.c $(B)/libqd.a tests/unit/testutil.h
+$(B)/tests/%: tests/stress/%.c $(B)/libqd.a tests/unit/testutil.h tests/unit/store_fixture.h
 	@mkdir -p $(@D)
 	@echo "  TEST    $@"
 	@$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS) $(CMOCKA_LIBS)

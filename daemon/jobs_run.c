@@ -244,7 +244,6 @@ static int job_validate(job_ctx *c, json_t **validation, json_t **report_out, bo
     size_t ser_len = 0;
     qd_digest set_d;
     char ds[QD_DIGEST_STR_LEN + 1], sd[QD_DIGEST_STR_LEN + 1], *rj = NULL;
-    json_t *metrics, *thr, *worst;
     int rc;
 
     *validation = *report_out = NULL;
@@ -270,26 +269,15 @@ static int job_validate(job_ctx *c, json_t **validation, json_t **report_out, bo
     if ((rc = qd_validation_judge(rep, &c->J->policy, NULL)) < 0)
         goto out;
     *pass = rep->pass;
-    metrics = json_pack("{s:f,s:f,s:f,s:f,s:I}", "kld_mean", rep->overall.mean, "kld_p99", rep->overall.p99,
-                        "top1_agreement", rep->overall.same_top, "ppl_ratio", rep->overall.ppl_ratio, "tokens",
-                        (json_int_t)rep->tokens_evaluated);
-    worst = json_array();
-    for (int i = 0; i < 8 && rep->worst[i] >= 0 && rep->worst[i] < rep->n_tensors; i++) {
-        const qd_tensor_metrics *t = &rep->tensors[rep->worst[i]];
-        if (t->sqnr_db == t->sqnr_db && t->sqnr_db < 1e300) /* finite */
-            json_array_append_new(worst, json_pack("{s:s,s:f}", "name", t->name, "sqnr_db", t->sqnr_db));
+    /* the predicate's validation object, as `quant validate --predicate` writes it */
+    {
+        char *vj = NULL;
+        if ((rc = qd_validation_predicate_json(&vj, rep, qd_digest_format(ds, &c->src_manifest),
+                                               qd_digest_format(sd, &set_d))) < 0)
+            goto out;
+        *validation = json_loads(vj, 0, NULL);
+        qd_free(vj);
     }
-    json_object_set_new(metrics, "worst_tensors", worst);
-    thr = json_object();
-    if (rep->thr_mean_kld >= 0)
-        json_object_set_new(thr, "kld_mean_max", json_real(rep->thr_mean_kld));
-    if (rep->thr_p99_kld >= 0)
-        json_object_set_new(thr, "kld_p99_max", json_real(rep->thr_p99_kld));
-    if (rep->thr_same_top >= 0)
-        json_object_set_new(thr, "top1_agreement_min", json_real(rep->thr_same_top));
-    *validation = json_pack("{s:s,s:s,s:o,s:o,s:s}", "reference_digest", qd_digest_format(ds, &c->src_manifest),
-                            "set_digest", qd_digest_format(sd, &set_d), "metrics", metrics, "thresholds", thr,
-                            "verdict", rep->pass ? "pass" : "fail");
     if ((rc = qd_validation_report_json(&rj, rep, NULL)) == QD_OK)
         *report_out = json_loads(rj, 0, NULL);
     qd_free(rj);

@@ -17,36 +17,7 @@
 /* internal: the chunker, tested directly as well as through the store */
 size_t qd_store__cdc_cut(const uint8_t *p, size_t n, int final);
 
-typedef struct fixture {
-    char *dir;
-    qd_store *s;
-    tu_rng rng;
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof(*f));
-    qd_store_options o = QD_STORE_OPTIONS_INIT;
-    f->dir = tu_sandbox();
-    o.flags = QD_STORE_CREATE;
-    tu_rng_seed(&f->rng, tu_seed());
-    if (!f->dir || qd_store_open(&f->s, f->dir, &o) != QD_OK) {
-        print_error("open: %s\n", qd_error_last()->message);
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    qd_store_close(f->s);
-    tu_rmtree(f->dir);
-    free(f->dir);
-    free(f);
-    return 0;
-}
+#include "store_fixture.h"
 
 static uint8_t *random_bytes(tu_rng *r, size_t n)
 {
