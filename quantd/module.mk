@@ -20,6 +20,11 @@ LIBQD_SRCS += quantd/runtime/model.c quantd/runtime/load_model.c quantd/runtime/
 	quantd/runtime/validate.c quantd/runtime/validate_json.c
 $(B)/obj/quantd/runtime/%.o: CFLAGS_ALL += -O3
 
+# quantd/calib/: calibration: activation statistics through the runtime's matmul observer, and the calibrated
+# methods built on them (imatrix collection, GPTQ, AWQ, SmoothQuant).
+LIBQD_SRCS += quantd/calib/actstats.c
+$(B)/obj/quantd/calib/%.o: CFLAGS_ALL += -O3
+
 # quantd/formats/: the Hugging Face quantized layouts (bitsandbytes NF4/FP4, compressed-tensors INT8/FP8/INT4),
 # their element codes, and whole-model export to a Transformers/vLLM folder; quantd/io/safetensors_write.c is the
 # safetensors writer and raw reader they use. Like the kernels, no multiply-add contraction: the dequantized values

@@ -203,6 +203,27 @@ void qd_llama_ctx_free(qd_llama_ctx *c);
 /** Forget the cached positions (start a new sequence). */
 void qd_llama_reset(qd_llama_ctx *c);
 
+/** Where a matmul sits in the forward pass (the weight it multiplies). */
+typedef enum qd_llama_site {
+    QD_SITE_ATTN_Q = 0, QD_SITE_ATTN_K, QD_SITE_ATTN_V, QD_SITE_ATTN_OUT,
+    QD_SITE_FFN_GATE, QD_SITE_FFN_UP, QD_SITE_FFN_DOWN,
+    QD_SITE_OUTPUT /**< the classifier (layer -1); the tied token embedding when cfg.tied_output */
+} qd_llama_site;
+
+/**
+ * Sees the input of every matmul before it runs: x holds n rows of w->cols floats (positions of the batch), in the
+ * order the forward pass uses them. Calibration (imatrix, GPTQ, AWQ, SmoothQuant) collects activation statistics
+ * through it. Called on the thread that runs qd_llama_eval; x is valid only during the call.
+ */
+typedef void (*qd_llama_observer)(void *user, int layer, qd_llama_site site, const qd_llama_tensor *w,
+                                  const float *x, int n);
+
+/** Install (or with fn NULL remove) the matmul-input observer. */
+void qd_llama_ctx_set_observer(qd_llama_ctx *c, qd_llama_observer fn, void *user);
+
+/** The GGUF name of the weight at a site ("blk.3.ffn_down.weight", "output.weight"), written into buf. */
+const char *qd_llama_site_name(char *buf, size_t cap, int layer, qd_llama_site site);
+
 /** Positions already in the cache. */
 int qd_llama_n_past(const qd_llama_ctx *c);
 

@@ -12,6 +12,7 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -40,6 +41,8 @@ struct qd_llama_ctx {
     float *scores;        /* per thread: n_ctx */
     void *kvq;            /* one quantized kv row */
     int64_t max_cols;
+    qd_llama_observer obs; /* sees each matmul's input (calibration), or NULL */
+    void *obs_user;
 };
 
 /* ---------------------------------------------------------------- dots */
@@ -217,8 +220,11 @@ static void mm_job(void *p, int64_t t0, int64_t t1, int tid)
     }
 }
 
-static void matmul(qd_llama_ctx *c, float *y, const float *x, int n, const qd_llama_tensor *w)
+static void matmul_at(qd_llama_ctx *c, int layer, qd_llama_site site, float *y, const float *x, int n,
+                      const qd_llama_tensor *w)
 {
+    if (c->obs)
+        c->obs(c->obs_user, layer, site, w, x, n);
     mm_arg a = {c, y, x, n, w};
     int64_t tiles = (w->rows + TILE - 1) / TILE;
     double work = (double)w->rows * (double)w->cols * n;
@@ -390,6 +396,25 @@ void qd_llama_reset(qd_llama_ctx *c) { c->n_past = 0; }
 int qd_llama_n_past(const qd_llama_ctx *c) { return c->n_past; }
 const char *qd_llama_simd_name(const qd_llama_ctx *c) { return c->simd; }
 
+void qd_llama_ctx_set_observer(qd_llama_ctx *c, qd_llama_observer fn, void *user)
+{
+    c->obs = fn;
+    c->obs_user = user;
+}
+
+const char *qd_llama_site_name(char *buf, size_t cap, int layer, qd_llama_site site)
+{
+    static const char *const names[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up",
+                                        "ffn_down"};
+    if (site == QD_SITE_OUTPUT)
+        snprintf(buf, cap, "output.weight");
+    else if ((unsigned)site < sizeof(names) / sizeof(names[0]))
+        snprintf(buf, cap, "blk.%d.%s.weight", layer, names[site]);
+    else
+        snprintf(buf, cap, "?");
+    return buf;
+}
+
 static int embed(qd_llama_ctx *c, float *dst, int32_t tok)
 {
     const qd_llama_tensor *e = &c->m->tok_embd;
@@ -409,9 +434,9 @@ static int eval_batch(qd_llama_ctx *c, const int32_t *tokens, int n, float *logi
     for (int l = 0; l < cfg->n_layers; l++) {
         const qd_llama_layer *L = &m->layers[l];
         rmsnorm(c->xb, c->x, L->attn_norm.data, n, dim, cfg->norm_eps);
-        matmul(c, c->q, c->xb, n, &L->wq);
-        matmul(c, c->k, c->xb, n, &L->wk);
-        matmul(c, c->v, c->xb, n, &L->wv);
+        matmul_at(c, l, QD_SITE_ATTN_Q, c->q, c->xb, n, &L->wq);
+        matmul_at(c, l, QD_SITE_ATTN_K, c->k, c->xb, n, &L->wk);
+        matmul_at(c, l, QD_SITE_ATTN_V, c->v, c->xb, n, &L->wv);
         for (int p = 0; p < n; p++) {
             int pos = c->n_past + p;
             for (int i = 0; i < c->hs; i += 2) {
@@ -433,29 +458,29 @@ static int eval_batch(qd_llama_ctx *c, const int32_t *tokens, int n, float *logi
         att_arg aa = {c, l, n};
         int64_t items = (int64_t)n * cfg->n_heads;
         parallel_for((double)items * (c->n_past + n) * c->hs < 65536.0 ? 1 : c->nth, items, att_job, &aa);
-        matmul(c, c->xb2, c->att, n, &L->wo);
+        matmul_at(c, l, QD_SITE_ATTN_OUT, c->xb2, c->att, n, &L->wo);
         for (size_t i = 0; i < (size_t)n * dim; i++)
             c->x[i] += c->xb2[i];
         rmsnorm(c->xb, c->x, L->ffn_norm.data, n, dim, cfg->norm_eps);
-        matmul(c, c->hb, c->xb, n, &L->w1);
-        matmul(c, c->hb2, c->xb, n, &L->w3);
+        matmul_at(c, l, QD_SITE_FFN_GATE, c->hb, c->xb, n, &L->w1);
+        matmul_at(c, l, QD_SITE_FFN_UP, c->hb2, c->xb, n, &L->w3);
         for (size_t i = 0; i < (size_t)n * hid; i++) {
             float g = c->hb[i];
             c->hb[i] = g / (1.0f + expf(-g)) * c->hb2[i];
         }
-        matmul(c, c->xb2, c->hb, n, &L->w2);
+        matmul_at(c, l, QD_SITE_FFN_DOWN, c->xb2, c->hb, n, &L->w2);
         for (size_t i = 0; i < (size_t)n * dim; i++)
             c->x[i] += c->xb2[i];
     }
     c->n_past += n;
     if (logits) {
         rmsnorm(c->xb, c->x, m->final_norm.data, n, dim, cfg->norm_eps);
-        matmul(c, logits, c->xb, n, cfg->tied_output ? &m->tok_embd : &m->output);
+        matmul_at(c, -1, QD_SITE_OUTPUT, logits, c->xb, n, cfg->tied_output ? &m->tok_embd : &m->output);
         if (last)
             memcpy(last, logits + (size_t)(n - 1) * cfg->vocab, sizeof(float) * (size_t)cfg->vocab);
     } else if (last) {
         rmsnorm(c->xb, c->x + (size_t)(n - 1) * dim, m->final_norm.data, 1, dim, cfg->norm_eps);
-        matmul(c, last, c->xb, 1, cfg->tied_output ? &m->tok_embd : &m->output);
+        matmul_at(c, -1, QD_SITE_OUTPUT, last, c->xb, 1, cfg->tied_output ? &m->tok_embd : &m->output);
     }
     return QD_OK;
 }

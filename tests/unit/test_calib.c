@@ -1,0 +1,109 @@
+/*
+ * test_calib.c - activation statistics through the runtime observer, checked against the forward pass computed by
+ * hand for the first block's input, and the calibration set checks.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "testutil.h"
+#include "qd/alloc.h"
+#include "qd/calib.h"
+#include "qd/err.h"
+
+static qd_llama_model *small_model(void)
+{
+    qd_llama_config cfg = {.dim = 64, .hidden_dim = 96, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .vocab = 80,
+                           .seq_len = 64, .rope_theta = 10000.0f, .norm_eps = 1e-5f, .tied_output = true};
+    qd_llama_model *m = NULL;
+    assert_int_equal(qd_llama_synthetic(&m, &cfg, 7), QD_OK);
+    return m;
+}
+
+/* The first block's attention input is rmsnorm(embedding(token)) * attn_norm: independent of position and of
+ * every other token, so its statistics can be computed without the runtime. */
+static void test_layer0_matches_hand(void **state)
+{
+    (void)state;
+    qd_llama_model *m = small_model();
+    qd_valset *set = NULL;
+    assert_int_equal(qd_valset_sample(&set, m, 3, 17, 11, 1), QD_OK);
+    qd_actstats *s = NULL;
+    assert_int_equal(qd_actstats_collect(&s, m, set, NULL), QD_OK);
+    assert_int_equal(qd_actstats_tokens(s), 3 * 17);
+    const qd_actstats_entry *q = qd_actstats_find(s, "blk.0.attn_q.weight");
+    const qd_actstats_entry *k = qd_actstats_find(s, "blk.0.attn_k.weight");
+    assert_non_null(q);
+    assert_non_null(k);
+    assert_int_equal(q->cols, 64);
+    int dim = m->cfg.dim;
+    double want_sq[64] = {0}, want_abs[64] = {0};
+    float want_max[64] = {0};
+    const float *emb = m->tok_embd.data, *nw = m->layers[0].attn_norm.data;
+    for (uint64_t t = 0; t < set->n_tokens; t++) {
+        const float *e = emb + (size_t)set->tokens[t] * dim;
+        double ss = 0;
+        for (int j = 0; j < dim; j++)
+            ss += (double)e[j] * e[j];
+        double inv = 1.0 / sqrt(ss / dim + m->cfg.norm_eps);
+        for (int j = 0; j < dim; j++) {
+            double v = e[j] * inv * nw[j];
+            want_sq[j] += v * v;
+            want_abs[j] += fabs(v);
+            if (fabs(v) > want_max[j])
+                want_max[j] = (float)fabs(v);
+        }
+    }
+    for (int j = 0; j < dim; j++) {
+        assert_true(fabs(q->sum_sq[j] - want_sq[j]) <= 1e-4 * (want_sq[j] + 1e-6));
+        assert_true(fabs(q->sum_abs[j] - want_abs[j]) <= 1e-4 * (want_abs[j] + 1e-6));
+        assert_true(fabsf(q->max_abs[j] - want_max[j]) <= 1e-4f * (want_max[j] + 1e-6f));
+        /* q, k and v see the same input */
+        assert_true(q->sum_sq[j] == k->sum_sq[j]);
+    }
+    /* every weight matrix of every block was seen, with its input width */
+    for (int l = 0; l < 2; l++) {
+        char name[64];
+        snprintf(name, sizeof(name), "blk.%d.ffn_down.weight", l);
+        const qd_actstats_entry *d = qd_actstats_find(s, name);
+        assert_non_null(d);
+        assert_int_equal(d->cols, 96);
+        assert_int_equal(d->n_rows, 3 * 17);
+    }
+    assert_null(qd_actstats_find(s, "blk.2.attn_q.weight"));
+    qd_actstats_free(s);
+    qd_valset_free(set);
+    qd_llama_free(m);
+}
+
+static void test_bad_sets(void **state)
+{
+    (void)state;
+    qd_llama_model *m = small_model();
+    qd_valset *set = NULL, *val = NULL;
+    qd_actstats *s = NULL;
+    assert_int_equal(qd_actstats_collect(&s, m, NULL, NULL), QD_EINVAL);
+    assert_non_null(strstr(qd_error_last()->message, "empty"));
+    assert_int_equal(qd_valset_sample(&set, m, 2, 9, 3, 1), QD_OK);
+    set->tokens[set->offs[1] + 4] = 80; /* out of the vocabulary */
+    assert_int_equal(qd_actstats_collect(&s, m, set, NULL), QD_EINVAL);
+    assert_non_null(strstr(qd_error_last()->message, "out of range"));
+    assert_null(s);
+    set->tokens[set->offs[1] + 4] = 5;
+    /* disjointness: another seed is disjoint, the same set is not */
+    assert_int_equal(qd_valset_sample(&val, m, 2, 9, 4, 1), QD_OK);
+    assert_int_equal(qd_calib_check_disjoint(set, val), QD_OK);
+    assert_int_equal(qd_calib_check_disjoint(set, set), QD_EINVAL);
+    assert_non_null(strstr(qd_error_last()->message, "disjoint"));
+    qd_valset_free(val);
+    qd_valset_free(set);
+    qd_llama_free(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_layer0_matches_hand),
+        cmocka_unit_test(test_bad_sets),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
