@@ -23,6 +23,8 @@ $(B)/obj/quantd/runtime/%.o: CFLAGS_ALL += -O3
 # quantd/calib/: calibration: activation statistics through the runtime's matmul observer, and the calibrated
 # methods built on them (imatrix collection, GPTQ, AWQ, SmoothQuant).
 LIBQD_SRCS += quantd/calib/actstats.c
+# AWQ and SmoothQuant W8A8 (include/qd/awq.h, include/qd/smoothquant.h)
+LIBQD_SRCS += quantd/calib/awq.c
 $(B)/obj/quantd/calib/%.o: CFLAGS_ALL += -O3
 
 # quantd/formats/: the Hugging Face quantized layouts (bitsandbytes NF4/FP4, compressed-tensors INT8/FP8/INT4),
