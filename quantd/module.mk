@@ -24,7 +24,8 @@ $(B)/obj/quantd/runtime/%.o: CFLAGS_ALL += -O3
 # methods built on them (imatrix collection, GPTQ, AWQ, SmoothQuant).
 LIBQD_SRCS += quantd/calib/actstats.c
 # AWQ and SmoothQuant W8A8 (include/qd/awq.h, include/qd/smoothquant.h)
-LIBQD_SRCS += quantd/calib/awq.c
+LIBQD_SRCS += quantd/calib/awq.c quantd/calib/awq_io.c quantd/calib/smoothquant.c \
+	quantd/calib/hf_load.c
 $(B)/obj/quantd/calib/%.o: CFLAGS_ALL += -O3
 
 # quantd/formats/: the Hugging Face quantized layouts (bitsandbytes NF4/FP4, compressed-tensors INT8/FP8/INT4),

@@ -55,7 +55,8 @@ typedef struct qd_awq_block {
     double alpha;     /**< chosen */
     double err_rtn;   /**< sum_t ||W x - Q(W) x||^2 over the group's matrices (alpha = 0, no clipping) */
     double err_awq;   /**< the same with the chosen scales (before clipping) */
-    double err_final; /**< with the chosen scales and clipping (what is stored) */
+    double err_final; /**< with the chosen scales and clipping (what is stored), in the folded frame */
+    bool skipped;     /**< the grid cannot hold these rows (columns not a multiple of the group): left f32 */
 } qd_awq_block;
 
 typedef struct qd_awq_report {
@@ -103,6 +104,9 @@ int qd_awq_qdq(float *dst, const float *src, int64_t n, qd_awq_grid grid);
 int qd_awq_pack(int32_t **qweight, int32_t **qzeros, uint16_t **scales, float *deq, const float *w, int64_t rows,
                 int64_t cols, int group);
 
+/** Whether a [rows, cols] matrix fits the AutoAWQ layout (rows % 8 == 0, cols % group == 0). */
+bool qd_awq_packable(int64_t rows, int64_t cols, int group);
+
 /** Unpack AutoAWQ GEMM tensors back to w[out][in] = (q - z) * f32(scale). @return QD_OK, QD_EINVAL */
 int qd_awq_unpack(float *w, const int32_t *qweight, const int32_t *qzeros, const uint16_t *scales, int64_t rows,
                   int64_t cols, int group);
@@ -116,11 +120,20 @@ int qd_awq_unpack(float *w, const int32_t *qweight, const int32_t *qzeros, const
 int qd_awq_export(const qd_llama_model *awq_f32, int group, const char *out_dir, const char *base_name,
                   uint64_t *bytes_written);
 
+/* ---- the calibrated methods' folders back into the runtime ---------------------------------------------------- */
+
+/** Whether path is a folder whose config.json names AutoAWQ (quant_method awq) or compressed-tensors
+ *  int-quantized (W8A8): the layouts qd_calib_load_folder() reads. */
+bool qd_calib_is_quant_folder(const char *path);
+
 /**
- * Read an AutoAWQ folder written by qd_awq_export back into the runtime description (f32 tensors, q/k rows in GGUF
- * order): what `quant validate` runs. @return QD_OK, QD_ENOTFOUND, QD_ECORRUPT, QD_ENOMEM
+ * Load such a folder for the runtime: W8A8 weights as QD_TYPE_I8 tensors with row_scale (the runtime's W8A8 path),
+ * AutoAWQ weights dequantized to f32 ((q - z) * scale), q/k rows permuted into GGUF order; quantd.json (the method's
+ * record) becomes the quantize.* keys of the model's source (qd_llama_source), read by the variant predicate.
+ * qd_llama_load_model() calls it for such folders. @return QD_OK, QD_ENOTFOUND, QD_ECORRUPT, QD_EUNSUPPORTED,
+ * QD_ENOMEM
  */
-int qd_awq_load(qd_llama_model **out, const char *dir);
+int qd_calib_load_folder(qd_llama_model **out, const char *dir);
 
 /* ---- an f32 model as a GGUF llama.cpp reads ------------------------------------------------------------------- */
 

@@ -402,9 +402,9 @@ int qd_awq_apply(qd_llama_model **out, qd_awq_report *rep, const qd_llama_model 
     if (o.group != 32 && o.group != 64 && o.group != 128)
         return qd_error_set(QD_EINVAL, QD_EC_INVALID, "AWQ: group size %d (32, 64 or 128)", o.group);
     const qd_llama_config *cfg = &ref->cfg;
-    if (cfg->dim % o.group || cfg->hidden_dim % o.group)
-        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "AWQ: dim %d and hidden %d must be multiples of the group %d",
-                            cfg->dim, cfg->hidden_dim, o.group);
+    if (cfg->dim % o.group)
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "AWQ: dim %d must be a multiple of the group %d", cfg->dim,
+                            o.group);
     collector c;
     memset(&c, 0, sizeof(c));
     qd_llama_model *m = NULL;
@@ -458,7 +458,12 @@ int qd_awq_apply(qd_llama_model **out, qd_awq_report *rep, const qd_llama_model 
             blk->layer = l;
             snprintf(blk->group, sizeof(blk->group), "%s", gname);
             float *sg = s + grp * wide;
-            if (grp != 1 || vo) {
+            if (G->cols % o.group) { /* rows the grid cannot hold (ffn_down of 172 columns): stays f32, as in
+                                      * qd_llama_quantize() */
+                for (int64_t j = 0; j < G->cols; j++)
+                    sg[j] = 1.0f;
+                blk->skipped = true;
+            } else if (grp != 1 || vo) {
                 if ((rc = search(blk, sg, w, nws[grp], G, st, &o, tmp, tq)) < 0)
                     goto done;
             } else {
@@ -495,6 +500,8 @@ int qd_awq_apply(qd_llama_model **out, qd_awq_report *rep, const qd_llama_model 
                 qd_llama_tensor *t = ws[grp][k];
                 int64_t rows = t->rows, cols = t->cols;
                 memcpy(tmp, t->data, sizeof(float) * (size_t)(rows * cols));
+                if (blocks[nb + grp].skipped)
+                    continue;
                 if (o.clip && !(grp == 0 && k < 2) && /* not q, k */
                     (rc = clip_matrix(t->data, rows, cols, G->g, inv, o.grid, o.group)) < 0)
                     goto done;
@@ -554,11 +561,8 @@ int qd_awq_quantize(qd_llama_model **out, const qd_llama_model *f32, const qd_aw
         qd_llama_tensor *t = qd_llama_tensor_at(m, i, &name);
         if (!is_block_linear(name))
             continue;
-        if (t->cols % group) {
-            qd_llama_free(m);
-            return qd_error_set(QD_EINVAL, QD_EC_INVALID, "AWQ: %s has %lld columns, not a multiple of %d", name,
-                                (long long)t->cols, group);
-        }
+        if (!qd_awq_packable(t->rows, t->cols, group))
+            continue; /* stays f32 (qd_awq_export writes it unconverted) */
         float *w = t->data;
         for (int64_t k = 0; k < t->rows * t->cols; k += group)
             qd_awq_qdq(w + k, w + k, group, QD_AWQ_GRID_INT4);
@@ -568,6 +572,11 @@ int qd_awq_quantize(qd_llama_model **out, const qd_llama_model *f32, const qd_aw
 }
 
 /* ---------------------------------------------------------------- AutoAWQ packing */
+
+bool qd_awq_packable(int64_t rows, int64_t cols, int group)
+{
+    return group > 0 && rows % 8 == 0 && cols % group == 0;
+}
 
 static const int awq_order[8] = {0, 2, 4, 6, 1, 3, 5, 7};
 
