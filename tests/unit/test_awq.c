@@ -4,6 +4,7 @@
  * the AutoAWQ packing round-trips, and the AutoAWQ folder reads back to exactly the values the runtime ran.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "testutil.h"
@@ -201,6 +202,66 @@ static void test_awq__pack_roundtrip(void **state)
     assert_int_equal(qd_awq_pack(&qw, &qz, &sc, NULL, w, 12, 32, 32), QD_EINVAL);
 }
 
+/* the AWQ variants as files: the GGUF (Q4_0 blocks) and the AutoAWQ folder read back to exactly what the runtime ran
+ * (the folder through the runtime's loader: qweight/qzeros/scales dequantized bit for bit) */
+static void test_awq__files_roundtrip(void **state)
+{
+    (void)state;
+    char *dir = tu_sandbox();
+    char gg[600], folder[600], path[700];
+    snprintf(gg, sizeof(gg), "%s/awq.gguf", dir);
+    snprintf(folder, sizeof(folder), "%s/awq", dir);
+    qd_llama_model *m = outlier_model(2), *a = NULL, *v = NULL, *back = NULL;
+    qd_valset *cal = NULL;
+    assert_int_equal(qd_valset_sample(&cal, m, 4, 32, 21, 1), QD_OK);
+    for (int g = 0; g < 2; g++) {
+        qd_awq_options o = QD_AWQ_OPTIONS_INIT;
+        o.grid = g ? QD_AWQ_GRID_INT4 : QD_AWQ_GRID_Q4_0;
+        o.group = 64;
+        assert_int_equal(qd_awq_apply(&a, NULL, m, cal, &o), QD_OK);
+        assert_int_equal(qd_awq_quantize(&v, a, &o), QD_OK);
+        if (g == 0) {
+            qd_gguf_extra ex[] = {{"quantize.method", "awq", 0, false}, {"quantize.calib.tokens", NULL, 128, false}};
+            assert_int_equal(qd_llama_write_gguf(v, gg, 2, ex, 2), QD_OK);
+            assert_int_equal(qd_llama_load_model(&back, gg), QD_OK);
+            assert_int_equal(back->layers[0].wq.type, QD_TYPE_Q4_0);
+        } else {
+            uint64_t bytes = 0;
+            assert_int_equal(qd_awq_export(a, 64, folder, "synthetic", &bytes), QD_OK);
+            assert_true(bytes > 0);
+            assert_true(qd_calib_is_quant_folder(folder));
+            assert_int_equal(qd_llama_load_model(&back, folder), QD_OK);
+            assert_int_equal(back->layers[1].w2.type, QD_TYPE_F32);
+            snprintf(path, sizeof(path), "%s/model.safetensors", folder);
+            qd_st_file *f = NULL;
+            assert_int_equal(qd_st_open(&f, path), QD_OK);
+            const qd_st_entry *e = qd_st_find(f, "model.layers.0.self_attn.k_proj.qweight");
+            assert_non_null(e);
+            assert_int_equal(e->dtype, QD_ST_I32);
+            assert_int_equal(e->shape[0], 64);     /* in */
+            assert_int_equal(e->shape[1], 32 / 8); /* out / 8 */
+            e = qd_st_find(f, "model.layers.0.mlp.down_proj.scales");
+            assert_int_equal(e->dtype, QD_ST_F16);
+            assert_int_equal(e->shape[0], 128 / 64);
+            qd_st_close(f);
+        }
+        for (int i = 0; i < qd_llama_tensor_count(v); i++) {
+            const char *name;
+            qd_llama_tensor *x = qd_llama_tensor_at(v, i, &name), *y = qd_llama_tensor_at(back, i, NULL);
+            assert_int_equal(x->type, y->type);
+            assert_memory_equal(x->data, y->data, (size_t)x->rows * qd_row_size(x->type, x->cols));
+        }
+        qd_llama_free(back);
+        qd_llama_free(v);
+        qd_llama_free(a);
+        back = v = a = NULL;
+    }
+    qd_valset_free(cal);
+    qd_llama_free(m);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -209,6 +270,7 @@ int main(void)
         cmocka_unit_test(test_awq__beats_rtn_per_block),
         cmocka_unit_test(test_awq__bad_input),
         cmocka_unit_test(test_awq__pack_roundtrip),
+        cmocka_unit_test(test_awq__files_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
