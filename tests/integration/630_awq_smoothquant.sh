@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# 630_awq_smoothquant.sh - AWQ and SmoothQuant W8A8 end to end on stories260K (../shared; skipped when absent) and on
+# an outlier version of it (tests/tools/outlier_model: the same function, 4 residual channels 32x larger):
+#   - calibration and validation sets sampled with different seeds, checked disjoint by quant quantize;
+#   - AWQ Q4_0 (GGUF) beats RTN Q4_0 on mean KLD; AWQ int4 g32 (AutoAWQ folder) beats round to nearest on the same
+#     grid; the folder validated through `quant validate` gives the KLD the quantizer measured in memory (the file
+#     is what was run);
+#   - SmoothQuant W8A8 (compressed-tensors folder) validates, and on the outlier model beats plain W8A8;
+#   - the variant predicates carry method, params and calibration {class, dataset digest, tokens} and pass the
+#     schema (when python3-jsonschema is there).
+# Prints every figure (mean KLD, p99, top-1, bpw) and the ratios.
+set -u
+ROOT=${QD_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
+Q=${QUANT:-$ROOT/build/release/quant}
+TOOLS=${QD_TOOLS:-$ROOT/build/release/tools}
+M=$ROOT/../shared/models/stories260K.bin
+[ -f "$M" ] || { echo "skip: ../shared/models/stories260K.bin is absent"; exit 77; }
+work=$(mktemp -d "${TMPDIR:-/tmp}/qd630.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
+n_fail=0
+fail() { echo "FAIL: $*"; n_fail=$((n_fail + 1)); }
+
+# "mean p99 top1 bpw" of a validation run (exit 0 pass or 9 policy fail both report)
+figures() {
+    "$Q" validate "$@" 2>/dev/null | awk '
+        /^variant:/ { bpw = $2 }
+        /^Mean KLD/ { mean = $3; for (i = 1; i <= NF; i++) if ($i == "p99") p99 = $(i + 1) }
+        /^Same top p:/ { top = $4 / 100 }
+        END { if (mean == "") exit 1; printf "%s %s %.4f %s\n", mean, p99, top, bpw }'
+}
+show() { # label "mean p99 top1 bpw"
+    set -- "$1" $2
+    printf '  %-28s mean KLD %-10s p99 %-10s top-1 %-7s bpw %s\n' "$1" "$2" "$3" "$4" "$5"
+}
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+
+"$TOOLS/outlier_model" --in "$M" --out outliers.gguf --channels 4 --factor 32 || { echo "FAIL: outlier_model"; exit 1; }
+
+for model in stories outliers; do
+    ref=$M
+    [ "$model" = outliers ] && ref=$work/outliers.gguf
+    echo "== $model"
+    "$Q" validate --ref "$ref" --variant-type q8_0 --seqs 32 --len 128 --seed 7 --save-set cal.$model.set \
+        >/dev/null 2>&1
+    "$Q" validate --ref "$ref" --variant-type q8_0 --seqs 16 --len 128 --seed 42 --save-set val.$model.set \
+        >/dev/null 2>&1
+    cal=cal.$model.set val=val.$model.set
+    [ -s "$cal" ] && [ -s "$val" ] || { fail "sets for $model"; continue; }
+    common=(--in "$ref" --calib "$cal" --calib-class domain:self-sampled)
+
+    # --- AWQ into GGUF (Q4_0 blocks) against RTN Q4_0
+    "$Q" quantize --method awq "${common[@]}" --out awq.$model.gguf >/dev/null || fail "awq q4_0 $model"
+    rtn=$(figures --ref "$ref" --variant-type q4_0 --set "$val")
+    awq=$(figures --ref "$ref" --variant awq.$model.gguf --set "$val" --predicate awq.$model.pred.json)
+    show "RTN Q4_0" "$rtn"
+    show "AWQ Q4_0 (g32)" "$awq"
+    echo "  AWQ/RTN Q4_0 mean KLD ratio $(ratio "${awq%% *}" "${rtn%% *}")"
+    lt "${awq%% *}" "${rtn%% *}" || fail "$model: AWQ Q4_0 mean KLD ${awq%% *} is not below RTN ${rtn%% *}"
+
+    # --- AWQ int4 g32 asymmetric (AutoAWQ layout) against round to nearest on the same grid
+    a_log=$("$Q" quantize --method awq "${common[@]}" --format autoawq --group 32 --out awq32.$model --val "$val") ||
+        fail "autoawq $model"
+    r_log=$("$Q" quantize --method awq "${common[@]}" --format autoawq --group 32 --out rtn32.$model --val "$val" \
+        --n-grid 1 --no-clip) || fail "rtn int4 $model"
+    a_mem=$(grep '^awq:' <<<"$a_log" | awk '{print $4}')
+    r_mem=$(grep '^awq:' <<<"$r_log" | awk '{print $4}')
+    a_bpw=$(grep '^awq:' <<<"$a_log" | awk '{print $11}')
+    a32=$(figures --ref "$ref" --variant awq32.$model --set "$val")
+    r32=$(figures --ref "$ref" --variant rtn32.$model --set "$val")
+    show "RTN int4 g32 (AutoAWQ grid)" "${r32% *} $a_bpw"
+    show "AWQ int4 g32 (AutoAWQ)" "${a32% *} $a_bpw"
+    echo "  AWQ/RTN int4 g32 mean KLD ratio $(ratio "${a32%% *}" "${r32%% *}") (bpw: int4 + f16 scale + 4-bit zero" \
+         "per 32 on the quantized linears, the rest f32)"
+    [ "$a_mem" = "${a32%% *}" ] || fail "$model: the AutoAWQ folder validates to ${a32%% *}, the quantizer ran $a_mem"
+    [ "$r_mem" = "${r32%% *}" ] || fail "$model: the RTN int4 folder validates to ${r32%% *}, in memory $r_mem"
+    lt "${a32%% *}" "${r32%% *}" || fail "$model: AWQ int4 g32 ${a32%% *} is not below RTN ${r32%% *}"
+
+    # --- W8A8: plain (round to nearest, compressed-tensors int8) and SmoothQuant (alpha 0.5)
+    "$Q" quantize --in "$ref" --format compressed-tensors --type int8 --out w8a8.$model >/dev/null ||
+        fail "plain w8a8 $model"
+    "$Q" quantize --method smoothquant "${common[@]}" --format compressed-tensors --out sq.$model >/dev/null ||
+        fail "smoothquant $model"
+    w8=$(figures --ref "$ref" --variant w8a8.$model --set "$val")
+    sq=$(figures --ref "$ref" --variant sq.$model --set "$val" --predicate sq.$model.pred.json)
+    show "W8A8 (no smoothing)" "$w8"
+    show "SmoothQuant W8A8 (alpha 0.5)" "$sq"
+    echo "  SmoothQuant/plain W8A8 mean KLD ratio $(ratio "${sq%% *}" "${w8%% *}")"
+    [ -n "$sq" ] || fail "$model: SmoothQuant W8A8 did not validate"
+    if [ "$model" = outliers ]; then
+        lt "${sq%% *}" "${w8%% *}" || fail "outliers: SmoothQuant ${sq%% *} is not below plain W8A8 ${w8%% *}"
+    fi
+
+    # --- predicates: method, params, calibration
+    for p in awq.$model.pred.json sq.$model.pred.json; do
+        [ -s "$p" ] || { fail "no predicate $p"; continue; }
+        grep -q '"dataset_digest":"sha256:' "$p" && grep -q '"class":"domain:self-sampled"' "$p" &&
+            grep -q '"tokens":4096' "$p" && grep -q '"params":' "$p" || fail "$p lacks the calibration record"
+    done
+    grep -q '"method":"awq"' awq.$model.pred.json || fail "awq predicate method"
+    grep -q '"method":"smoothquant"' sq.$model.pred.json && grep -q '"activation_bits":8' sq.$model.pred.json &&
+        grep -q '"alpha":0.5' sq.$model.pred.json || fail "smoothquant predicate"
+    if python3 -c 'import jsonschema' 2>/dev/null; then
+        for p in awq.$model.pred.json sq.$model.pred.json; do
+            python3 "$ROOT/tests/integration/check_schemas.py" doc "$ROOT/schemas/predicate-variant-v1.schema.json" \
+                "$p" >/dev/null || fail "$p does not pass the schema"
+        done
+    fi
+done
+
+# bad input: a calibration set that overlaps the validation set, a missing set, a bad alpha
+if "$Q" quantize --method smoothquant --in "$M" --calib val.stories.set --val val.stories.set \
+    --format compressed-tensors --out x 2>err.txt; then
+    fail "overlapping calibration and validation sets accepted"
+fi
+grep -q disjoint err.txt || fail "no disjointness message: $(cat err.txt)"
+"$Q" quantize --method awq --in "$M" --calib nonexistent.set --out x.gguf 2>/dev/null
+[ $? -eq 3 ] || fail "a missing calibration set is not exit 3"
+"$Q" quantize --method smoothquant --in "$M" --calib cal.stories.set --alpha 2 --format compressed-tensors \
+    --out x 2>/dev/null
+[ $? -eq 2 ] || fail "--alpha 2 is not a usage error"
+
+[ "$n_fail" -eq 0 ] || { echo "$n_fail failure(s)"; exit 1; }
+echo "ok"
