@@ -293,8 +293,9 @@ int cmd_quantize_calib(int argc, char **argv)
         o.alpha = alpha;
         o.max_seqs = (int)seqs;
         o.n_threads = (int)threads;
+        const char *base = strrchr(in, '/');
         if ((rc = qd_sq_smooth(&f32, &tokens, ref, cal, &o)) < 0 || (rc = qd_w8a8_quantize(&var, f32)) < 0 ||
-            (rc = qd_sq_export(f32, out, NULL, "smoothquant")) < 0) {
+            (rc = qd_sq_export(f32, out, base ? base + 1 : in, "smoothquant")) < 0) {
             rc = qd_fail(rc, "smoothquant");
             goto done;
         }

@@ -45,9 +45,11 @@ int qd_w8a8_quantize(qd_llama_model **out, const qd_llama_model *f32);
 /**
  * Write an f32 (smoothed) model as a compressed-tensors W8A8 folder: format int-quantized, weights int8 per
  * channel (symmetric, static, weight_scale f32 [out, 1]), input_activations int8 per token (dynamic, symmetric);
- * lm_head ignored. tmp_dir (NULL: out_dir) holds an intermediate GGUF (removed). @return QD_OK, QD_EIO, QD_EINVAL, QD_ENOMEM
+ * lm_head ignored; the int8 codes and scales are those of qd_w8a8_quantize() (the same quantizer). base_name (the
+ * source's file name, recorded as base_model) names an intermediate GGUF inside out_dir, removed at the end.
+ * @return QD_OK, QD_EIO, QD_EINVAL, QD_ENOMEM
  */
-int qd_sq_export(const qd_llama_model *f32, const char *out_dir, const char *tmp_dir, const char *method);
+int qd_sq_export(const qd_llama_model *f32, const char *out_dir, const char *base_name, const char *method);
 
 #ifdef __cplusplus
 }

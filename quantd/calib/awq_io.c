@@ -107,7 +107,7 @@ int qd_awq_export(const qd_llama_model *cm, int group, const char *out_dir, cons
     qd_llama_model *m = (qd_llama_model *)cm;
     const qd_llama_config *c = &m->cfg;
     qd_st_writer *w = NULL;
-    json_t *cfg = NULL;
+    json_t *cfg = NULL, *skip = NULL;
     float *hf = NULL;
     char name[160], full[200], path[4096];
     int rc;
@@ -117,8 +117,9 @@ int qd_awq_export(const qd_llama_model *cm, int group, const char *out_dir, cons
         rc = qd_error_set(QD_EIO, QD_EC_OS, "mkdir %s: %s", out_dir, strerror(errno));
         goto done;
     }
+    skip = json_array(); /* block linears the layout cannot hold: Transformers keeps them unconverted */
     int n = qd_llama_tensor_count(m);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && skip; i++) {
         const char *gname;
         qd_llama_tensor *t = qd_llama_tensor_at(m, i, &gname);
         if (t->type != QD_TYPE_F32) {
@@ -162,6 +163,8 @@ int qd_awq_export(const qd_llama_model *cm, int group, const char *out_dir, cons
         } else {
             int64_t shape[2] = {t->rows, t->cols};
             bool vec = strstr(gname, "norm") != NULL;
+            if (!strncmp(gname, "blk.", 4) && !vec)
+                json_array_append_new(skip, json_stringn(name, strlen(name) - strlen(".weight")));
             rc = qd_st_writer_add(w, name, QD_ST_F32, vec ? 1 : 2, vec ? shape + 1 : shape, hf,
                                   (size_t)(t->rows * t->cols) * 4);
         }
@@ -184,13 +187,30 @@ int qd_awq_export(const qd_llama_model *cm, int group, const char *out_dir, cons
                     "hidden_act", "silu", "tie_word_embeddings", c->tied_output, "torch_dtype", "float16",
                     "quantization_config", "quant_method", "awq", "bits", 4, "group_size", group, "zero_point", 1,
                     "version", "gemm");
+    if (cfg && json_array_size(skip))
+        json_object_set(json_object_get(cfg, "quantization_config"), "modules_to_not_convert", skip);
     snprintf(path, sizeof(path), "%s/config.json", out_dir);
     if (!cfg || json_dump_file(cfg, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9))) {
         rc = qd_error_set(QD_EIO, QD_EC_OS, "write %s failed", path);
         goto done;
     }
+    snprintf(path, sizeof(path), "%s/README.md", out_dir);
+    FILE *rf = fopen(path, "w");
+    if (!rf || fprintf(rf, "---\nbase_model: %s\nbase_model_relation: quantized\nlibrary_name: transformers\ntags:\n"
+                           "- quantd\n- awq\n---\n\n%s quantized by quantd with AWQ (int4, group %d, zero points) "
+                           "into the AutoAWQ GEMM layout.\n", base_name, base_name, group) < 0) {
+        if (rf)
+            fclose(rf);
+        rc = qd_error_set(QD_EIO, QD_EC_OS, "write %s failed", path);
+        goto done;
+    }
+    if (fclose(rf) != 0) {
+        rc = qd_error_set(QD_EIO, QD_EC_OS, "write %s failed", path);
+        goto done;
+    }
 done:
     qd_free(hf);
+    json_decref(skip);
     json_decref(cfg);
     qd_st_writer_free(w);
     return rc;

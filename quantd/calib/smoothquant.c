@@ -149,12 +149,14 @@ static int identity_layer(qd_hfq_result *out, const char *hf_name, const float *
     return qd_hfq_quantize(out, o, w, rows, cols); /* the smoothing is already in the weights */
 }
 
-int qd_sq_export(const qd_llama_model *f32, const char *out_dir, const char *tmp_dir, const char *method)
+int qd_sq_export(const qd_llama_model *f32, const char *out_dir, const char *base_name, const char *method)
 {
     char tmp[4096];
     if (mkdir(out_dir, 0755) != 0 && errno != EEXIST)
         return qd_error_set(QD_EIO, QD_EC_OS, "mkdir %s: %s", out_dir, strerror(errno));
-    snprintf(tmp, sizeof(tmp), "%s/.smoothed-f32.gguf", tmp_dir ? tmp_dir : out_dir);
+    const char *base = base_name && *base_name && !strchr(base_name, '/') ? base_name : "model";
+    /* the intermediate GGUF is named after the source, since the export records its file name as base_model */
+    snprintf(tmp, sizeof(tmp), "%s/%s", out_dir, base);
     int rc = qd_llama_write_gguf(f32, tmp, 0, NULL, 0);
     if (rc < 0)
         return rc;

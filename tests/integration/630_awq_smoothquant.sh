@@ -109,6 +109,18 @@ for model in stories outliers; do
     fi
 done
 
+# the AWQ GGUF runs in llama.cpp itself (node-llama-cpp's prebuilt binary) when tests/llama/node_modules is there
+if command -v node >/dev/null && [ -d "$ROOT/tests/llama/node_modules/node-llama-cpp" ]; then
+    if timeout 300 node "$ROOT/tests/llama/load_gguf.mjs" awq.stories.gguf 16 >n.out 2>n.err &&
+        grep -q '"vocab":512' n.out; then
+        echo "llama.cpp loads and runs awq.stories.gguf: $(tail -n 1 n.out | cut -c1-100)"
+    else
+        fail "llama.cpp could not run awq.stories.gguf: $(tail -n 3 n.err)"
+    fi
+else
+    echo "(llama.cpp check skipped: no node or tests/llama/node_modules)"
+fi
+
 # bad input: a calibration set that overlaps the validation set, a missing set, a bad alpha
 if "$Q" quantize --method smoothquant --in "$M" --calib val.stories.set --val val.stories.set \
     --format compressed-tensors --out x 2>err.txt; then

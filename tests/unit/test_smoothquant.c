@@ -235,7 +235,7 @@ static void test_sq__ct_folder_roundtrip(void **state)
     assert_int_equal(qd_valset_sample(&cal, m, 4, 32, 21, 1), QD_OK);
     assert_int_equal(qd_sq_smooth(&s, NULL, m, cal, NULL), QD_OK);
     assert_int_equal(qd_w8a8_quantize(&w8, s), QD_OK);
-    assert_int_equal(qd_sq_export(s, out, NULL, "smoothquant"), QD_OK);
+    assert_int_equal(qd_sq_export(s, out, "synthetic", "smoothquant"), QD_OK);
     assert_true(qd_calib_is_quant_folder(out));
     assert_int_equal(qd_llama_load_model(&back, out), QD_OK); /* through the runtime's loader */
     for (int i = 0; i < qd_llama_tensor_count(w8); i++) {
