@@ -109,6 +109,67 @@ for model in stories outliers; do
     fi
 done
 
+# the AutoAWQ layout read by a reader we did not write in C: numpy decodes qweight/qzeros (AWQ_ORDER nibbles along
+# the output dimension) and scales, and compares them with AutoAWQ's asymmetric int4 formula applied to the source
+# weights (round to nearest: --n-grid 1 --no-clip leaves the weights unscaled) on a gen_ckpt safetensors model
+PY=
+for p in python3 /usr/bin/python3; do
+    if command -v "$p" >/dev/null && "$p" -c 'import numpy' 2>/dev/null; then PY=$p; break; fi
+done
+if [ -n "$PY" ] && [ -x "$TOOLS/gen_ckpt" ]; then
+    mkdir -p src
+    "$TOOLS/gen_ckpt" --out src/model.safetensors --format safetensors --seed 3 --layers 2 --dim 64 --ff 128         --heads 4 --kv-heads 2 >/dev/null || fail "gen_ckpt"
+    "$Q" validate --ref src --variant-type q8_0 --seqs 8 --len 32 --seed 7 --save-set cal.src.set >/dev/null 2>&1
+    "$Q" quantize --method awq --in src --calib cal.src.set --format autoawq --group 32 --n-grid 1 --no-clip         --out rtn.src >/dev/null || fail "autoawq rtn on gen_ckpt"
+    "$PY" - "$work" <<'PYEOF' || fail "numpy check of the AutoAWQ layout"
+import json, struct, sys
+import numpy as np
+work = sys.argv[1]
+DT = {"F32": np.float32, "F16": np.float16, "I32": np.int32}
+def load(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    hdr = json.loads(b[8:8 + n].decode("utf-8"))
+    hdr.pop("__metadata__", None)
+    return {k: np.frombuffer(b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]],
+                             dtype=DT[v["dtype"]]).reshape(v["shape"]) for k, v in hdr.items()}
+src, q = load(work + "/src/model.safetensors"), load(work + "/rtn.src/model.safetensors")
+cfg = json.load(open(work + "/rtn.src/config.json"))["quantization_config"]
+assert cfg == {"quant_method": "awq", "bits": 4, "group_size": 32, "zero_point": True, "version": "gemm"}, cfg
+order = [0, 2, 4, 6, 1, 3, 5, 7]
+g, n = 32, 0
+for name, w in src.items():
+    if not name.endswith("_proj.weight"):
+        continue
+    w = w.astype(np.float32)
+    out, inp = w.shape
+    pre = name[:-len("weight")]
+    qw, qz, sc = q[pre + "qweight"], q[pre + "qzeros"], q[pre + "scales"]
+    assert qw.shape == (inp, out // 8) and qz.shape == (inp // g, out // 8) and sc.shape == (inp // g, out), pre
+    def unpack(a):  # int32 [r, out/8] -> int [r, out]
+        u = a.view(np.uint32)
+        r = np.zeros((a.shape[0], out), dtype=np.int64)
+        for k in range(8):
+            r[:, np.arange(out // 8) * 8 + order[k]] = (u >> np.uint32(4 * k)) & np.uint32(15)
+        return r
+    iq, iz = unpack(qw), unpack(qz)          # [in, out], [in/g, out]
+    wg = w.T.reshape(inp // g, g, out)       # groups along the input
+    mx, mn = wg.max(axis=1), wg.min(axis=1)
+    s = np.maximum((mx - mn) / np.float32(15), np.float32(1e-5)).astype(np.float16)
+    assert np.array_equal(s.view(np.uint16), sc.view(np.uint16)), pre + "scales"
+    s32 = s.astype(np.float32)
+    z = np.clip(-np.round(mn / s32), 0, 15).astype(np.int64)
+    assert np.array_equal(z, iz), pre + "qzeros"
+    want = np.clip(np.round(wg / s32[:, None, :]) + z[:, None, :], 0, 15).astype(np.int64).reshape(inp, out)
+    assert np.array_equal(want, iq), pre + "qweight"
+    n += 1
+assert n == 14, n
+print("numpy: %d AutoAWQ modules decode to AutoAWQ's int4 grid of the source weights" % n)
+PYEOF
+else
+    echo "(numpy check of the AutoAWQ layout skipped: no python3 with numpy or no gen_ckpt)"
+fi
+
 # the AWQ GGUF runs in llama.cpp itself (node-llama-cpp's prebuilt binary) when tests/llama/node_modules is there
 if command -v node >/dev/null && [ -d "$ROOT/tests/llama/node_modules/node-llama-cpp" ]; then
     if timeout 300 node "$ROOT/tests/llama/load_gguf.mjs" awq.stories.gguf 16 >n.out 2>n.err &&
