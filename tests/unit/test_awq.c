@@ -227,6 +227,21 @@ static void test_awq__files_roundtrip(void **state)
             assert_int_equal(qd_llama_write_gguf(v, gg, 2, ex, 2), QD_OK);
             assert_int_equal(qd_llama_load_model(&back, gg), QD_OK);
             assert_int_equal(back->layers[0].wq.type, QD_TYPE_Q4_0);
+            /* the predicate reads the method's record from the GGUF */
+            qd_validation_report *rep = NULL;
+            qd_validation_policy pol;
+            qd_validation_policy_default(&pol);
+            assert_int_equal(qd_validate_run(&rep, m, back, cal, NULL), QD_OK);
+            assert_int_equal(qd_validation_judge(rep, &pol, NULL), QD_OK);
+            const char *hw[] = {"cpu-x86_64"};
+            char dg[] = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+            qd_variant_predicate_info pi = {dg, NULL, dg, back, hw, 1, "test@host", 0};
+            char *pj = NULL;
+            assert_int_equal(qd_variant_predicate_json(&pj, rep, &pi), QD_OK);
+            assert_non_null(strstr(pj, "\"method\":\"awq\""));
+            assert_non_null(strstr(pj, "\"tokens\":128"));
+            qd_free(pj);
+            qd_validation_report_free(rep);
         } else {
             uint64_t bytes = 0;
             assert_int_equal(qd_awq_export(a, 64, folder, "synthetic", &bytes), QD_OK);

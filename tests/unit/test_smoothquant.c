@@ -264,6 +264,13 @@ static void test_sq__ct_folder_roundtrip(void **state)
     assert_int_equal(json_integer_value(json_object_get(wcfg, "num_bits")), 8);
     assert_true(json_is_true(json_object_get(acfg, "dynamic")));
     assert_string_equal(json_string_value(json_object_get(acfg, "strategy")), "token");
+    /* a folder whose config does not fit its tensors is refused with a message, not run */
+    json_object_set_new(c, "hidden_size", json_integer(32));
+    assert_int_equal(json_dump_file(c, path, 0), 0);
+    qd_llama_model *bad = NULL;
+    assert_int_equal(qd_llama_load_model(&bad, out), QD_ECORRUPT);
+    assert_non_null(strstr(qd_error_last()->message, "shape"));
+    assert_null(bad);
     json_decref(c);
     qd_llama_free(back);
     qd_llama_free(w8);
