@@ -29,7 +29,9 @@ static void usage(FILE *f)
                "bnb: T = nf4|fp4 (--group: blocksize, default 64; --double-quant: absmax in 8 bits, blocks of 256).\n"
                "compressed-tensors: T = int8 (per channel, W8A8; --weight-only: W8A16 packed, per channel or --group)\n"
                "| fp8_e4m3 | fp8_e5m2 (per channel, or --per-tensor) |\n"
-               "int4 (--group, default 128). Method: rtn (round to nearest); calibrated methods plug in later.\n");
+               "int4 (--group, default 128). Method: rtn (round to nearest).\n\n"
+               "       quant quantize --method awq|smoothquant ... : the calibrated methods (quant quantize\n"
+               "                      --method awq --help)\n");
 }
 
 /* --format bnb|compressed-tensors: the Hugging Face layouts of hfquant.h */
@@ -80,6 +82,11 @@ int cmd_quantize(int argc, char **argv)
     qprog q;
     int rc;
 
+    /* ---- calibrated methods AWQ / SmoothQuant (client/cmd_quantize_calib.c) ---- */
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--method") && (!strcmp(argv[i + 1], "awq") || !strcmp(argv[i + 1], "smoothquant")))
+            return cmd_quantize_calib(argc, argv);
+    /* ---- end of the calibrated methods ---- */
     memset(&o, 0, sizeof(o));
     o.recipe = (qd_recipe_opts)QD_RECIPE_OPTS_INIT;
     for (int i = 1; i < argc; i++) {

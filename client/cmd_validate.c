@@ -383,8 +383,12 @@ int cmd_validate(int argc, char **argv)
         const qd_kld_stats *s = &rep->overall;
         printf("set: %s (%u sequences, %llu tokens%s)\n", sdig, set->n_seqs, (unsigned long long)set->n_tokens,
                sampled ? ", sampled from the reference" : "");
-        printf("variant: %.4f bits/weight, dominant type %s; kv cache %s; activations f32\n", rep->bpw,
-               qd_type_traits_get(rep->dominant_type)->name, qd_llama_kv_name(vo.kv_type));
+        bool w8a8 = false; /* W8A8 tensors (row_scale) quantize their inputs to int8 per token */
+        for (int i = 0; i < qd_llama_tensor_count(var) && !w8a8; i++)
+            w8a8 = qd_llama_tensor_at(var, i, NULL)->row_scale != NULL;
+        printf("variant: %.4f bits/weight, dominant type %s; kv cache %s; activations %s\n", rep->bpw,
+               qd_type_traits_get(rep->dominant_type)->name, qd_llama_kv_name(vo.kv_type),
+               w8a8 ? "int8 per token (W8A8)" : "f32");
         printf("scored tokens: %lld; %.3f s (%.0f tokens/s over both models, %s)\n", (long long)s->n, rep->seconds,
                rep->seconds > 0 ? 2.0 * (double)rep->tokens_evaluated / rep->seconds : 0, rep->simd);
         printf("Mean PPL(ref) %.6f  PPL(var) %.6f  ratio %.6f\n", s->ppl_ref, s->ppl_var, s->ppl_ratio);

@@ -23,6 +23,11 @@ $(B)/obj/quantd/runtime/%.o: CFLAGS_ALL += -O3
 # quantd/calib/: calibration: activation statistics through the runtime's matmul observer, and the calibrated
 # methods built on them (imatrix collection, GPTQ, AWQ, SmoothQuant).
 LIBQD_SRCS += quantd/calib/actstats.c
+# AWQ and SmoothQuant W8A8 (include/qd/awq.h, include/qd/smoothquant.h)
+LIBQD_SRCS += quantd/calib/awq.c quantd/calib/awq_io.c quantd/calib/smoothquant.c \
+	quantd/calib/hf_load.c
+# the AWQ grids' values ((q - z) * scale, f16 scales) are compared bit for bit with the files: no contraction
+$(B)/obj/quantd/calib/awq.o: CFLAGS_ALL += -ffp-contract=off -fno-fast-math
 $(B)/obj/quantd/calib/%.o: CFLAGS_ALL += -O3
 
 # quantd/formats/: the Hugging Face quantized layouts (bitsandbytes NF4/FP4, compressed-tensors INT8/FP8/INT4),

@@ -47,6 +47,10 @@ typedef struct qd_llama_tensor {
     void *data;    /**< rows * qd_row_size(type, cols) bytes; borrowed from the model's storage */
     int64_t rows;  /**< output features (matrix) or 1 (norm) */
     int64_t cols;  /**< input features; a multiple of the type's block size */
+    const float *row_scale; /**< W8A8 (SmoothQuant, compressed-tensors int-quantized): with type QD_TYPE_I8, one
+                                 f32 scale per row (w = q * row_scale[r]); the matmul then quantizes its input to
+                                 int8 per token (dynamic, symmetric) and runs an int8 x int8 -> int32 dot
+                                 (docs/RUNTIME.md, W8A8). NULL for every other tensor. Borrowed like data. */
 } qd_llama_tensor;
 
 /** The weights of one block. */
@@ -238,6 +242,21 @@ int qd_llama_eval(qd_llama_ctx *c, const int32_t *tokens, int n, float *logits, 
 
 /** Greedy decode: feed prompt (or BOS = 1 when n_prompt == 0), then pick argmax n_gen times. @return QD_OK, ... */
 int qd_llama_generate_greedy(qd_llama_ctx *c, const int32_t *prompt, int n_prompt, int n_gen, int32_t *out);
+
+/**
+ * The int8 dot product of the W8A8 path: sum of a[i] * b[i] in int32, values in [-127, 127], n <= 2^17.
+ * simd -1 scalar, 0 best available (AVX2): integer arithmetic, so every path gives the same result.
+ */
+int32_t qd_w8a8_dot(const int8_t *a, const int8_t *b, int64_t n, int simd);
+
+/**
+ * The W8A8 activation quantizer: scale = max|x| / 127 (0 for a zero row), q = round-to-nearest-even(x * 127 /
+ * max|x|). @return the scale.
+ */
+float qd_w8a8_quantize_row(int8_t *q, const float *x, int64_t n);
+
+/** Any runtime tensor (W8A8 included) as f32 rows x cols. @return QD_OK, QD_EUNSUPPORTED */
+int qd_llama_tensor_f32(const qd_llama_tensor *t, float *dst);
 
 /** The SIMD path the matmul uses ("avx2" or "scalar"). */
 const char *qd_llama_simd_name(const qd_llama_ctx *c);

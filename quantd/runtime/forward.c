@@ -41,6 +41,8 @@ struct qd_llama_ctx {
     float *scores;        /* per thread: n_ctx */
     void *kvq;            /* one quantized kv row */
     int64_t max_cols;
+    int8_t *xq;           /* W8A8: the batch's activations in int8, MAX_BATCH * max_cols */
+    float *xs;            /* W8A8: their per-token scales */
     qd_llama_observer obs; /* sees each matmul's input (calibration), or NULL */
     void *obs_user;
 };
@@ -129,6 +131,86 @@ typedef float (*qdot_fn)(const uint8_t *w, const float *x, int64_t n);
 static qdot_fn qdot_for(qd_type t)
 {
     return t == QD_TYPE_Q8_0 ? qdot_q8_0 : t == QD_TYPE_Q4_0 ? qdot_q4_0 : NULL;
+}
+
+/* ---------------------------------------------------------------- W8A8: int8 x int8 -> int32 */
+
+static int32_t dot_i8_scalar(const int8_t *a, const int8_t *b, int64_t n)
+{
+    int32_t s = 0;
+    for (int64_t k = 0; k < n; k++)
+        s += (int32_t)a[k] * (int32_t)b[k];
+    return s;
+}
+
+#if defined(__x86_64__)
+/* |a| (unsigned) times b with a's sign (signed), pairs summed in int16 (at most 2 * 127 * 127: no saturation),
+ * then widened to int32 */
+__attribute__((target("avx2"))) static int32_t dot_i8_avx2(const int8_t *a, const int8_t *b, int64_t n)
+{
+    __m256i acc = _mm256_setzero_si256(), ones = _mm256_set1_epi16(1);
+    int64_t k = 0;
+    for (; k + 32 <= n; k += 32) {
+        __m256i va = _mm256_loadu_si256((const __m256i *)(a + k)), vb = _mm256_loadu_si256((const __m256i *)(b + k));
+        __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(va, va), _mm256_sign_epi8(vb, va));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
+    }
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+    int32_t s = _mm_cvtsi128_si32(h);
+    for (; k < n; k++)
+        s += (int32_t)a[k] * (int32_t)b[k];
+    return s;
+}
+#endif
+
+static bool have_avx2(void)
+{
+#if defined(__x86_64__)
+    return __builtin_cpu_supports("avx2");
+#else
+    return false;
+#endif
+}
+
+int32_t qd_w8a8_dot(const int8_t *a, const int8_t *b, int64_t n, int simd)
+{
+#if defined(__x86_64__)
+    if (simd >= 0 && have_avx2())
+        return dot_i8_avx2(a, b, n);
+#endif
+    (void)simd;
+    return dot_i8_scalar(a, b, n);
+}
+
+float qd_w8a8_quantize_row(int8_t *q, const float *x, int64_t n)
+{
+    float amax = 0;
+    for (int64_t i = 0; i < n; i++)
+        amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+    if (!(amax > 0)) {
+        memset(q, 0, (size_t)n);
+        return 0.0f;
+    }
+    float inv = 127.0f / amax;
+    for (int64_t i = 0; i < n; i++) {
+        float v = nearbyintf(x[i] * inv);
+        q[i] = (int8_t)(v > 127.0f ? 127 : v < -127.0f ? -127 : (int)v);
+    }
+    return amax / 127.0f;
+}
+
+int qd_llama_tensor_f32(const qd_llama_tensor *t, float *dst)
+{
+    if (t->type == QD_TYPE_I8 && t->row_scale) {
+        const int8_t *q = t->data;
+        for (int64_t r = 0; r < t->rows; r++)
+            for (int64_t c = 0; c < t->cols; c++)
+                dst[r * t->cols + c] = (float)q[r * t->cols + c] * t->row_scale[r];
+        return QD_OK;
+    }
+    return qd_dequantize_rows(t->type, t->data, dst, t->rows, t->cols);
 }
 
 /* ---------------------------------------------------------------- threads */
@@ -220,12 +302,34 @@ static void mm_job(void *p, int64_t t0, int64_t t1, int tid)
     }
 }
 
+/* W8A8: y[p][r] = (float)(xq_p . wq_r) * (xs_p * ws_r) */
+static void w8a8_job(void *p, int64_t t0, int64_t t1, int tid)
+{
+    (void)tid;
+    mm_arg *a = p;
+    const qd_llama_tensor *w = a->w;
+    int64_t rows = w->rows, cols = w->cols;
+    const int8_t *wq = w->data;
+    for (int64_t r = t0 * TILE; r < t1 * TILE && r < rows; r++)
+        for (int p2 = 0; p2 < a->n; p2++) {
+            int32_t acc = qd_w8a8_dot(wq + r * cols, a->c->xq + (size_t)p2 * cols, cols, a->c->o.simd);
+            a->y[(size_t)p2 * rows + r] = (float)acc * (a->c->xs[p2] * w->row_scale[r]);
+        }
+}
+
 static void matmul_at(qd_llama_ctx *c, int layer, qd_llama_site site, float *y, const float *x, int n,
                       const qd_llama_tensor *w)
 {
     if (c->obs)
         c->obs(c->obs_user, layer, site, w, x, n);
     mm_arg a = {c, y, x, n, w};
+    if (w->type == QD_TYPE_I8 && w->row_scale) { /* W8A8: activations to int8 per token, then integer dots */
+        for (int p = 0; p < n; p++)
+            c->xs[p] = qd_w8a8_quantize_row(c->xq + (size_t)p * w->cols, x + (size_t)p * w->cols, w->cols);
+        int64_t tiles = (w->rows + TILE - 1) / TILE;
+        parallel_for((double)w->rows * (double)w->cols * n < 65536.0 ? 1 : c->nth, tiles, w8a8_job, &a);
+        return;
+    }
     int64_t tiles = (w->rows + TILE - 1) / TILE;
     double work = (double)w->rows * (double)w->cols * n;
     parallel_for(work < 65536.0 ? 1 : c->nth, tiles, mm_job, &a);
@@ -332,6 +436,8 @@ void qd_llama_ctx_free(qd_llama_ctx *c)
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
         qd_free(bufs[i]);
     qd_free(c->kvq);
+    qd_free(c->xq);
+    qd_free(c->xs);
     qd_free(c);
 }
 
@@ -383,8 +489,10 @@ int qd_llama_ctx_new(qd_llama_ctx **out, const qd_llama_model *m, const qd_llama
     c->wtile = qd_mallocarray((size_t)c->nth * TILE * c->max_cols, sizeof(float));
     c->scores = qd_mallocarray((size_t)c->nth * c->n_ctx, sizeof(float));
     c->kvq = qd_malloc((size_t)c->kv_dim * 4 + 64);
+    c->xq = qd_malloc(B * (size_t)c->max_cols);
+    c->xs = qd_mallocarray(B, sizeof(float));
     if (!c->kc || !c->vc || !c->x || !c->xb || !c->xb2 || !c->q || !c->k || !c->v || !c->att || !c->hb || !c->hb2 ||
-        !c->rope || !c->wtile || !c->scores || !c->kvq) {
+        !c->rope || !c->wtile || !c->scores || !c->kvq || !c->xq || !c->xs) {
         qd_llama_ctx_free(c);
         return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "runtime context (n_ctx %d): out of memory", c->n_ctx);
     }

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "qd/alloc.h"
+#include "qd/awq.h"
 #include "qd/err.h"
 #include "qd/model.h"
 #include "qd/runtime.h"
@@ -52,7 +53,7 @@ static int take(qd_llama_model *m, const qd_model *src, const char *name, qd_lla
         }
         if ((rc = qd_tensor_read_f32(t, 0, rows, buf)) < 0)
             return rc;
-        *dst = (qd_llama_tensor){QD_TYPE_F32, buf, rows, cols};
+        *dst = (qd_llama_tensor){QD_TYPE_F32, buf, rows, cols, NULL};
         return QD_OK;
     }
     if (t->permute_heads > 0 || ((uintptr_t)t->data & 3u) != 0) {
@@ -63,10 +64,10 @@ static int take(qd_llama_model *m, const qd_model *src, const char *name, qd_lla
         }
         if ((rc = qd_tensor_read_rows(t, 0, rows, buf)) < 0)
             return rc;
-        *dst = (qd_llama_tensor){t->type, buf, rows, cols};
+        *dst = (qd_llama_tensor){t->type, buf, rows, cols, NULL};
         return QD_OK;
     }
-    *dst = (qd_llama_tensor){t->type, (void *)(uintptr_t)t->data, rows, cols};
+    *dst = (qd_llama_tensor){t->type, (void *)(uintptr_t)t->data, rows, cols, NULL};
     return QD_OK;
 }
 
@@ -143,6 +144,8 @@ static int load_path(qd_llama_model **out, const char *path, qd_model_format nee
 {
     qd_model *src = NULL;
     *out = NULL;
+    if (need == QD_MODEL_UNKNOWN && qd_calib_is_quant_folder(path)) /* W8A8 / AutoAWQ folders (quantd/calib/) */
+        return qd_calib_load_folder(out, path);
     int rc = qd_model_open(&src, path);
     if (rc < 0)
         return rc;

@@ -198,7 +198,7 @@ static int convert(qd_llama_model *dst, const qd_llama_model *src, const qd_llam
             goto done;
         }
         dst->owned_[dst->n_owned_++] = buf;
-        rc = qd_dequantize_rows(s->type, s->data, tmp, s->rows, s->cols);
+        rc = qd_llama_tensor_f32(s, tmp); /* W8A8 tensors too */
         if (rc == QD_OK)
             rc = t == QD_TYPE_F32 ? (memcpy(buf, tmp, bytes), QD_OK)
                                   : qd_quantize_rows(t, tmp, buf, s->rows, s->cols, NULL);
@@ -206,7 +206,7 @@ static int convert(qd_llama_model *dst, const qd_llama_model *src, const qd_llam
             qd_error_prefix("quantize %s to %s", name, qd_type_traits_get(t)->name);
             goto done;
         }
-        *d = (qd_llama_tensor){t, buf, s->rows, s->cols};
+        *d = (qd_llama_tensor){t, buf, s->rows, s->cols, NULL};
         qd_free(tmp);
         tmp = NULL;
     }
@@ -268,6 +268,8 @@ double qd_llama_bpw(const qd_llama_model *m, int64_t *n_params)
     for (int i = 0; i < cnt; i++) {
         qd_llama_tensor *t = qd_llama_tensor_at((qd_llama_model *)m, i, NULL);
         bits += 8.0 * (double)t->rows * (double)qd_row_size(t->type, t->cols);
+        if (t->row_scale) /* W8A8: an f32 scale per row */
+            bits += 32.0 * (double)t->rows;
         n += t->rows * t->cols;
     }
     if (n_params)
@@ -398,7 +400,7 @@ int qd_llama_synthetic(qd_llama_model **out, const qd_llama_config *cfg, uint64_
                 }
                 d[r * cols + c] = v;
             }
-        *t = (qd_llama_tensor){QD_TYPE_F32, d, rows, cols};
+        *t = (qd_llama_tensor){QD_TYPE_F32, d, rows, cols, NULL};
     }
     if (cfg->tied_output)
         m->output = m->tok_embd;
@@ -465,7 +467,7 @@ int qd_llama_widen(qd_llama_model **out, const qd_llama_model *src, int nd, int 
                 float v = sv[r * s->cols + k];
                 d[rr * cols + kk] = s->rows == 1 ? v * nscale : v;
             }
-        *t = (qd_llama_tensor){QD_TYPE_F32, d, rows, cols};
+        *t = (qd_llama_tensor){QD_TYPE_F32, d, rows, cols, NULL};
     }
     if (rc == QD_OK && m->cfg.tied_output)
         m->output = m->tok_embd;

@@ -358,7 +358,7 @@ static int deq(float **out, const qd_llama_tensor *t)
     *out = qd_mallocarray(n, sizeof(float));
     if (!*out)
         return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "validate: out of memory");
-    return qd_dequantize_rows(t->type, t->data, *out, t->rows, t->cols);
+    return qd_llama_tensor_f32(t, *out); /* W8A8 tensors too */
 }
 
 /* Tensor i of m; a tied model's classifier (the one index it lacks, last) is its token embedding, so a tied

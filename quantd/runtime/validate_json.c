@@ -344,6 +344,52 @@ static json_t *overrides(const qd_llama_model *v, qd_type base)
     return a;
 }
 
+/* A calibrated method's record (quantize.* keys: written by quant quantize --method awq|smoothquant into a GGUF, or
+ * read from a folder's quantd.json by quantd/calib/hf_load.c) overrides what the tensor types say: method, format,
+ * bits, group size, symmetry, the method's parameters (recipe.params) and the calibration. */
+static json_t *kv_value(const qd_kv *kv)
+{
+    if (kv->type == QD_GGUF_STRING)
+        return !strcmp(kv->str, "true") ? json_true() : !strcmp(kv->str, "false") ? json_false()
+                                                                                  : json_string(kv->str);
+    if (kv->type == QD_GGUF_F32 || kv->type == QD_GGUF_F64)
+        return json_real((double)(float)kv->num.f);
+    if (kv->type == QD_GGUF_BOOL)
+        return json_boolean(kv->num.u != 0);
+    int64_t v;
+    return qd_kv_int(kv, &v) == QD_OK ? json_integer((json_int_t)v) : NULL;
+}
+
+static void apply_record(const qd_model *src, json_t *recipe, json_t *calib)
+{
+    static const char *const rk[] = {"method", "format", "weight_bits", "activation_bits", "group_size", "symmetric"};
+    for (size_t i = 0; src && i < qd_model_kv_count(src); i++) {
+        const qd_kv *kv = qd_model_kv_at(src, i);
+        if (strncmp(kv->key, "quantize.", 9))
+            continue;
+        const char *k = kv->key + 9;
+        json_t *v = kv_value(kv);
+        if (!v)
+            continue;
+        bool used = false;
+        for (size_t j = 0; j < sizeof(rk) / sizeof(rk[0]) && !used; j++)
+            if (!strcmp(k, rk[j])) {
+                json_object_set(recipe, k, v);
+                used = true;
+            }
+        if (!used && !strncmp(k, "params.", 7) && k[7]) {
+            json_t *p = json_object_get(recipe, "params");
+            if (!p) {
+                p = json_object();
+                json_object_set_new(recipe, "params", p);
+            }
+            json_object_set(p, k + 7, v);
+        } else if (!used && !strncmp(k, "calib.", 6) && k[6])
+            json_object_set(calib, k + 6, v);
+        json_decref(v);
+    }
+}
+
 int qd_variant_predicate_json(char **out, const qd_validation_report *r, const qd_variant_predicate_info *info)
 {
     *out = NULL;
@@ -402,11 +448,16 @@ int qd_variant_predicate_json(char **out, const qd_validation_report *r, const q
     json_object_set_new(o, "symmetric", json_boolean(sym));
     json_object_set_new(o, "overrides", overrides(info->variant, base));
     json_object_set_new(o, "seed", json_integer(0));
+    for (int i = 0; i < qd_llama_tensor_count(info->variant); i++) /* W8A8: activations int8 per token */
+        if (qd_llama_tensor_at((qd_llama_model *)info->variant, i, NULL)->row_scale) {
+            json_object_set_new(o, "activation_bits", json_integer(8));
+            break;
+        }
+    json_t *cal = json_object();
+    json_object_set_new(cal, "class", json_string(imatrix ? "generic-text" : "none"));
+    apply_record(src, o, cal);
     json_object_set_new(p, "recipe", o);
-
-    o = json_object();
-    json_object_set_new(o, "class", json_string(imatrix ? "generic-text" : "none"));
-    json_object_set_new(p, "calibration", o);
+    json_object_set_new(p, "calibration", cal);
 
     /* converter: "0.1.0 (abc1234)" -> version 0.1.0, build abc1234 */
     const char *vs = qd_version_string(), *lp = strchr(vs, '(');
