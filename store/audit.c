@@ -581,7 +581,7 @@ int qd_audit_index_query(qd_audit_page *page, qd_store *s, const qd_audit_filter
     qd_digest cd;
     bool has_cursor = f->cursor && *f->cursor;
     MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
+    MDB_cursor *cur = NULL, *pc[10] = {NULL};
     qd_audit_entry *e = NULL;
     ikey start, pre;
     MDB_val mk, v;
@@ -668,58 +668,93 @@ int qd_audit_index_query(qd_audit_page *page, qd_store *s, const qd_audit_filter
         rc = qd_store__err_mdb(mrc, "open a cursor");
         goto done;
     }
+    /* one cursor per other condition: candidates come in key order, so each probe lands on or near the page of
+     * the last one (LMDB's cursor stays on its leaf when it can) */
+    for (size_t i = 0; i < nc; i++) {
+        if (i != drv && (mrc = mdb_cursor_open(txn, s->db_audit, &pc[i]))) {
+            rc = qd_store__err_mdb(mrc, "open a cursor");
+            goto done;
+        }
+    }
     mk = kv(&start);
-    for (mrc = mdb_cursor_get(cur, &mk, &v, MDB_SET_RANGE); mrc == 0; mrc = mdb_cursor_get(cur, &mk, &v, MDB_NEXT)) {
+    mrc = mdb_cursor_get(cur, &mk, &v, MDB_SET_RANGE);
+    while (mrc == 0) {
         const uint8_t *kp = mk.mv_data;
         uint64_t t;
         qd_digest d;
-        bool ok = true;
+        bool ok = true, jump = false;
+        ikey to;
         if (mk.mv_size != pre.n + 40 || memcmp(kp, pre.b, pre.n))
             break;
         t = rd_be64(kp + pre.n);
         if (t > hi)
             break;
         memcpy(d.bytes, kp + pre.n + 8, 32);
-        if (has_cursor && t == ct && !memcmp(d.bytes, cd.bytes, 32))
-            continue; /* the last one of the previous page */
+        if (has_cursor && t == ct && !memcmp(d.bytes, cd.bytes, 32)) {
+            mrc = mdb_cursor_get(cur, &mk, &v, MDB_NEXT); /* the last one of the previous page */
+            continue;
+        }
         if (page->scanned >= SCAN_MAX) {
-            /* bounded work per page: hand back a cursor just before this key */
+            /* bounded work per page: the cursor names the last key examined, the next page goes on after it */
             page->more = true;
             break;
         }
         page->scanned++;
+        /* intersection: every other condition must hold the same (created, digest) key; when one holds a later
+         * key instead, no key of the driver before that one can match: leap there (a leapfrog join) */
         for (size_t i = 0; i < nc && ok; i++) {
             ikey k;
-            MDB_val ck, cv;
+            MDB_val pk, pv;
+            size_t pn;
             if (i == drv)
                 continue;
             key_fv(&k, 'I', cs[i].field, cs[i].value);
+            pn = k.n;
             key_tail(&k, (int64_t)t, &d);
-            ck = kv(&k);
-            mrc = mdb_get(txn, s->db_audit, &ck, &cv);
+            pk = kv(&k);
+            mrc = mdb_cursor_get(pc[i], &pk, &pv, MDB_SET_RANGE);
             if (mrc && mrc != MDB_NOTFOUND) {
                 rc = qd_store__err_mdb(mrc, "read an audit key");
                 goto done;
             }
-            ok = mrc == 0;
+            if (mrc == MDB_NOTFOUND || pk.mv_size != pn + 40 || memcmp(pk.mv_data, k.b, pn) ||
+                rd_be64((const uint8_t *)pk.mv_data + pn) > hi) {
+                mrc = MDB_NOTFOUND; /* this condition has no more keys in range: nothing after this can match */
+                goto finish;
+            }
+            mrc = 0;
+            if (!memcmp(pk.mv_data, k.b, k.n))
+                continue;
+            ok = false;
+            to = pre;
+            memcpy(to.b + to.n, (const uint8_t *)pk.mv_data + pn, 40);
+            to.n += 40;
+            jump = true;
         }
         cursor_make(page->next_cursor, t, d.bytes);
-        if (!ok)
-            continue;
-        if ((rc = rec_get(txn, s, &d, e)) < 0) {
-            if (rc == QD_ENOTFOUND)
-                rc = qd_error_set(QD_ECORRUPT, QD_EC_STORE, "an audit index key has no record");
-            goto done;
+        if (ok) {
+            if ((rc = rec_get(txn, s, &d, e)) < 0) {
+                if (rc == QD_ENOTFOUND)
+                    rc = qd_error_set(QD_ECORRUPT, QD_EC_STORE, "an audit index key has no record");
+                goto done;
+            }
+            if (!f->allow || f->allow(e->repo, f->allow_payload)) {
+                if ((rc = fn(e, payload)) != 0)
+                    goto done;
+                if (++page->returned == f->limit) {
+                    page->more = true;
+                    break;
+                }
+            }
         }
-        if (f->allow && !f->allow(e->repo, f->allow_payload))
-            continue;
-        if ((rc = fn(e, payload)) != 0)
-            goto done;
-        if (++page->returned == f->limit) {
-            page->more = true;
-            break;
+        if (jump) {
+            mk = kv(&to);
+            mrc = mdb_cursor_get(cur, &mk, &v, MDB_SET_RANGE);
+        } else {
+            mrc = mdb_cursor_get(cur, &mk, &v, MDB_NEXT);
         }
     }
+finish:
     if (mrc && mrc != MDB_NOTFOUND) {
         rc = qd_store__err_mdb(mrc, "scan an audit index");
         goto done;
@@ -727,6 +762,9 @@ int qd_audit_index_query(qd_audit_page *page, qd_store *s, const qd_audit_filter
     if (!page->more)
         page->next_cursor[0] = 0;
 done:
+    for (size_t i = 0; i < nc; i++)
+        if (pc[i])
+            mdb_cursor_close(pc[i]);
     if (cur)
         mdb_cursor_close(cur);
     qd_store__txn_end(s, txn);
