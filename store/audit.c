@@ -1036,11 +1036,15 @@ done:
     return rc;
 }
 
+static int dump_cb(const char *buffer, size_t size, void *data)
+{
+    return qd_buf_put(data, buffer, size) == QD_OK ? 0 : -1;
+}
+
 int qd_audit_entry_json(qd_buf *out, const qd_audit_entry *e)
 {
     char m[QD_DIGEST_STR_LEN + 1], b[QD_DIGEST_STR_LEN + 1], src[QD_DIGEST_STR_LEN + 1];
     json_t *o, *hw = json_array(), *keys = json_array();
-    char *text;
     int rc;
     for (size_t i = 0; i < e->n_hardware; i++)
         json_array_append_new(hw, json_string(e->hardware[i]));
@@ -1055,12 +1059,8 @@ int qd_audit_entry_json(qd_buf *out, const qd_audit_entry *e)
                   keys);
     if (!o)
         return QD_ENOMEM;
-    text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    rc = json_dump_callback(o, dump_cb, out, JSON_COMPACT | JSON_SORT_KEYS) == 0 ? QD_OK : QD_ENOMEM;
     json_decref(o);
-    if (!text)
-        return QD_ENOMEM;
-    rc = qd_buf_puts(out, text);
-    free(text); /* jansson */
     return rc;
 }
 
