@@ -21,6 +21,7 @@
  * keys (same created and digest), then reads 'R' d. All results come in (created, digest) order whichever index
  * drives, so a page cursor is just (created, digest).
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -537,10 +538,11 @@ static int cursor_parse(const char *c, uint64_t *t, qd_digest *d)
 {
     char *end;
     unsigned long long v;
-    if (strlen(c) != 20 + 1 + 64 && (strlen(c) < 2 + 64 || strlen(c) > QD_AUDIT_CURSOR_LEN))
+    if (strlen(c) < 2 + 64 || strlen(c) > 20 + 1 + 64 || c[0] < '0' || c[0] > '9')
         goto bad;
+    errno = 0;
     v = strtoull(c, &end, 10);
-    if (end == c || *end != '.' || strlen(end + 1) != 64)
+    if (errno || end == c || *end != '.' || strlen(end + 1) != 64)
         goto bad;
     for (int i = 0; i < 32; i++) {
         unsigned b;

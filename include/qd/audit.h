@@ -40,7 +40,7 @@ extern "C" {
 #define QD_AUDIT_KEY_MAX 64   /**< bytes of a signing key id (hex sha256 of the public key) */
 #define QD_AUDIT_DEPTH_MAX 16 /**< deepest lineage walk */
 #define QD_AUDIT_LIMIT_MAX 1000 /**< most results per query page */
-#define QD_AUDIT_CURSOR_LEN 80 /**< bytes of a page cursor, without the NUL */
+#define QD_AUDIT_CURSOR_LEN 96 /**< most bytes of a page cursor ("CREATED.HEX"), without the NUL */
 
 /** One published artifact as the index keeps it. Strings are NUL-terminated, "" when absent. */
 typedef struct qd_audit_entry {

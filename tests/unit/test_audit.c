@@ -333,6 +333,13 @@ static void test_audit__bad_input(void **state)
     q.limit = 10;
     q.cursor = "12.zz";
     assert_int_equal(qd_audit_index_query(&page, f->s, &q, never, NULL), QD_EINVAL);
+    q.cursor = "99999999999999999999.0000000000000000000000000000000000000000000000000000000000000000";
+    assert_int_equal(qd_audit_index_query(&page, f->s, &q, never, NULL), QD_EINVAL); /* over 2^64 */
+    q.cursor = "12.00000000000000000000000000000000000000000000000000000000000000000"; /* 65 digits */
+    assert_int_equal(qd_audit_index_query(&page, f->s, &q, never, NULL), QD_EINVAL);
+    q.cursor = "18446744073709551615.0000000000000000000000000000000000000000000000000000000000000000";
+    assert_int_equal(qd_audit_index_query(&page, f->s, &q, never, NULL), QD_OK); /* well formed: nothing after */
+    assert_false(page.more);
     q.cursor = NULL;
     q.since = 10;
     q.until = 5;
