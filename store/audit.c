@@ -916,6 +916,8 @@ int qd_audit_index_lineage(bool *truncated, qd_store *s, const qd_digest *start,
             continue;
         if ((rc = neighbours(txn, s, &it.d, down, nb, NB_MAX, &nn)) < 0)
             goto done;
+        if (nn == NB_MAX && truncated)
+            *truncated = true; /* a node with more children than one walk step reads */
         for (size_t i = 0; i < nn; i++) {
             if (!dset_add(&seen, &nb[i]))
                 continue;
