@@ -159,7 +159,8 @@ int main(void)
         }
         if (!reuse && (snprintf(cmd, sizeof(cmd), "rm -rf '%s' && mkdir -p '%s'", dir, dir), system(cmd) != 0))
             return 1;
-    } else if (!mkdtemp(dir)) {
+    } else if (snprintf(dir, sizeof(dir), "%s/qd-bench-audit.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp"),
+               !mkdtemp(dir)) {
         perror("mkdtemp");
         return 1;
     }
