@@ -9,6 +9,7 @@
 #   make bench-store     put/get throughput against cat and cp
 #   make bench-pull      quant pull (verified) of a 1 GiB blob against curl -o and openssl dgst
 #   make bench-verify    bundle verifications/s against openssl speed ed25519 ecdsap256
+#   make bench-audit     1M artifacts in the audit indexes: p50/p99 of lineage and field queries vs a full scan
 #   make fuzz            libFuzzer builds of tests/fuzz/fuzz_*.c (clang) in build/fuzz/libfuzzer
 #   make bench-quantize  a 1.5 GB F16 checkpoint quantized per variant (GB/s, RSS), then kernel GB/s per variant
 #   make FLAVOUR=asan    a sanitizer build in build/asan (clang)
@@ -66,7 +67,7 @@ FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRCS))
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
 
-.PHONY: all test check tests unit-bins demo deps clean bench-store bench-verify bench-runtime bench-quantize bench-pull \
+.PHONY: all test check tests unit-bins demo deps clean bench-store bench-verify bench-runtime bench-quantize bench-pull bench-audit \
 	fuzz lint
 all: $(B)/libqd.a $(B)/quant $(B)/quantd bin/quant bin/quantd
 
@@ -150,6 +151,9 @@ bench-store: all $(TOOL_BINS) $(BENCH_BINS)
 
 bench-verify: all $(B)/bench/verify
 	@B=$(B) bench/verify.sh
+
+bench-audit: $(B)/bench/audit
+	@$(B)/bench/audit
 # quant pull of a 1 GiB blob against curl -o /dev/null and openssl dgst -sha256 (SIZE_MIB=... to change)
 bench-pull: all
 	@bench/pull.sh $${SIZE_MIB:-1024}

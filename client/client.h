@@ -56,7 +56,8 @@ int cmd_sign(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 /* the signed log (docs/LOG.md) */
 int cmd_log(int argc, char **argv);
-int cmd_audit(int argc, char **argv);
+int cmd_audit(int argc, char **argv);      /* offline, over a log directory (cmd_log.c) */
+int cmd_audit_main(int argc, char **argv); /* against a daemon's audit indexes, else cmd_audit (cmd_audit.c) */
 /* The statement name of a file: its base name, or its path relative to root when root is given. 0 or an exit code. */
 int subject_name(char *out, size_t cap, const char *path, const char *root);
 int cmd_run(int argc, char **argv);

@@ -39,7 +39,7 @@ static const command commands[] = {
     {"validate", cmd_validate, "validate a variant against its reference (KLD, top-1, PPL; policy verdict)"},
     {"token", cmd_token, "API tokens for quantd: create, list, revoke (offline, on the store)"},
     {"log", cmd_log, "the signed log: init, publish, tag, checkpoint, timestamp, prove, verify (docs/LOG.md)"},
-    {"audit", cmd_audit, "audit queries over a log: query, lineage (json, dot, tree)"},
+    {"audit", cmd_audit_main, "audit a daemon's indexes or a log: query, lineage (table, tree, json, dot), reindex"},
     {"push", cmd_push, "push files to a registry as a ModelPack artifact; --sign attaches a signature bundle"},
     {"pull", cmd_pull, "pull an artifact, verified against the trust policy before any weight is fetched"},
     {"card", cmd_card, "a Markdown model card from an artifact's verified signed statement"},

@@ -6,5 +6,5 @@ QUANT_SRCS += client/cmd_quantize_calib.c
 QUANT_SRCS += client/cmd_key.c client/cmd_policy.c client/cmd_sign.c client/cmd_verify.c
 QUANT_SRCS += client/cmd_run.c client/cmd_validate.c
 QUANT_SRCS += client/cmd_token.c
-QUANT_SRCS += client/cmd_log.c
+QUANT_SRCS += client/cmd_log.c client/cmd_audit.c
 QUANT_SRCS += client/http.c client/config.c client/cmd_push.c client/cmd_pull.c client/cmd_card.c

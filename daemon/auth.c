@@ -183,3 +183,23 @@ bool qd_auth_allows(qd_req *r, const char *repo, unsigned need)
         return need == QD_SCOPE_PULL && r->srv->cfg->anonymous_pull;
     return qd_registry_token_lookup(&info, r->srv->store, tok) == QD_OK && qd_token_scopes_allow(info.scopes, repo, need);
 }
+
+bool qd_auth_scopes(qd_req *r, char *scopes, size_t cap, bool *all)
+{
+    char tok[QD_TOKEN_LEN + 8];
+    qd_token_info info;
+    scopes[0] = 0;
+    *all = !r->srv->cfg->auth;
+    if (*all)
+        return true;
+    if (!presented_token(r, tok, sizeof(tok)))
+        return false;
+    if (!tok[0]) {
+        *all = r->srv->cfg->anonymous_pull; /* anonymous: pull everything, or nothing */
+        return true;
+    }
+    if (qd_registry_token_lookup(&info, r->srv->store, tok) < 0)
+        return false;
+    snprintf(scopes, cap, "%s", info.scopes);
+    return true;
+}

@@ -162,6 +162,7 @@ void qd_req_stream(qd_req *r, int status, qd_blob_reader *reader, uint64_t len);
 
 void qd_oci_handle(qd_req *r);      /* /v2/... */
 void qd_v1_handle(qd_req *r);       /* /v1/... (v1.c) */
+void qd_audit_api_handle(qd_req *r); /* /v1/audit/... (audit_api.c) */
 int qd_oci_uploads_sweep(qd_server *srv);
 
 /* ---- quantize jobs (jobs.c, jobs_run.c) ------------------------------------------------------------------- */
@@ -189,6 +190,10 @@ void qd_auth_free(qd_auth *a);
 bool qd_auth_check(qd_req *r, const char *repo, unsigned need);
 /* Like qd_auth_check without replying or rate limiting (e.g. the source of a mount). */
 bool qd_auth_allows(qd_req *r, const char *repo, unsigned need);
+/* The presented token's scopes (for checks on many repositories off the loop thread, with
+ * qd_token_scopes_allow); *all when no check is needed (auth off, or anonymous pull allowed: then only pull).
+ * false when the token is malformed or unknown. */
+bool qd_auth_scopes(qd_req *r, char *scopes, size_t cap, bool *all);
 
 /* ---- metrics --------------------------------------------------------------------------------------------- */
 

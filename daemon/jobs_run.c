@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "jobs_int.h"
+#include "qd/audit.h"
 #include "qd/pipeline.h"
 #include "qd/recipe.h"
 #include "qd/runtime.h"
@@ -409,6 +410,7 @@ static int stage_publish(job_ctx *c, const qd_buf *bundle, bool pass, const char
     qd_publish_item items[2];
     qd_manifest_info src_info;
     qd_digest var_blobs[2], bun_blobs[2];
+    qd_audit_entry *audit = NULL;
     int rc;
 
     snprintf(tag, sizeof(tag), "%s", c->var_file + strlen("model-"));
@@ -468,6 +470,14 @@ static int stage_publish(job_ctx *c, const qd_buf *bundle, bool pass, const char
     bd.artifact_type = QD_BUNDLE_MEDIA_TYPE;
     bd.subject = &items[0].digest;
     bd.blobs = bun_blobs;
+    /* the variant is indexed for audit in the publish transaction, from the very bundle published */
+    if (!(audit = qd_malloc(sizeof(*audit)))) {
+        rc = QD_ENOMEM;
+        goto out;
+    }
+    if ((rc = qd_audit_entry_from_bundle(audit, bundle->ptr, bundle->len)) < 0)
+        goto out;
+    bd.audit = audit;
     items[0].m = &md;
     items[0].tag = pass ? tag : NULL;
     items[1].m = &bd;
@@ -498,6 +508,7 @@ static int stage_publish(job_ctx *c, const qd_buf *bundle, bool pass, const char
     rc = qd_registry_publish(s, c->repo, blobs, 4, items, 2, &items[0].digest, &c->src_manifest, c->run->id,
                              job_text);
 out:
+    qd_free(audit);
     free(man_text);  /* jansson */
     free(bman_text); /* jansson */
     free(job_text);  /* jansson */

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "daemon.h"
+#include "qd/audit.h"
 #include "qd/version.h"
 
 /* ---- the log sink: `ts level module msg`, to stderr or a file reopened on SIGHUP ----------------------------- */
@@ -128,6 +129,12 @@ int main(int argc, char **argv)
     if ((rc = qd_store_open(&srv.store, cfg.store, &so)) < 0) {
         qd_log(QD_LOG_ERROR, "daemon", "req=0 cannot open the store: %s", qd_error_last()->message);
         fprintf(stderr, "quantd: %s\n", qd_error_last()->message);
+        rc = 1;
+        goto out;
+    }
+    /* a store made before the audit indexes gets them now, from its bundles (qd/audit.h) */
+    if ((rc = qd_audit_index_ensure(srv.store)) < 0) {
+        fprintf(stderr, "quantd: audit index: %s\n", qd_error_last()->message);
         rc = 1;
         goto out;
     }

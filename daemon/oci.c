@@ -26,6 +26,8 @@
 #include <jansson.h>
 
 #include "daemon.h"
+#include "qd/audit.h"
+#include "qd/verify.h"
 
 #define MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
 #define MT_OCI_INDEX "application/vnd.oci.image.index.v1+json"
@@ -334,16 +336,43 @@ done:
     return rc;
 }
 
+static int small_sink(const void *data, size_t len, void *payload) { return qd_buf_put(payload, data, len); }
+
+/* A signature bundle pushed as a referrer: when its statement has the variant predicate, the artifact it describes
+ * is indexed for audit in the transaction that stores the manifest (qd/audit.h). Anything else is stored as it
+ * is, unindexed. Returns the entry or NULL. */
+static qd_audit_entry *bundle_audit_entry(oci_work *w)
+{
+    qd_buf b = QD_BUF_INIT(16u << 20);
+    qd_audit_entry *e;
+    if (!w->has_subject || !w->artifact_type || strcmp(w->artifact_type, QD_BUNDLE_MEDIA_TYPE) || w->n_blobs < 2)
+        return NULL;
+    if (!(e = qd_malloc(sizeof(*e))))
+        return NULL;
+    if (qd_store_get(w->srv->store, &w->blobs[w->n_blobs - 1], 0, UINT64_MAX, small_sink, &b) < 0 ||
+        qd_audit_entry_from_bundle(e, b.ptr, b.len) < 0) {
+        qd_log(QD_LOG_DEBUG, "audit", "a pushed bundle is not indexed: %s", qd_error_last()->message);
+        qd_error_clear();
+        qd_free(e);
+        e = NULL;
+    }
+    qd_buf_dispose(&b);
+    return e;
+}
+
 static void manifest_put_work(void *p)
 {
     qd_req *r = p;
     oci_work *w = r->work;
+    qd_audit_entry *ae = bundle_audit_entry(w);
     qd_manifest_desc m = {w->mbytes,        w->mlen,       w->media_type, w->artifact_type,
                           w->annotations,   w->has_subject ? &w->subject : NULL,
-                          w->blobs,         w->n_blobs,    w->children,   w->n_children};
+                          w->blobs,         w->n_blobs,    w->children,   w->n_children,
+                          ae};
     qd_digest out;
     int rc = qd_registry_manifest_put(&out, w->srv->store, w->repo, w->has_tag ? w->tag : NULL, &m,
                                       w->has_digest ? &w->digest : NULL);
+    qd_free(ae);
     if (rc == QD_OK)
         w->digest = out;
     work_result(w, rc);

@@ -98,6 +98,10 @@ void qd_v1_handle(qd_req *r)
         qd_jobs_handle(r); /* jobs.c */
         return;
     }
+    if (!strncmp(p, "/v1/audit/", 10)) {
+        qd_audit_api_handle(r); /* audit_api.c */
+        return;
+    }
     r->route = "tokens";
     if (strcmp(p, "/v1/tokens") && strncmp(p, "/v1/tokens/", 11)) {
         r->route = "unknown";

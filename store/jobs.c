@@ -195,14 +195,8 @@ static int pub_txn(qd_store *s, MDB_txn *txn, void *payload)
         if ((rc = qd_registry__put_in_txn(s, txn, c->repo, c->items[i].tag, c->items[i].m, &c->items[i].digest)) <
             0)
             return rc;
-    if (c->child && c->parent) {
-        uint8_t kb[64];
-        MDB_val k = {sizeof(kb), kb}, v = {0, (void *)""};
-        memcpy(kb, c->child->bytes, 32);
-        memcpy(kb + 32, c->parent->bytes, 32);
-        if ((rc = mdb_put(txn, s->db_lineage, &k, &v, 0)))
-            return qd_store__err_mdb(rc, "write a lineage edge");
-    }
+    if (c->child && c->parent && (rc = qd_audit__edge_in_txn(s, txn, c->child, c->parent)) < 0)
+        return rc;
     if (c->job_id && c->job_json)
         return put_record(s, txn, c->job_id, c->job_json);
     return QD_OK;

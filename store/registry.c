@@ -24,6 +24,7 @@
 #include <sys/random.h>
 
 #include "qd/alloc.h"
+#include "qd/audit.h"
 #include "qd/err.h"
 #include "qd/registry.h"
 #include "store_int.h"
@@ -241,6 +242,30 @@ typedef struct put_ctx {
     qd_digest d;
 } put_ctx;
 
+/* Index the artifact a bundle manifest describes: its subject, published in this repository at the bundle
+ * manifest's first push (the same values qd_audit_index_rebuild reads back). */
+static int audit_txn(qd_store *s, MDB_txn *txn, const put_ctx *c)
+{
+    qd_audit_entry *e = qd_malloc(sizeof(*e));
+    qd_manifest_info info;
+    const uint8_t *blobs;
+    uint32_t n_blobs;
+    int rc;
+    if (!e)
+        return QD_ENOMEM;
+    *e = *c->m->audit;
+    if ((rc = mrec_info(txn, s, &c->d, &info, &blobs, &n_blobs)) == QD_OK) {
+        e->manifest = *c->m->subject;
+        e->bundle = c->d;
+        e->has_bundle = true;
+        e->created = info.created;
+        snprintf(e->repo, sizeof(e->repo), "%s", c->repo);
+        rc = qd_audit__index_in_txn(s, txn, e);
+    }
+    qd_free(e);
+    return rc;
+}
+
 static int put_txn(qd_store *s, MDB_txn *txn, void *payload)
 {
     put_ctx *c = payload;
@@ -329,6 +354,8 @@ static int put_txn(qd_store *s, MDB_txn *txn, void *payload)
         if ((rc = mdb_put(txn, s->db_tags, &mk, &v, 0)))
             return qd_store__err_mdb(rc, "write a tag");
     }
+    if (m->audit && m->subject)
+        return audit_txn(s, txn, c);
     return QD_OK;
 }
 
@@ -512,8 +539,42 @@ static int mdel_txn(qd_store *s, MDB_txn *txn, void *payload)
         if ((rc = db_del(txn, s->db_manifests, &k)) < 0)
             return rc;
     }
+    /* the audit entry of this manifest, or of the artifact this bundle manifest described, goes with it */
+    if ((rc = qd_audit__forget_in_txn(s, txn, &c->d, info.has_subject ? &info.subject : NULL)) < 0)
+        return rc;
     key_rev(&k, 'M', &c->d, NULL);
     return db_del(txn, s->db_manifests, &k);
+}
+
+int qd_registry__manifest_record(MDB_txn *txn, qd_store *s, const qd_digest *d, qd_manifest_info *info,
+                                 const uint8_t **blobs, uint32_t *n_blobs)
+{
+    return mrec_info(txn, s, d, info, blobs, n_blobs);
+}
+
+int qd_registry__first_repo(MDB_txn *txn, qd_store *s, const qd_digest *d, char *repo, size_t cap)
+{
+    MDB_cursor *cur;
+    MDB_val mk, v;
+    key k;
+    int rc;
+    key_rev(&k, 'p', d, NULL);
+    mk = kv(&k);
+    if ((rc = mdb_cursor_open(txn, s->db_manifests, &cur)))
+        return qd_store__err_mdb(rc, "open a cursor");
+    rc = mdb_cursor_get(cur, &mk, &v, MDB_SET_RANGE);
+    if (rc == 0 && mk.mv_size > 33 && !memcmp(mk.mv_data, k.b, 33)) {
+        size_t n = mk.mv_size - 33 < cap - 1 ? mk.mv_size - 33 : cap - 1;
+        memcpy(repo, (const uint8_t *)mk.mv_data + 33, n);
+        repo[n] = 0;
+        rc = QD_OK;
+    } else if (rc == 0 || rc == MDB_NOTFOUND) {
+        rc = qd_error_set(QD_ENOTFOUND, QD_EC_STORE, "no repository holds the manifest");
+    } else {
+        rc = qd_store__err_mdb(rc, "read the registry");
+    }
+    mdb_cursor_close(cur);
+    return rc;
 }
 
 /* Remove a blob from the store when no repository holds it and nothing references it; errors are ignored (the

@@ -292,6 +292,14 @@ static int open_dbs(qd_store *s, MDB_txn *txn, unsigned flags)
         if (rc)
             return qd_store__err_mdb(rc, "open database");
     }
+    /* the audit indexes came later: a store made before them gets the database at its next read-write open (and
+     * qd_audit_index_ensure fills it); a read-only open of such a store has none */
+    {
+        int rc = mdb_dbi_open(txn, "audit", flags, &s->db_audit);
+        if (rc && rc != MDB_NOTFOUND)
+            return qd_store__err_mdb(rc, "open database");
+        s->has_audit_db = rc == 0;
+    }
     return QD_OK;
 }
 

@@ -7,7 +7,8 @@
  *   chunk_refs  sha256(raw chunk) -> u64 LE count of blob chunk-list entries naming it (absent: 0)
  *   blobs       sha256(blob) -> blob_hdr + n_chunks * blob_chunk
  *   refs        to(32) || from(32) -> "" : blob `to` is referenced by object `from`
- *   tags, manifests, lineage, jobs: filled by later modules.
+ *   tags, manifests, lineage, jobs: filled by later modules (registry.c, jobs.c).
+ *   audit       the audit indexes (store/audit.c): records, (field, value) keys, counts, time, parent -> child.
  * All integers are little-endian (this build only runs on little-endian hosts; checked at compile time).
  */
 #ifndef QD_STORE_INT_H
@@ -71,6 +72,8 @@ struct qd_store {
     MDB_env *env;
     MDB_dbi db_meta, db_chunks, db_chunk_refs, db_blobs, db_refs;
     MDB_dbi db_tags, db_manifests, db_lineage, db_jobs;
+    MDB_dbi db_audit;            /* a read-only open of a store made before it existed gets an empty one: see store.c */
+    bool has_audit_db;
     unsigned flags;
     int lock_fd;                 /* the writer lock file, -1 when read-only */
     uint64_t map_max;
@@ -130,5 +133,20 @@ struct qd_manifest_desc;
 int qd_registry__put_in_txn(qd_store *s, MDB_txn *txn, const char *repo, const char *tag,
                             const struct qd_manifest_desc *m, const qd_digest *d);
 int qd_registry__link_in_txn(qd_store *s, MDB_txn *txn, const char *repo, const qd_digest *d);
+
+/* registry.c, for store/audit.c: a manifest's index record (strings point into the map; valid during txn), and the
+ * first repository (byte order) that holds a manifest. */
+struct qd_manifest_info;
+int qd_registry__manifest_record(MDB_txn *txn, qd_store *s, const qd_digest *d, struct qd_manifest_info *info,
+                                 const uint8_t **blobs, uint32_t *n_blobs);
+int qd_registry__first_repo(MDB_txn *txn, qd_store *s, const qd_digest *d, char *repo, size_t cap);
+
+/* audit.c, inside a caller's write transaction: index an artifact (replacing an older entry; writes its lineage
+ * edge both ways when it names a source), record a lineage edge both ways, and drop the entry of a manifest that
+ * goes away (or of the artifact whose bundle manifest goes away: subject names it). */
+struct qd_audit_entry;
+int qd_audit__index_in_txn(qd_store *s, MDB_txn *txn, const struct qd_audit_entry *e);
+int qd_audit__edge_in_txn(qd_store *s, MDB_txn *txn, const qd_digest *child, const qd_digest *parent);
+int qd_audit__forget_in_txn(qd_store *s, MDB_txn *txn, const qd_digest *manifest, const qd_digest *subject);
 
 #endif

@@ -60,6 +60,10 @@ typedef struct qd_manifest_desc {
     size_t n_blobs;
     const qd_digest *children;   /**< for an index: manifests it lists, each must be a manifest of the repository */
     size_t n_children;
+    /** when not NULL (a signature bundle whose statement has the variant predicate), the artifact it describes is
+     *  indexed for audit in the same transaction (qd/audit.h): manifest, bundle, repo and created are filled in
+     *  by the store (the subject, this manifest, the repository, the first push time) */
+    const struct qd_audit_entry *audit;
 } qd_manifest_desc;
 
 /** The index record of a stored manifest. */
@@ -186,7 +190,8 @@ bool qd_token_scopes_allow(const char *scopes, const char *repo, unsigned need);
  * A job record is a JSON object text owned by the daemon (this module does not parse it); ids are 16 hex digits.
  *   jobs     'J' id          -> record JSON
  *            'D' dedup(32)   -> id      (an identical request: same source digest, recipe, calibration, converter)
- *   lineage  child(32) parent(32) -> "" (a variant manifest -> the manifest it was made from)
+ *   lineage  child(32) parent(32) -> "" (a variant manifest -> the manifest it was made from); the reverse
+ *            direction is in the audit database (qd/audit.h, docs/STORE.md)
  * ------------------------------------------------------------------------------------------------------------- */
 
 #define QD_JOB_ID_LEN 16
@@ -217,7 +222,8 @@ typedef struct qd_publish_item {
 
 /**
  * Publish a job's result in ONE transaction: link the blobs to repo, store the manifests (and their tags) in
- * order, record the lineage edge child -> parent (when child is not NULL), and replace the job record.
+ * order (with their audit entries, qd_manifest_desc.audit), record the lineage edge child -> parent and
+ * parent -> child (when child is not NULL), and replace the job record.
  * @return QD_OK, QD_ENOTFOUND (a blob vanished), QD_EINVAL, QD_EFULL; nothing is visible unless QD_OK
  */
 int qd_registry_publish(qd_store *s, const char *repo, const qd_digest *blobs, size_t n_blobs,
