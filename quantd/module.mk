@@ -23,6 +23,9 @@ $(B)/obj/quantd/runtime/%.o: CFLAGS_ALL += -O3
 # quantd/calib/: calibration: activation statistics through the runtime's matmul observer, and the calibrated
 # methods built on them (imatrix collection, GPTQ, AWQ, SmoothQuant).
 LIBQD_SRCS += quantd/calib/actstats.c
+# calibration sets, imatrix files, GPTQ (include/qd/gptq.h); GPTQ computes values exactly as the dequantizers do
+LIBQD_SRCS += quantd/calib/calibset.c quantd/calib/imatrix_collect.c quantd/calib/gptq.c
+$(B)/obj/quantd/calib/gptq.o: CFLAGS_ALL += -ffp-contract=off -fno-fast-math
 $(B)/obj/quantd/calib/%.o: CFLAGS_ALL += -O3
 
 # quantd/formats/: the Hugging Face quantized layouts (bitsandbytes NF4/FP4, compressed-tensors INT8/FP8/INT4),
