@@ -32,7 +32,8 @@ $(B)/obj/quantd/calib/%.o: CFLAGS_ALL += -O3
 # their element codes, and whole-model export to a Transformers/vLLM folder; quantd/io/safetensors_write.c is the
 # safetensors writer and raw reader they use. Like the kernels, no multiply-add contraction: the dequantized values
 # must be the single f32 operations the loaders perform.
-LIBQD_SRCS += quantd/io/safetensors_write.c quantd/formats/codes.c quantd/formats/layouts.c quantd/formats/export.c
+LIBQD_SRCS += quantd/io/safetensors_write.c quantd/formats/codes.c quantd/formats/layouts.c quantd/formats/export.c \
+	quantd/formats/gptq_layout.c
 $(B)/obj/quantd/formats/%.o: CFLAGS_ALL += -ffp-contract=off -fno-fast-math
 # quantd/kernels/arch/x86/: the SIMD variants, each file with its own ISA flags (and -O3 for the vectorized
 # dequantizers); the pattern rule above adds -ffp-contract=off to them too. Elsewhere they compile to nothing.

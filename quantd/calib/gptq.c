@@ -77,10 +77,16 @@ static void find_params(const grid *g, const double *x, int n, float *scale, flo
         if (!(s > 0))
             s = f16_value(1); /* the smallest f16 subnormal: a group whose range underflows f16 */
         double z = g->sym ? (g->maxq + 1) / 2 : nearbyint(-xmin / s);
-        if (z < 0)
-            z = 0;
         if (z > g->maxq)
             z = g->maxq;
+        if (z < 1) {
+            /* AutoGPTQ's v1 checkpoints store zero - 1 and cannot hold a zero point of 0 (a group with no negative
+             * value): keep zero = 1 and stretch the scale so the group's maximum stays on the grid */
+            z = 1;
+            s = f16_round((float)(xmax / (g->maxq - 1)));
+            if (!(s > 0))
+                s = f16_value(1);
+        }
         *scale = s;
         *zero = (float)z;
         return;

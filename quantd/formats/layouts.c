@@ -35,7 +35,10 @@ int qd_hfq_type_from_name(const char *name, qd_hfq_type *out)
     return qd_error_set(QD_EINVAL, QD_EC_INVALID, "unknown type %s (nf4, fp4, int8, fp8_e4m3, fp8_e5m2, int4)", name);
 }
 
-const char *qd_hfq_format_name(qd_hfq_format f) { return f == QD_HFQ_BNB ? "bnb" : "compressed-tensors"; }
+const char *qd_hfq_format_name(qd_hfq_format f)
+{
+    return f == QD_HFQ_BNB ? "bnb" : f == QD_HFQ_GPTQ ? "autogptq" : "compressed-tensors";
+}
 
 int qd_hfq_format_from_name(const char *name, qd_hfq_format *out)
 {
@@ -43,8 +46,10 @@ int qd_hfq_format_from_name(const char *name, qd_hfq_format *out)
         *out = QD_HFQ_BNB;
     else if (!strcmp(name, "compressed-tensors"))
         *out = QD_HFQ_CT;
+    else if (!strcmp(name, "autogptq") || !strcmp(name, "gptq"))
+        *out = QD_HFQ_GPTQ;
     else
-        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "unknown format %s (bnb, compressed-tensors)", name);
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "unknown format %s (bnb, compressed-tensors, autogptq)", name);
     return QD_OK;
 }
 
