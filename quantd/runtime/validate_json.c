@@ -4,6 +4,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -272,6 +273,14 @@ int qd_validation_predicate_json(char **out, const qd_validation_report *r, cons
     return dump(out, v);
 }
 
+/* An f32 value as the short decimal it was written from (0.01, not 0.009999999776). */
+static double short_real(double v)
+{
+    char b[32];
+    snprintf(b, sizeof(b), "%.7g", v);
+    return strtod(b, NULL);
+}
+
 /* Quantization method, weight bits and symmetry of a ggml type, for the recipe. */
 static void type_recipe(qd_type t, const char **method, int *bits, bool *symmetric)
 {
@@ -381,6 +390,28 @@ int qd_variant_predicate_json(char **out, const qd_validation_report *r, const q
                            qd_model_kv_find(src, "quantize.imatrix.dataset"));
     if (imatrix)
         method = "imatrix";
+    /* what a calibrated method wrote beside the standard keys (docs/CALIBRATION.md): quantd.method,
+     * quantd.recipe.*, quantd.calibration.* */
+    static const char *const methods[] = {"rtn", "k-quant", "imatrix", "gptq", "awq", "smoothquant",
+                                          "nf4", "fp4", "int8", "fp8"};
+    const qd_kv *kv = src ? qd_model_kv_find(src, "quantd.method") : NULL;
+    for (size_t i = 0; kv && kv->type == QD_GGUF_STRING && i < sizeof(methods) / sizeof(methods[0]); i++)
+        if (!strcmp(kv->str, methods[i]))
+            method = methods[i];
+    int64_t iv;
+    int group = qd_type_traits_get(base)->block_size > 1 ? (int)qd_type_traits_get(base)->block_size : 0;
+    if ((kv = src ? qd_model_kv_find(src, "quantd.recipe.weight_bits") : NULL) && !qd_kv_int(kv, &iv) && iv >= 1 &&
+        iv <= 32)
+        bits = (int)iv;
+    if ((kv = src ? qd_model_kv_find(src, "quantd.recipe.group_size") : NULL) && !qd_kv_int(kv, &iv) && iv >= 1)
+        group = (int)iv;
+    if ((kv = src ? qd_model_kv_find(src, "quantd.recipe.symmetric") : NULL) && kv->type == QD_GGUF_BOOL)
+        sym = kv->num.u != 0;
+    json_t *params = json_object();
+    if ((kv = src ? qd_model_kv_find(src, "quantd.recipe.act_order") : NULL) && kv->type == QD_GGUF_BOOL)
+        json_object_set_new(params, "act_order", json_boolean(kv->num.u != 0));
+    if ((kv = src ? qd_model_kv_find(src, "quantd.recipe.damp") : NULL) && kv->type == QD_GGUF_F32)
+        json_object_set_new(params, "damp", json_real(short_real(kv->num.f)));
 
     json_t *p = json_object(), *o;
     if (!p)
@@ -397,15 +428,28 @@ int qd_variant_predicate_json(char **out, const qd_validation_report *r, const q
     json_object_set_new(o, "weight_bits", json_integer(bits));
     json_object_set_new(o, "activation_bits", json_integer(32)); /* the runtime keeps activations in f32 */
     json_object_set_new(o, "kv_bits", json_integer(kv_bits(r->opts.kv_type)));
-    if (qd_type_traits_get(base)->block_size > 1)
-        json_object_set_new(o, "group_size", json_integer((json_int_t)qd_type_traits_get(base)->block_size));
+    if (group > 0)
+        json_object_set_new(o, "group_size", json_integer(group));
     json_object_set_new(o, "symmetric", json_boolean(sym));
+    if (json_object_size(params))
+        json_object_set_new(o, "params", params);
+    else
+        json_decref(params);
     json_object_set_new(o, "overrides", overrides(info->variant, base));
     json_object_set_new(o, "seed", json_integer(0));
     json_object_set_new(p, "recipe", o);
 
     o = json_object();
-    json_object_set_new(o, "class", json_string(imatrix ? "generic-text" : "none"));
+    kv = src ? qd_model_kv_find(src, "quantd.calibration.class") : NULL;
+    json_object_set_new(o, "class", json_string(kv && kv->type == QD_GGUF_STRING ? kv->str
+                                                : imatrix ? "generic-text" : "none"));
+    if ((kv = src ? qd_model_kv_find(src, "quantd.calibration.dataset_digest") : NULL) &&
+        kv->type == QD_GGUF_STRING && is_digest(kv->str))
+        json_object_set_new(o, "dataset_digest", json_string(kv->str));
+    if ((kv = src ? qd_model_kv_find(src, "quantd.calibration.samples") : NULL) && !qd_kv_int(kv, &iv) && iv >= 0)
+        json_object_set_new(o, "samples", json_integer((json_int_t)iv));
+    if ((kv = src ? qd_model_kv_find(src, "quantd.calibration.tokens") : NULL) && !qd_kv_int(kv, &iv) && iv >= 0)
+        json_object_set_new(o, "tokens", json_integer((json_int_t)iv));
     json_object_set_new(p, "calibration", o);
 
     /* converter: "0.1.0 (abc1234)" -> version 0.1.0, build abc1234 */

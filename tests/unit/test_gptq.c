@@ -5,6 +5,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "testutil.h"
@@ -194,6 +195,214 @@ static void test_gguf_grids(void **state)
     qd_llama_free(m);
 }
 
+/* the AutoGPTQ layout: written with the safetensors writer, read back and dequantized as the loaders do: bit for
+ * bit the values GPTQ chose (2, 3, 4 and 8 bits, with act-order, rows reordered as for HF q_proj) */
+static void test_autogptq_round_trip(void **state)
+{
+    (void)state;
+    enum { R = 64, C = 128 };
+    static float w[R * C];
+    static double h[C * C];
+    tu_rng rng;
+    tu_rng_seed(&rng, tu_seed());
+    for (int i = 0; i < R * C; i++)
+        w[i] = (float)((double)(tu_next(&rng) >> 11) / 9007199254740992.0 - 0.5) * (i % 17 == 0 ? 8.0f : 1.0f);
+    char *dir = tu_sandbox();
+    static const int bits[] = {2, 3, 4, 8};
+    for (int b = 0; b < 4; b++) {
+        /* a Hessian from random inputs */
+        memset(h, 0, sizeof(h));
+        for (int n = 0; n < 200; n++) {
+            double x[C];
+            for (int i = 0; i < C; i++)
+                x[i] = (double)(tu_next(&rng) >> 11) / 9007199254740992.0 - 0.5;
+            for (int i = 0; i < C; i++)
+                for (int j = 0; j < C; j++)
+                    h[i * C + j] += 2.0 * x[i] * x[j] / 200.0;
+        }
+        qd_gptq_params p = QD_GPTQ_PARAMS_INIT;
+        p.bits = bits[b];
+        p.group_size = 32;
+        p.act_order = b % 2 == 1;
+        qd_gptq_matrix m;
+        assert_int_equal(qd_gptq_quantize_matrix(&m, w, R, C, h, &p), QD_OK);
+        int64_t map[R];
+        for (int r = 0; r < R; r++)
+            map[r] = (r * 5) % R; /* a permutation of the output rows */
+        qd_hfq_result hr;
+        assert_int_equal(qd_gptq_pack(&hr, &m, bits[b], map), QD_OK);
+        assert_int_equal(hr.n_parts, 4);
+        assert_int_equal(hr.parts[0].shape[0], C * bits[b] / 32);
+        assert_int_equal(hr.parts[0].shape[1], R);
+        assert_int_equal(hr.parts[1].shape[0], C / 32);
+        assert_int_equal(hr.parts[1].shape[1], R * bits[b] / 32);
+        qd_st_writer *sw;
+        assert_int_equal(qd_st_writer_new(&sw), QD_OK);
+        for (size_t k = 0; k < hr.n_parts; k++) {
+            char nm[128];
+            snprintf(nm, sizeof(nm), "model.layers.0.mlp.up_proj.%s", hr.parts[k].suffix);
+            assert_int_equal(qd_st_writer_add(sw, nm, hr.parts[k].dtype, hr.parts[k].rank, hr.parts[k].shape,
+                                              hr.parts[k].data, hr.parts[k].nbytes), QD_OK);
+        }
+        assert_int_equal(qd_st_writer_write(sw, dir, "model", 0, NULL), QD_OK);
+        qd_st_writer_free(sw);
+        qd_st_file *f;
+        char path[700];
+        snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+        assert_int_equal(qd_st_open(&f, path), QD_OK);
+        float *back;
+        int64_t rows, cols;
+        assert_int_equal(qd_gptq_unpack(&back, &rows, &cols, f, "model.layers.0.mlp.up_proj.", bits[b]), QD_OK);
+        assert_int_equal(rows, R);
+        assert_int_equal(cols, C);
+        for (int r = 0; r < R; r++)
+            assert_memory_equal(back + r * C, m.deq + map[r] * C, sizeof(float) * C);
+        assert_memory_equal(back, hr.deq, sizeof(float) * R * C);
+        /* g_idx as stored */
+        const qd_st_entry *gi = qd_st_find(f, "model.layers.0.mlp.up_proj.g_idx");
+        assert_non_null(gi);
+        assert_memory_equal(gi->data, m.g_idx, sizeof(int32_t) * C);
+        qd_free(back);
+        qd_st_close(f);
+        qd_hfq_result_free(&hr);
+        qd_gptq_matrix_free(&m);
+    }
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* calibration sets: sampled, from a file; empty, too short, out of vocabulary, overlapping the validation set */
+static void test_calibset(void **state)
+{
+    (void)state;
+    qd_llama_model *m = small_model();
+    qd_calibset cs;
+    assert_int_equal(qd_calibset_open(&cs, "sample:3:20:9", m, NULL, 1), QD_OK);
+    assert_int_equal(cs.set->n_seqs, 3);
+    assert_int_equal(cs.set->n_tokens, 60);
+    assert_true(cs.sampled);
+    assert_int_equal(strncmp(cs.digest, "sha256:", 7), 0);
+    assert_int_equal(strlen(cs.digest), 71);
+    char *dir = tu_sandbox(), path[700];
+    snprintf(path, sizeof(path), "%s/set.bin", dir);
+    void *blob;
+    size_t len;
+    assert_int_equal(qd_valset_serialize(&blob, &len, cs.set), QD_OK);
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(blob, 1, len, fp), len);
+    fclose(fp);
+    qd_calibset c2;
+    assert_int_equal(qd_calibset_open(&c2, path, m, NULL, 1), QD_OK);
+    assert_string_equal(c2.digest, cs.digest); /* the file's digest is the sample's */
+    assert_string_equal(c2.name, "set.bin");
+    /* overlapping the validation set: the same set as --val */
+    qd_calibset c3;
+    assert_int_equal(qd_calibset_open(&c3, path, m, cs.set, 1), QD_EINVAL);
+    assert_non_null(strstr(qd_error_last()->message, "disjoint"));
+    /* a disjoint validation set is fine */
+    qd_valset *val;
+    assert_int_equal(qd_calibset_load_set(&val, "sample:4:20:10", m, 1), QD_OK);
+    assert_int_equal(qd_calibset_open(&c3, path, m, val, 1), QD_OK);
+    qd_calibset_free(&c3);
+    qd_valset_free(val);
+    /* bad specs */
+    assert_int_equal(qd_calibset_open(&c3, "sample:0:20:1", m, NULL, 1), QD_EINVAL);
+    assert_non_null(strstr(qd_error_last()->message, "empty"));
+    assert_int_equal(qd_calibset_open(&c3, "sample:2:1:1", m, NULL, 1), QD_EINVAL);
+    assert_non_null(strstr(qd_error_last()->message, "too short"));
+    assert_int_equal(qd_calibset_open(&c3, "sample:2:1000:1", m, NULL, 1), QD_EINVAL);
+    assert_int_equal(qd_calibset_open(&c3, "sample:2:x:1", m, NULL, 1), QD_EINVAL);
+    assert_int_equal(qd_calibset_open(&c3, "", m, NULL, 1), QD_EINVAL);
+    snprintf(path, sizeof(path), "%s/none.bin", dir);
+    assert_int_equal(qd_calibset_open(&c3, path, m, NULL, 1), QD_ENOTFOUND);
+    /* an empty file; a set with a token outside the vocabulary; a set with a 1-token sequence */
+    snprintf(path, sizeof(path), "%s/empty.bin", dir);
+    fp = fopen(path, "wb");
+    fclose(fp);
+    assert_int_equal(qd_calibset_open(&c3, path, m, NULL, 1), QD_EINVAL);
+    assert_non_null(strstr(qd_error_last()->message, "empty"));
+    cs.set->tokens[5] = m->cfg.vocab + 3;
+    qd_free(blob);
+    assert_int_equal(qd_valset_serialize(&blob, &len, cs.set), QD_OK);
+    snprintf(path, sizeof(path), "%s/oov.bin", dir);
+    fp = fopen(path, "wb");
+    fwrite(blob, 1, len, fp);
+    fclose(fp);
+    assert_int_equal(qd_calibset_open(&c3, path, m, NULL, 1), QD_EINVAL);
+    /* GPTQ refuses the same set directly */
+    qd_gptq_run *run = NULL;
+    qd_gptq_params p = QD_GPTQ_PARAMS_INIT;
+    assert_int_equal(qd_gptq_model(&run, m, cs.set, &p, NULL), QD_EINVAL);
+    cs.set->tokens[5] = 1;
+    cs.set->lens[1] = 1; /* (lengths still add up in memory: shorter sequence, tokens unused) */
+    assert_int_equal(qd_gptq_model(&run, m, cs.set, &p, NULL), QD_EINVAL);
+    assert_non_null(strstr(qd_error_last()->message, "at least 2"));
+    qd_free(blob);
+    qd_calibset_free(&c2);
+    qd_calibset_free(&cs);
+    tu_rmtree(dir);
+    free(dir);
+    qd_llama_free(m);
+}
+
+/* imatrix files: both formats read back through qd_imatrix_load to the mean squared activation */
+static void test_imatrix_files(void **state)
+{
+    (void)state;
+    qd_llama_model *m = small_model();
+    qd_valset *set = calib_set(m);
+    qd_actstats *s = NULL;
+    assert_int_equal(qd_actstats_collect(&s, m, set, NULL), QD_OK);
+    char *dir = tu_sandbox(), path[700];
+    for (int f = 0; f < 2; f++) {
+        for (int with_out = 0; with_out < 2; with_out++) {
+            snprintf(path, sizeof(path), "%s/im%d%d.%s", dir, f, with_out, f ? "gguf" : "dat");
+            assert_int_equal(qd_imatrix_write(s, path, f ? QD_IMATRIX_GGUF : QD_IMATRIX_DAT, "calib-x",
+                                              (int32_t)set->n_seqs, 48, with_out), QD_OK);
+            qd_imatrix *im;
+            assert_int_equal(qd_imatrix_load(&im, path), QD_OK);
+            assert_int_equal(qd_imatrix_count(im), with_out ? 15 : 14);
+            const char *ds;
+            int32_t chunks;
+            qd_imatrix_info(im, &ds, &chunks);
+            assert_non_null(ds);
+            assert_string_equal(ds, "calib-x");
+            assert_int_equal(chunks, (int32_t)set->n_seqs);
+            for (size_t i = 0; i < qd_actstats_count(s); i++) {
+                const qd_actstats_entry *e = qd_actstats_at(s, i);
+                int64_t n = 0;
+                const float *v = qd_imatrix_find(im, e->name, &n);
+                if (e->site == QD_SITE_OUTPUT && !with_out) {
+                    assert_null(v);
+                    continue;
+                }
+                assert_non_null(v);
+                assert_int_equal(n, e->cols);
+                for (int64_t j = 0; j < n; j++) {
+                    double want = e->sum_sq[j] / (double)e->n_rows;
+                    if (f) /* GGUF: in_sum2 / counts in f32, exactly as the collector's in-memory matrix */
+                        assert_true(v[j] == (float)e->sum_sq[j] / (float)e->n_rows);
+                    else
+                        assert_true(fabs(v[j] - want) <= 1e-6 * want + 1e-30);
+                }
+            }
+            qd_imatrix_free(im);
+        }
+    }
+    /* nothing collected: refused */
+    qd_actstats *empty;
+    assert_int_equal(qd_actstats_new(&empty), QD_OK);
+    snprintf(path, sizeof(path), "%s/none.gguf", dir);
+    assert_int_equal(qd_imatrix_write(empty, path, QD_IMATRIX_GGUF, "x", 1, 1, false), QD_EINVAL);
+    qd_actstats_free(empty);
+    qd_actstats_free(s);
+    tu_rmtree(dir);
+    free(dir);
+    qd_valset_free(set);
+    qd_llama_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -201,6 +410,9 @@ int main(void)
         cmocka_unit_test(test_act_order_gidx),
         cmocka_unit_test(test_dead_and_singular),
         cmocka_unit_test(test_gguf_grids),
+        cmocka_unit_test(test_autogptq_round_trip),
+        cmocka_unit_test(test_calibset),
+        cmocka_unit_test(test_imatrix_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
