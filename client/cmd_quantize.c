@@ -50,7 +50,8 @@ static void usage(FILE *f)
                "sequence with this validation set), --calib-class C (recorded: none, generic-text, code,\n"
                "multilingual, domain:NAME; default domain:self-sampled for sample: specs, else generic-text).\n"
                "GPTQ: --bits N (autogptq: 2, 3, 4, 8; default 4), --group N (default 128; GGUF grids use 32),\n"
-               "--act-order, --sym, --damp F (default 0.01), --format gguf|autogptq. docs/CALIBRATION.md.\n");
+               "--act-order, --sym, --damp F (default 0.01), --no-true-sequential, --format gguf|autogptq.\n"
+               "docs/CALIBRATION.md.\n");
 }
 
 /* --format bnb|compressed-tensors: the Hugging Face layouts of hfquant.h */
@@ -177,6 +178,9 @@ int cmd_quantize(int argc, char **argv)
             continue;
         } else if (!strcmp(s, "--sym")) {
             a.sym = true;
+            continue;
+        } else if (!strcmp(s, "--no-true-sequential")) {
+            a.no_true_sequential = true;
             continue;
         }
         if (!v) {

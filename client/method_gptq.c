@@ -20,7 +20,7 @@
 typedef struct method_meta {
     const char *method;
     int bits, group;
-    bool sym, act_order, has_gptq;
+    bool sym, act_order, has_gptq, true_sequential;
     double damp;
     const char *calib_class;
     const char *digest;    /* NULL when unknown (an imatrix file made elsewhere) */
@@ -43,7 +43,8 @@ static int write_meta(void *payload, qd_gguf_writer *w)
                          (rc = qd_gguf_set_u32(w, "quantd.recipe.group_size", (uint32_t)mm->group)) ||
                          (rc = qd_gguf_set_bool(w, "quantd.recipe.symmetric", mm->sym)) ||
                          (rc = qd_gguf_set_bool(w, "quantd.recipe.act_order", mm->act_order)) ||
-                         (rc = qd_gguf_set_f32(w, "quantd.recipe.damp", (float)mm->damp))))
+                         (rc = qd_gguf_set_f32(w, "quantd.recipe.damp", (float)mm->damp)) ||
+                         (rc = qd_gguf_set_bool(w, "quantd.recipe.true_sequential", mm->true_sequential))))
         return rc;
     return QD_OK;
 }
@@ -143,7 +144,7 @@ int method_imatrix(const qmethod_args *a)
     }
     if (qd_recipe_from_name(a->type, &a->o->ftype))
         return qd_fail(QD_EINVAL, "quantize");
-    method_meta mm = {"imatrix", 0, 0, false, false, false, 0, NULL, NULL, 0, 0};
+    method_meta mm = {"imatrix", 0, 0, false, false, false, false, 0, NULL, NULL, 0, 0};
     a->o->meta_fn = write_meta;
     a->o->method_payload = &mm;
     if (a->imatrix_path && !a->calib) { /* a file made earlier (by quant imatrix or llama-imatrix) */
@@ -319,6 +320,7 @@ int method_gptq(const qmethod_args *a)
     }
     p.sym = a->sym || (!hf && p.gguf_type != QD_TYPE_Q4_1);
     p.act_order = a->act_order;
+    p.true_sequential = !a->no_true_sequential;
     if (a->damp >= 0)
         p.damp = a->damp;
 
@@ -350,7 +352,8 @@ int method_gptq(const qmethod_args *a)
                     "%.3f (best %.3f, worst %.3f)\n",
             run->n_layers, run->n_skipped, run->samples, (long long)run->tokens, cs.digest,
             nr ? exp(lsum / (double)nr) : 1.0, nr ? lo : 1.0, nr ? hi : 1.0);
-    method_meta mm = {"gptq", p.bits, p.group_size, p.sym, p.act_order, true, p.damp, calib_class(a, cs.sampled),
+    method_meta mm = {"gptq", p.bits, p.group_size, p.sym, p.act_order, true, p.true_sequential, p.damp,
+                      calib_class(a, cs.sampled),
                       cs.digest, cs.set->n_seqs, cs.set->n_tokens};
     gptq_ctx g = {mm, run, m, p.gguf_type, p.bits, 0};
     if (!hf) {
@@ -363,9 +366,10 @@ int method_gptq(const qmethod_args *a)
     char qc[512];
     snprintf(qc, sizeof(qc),
              "{\"quant_method\": \"gptq\", \"bits\": %d, \"group_size\": %d, \"desc_act\": %s, \"sym\": %s, "
-             "\"damp_percent\": %g, \"true_sequential\": false, \"static_groups\": false, \"checkpoint_format\": "
+             "\"damp_percent\": %g, \"true_sequential\": %s, \"static_groups\": false, \"checkpoint_format\": "
              "\"gptq\", \"model_file_base_name\": \"model\"}",
-             p.bits, p.group_size, p.act_order ? "true" : "false", p.sym ? "true" : "false", p.damp);
+             p.bits, p.group_size, p.act_order ? "true" : "false", p.sym ? "true" : "false", p.damp,
+             p.true_sequential ? "true" : "false");
     qd_hfq_export_opts eo;
     qd_hfq_export_stats st;
     memset(&eo, 0, sizeof(eo));

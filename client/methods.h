@@ -19,6 +19,7 @@ typedef struct qmethod_args {
     int bits;                  /* --bits (0: the method's default) */
     double damp;               /* --damp (< 0: default 0.01) */
     bool act_order, sym;       /* --act-order, --sym */
+    bool no_true_sequential;   /* --no-true-sequential: GPTQ's whole block from one pass */
     bool double_quant, per_tensor, weight_only;
     int threads;
     qd_quantize_opts *o;       /* GGUF: the recipe and options parsed so far */

@@ -77,9 +77,11 @@ typedef struct qd_gptq_params {
     double damp;         /**< dampening, fraction of the mean diagonal (0.01) */
     int block;           /**< lazy batch width (128) */
     qd_type gguf_type;   /**< QD_TYPE_COUNT: the integer grid; or Q4_0, Q4_1, Q5_0, Q8_0 (group 32 along the row) */
+    bool true_sequential;/**< within a block: q/k/v, then attn output, then gate/up, then down, each step's inputs
+                              from the earlier steps quantized (AutoGPTQ's default); false: one pass per block */
 } qd_gptq_params;
 
-#define QD_GPTQ_PARAMS_INIT {4, 128, false, false, 0.01, 128, QD_TYPE_COUNT}
+#define QD_GPTQ_PARAMS_INIT {4, 128, false, false, 0.01, 128, QD_TYPE_COUNT, true}
 
 /** One quantized matrix [rows = out features][cols = in features]. */
 typedef struct qd_gptq_matrix {
@@ -142,7 +144,8 @@ typedef struct qd_gptq_run_options {
 
 /**
  * GPTQ of every block matmul of src (attn_q/k/v/output, ffn_gate/up/down; not the classifier), block by block:
- * block l's inputs come from running the calibration set through blocks 0..l-1 already quantized. A matrix whose
+ * block l's inputs come from running the calibration set through blocks 0..l-1 already quantized (and with
+ * true_sequential through the block's earlier steps). A matrix whose
  * row does not fit the grid (cols not a multiple of the group, or of 32 for GGUF grids) is left unquantized and
  * counted in n_skipped. @return QD_OK, QD_EINVAL (set, params, singular Hessian: the message names the layer), ...
  */

@@ -526,6 +526,7 @@ enum { H_ATTN_IN, H_ATTN_OUT, H_FFN_IN, H_FFN_DOWN, H_COUNT };
 
 typedef struct hcollect {
     int layer;
+    int only;              /* collect this slot only (true sequential), or -1 */
     double *h[H_COUNT];
     int64_t cols[H_COUNT];
     int64_t n[H_COUNT];
@@ -547,7 +548,7 @@ static void observe(void *user, int layer, qd_llama_site site, const qd_llama_te
 {
     hcollect *hc = user;
     int s = h_slot(site);
-    if (layer != hc->layer || s < 0 || hc->status < 0)
+    if (layer != hc->layer || s < 0 || hc->status < 0 || (hc->only >= 0 && s != hc->only))
         return;
     int64_t c = w->cols;
     if (!hc->h[s]) {
@@ -675,13 +676,18 @@ int qd_gptq_model(qd_gptq_run **out, const qd_llama_model *src, const qd_valset 
     qd_llama_ctx_set_observer(ctx, observe, &hc);
     static const qd_llama_site sites[7] = {QD_SITE_ATTN_Q, QD_SITE_ATTN_K, QD_SITE_ATTN_V, QD_SITE_ATTN_OUT,
                                            QD_SITE_FFN_GATE, QD_SITE_FFN_UP, QD_SITE_FFN_DOWN};
-    for (int l = 0; l < L; l++) {
+    /* true sequential (AutoGPTQ's default): q/k/v, then the attention output, then gate/up, then down, each step
+     * seeing the block's earlier steps quantized; otherwise the whole block from one pass */
+    const int n_steps = p->true_sequential ? H_COUNT : 1;
+    for (int step = 0; step < L * n_steps; step++) {
+        int l = step / n_steps, only = p->true_sequential ? step % n_steps : -1;
         for (int s = 0; s < H_COUNT; s++) {
             qd_free(hc.h[s]);
             hc.h[s] = NULL;
             hc.n[s] = 0;
         }
         hc.layer = l;
+        hc.only = only;
         hc.status = 0;
         /* block l's inputs with blocks 0..l-1 already quantized (their values are in run->model) */
         for (uint32_t i = 0; i < calib->n_seqs; i++) {
@@ -704,9 +710,12 @@ int qd_gptq_model(qd_gptq_run **out, const qd_llama_model *src, const qd_valset 
                     H[j * c + i] = v;
                 }
         }
+        size_t first = run->n_layers;
         for (int k = 0; k < 7; k++) {
             qd_llama_tensor *t = site_tensor(&run->model->layers[l], sites[k]);
             int slot = slot_of_site(sites[k]);
+            if (only >= 0 && slot != only)
+                continue;
             int64_t rows = t->rows, cols = t->cols;
             int group = p->gguf_type != QD_TYPE_COUNT ? 32 : p->group_size > 0 ? p->group_size : (int)cols;
             if (!hc.h[slot] || hc.cols[slot] != cols || cols % group) {
@@ -744,12 +753,10 @@ int qd_gptq_model(qd_gptq_run **out, const qd_llama_model *src, const qd_valset 
                 hw = NULL;
             }
         }
-        /* swap the quantized values in: later blocks see them (done after the block so that every matrix of the
-         * block was quantized against the block's unquantized inputs, as the reference's sequential loop) */
-        for (size_t i = 0; i < run->n_layers; i++) {
+        /* swap the quantized values in: later steps and blocks see them (after the step, so that the matrices of
+         * one step, which share an input, are quantized against the same inputs) */
+        for (size_t i = first; i < run->n_layers; i++) {
             qd_gptq_layer *ly = &run->layers[i];
-            if (ly->layer != l)
-                continue;
             qd_llama_tensor *t = site_tensor(&run->model->layers[l], ly->site);
             memcpy(t->data, ly->m.deq, sizeof(float) * (size_t)(t->rows * t->cols));
         }

@@ -410,6 +410,8 @@ int qd_variant_predicate_json(char **out, const qd_validation_report *r, const q
     json_t *params = json_object();
     if ((kv = src ? qd_model_kv_find(src, "quantd.recipe.act_order") : NULL) && kv->type == QD_GGUF_BOOL)
         json_object_set_new(params, "act_order", json_boolean(kv->num.u != 0));
+    if ((kv = src ? qd_model_kv_find(src, "quantd.recipe.true_sequential") : NULL) && kv->type == QD_GGUF_BOOL)
+        json_object_set_new(params, "true_sequential", json_boolean(kv->num.u != 0));
     if ((kv = src ? qd_model_kv_find(src, "quantd.recipe.damp") : NULL) && kv->type == QD_GGUF_F32)
         json_object_set_new(params, "damp", json_real(short_real(kv->num.f)));
 
