@@ -274,7 +274,8 @@ int method_gptq(const qmethod_args *a)
     qd_gptq_params p = QD_GPTQ_PARAMS_INIT;
     bool hf = a->format && strcmp(a->format, "gguf");
     if (hf && strcmp(a->format, "autogptq") && strcmp(a->format, "gptq")) {
-        fprintf(stderr, "quant quantize: --method gptq writes --format gguf or autogptq\n");
+        fprintf(stderr, "quant quantize: --method gptq (with calibration: --calib SET) writes --format gguf or "
+                        "autogptq, not %s\n", a->format);
         return EXIT_USAGE;
     }
     if (hf) {

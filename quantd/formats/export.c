@@ -230,6 +230,8 @@ int qd_hfq_export(qd_hfq_export_stats *st, const char *src, const char *out_dir,
 
     memset(st, 0, sizeof(*st));
     const char *method = o->method ? o->method : "rtn";
+    if (!o->layer_fn && o->q.format == QD_HFQ_GPTQ)
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "the autogptq layout is written by --method gptq (with --calib)");
     if (!o->layer_fn && strcmp(method, "rtn"))
         return qd_error_set(QD_EUNSUPPORTED, QD_EC_INVALID,
                             "method %s needs calibration activations (not yet here); only rtn writes these formats",

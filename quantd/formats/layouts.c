@@ -46,7 +46,7 @@ int qd_hfq_format_from_name(const char *name, qd_hfq_format *out)
         *out = QD_HFQ_BNB;
     else if (!strcmp(name, "compressed-tensors"))
         *out = QD_HFQ_CT;
-    else if (!strcmp(name, "autogptq") || !strcmp(name, "gptq"))
+    else if (!strcmp(name, "autogptq"))
         *out = QD_HFQ_GPTQ;
     else
         return qd_error_set(QD_EINVAL, QD_EC_INVALID, "unknown format %s (bnb, compressed-tensors, autogptq)", name);
@@ -372,6 +372,9 @@ int qd_hfq_quantize(qd_hfq_result *out, const qd_hfq_opts *o, const float *w, in
     if (rows <= 0 || cols <= 0 || cols > INT32_MAX || rows > (INT64_C(1) << 40) / cols)
         return qd_error_set(QD_EINVAL, QD_EC_INVALID, "quantize: bad shape [%lld, %lld]", (long long)rows,
                             (long long)cols);
+    if (o->format == QD_HFQ_GPTQ)
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "the autogptq layout holds GPTQ results (qd_gptq_pack, "
+                            "--method gptq), not round to nearest");
     bool bnb_type = o->type == QD_HFQ_NF4 || o->type == QD_HFQ_FP4;
     if ((o->format == QD_HFQ_BNB) != bnb_type)
         return qd_error_set(QD_EINVAL, QD_EC_INVALID, "format %s does not hold type %s (bnb: nf4, fp4; "
