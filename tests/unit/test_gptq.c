@@ -14,6 +14,7 @@
 #include "qd/gptq.h"
 #include "qd/hfquant.h"
 #include "qd/pipeline.h"
+#include "qd/recipe.h"
 
 static qd_llama_model *small_model(void)
 {
@@ -404,6 +405,97 @@ static void test_imatrix_files(void **state)
     qd_llama_free(m);
 }
 
+static const char *tools(void)
+{
+    const char *t = getenv("QD_TOOLS");
+    return t && *t ? t : "build/release/tools";
+}
+
+typedef struct file_ctx {
+    const qd_gptq_run *run;
+    size_t n_supplied;
+} file_ctx;
+
+static const void *supply(void *payload, const char *name, qd_type type, int64_t rows, int64_t cols)
+{
+    file_ctx *fc = payload;
+    const qd_gptq_layer *ly = qd_gptq_run_find(fc->run, name);
+    if (!ly || type != QD_TYPE_Q4_0 || ly->m.rows != rows || ly->m.cols != cols)
+        return NULL;
+    fc->n_supplied++;
+    return ly->m.blocks;
+}
+
+/* GPTQ's Q4_0 blocks go into a GGUF through the pipeline's tensor hook: the file holds those bytes, and the runtime
+ * running the file computes what the in-memory GPTQ model computes */
+static void test_gguf_file_holds_gptq_blocks(void **state)
+{
+    (void)state;
+    char *dir = tu_sandbox(), src[600], out[600], cmd[1600];
+    snprintf(src, sizeof(src), "%s/m.gguf", dir);
+    snprintf(out, sizeof(out), "%s/q.gguf", dir);
+    snprintf(cmd, sizeof(cmd), "%s/gen_ckpt --out %s --seed 6 --layers 2 --dim 128 --ff 256 --heads 4 --kv-heads 2 "
+             "--vocab 96 --ctx 64 --act-outliers 20 > /dev/null", tools(), src);
+    if (system(cmd) != 0) {
+        tu_rmtree(dir);
+        free(dir);
+        TU_SKIP("gen_ckpt not built at %s", tools());
+    }
+    qd_llama_model *m = NULL, *q = NULL;
+    assert_int_equal(qd_llama_load_model(&m, src), QD_OK);
+    qd_valset *set = calib_set(m);
+    qd_gptq_params p = QD_GPTQ_PARAMS_INIT;
+    p.gguf_type = QD_TYPE_Q4_0;
+    p.act_order = true;
+    qd_gptq_run *run = NULL;
+    assert_int_equal(qd_gptq_model(&run, m, set, &p, NULL), QD_OK);
+    file_ctx fc = {run, 0};
+    qd_quantize_opts o;
+    qd_quantize_stats st;
+    memset(&o, 0, sizeof(o));
+    o.ftype = QD_FTYPE_Q4_0;
+    o.threads = 1;
+    o.recipe = (qd_recipe_opts)QD_RECIPE_OPTS_INIT;
+    o.recipe.pure = true;
+    o.tensor_fn = supply;
+    o.method_payload = &fc;
+    assert_int_equal(qd_quantize_model(&st, src, out, &o), QD_OK);
+    assert_int_equal(fc.n_supplied, 14);
+    assert_int_equal(st.n_method, 14);
+    assert_int_equal(qd_llama_load_model(&q, out), QD_OK);
+    for (size_t i = 0; i < run->n_layers; i++) {
+        const qd_gptq_layer *ly = &run->layers[i];
+        const char *nm;
+        const qd_llama_tensor *t = NULL;
+        for (int k = 0; k < qd_llama_tensor_count(q); k++) {
+            const qd_llama_tensor *c = qd_llama_tensor_at(q, k, &nm);
+            if (!strcmp(nm, ly->name))
+                t = c;
+        }
+        assert_non_null(t);
+        assert_int_equal(t->type, QD_TYPE_Q4_0);
+        assert_memory_equal(t->data, ly->m.blocks, ly->m.blocks_len);
+    }
+    /* read back through the runtime's loader and dequantized, the file's matrices are the values the GPTQ run
+     * multiplied (its model with the quantized matrices swapped in) */
+    qd_llama_model *deq = NULL;
+    assert_int_equal(qd_llama_dequantize(&deq, q), QD_OK);
+    for (int l = 0; l < deq->cfg.n_layers; l++) {
+        const float *a = deq->layers[l].w2.data, *b = run->model->layers[l].w2.data;
+        assert_memory_equal(a, b, sizeof(float) * (size_t)(deq->layers[l].w2.rows * deq->layers[l].w2.cols));
+        a = deq->layers[l].wq.data;
+        b = run->model->layers[l].wq.data;
+        assert_memory_equal(a, b, sizeof(float) * (size_t)(deq->layers[l].wq.rows * deq->layers[l].wq.cols));
+    }
+    qd_llama_free(deq);
+    qd_llama_free(q);
+    qd_gptq_run_free(run);
+    qd_valset_free(set);
+    qd_llama_free(m);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -414,6 +506,7 @@ int main(void)
         cmocka_unit_test(test_autogptq_round_trip),
         cmocka_unit_test(test_calibset),
         cmocka_unit_test(test_imatrix_files),
+        cmocka_unit_test(test_gguf_file_holds_gptq_blocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
