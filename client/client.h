@@ -48,6 +48,7 @@ int cmd_rows(int argc, char **argv);
 int cmd_kernels(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_quantize_calib(int argc, char **argv); /* --method awq|smoothquant (client/cmd_quantize_calib.c) */
+int cmd_imatrix(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 /* signed attestations (docs/VERIFY.md) */
 int cmd_key(int argc, char **argv);

@@ -7,10 +7,22 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "methods.h"
 #include "qd/err.h"
 #include "qd/hfquant.h"
 #include "qd/pipeline.h"
 #include "qd/quant.h"
+
+static int method_rtn(const qmethod_args *a);
+
+/* --method NAME: one line per method (client/methods.h) */
+static const qmethod methods[] = {
+    {"rtn", "round to nearest (llama-quantize's reference quantizers; with --imatrix FILE, its importance weights)",
+     method_rtn},
+    {"imatrix", "importance-weighted K-quants/IQ: --calib SET (collected on the fly) or --imatrix FILE", method_imatrix},
+    {"gptq", "GPTQ: --calib SET; GGUF (Q4_0/Q4_1/Q5_0/Q8_0 recipes) or --format autogptq (--bits 2|3|4|8)",
+     method_gptq},
+};
 
 static void usage(FILE *f)
 {
@@ -29,31 +41,40 @@ static void usage(FILE *f)
                "bnb: T = nf4|fp4 (--group: blocksize, default 64; --double-quant: absmax in 8 bits, blocks of 256).\n"
                "compressed-tensors: T = int8 (per channel, W8A8; --weight-only: W8A16 packed, per channel or --group)\n"
                "| fp8_e4m3 | fp8_e5m2 (per channel, or --per-tensor) |\n"
-               "int4 (--group, default 128). Method: rtn (round to nearest).\n\n"
-               "       quant quantize --method awq|smoothquant ... : the calibrated methods (quant quantize\n"
-               "                      --method awq --help)\n");
+               "int4 (--group, default 128).\n\n"
+               "--method M (default rtn):\n");
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        fprintf(f, "  %-10s %s\n", methods[i].name, methods[i].summary);
+    fprintf(f, "Calibrated methods: --calib SET (a QDVALSET file, or sample:N:LEN:SEED = N sequences of LEN tokens\n"
+               "sampled from the source model from BOS with SEED), --val SET (refuse a calibration set that shares a\n"
+               "sequence with this validation set), --calib-class C (recorded: none, generic-text, code,\n"
+               "multilingual, domain:NAME; default domain:self-sampled for sample: specs, else generic-text).\n"
+               "GPTQ: --bits N (autogptq: 2, 3, 4, 8; default 4), --group N (default 128; GGUF grids use 32),\n"
+               "--act-order, --sym, --damp F (default 0.01), --no-true-sequential, --format gguf|autogptq.\n"
+               "docs/CALIBRATION.md.\n"
+               "  awq, smoothquant: AWQ int4 and SmoothQuant W8A8, with options of their own\n"
+               "             (quant quantize --method awq --help; docs/AWQ_SMOOTHQUANT.md)\n");
 }
 
 /* --format bnb|compressed-tensors: the Hugging Face layouts of hfquant.h */
-static int quantize_hf(const char *in, const char *out, const char *format, const char *type, const char *method,
-                       long group, bool double_quant, bool per_tensor, bool weight_only)
+int quantize_hf_rtn(const qmethod_args *a)
 {
     qd_hfq_export_opts o;
     qd_hfq_export_stats st;
     memset(&o, 0, sizeof(o));
-    if (qd_hfq_format_from_name(format, &o.q.format) || qd_hfq_type_from_name(type, &o.q.type))
+    if (qd_hfq_format_from_name(a->format, &o.q.format) || qd_hfq_type_from_name(a->type, &o.q.type))
         return qd_fail(QD_EINVAL, "quantize");
-    o.q.group = (int32_t)group;
-    o.q.double_quant = double_quant;
-    o.q.per_tensor = per_tensor;
-    o.q.weight_only = weight_only;
-    o.method = method ? method : "rtn";
-    int rc = qd_hfq_export(&st, in, out, &o);
+    o.q.group = (int32_t)a->group;
+    o.q.double_quant = a->double_quant;
+    o.q.per_tensor = a->per_tensor;
+    o.q.weight_only = a->weight_only;
+    o.method = a->method ? a->method : "rtn";
+    int rc = qd_hfq_export(&st, a->in, a->out, &o);
     if (rc)
         return qd_fail(rc, rc == QD_EUNSUPPORTED ? "quantize: unsupported" : "quantize");
     printf("%s: %s %s (method %s) %llu bytes, %zu tensors (%zu quantized, %.4f bits per quantized weight), "
            "worst relative RMS error %.5f, %.2f s\n",
-           out, qd_hfq_format_name(o.q.format), qd_hfq_type_name(o.q.type), o.method,
+           a->out, qd_hfq_format_name(o.q.format), qd_hfq_type_name(o.q.type), o.method,
            (unsigned long long)st.file_bytes, st.n_tensors, st.n_quantized,
            st.q_elements ? (double)st.q_bytes * 8.0 / (double)st.q_elements : 0.0, st.max_rel_rmse, st.seconds);
     return EXIT_OK_;
@@ -72,122 +93,171 @@ static void on_progress(const qd_quantize_progress *p, void *payload)
     progress_update(p->bytes_in_done, p->bytes_in_total, &q->bar);
 }
 
-int cmd_quantize(int argc, char **argv)
+int quantize_gguf_run(const qmethod_args *a, qd_quantize_opts *o)
 {
-    const char *in = NULL, *out = NULL, *type = NULL, *imatrix = NULL, *format = NULL, *method = NULL;
-    long group = 0;
-    bool double_quant = false, per_tensor = false, weight_only = false;
-    qd_quantize_opts o;
     qd_quantize_stats st;
     qprog q;
     int rc;
-
-    /* ---- calibrated methods AWQ / SmoothQuant (client/cmd_quantize_calib.c) ---- */
-    for (int i = 1; i + 1 < argc; i++)
-        if (!strcmp(argv[i], "--method") && (!strcmp(argv[i + 1], "awq") || !strcmp(argv[i + 1], "smoothquant")))
-            return cmd_quantize_calib(argc, argv);
-    /* ---- end of the calibrated methods ---- */
-    memset(&o, 0, sizeof(o));
-    o.recipe = (qd_recipe_opts)QD_RECIPE_OPTS_INIT;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return EXIT_OK_;
-        } else if (!strcmp(a, "--pure")) {
-            o.recipe.pure = true;
-            continue;
-        } else if (!strcmp(a, "--double-quant")) {
-            double_quant = true;
-            continue;
-        } else if (!strcmp(a, "--per-tensor")) {
-            per_tensor = true;
-            continue;
-        } else if (!strcmp(a, "--weight-only")) {
-            weight_only = true;
-            continue;
-        } else if (!strcmp(a, "--allow-requantize")) {
-            o.allow_requantize = true;
-            continue;
-        }
-        if (!v) {
-            fprintf(stderr, "quant quantize: %s needs a value\n", a);
-            return EXIT_USAGE;
-        }
-        if (!strcmp(a, "--in"))
-            in = v;
-        else if (!strcmp(a, "--out"))
-            out = v;
-        else if (!strcmp(a, "--type"))
-            type = v;
-        else if (!strcmp(a, "--imatrix"))
-            imatrix = v;
-        else if (!strcmp(a, "--format"))
-            format = v;
-        else if (!strcmp(a, "--method"))
-            method = v;
-        else if (!strcmp(a, "--group")) {
-            char *end;
-            group = strtol(v, &end, 10);
-            if (*end || group < 1 || group > 65536) {
-                fprintf(stderr, "quant quantize: --group wants 1..65536\n");
-                return EXIT_USAGE;
-            }
-        }
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (*end || n < 1 || n > 256) {
-                fprintf(stderr, "quant quantize: -t wants 1..256\n");
-                return EXIT_USAGE;
-            }
-            o.threads = (int)n;
-        } else if (!strcmp(a, "--output-tensor-type") || !strcmp(a, "--token-embedding-type")) {
-            qd_type t;
-            if (qd_type_from_name(v, &t))
-                return qd_fail(QD_EINVAL, "quantize");
-            if (!strcmp(a, "--output-tensor-type"))
-                o.recipe.output_type = (int)t;
-            else
-                o.recipe.token_embd_type = (int)t;
-        } else {
-            fprintf(stderr, "quant quantize: unknown option %s\n", a);
-            usage(stderr);
-            return EXIT_USAGE;
-        }
-        i++;
-    }
-    if (!in || !out || !type) {
-        usage(stderr);
-        return EXIT_USAGE;
-    }
-    if (format && strcmp(format, "gguf"))
-        return quantize_hf(in, out, format, type, method, group, double_quant, per_tensor, weight_only);
-    if (method && strcmp(method, "rtn")) {
-        fprintf(stderr, "quant quantize: --method %s is not available yet (rtn only)\n", method);
-        return EXIT_USAGE;
-    }
-    if (qd_recipe_from_name(type, &o.ftype))
-        return qd_fail(QD_EINVAL, "quantize");
-    o.imatrix_path = imatrix;
     memset(&q, 0, sizeof(q));
     progress_start(&q.bar, "quantize", 0);
     q.bar.active = isatty(2) != 0;
-    o.progress = on_progress;
-    o.payload = &q;
-    rc = qd_quantize_model(&st, in, out, &o);
+    o->progress = on_progress;
+    o->payload = &q;
+    rc = qd_quantize_model(&st, a->in, a->out, o);
     progress_end(&q.bar);
     if (rc) /* "unsupported" marks valid input this build cannot handle (e.g. a type without kernels) */
         return qd_fail(rc, rc == QD_EUNSUPPORTED ? "quantize: unsupported" : "quantize");
     double bpw = st.n_elements ? (double)st.tensor_bytes * 8.0 / (double)st.n_elements : 0;
     printf("%s: %s %llu bytes (%.2f MiB), %.4f bits per weight, %zu tensors (%zu quantized, %zu fallback",
-           out, qd_recipe_name(o.ftype), (unsigned long long)st.file_bytes, (double)st.file_bytes / 1048576.0, bpw,
-           st.n_tensors, st.n_quantized, st.n_fallback);
+           a->out, qd_recipe_name(o->ftype), (unsigned long long)st.file_bytes, (double)st.file_bytes / 1048576.0,
+           bpw, st.n_tensors, st.n_quantized, st.n_fallback);
     if (st.n_beyond_llama)
         printf(", %zu where llama.cpp refuses -> f16", st.n_beyond_llama);
     if (st.n_imatrix)
         printf(", %zu with imatrix", st.n_imatrix);
+    if (st.n_method)
+        printf(", %zu by %s", st.n_method, a->method);
     printf("), %.2f s, %d threads, kernels %s\n", st.seconds, st.threads, qd_kernels_name(qd_kernels_current()));
     return EXIT_OK_;
+}
+
+static int method_rtn(const qmethod_args *a)
+{
+    if (a->format && strcmp(a->format, "gguf"))
+        return quantize_hf_rtn(a);
+    if (qd_recipe_from_name(a->type, &a->o->ftype))
+        return qd_fail(QD_EINVAL, "quantize");
+    a->o->imatrix_path = a->imatrix_path;
+    return quantize_gguf_run(a, a->o);
+}
+
+static int parse_long(const char *opt, const char *v, long lo, long hi, long *out)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (!*v || *end || n < lo || n > hi) {
+        fprintf(stderr, "quant quantize: %s wants %ld..%ld\n", opt, lo, hi);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+int cmd_quantize(int argc, char **argv)
+{
+    qmethod_args a;
+    qd_quantize_opts o;
+
+    /* AWQ and SmoothQuant parse their own options (client/cmd_quantize_calib.c) */
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--method") && (!strcmp(argv[i + 1], "awq") || !strcmp(argv[i + 1], "smoothquant")))
+            return cmd_quantize_calib(argc, argv);
+    memset(&a, 0, sizeof(a));
+    memset(&o, 0, sizeof(o));
+    a.damp = -1;
+    a.o = &o;
+    o.recipe = (qd_recipe_opts)QD_RECIPE_OPTS_INIT;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long n;
+        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
+            usage(stdout);
+            return EXIT_OK_;
+        } else if (!strcmp(s, "--pure")) {
+            o.recipe.pure = true;
+            continue;
+        } else if (!strcmp(s, "--double-quant")) {
+            a.double_quant = true;
+            continue;
+        } else if (!strcmp(s, "--per-tensor")) {
+            a.per_tensor = true;
+            continue;
+        } else if (!strcmp(s, "--weight-only")) {
+            a.weight_only = true;
+            continue;
+        } else if (!strcmp(s, "--allow-requantize")) {
+            o.allow_requantize = true;
+            continue;
+        } else if (!strcmp(s, "--act-order") || !strcmp(s, "--desc-act")) {
+            a.act_order = true;
+            continue;
+        } else if (!strcmp(s, "--sym")) {
+            a.sym = true;
+            continue;
+        } else if (!strcmp(s, "--no-true-sequential")) {
+            a.no_true_sequential = true;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "quant quantize: %s needs a value\n", s);
+            return EXIT_USAGE;
+        }
+        if (!strcmp(s, "--in"))
+            a.in = v;
+        else if (!strcmp(s, "--out"))
+            a.out = v;
+        else if (!strcmp(s, "--type"))
+            a.type = v;
+        else if (!strcmp(s, "--imatrix"))
+            a.imatrix_path = v;
+        else if (!strcmp(s, "--format"))
+            a.format = v;
+        else if (!strcmp(s, "--method"))
+            a.method = v;
+        else if (!strcmp(s, "--calib"))
+            a.calib = v;
+        else if (!strcmp(s, "--val"))
+            a.val = v;
+        else if (!strcmp(s, "--calib-class"))
+            a.calib_class = v;
+        else if (!strcmp(s, "--group")) {
+            if (parse_long(s, v, 1, 65536, &a.group))
+                return EXIT_USAGE;
+        } else if (!strcmp(s, "--bits")) {
+            if (parse_long(s, v, 1, 16, &n))
+                return EXIT_USAGE;
+            a.bits = (int)n;
+        } else if (!strcmp(s, "--damp")) {
+            char *end;
+            a.damp = strtod(v, &end);
+            if (!*v || *end || !(a.damp >= 0 && a.damp <= 10)) {
+                fprintf(stderr, "quant quantize: --damp wants a fraction 0..10 (default 0.01)\n");
+                return EXIT_USAGE;
+            }
+        } else if (!strcmp(s, "-t") || !strcmp(s, "--threads")) {
+            if (parse_long(s, v, 1, 256, &n))
+                return EXIT_USAGE;
+            o.threads = (int)n;
+            a.threads = (int)n;
+        } else if (!strcmp(s, "--output-tensor-type") || !strcmp(s, "--token-embedding-type")) {
+            qd_type t;
+            if (qd_type_from_name(v, &t))
+                return qd_fail(QD_EINVAL, "quantize");
+            if (!strcmp(s, "--output-tensor-type"))
+                o.recipe.output_type = (int)t;
+            else
+                o.recipe.token_embd_type = (int)t;
+        } else {
+            fprintf(stderr, "quant quantize: unknown option %s\n", s);
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+        i++;
+    }
+    if (!a.in || !a.out || !a.type) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *mname = a.method ? a.method : "rtn";
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        if (!strcmp(mname, methods[i].name)) {
+            a.method = methods[i].name;
+            return methods[i].run(&a);
+        }
+    fprintf(stderr, "quant quantize: unknown --method %s (", mname);
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        fprintf(stderr, "%s%s", i ? ", " : "", methods[i].name);
+    fprintf(stderr, ")\n");
+    return EXIT_USAGE;
 }

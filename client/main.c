@@ -30,6 +30,7 @@ static const command commands[] = {
     {"rows", cmd_rows, "quantize or dequantize raw f32 rows to/from a ggml type"},
     {"kernels", cmd_kernels, "the kernel variant in use and the CPU features seen"},
     {"quantize", cmd_quantize, "quantize a model into a GGUF with a llama-quantize recipe"},
+    {"imatrix", cmd_imatrix, "collect an importance matrix over a calibration set (llama.cpp .dat or GGUF)"},
     {"inspect", cmd_inspect, "show the metadata and tensors of a GGUF, safetensors or llama2.c model"},
     {"key", cmd_key, "signing keys: gen, show, export, import"},
     {"policy", cmd_policy, "trust policies: new, check"},

@@ -3,6 +3,7 @@ QUANT_SRCS += client/main.c client/exit.c client/progress.c client/cmd_store.c
 QUANT_SRCS += client/cmd_rows.c client/cmd_kernels.c
 QUANT_SRCS += client/cmd_quantize.c client/cmd_inspect.c
 QUANT_SRCS += client/cmd_quantize_calib.c
+QUANT_SRCS += client/method_gptq.c client/cmd_imatrix.c
 QUANT_SRCS += client/cmd_key.c client/cmd_policy.c client/cmd_sign.c client/cmd_verify.c
 QUANT_SRCS += client/cmd_run.c client/cmd_validate.c
 QUANT_SRCS += client/cmd_token.c

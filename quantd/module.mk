@@ -28,13 +28,17 @@ LIBQD_SRCS += quantd/calib/awq.c quantd/calib/awq_io.c quantd/calib/smoothquant.
 	quantd/calib/hf_load.c
 # the AWQ grids' values ((q - z) * scale, f16 scales) are compared bit for bit with the files: no contraction
 $(B)/obj/quantd/calib/awq.o: CFLAGS_ALL += -ffp-contract=off -fno-fast-math
+# calibration sets, imatrix files, GPTQ (include/qd/gptq.h); GPTQ computes values exactly as the dequantizers do
+LIBQD_SRCS += quantd/calib/calibset.c quantd/calib/imatrix_collect.c quantd/calib/gptq.c
+$(B)/obj/quantd/calib/gptq.o: CFLAGS_ALL += -ffp-contract=off -fno-fast-math
 $(B)/obj/quantd/calib/%.o: CFLAGS_ALL += -O3
 
 # quantd/formats/: the Hugging Face quantized layouts (bitsandbytes NF4/FP4, compressed-tensors INT8/FP8/INT4),
 # their element codes, and whole-model export to a Transformers/vLLM folder; quantd/io/safetensors_write.c is the
 # safetensors writer and raw reader they use. Like the kernels, no multiply-add contraction: the dequantized values
 # must be the single f32 operations the loaders perform.
-LIBQD_SRCS += quantd/io/safetensors_write.c quantd/formats/codes.c quantd/formats/layouts.c quantd/formats/export.c
+LIBQD_SRCS += quantd/io/safetensors_write.c quantd/formats/codes.c quantd/formats/layouts.c quantd/formats/export.c \
+	quantd/formats/gptq_layout.c
 $(B)/obj/quantd/formats/%.o: CFLAGS_ALL += -ffp-contract=off -fno-fast-math
 # quantd/kernels/arch/x86/: the SIMD variants, each file with its own ISA flags (and -O3 for the vectorized
 # dequantizers); the pattern rule above adds -ffp-contract=off to them too. Elsewhere they compile to nothing.

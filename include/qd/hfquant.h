@@ -138,7 +138,8 @@ const char *qd_st_meta(const qd_st_file *f, const char *key);
 
 typedef enum qd_hfq_format {
     QD_HFQ_BNB = 0, /**< bitsandbytes 4-bit, as Transformers saves it */
-    QD_HFQ_CT = 1   /**< compressed-tensors (llm-compressor, vLLM) */
+    QD_HFQ_CT = 1,  /**< compressed-tensors (llm-compressor, vLLM) */
+    QD_HFQ_GPTQ = 2 /**< AutoGPTQ / GPTQModel "gptq" checkpoints (qweight, qzeros, scales, g_idx): GPTQ only */
 } qd_hfq_format;
 
 typedef enum qd_hfq_type {
@@ -229,6 +230,7 @@ typedef struct qd_hfq_export_opts {
     qd_hfq_layer_fn layer_fn; /**< NULL: round to nearest (qd_hfq_quantize) */
     void *payload;            /**< passed to layer_fn */
     uint64_t max_shard_bytes; /**< 0: one model.safetensors */
+    const char *quant_config; /**< JSON object text: the method's own quantization_config (e.g. GPTQ's), or NULL */
 } qd_hfq_export_opts;
 
 typedef struct qd_hfq_export_stats {

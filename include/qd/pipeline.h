@@ -38,7 +38,18 @@ typedef struct qd_quantize_opts {
                                          llama-quantize refuses without --allow-requantize) */
     void (*progress)(const qd_quantize_progress *p, void *payload);
     void *payload;
+    /* calibrated methods (include/qd/gptq.h, docs/CALIBRATION.md) */
+    const struct qd_imatrix *imatrix; /**< an importance matrix in memory (instead of imatrix_path), or NULL */
+    /** A method's own bytes for a tensor the recipe quantizes to type: rows * qd_row_size(type, cols) bytes that
+     *  stay valid until qd_quantize_model returns, or NULL to let the pipeline quantize it. */
+    const void *(*tensor_fn)(void *method_payload, const char *name, qd_type type, int64_t rows, int64_t cols);
+    /** Extra metadata keys (method, recipe, calibration), written after the standard ones. */
+    int (*meta_fn)(void *method_payload, struct qd_gguf_writer *w);
+    void *method_payload;
 } qd_quantize_opts;
+
+struct qd_imatrix;
+struct qd_gguf_writer;
 
 typedef struct qd_quantize_stats {
     uint64_t file_bytes;    /**< size of the written file */
@@ -49,6 +60,7 @@ typedef struct qd_quantize_stats {
     size_t n_fallback;      /**< tensors that needed a fallback type */
     size_t n_beyond_llama;  /**< of those, tensors llama.cpp refuses (written as F16) */
     size_t n_imatrix;       /**< tensors quantized with importance weights */
+    size_t n_method;        /**< tensors whose bytes the method's tensor_fn supplied */
     int threads;
     double seconds;
     uint64_t type_bytes[QD_TYPE_COUNT]; /**< tensor bytes per written type */
@@ -71,6 +83,14 @@ void qd_imatrix_free(qd_imatrix *im);
 /** The weights for a tensor, or NULL; *n gets their count. */
 const float *qd_imatrix_find(const qd_imatrix *im, const char *name, int64_t *n);
 size_t qd_imatrix_count(const qd_imatrix *im);
+/** An empty importance matrix, filled with qd_imatrix_add (in-memory collection, include/qd/gptq.h). */
+int qd_imatrix_new(qd_imatrix **out);
+/** Add (a copy of) the weights of one tensor. @return QD_OK, QD_EEXISTS, QD_ENOMEM */
+int qd_imatrix_add(qd_imatrix *im, const char *name, const float *v, int64_t n);
+/** What the file says it was computed on: the dataset name (or NULL) and the chunk count (0 when unknown); set
+ * by the loaders, or by the collector through qd_imatrix_set_info. */
+void qd_imatrix_info(const qd_imatrix *im, const char **dataset, int32_t *chunks);
+int qd_imatrix_set_info(qd_imatrix *im, const char *dataset, int32_t chunks);
 
 /** Write the llama.cpp-acceptable placeholder vocabulary of n_vocab tokens (<unk>, <s>, </s>, <0x0A>, then
  * distinct single characters) and flag it with quantd.placeholder_vocab = true. */

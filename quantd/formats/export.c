@@ -230,6 +230,8 @@ int qd_hfq_export(qd_hfq_export_stats *st, const char *src, const char *out_dir,
 
     memset(st, 0, sizeof(*st));
     const char *method = o->method ? o->method : "rtn";
+    if (!o->layer_fn && o->q.format == QD_HFQ_GPTQ)
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "the autogptq layout is written by --method gptq (with --calib)");
     if (!o->layer_fn && strcmp(method, "rtn"))
         return qd_error_set(QD_EUNSUPPORTED, QD_EC_INVALID,
                             "method %s needs calibration activations (not yet here); only rtn writes these formats",
@@ -355,7 +357,11 @@ int qd_hfq_export(qd_hfq_export_stats *st, const char *src, const char *out_dir,
         goto done;
     }
     json_object_set_new(cfg, "torch_dtype", json_string(torch_dtype_of(main_type)));
-    json_t *qc = quant_config(&q, torch_dtype_of(main_type));
+    json_t *qc = o->quant_config ? json_loads(o->quant_config, 0, NULL) : quant_config(&q, torch_dtype_of(main_type));
+    if (!qc && o->quant_config) {
+        rc = qd_error_set(QD_EINVAL, QD_EC_INVALID, "quantization_config from method %s is not JSON", method);
+        goto done;
+    }
     if (!qc) {
         rc = qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "quantization_config: out of memory");
         goto done;
@@ -370,7 +376,8 @@ int qd_hfq_export(qd_hfq_export_stats *st, const char *src, const char *out_dir,
     snprintf(readme, sizeof(readme),
              "---\nbase_model: %s\nbase_model_relation: quantized\nlibrary_name: transformers\ntags:\n- quantd\n- %s\n"
              "- %s\n---\n\n%s quantized by quantd (method %s) into the %s layout, type %s.\n",
-             base, q.format == QD_HFQ_BNB ? "bitsandbytes" : "compressed-tensors", qd_hfq_type_name(q.type), base,
+             base, q.format == QD_HFQ_BNB ? "bitsandbytes" : q.format == QD_HFQ_GPTQ ? "gptq" : "compressed-tensors",
+             qd_hfq_type_name(q.type), base,
              method, qd_hfq_format_name(q.format), qd_hfq_type_name(q.type));
     snprintf(path, sizeof(path), "%s/README.md", out_dir);
     rc = write_text(path, readme);

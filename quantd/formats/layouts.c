@@ -35,7 +35,10 @@ int qd_hfq_type_from_name(const char *name, qd_hfq_type *out)
     return qd_error_set(QD_EINVAL, QD_EC_INVALID, "unknown type %s (nf4, fp4, int8, fp8_e4m3, fp8_e5m2, int4)", name);
 }
 
-const char *qd_hfq_format_name(qd_hfq_format f) { return f == QD_HFQ_BNB ? "bnb" : "compressed-tensors"; }
+const char *qd_hfq_format_name(qd_hfq_format f)
+{
+    return f == QD_HFQ_BNB ? "bnb" : f == QD_HFQ_GPTQ ? "autogptq" : "compressed-tensors";
+}
 
 int qd_hfq_format_from_name(const char *name, qd_hfq_format *out)
 {
@@ -43,8 +46,10 @@ int qd_hfq_format_from_name(const char *name, qd_hfq_format *out)
         *out = QD_HFQ_BNB;
     else if (!strcmp(name, "compressed-tensors"))
         *out = QD_HFQ_CT;
+    else if (!strcmp(name, "autogptq"))
+        *out = QD_HFQ_GPTQ;
     else
-        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "unknown format %s (bnb, compressed-tensors)", name);
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "unknown format %s (bnb, compressed-tensors, autogptq)", name);
     return QD_OK;
 }
 
@@ -367,6 +372,9 @@ int qd_hfq_quantize(qd_hfq_result *out, const qd_hfq_opts *o, const float *w, in
     if (rows <= 0 || cols <= 0 || cols > INT32_MAX || rows > (INT64_C(1) << 40) / cols)
         return qd_error_set(QD_EINVAL, QD_EC_INVALID, "quantize: bad shape [%lld, %lld]", (long long)rows,
                             (long long)cols);
+    if (o->format == QD_HFQ_GPTQ)
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "the autogptq layout holds GPTQ results (qd_gptq_pack, "
+                            "--method gptq), not round to nearest");
     bool bnb_type = o->type == QD_HFQ_NF4 || o->type == QD_HFQ_FP4;
     if ((o->format == QD_HFQ_BNB) != bnb_type)
         return qd_error_set(QD_EINVAL, QD_EC_INVALID, "format %s does not hold type %s (bnb: nf4, fp4; "

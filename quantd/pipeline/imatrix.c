@@ -21,7 +21,9 @@ typedef struct im_entry {
 
 struct qd_imatrix {
     im_entry *e;
-    size_t n;
+    size_t n, cap;
+    char *dataset;   /* imatrix.datasets[0] / the legacy trailer's name */
+    int32_t chunks;  /* imatrix.chunk_count / the legacy trailer's count */
 };
 
 void qd_imatrix_free(qd_imatrix *im)
@@ -33,7 +35,58 @@ void qd_imatrix_free(qd_imatrix *im)
         qd_free(im->e[i].v);
     }
     qd_free(im->e);
+    qd_free(im->dataset);
     qd_free(im);
+}
+
+int qd_imatrix_new(qd_imatrix **out)
+{
+    *out = qd_calloc(1, sizeof(**out));
+    return *out ? QD_OK : qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "imatrix: out of memory");
+}
+
+int qd_imatrix_add(qd_imatrix *im, const char *name, const float *v, int64_t n)
+{
+    int64_t nn;
+    if (qd_imatrix_find(im, name, &nn))
+        return qd_error_set(QD_EEXISTS, QD_EC_INVALID, "imatrix: %s twice", name);
+    if (im->n == im->cap) {
+        size_t cap = im->cap ? im->cap * 2 : 32;
+        im_entry *ne = qd_reallocarray(im->e, cap, sizeof(*ne));
+        if (!ne)
+            return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "imatrix: out of memory");
+        im->e = ne;
+        im->cap = cap;
+    }
+    im_entry *e = &im->e[im->n];
+    e->name = qd_strdup(name);
+    e->n = n;
+    e->v = qd_mallocarray((size_t)(n > 0 ? n : 1), sizeof(float));
+    if (!e->name || !e->v) {
+        qd_free(e->name);
+        qd_free(e->v);
+        return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "imatrix: out of memory");
+    }
+    memcpy(e->v, v, sizeof(float) * (size_t)n);
+    im->n++;
+    return QD_OK;
+}
+
+void qd_imatrix_info(const qd_imatrix *im, const char **dataset, int32_t *chunks)
+{
+    *dataset = im ? im->dataset : NULL;
+    *chunks = im ? im->chunks : 0;
+}
+
+int qd_imatrix_set_info(qd_imatrix *im, const char *dataset, int32_t chunks)
+{
+    char *d = dataset ? qd_strdup(dataset) : NULL;
+    if (dataset && !d)
+        return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "imatrix: out of memory");
+    qd_free(im->dataset);
+    im->dataset = d;
+    im->chunks = chunks;
+    return QD_OK;
 }
 
 size_t qd_imatrix_count(const qd_imatrix *im) { return im ? im->n : 0; }
@@ -65,6 +118,13 @@ static int load_gguf(qd_imatrix *im, const char *path)
     if (rc)
         return rc;
     size_t nt = qd_model_tensor_count(m);
+    const qd_kv *kc = qd_model_kv_find(m, "imatrix.chunk_count");
+    const qd_kv *kd = qd_model_kv_find(m, "imatrix.datasets");
+    int64_t cc;
+    if (kc && qd_kv_int(kc, &cc) == QD_OK)
+        im->chunks = (int32_t)cc;
+    if (kd && kd->type == QD_GGUF_ARRAY && kd->arr_type == QD_GGUF_STRING && kd->n > 0 && kd->arr)
+        im->dataset = qd_strdup(((char *const *)kd->arr)[0]);
     im->e = qd_calloc(nt ? nt : 1, sizeof(im_entry));
     if (!im->e) {
         qd_model_free(m);
@@ -168,6 +228,16 @@ int qd_imatrix_load(qd_imatrix **out, const char *path)
         if (ncall > 0)
             for (int32_t j = 0; j < nval; j++)
                 e->v[j] /= (float)ncall;
+    }
+    /* optional trailer: i32 chunk count, i32 name length, dataset name */
+    {
+        int32_t chunks = 0, dl = 0;
+        if (map.size - pos >= 8 && !rd_i32(map.base, map.size, &pos, &chunks) &&
+            !rd_i32(map.base, map.size, &pos, &dl)) {
+            im->chunks = chunks;
+            if (dl > 0 && (size_t)dl <= map.size - pos && dl <= 4096)
+                im->dataset = qd_strndup((const char *)map.base + pos, (size_t)dl);
+        }
     }
 out_unmap:
     io_unmap(&map);

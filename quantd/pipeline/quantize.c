@@ -412,10 +412,11 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
                           hp.arch);
         goto done;
     }
-    if (o->imatrix_path && (rc = qd_imatrix_load(&im, o->imatrix_path)))
+    if (!o->imatrix && o->imatrix_path && (rc = qd_imatrix_load(&im, o->imatrix_path)))
         goto done;
+    const qd_imatrix *imx = o->imatrix ? o->imatrix : im;
     ropts = o->recipe;
-    ropts.has_imatrix = im != NULL;
+    ropts.has_imatrix = imx != NULL;
 
     size_t n = qd_model_tensor_count(m);
     rts = qd_calloc(n ? n : 1, sizeof(*rts));
@@ -459,6 +460,18 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
     if ((rc = qd_gguf_writer_new(&w, qd_model_format_of(m) == QD_MODEL_GGUF ? qd_model_alignment(m) : 0)) ||
         (rc = write_metadata(w, m, &hp, in_path, o->ftype)))
         goto done;
+    if (imx) { /* llama-quantize's record of the importance matrix */
+        const char *ds;
+        int32_t chunks;
+        qd_imatrix_info(imx, &ds, &chunks);
+        if ((rc = qd_gguf_set_str(w, "quantize.imatrix.file", o->imatrix_path ? o->imatrix_path : "(in memory)")) ||
+            (rc = qd_gguf_set_i32(w, "quantize.imatrix.entries_count", (int32_t)qd_imatrix_count(imx))) ||
+            (ds && (rc = qd_gguf_set_str(w, "quantize.imatrix.dataset", ds))) ||
+            (chunks > 0 && (rc = qd_gguf_set_i32(w, "quantize.imatrix.chunks_count", chunks))))
+            goto done;
+    }
+    if (o->meta_fn && (rc = o->meta_fn(o->method_payload, w)))
+        goto done;
     for (size_t i = 0; i < n; i++) {
         const qd_tensor *t = qd_model_tensor_at(m, order[i]);
         if ((rc = qd_gguf_add_tensor(w, t->name, ch[i].type, t->n_dims, t->ne)))
@@ -485,9 +498,27 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
         const float *imv = NULL;
         if (crows < 1)
             crows = 1;
-        if (ch[i].quantize && im) {
+        if (ch[i].quantize && o->tensor_fn) {
+            const void *mb = o->tensor_fn(o->method_payload, t->name, ch[i].type, rows, nc);
+            if (mb) {
+                if ((rc = writer_queue(&wt, mb, (size_t)rows * ors)))
+                    goto done;
+                in_done += (uint64_t)rows * irs;
+                if (o->progress) {
+                    qd_quantize_progress p = {i, n, t->name, in_done, in_total};
+                    o->progress(&p, o->payload);
+                }
+                st->n_method++;
+                st->n_quantized++;
+                st->tensor_bytes += (uint64_t)rows * ors;
+                st->type_bytes[ch[i].type] += (uint64_t)rows * ors;
+                st->n_elements += (uint64_t)qd_tensor_nelements(t);
+                continue;
+            }
+        }
+        if (ch[i].quantize && imx) {
             int64_t nv;
-            imv = qd_imatrix_find(im, t->name, &nv);
+            imv = qd_imatrix_find(imx, t->name, &nv);
             if (imv && nv != nc) {
                 rc = qd_error_set(QD_EINVAL, QD_EC_ENGINE, "imatrix for %s has %lld values, the row %lld", t->name,
                                   (long long)nv, (long long)nc);

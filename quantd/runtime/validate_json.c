@@ -4,6 +4,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -272,6 +273,14 @@ int qd_validation_predicate_json(char **out, const qd_validation_report *r, cons
     return dump(out, v);
 }
 
+/* An f32 value as the short decimal it was written from (0.01, not 0.009999999776). */
+static double short_real(double v)
+{
+    char b[32];
+    snprintf(b, sizeof(b), "%.7g", v);
+    return strtod(b, NULL);
+}
+
 /* Quantization method, weight bits and symmetry of a ggml type, for the recipe. */
 static void type_recipe(qd_type t, const char **method, int *bits, bool *symmetric)
 {
@@ -352,8 +361,10 @@ static json_t *kv_value(const qd_kv *kv)
     if (kv->type == QD_GGUF_STRING)
         return !strcmp(kv->str, "true") ? json_true() : !strcmp(kv->str, "false") ? json_false()
                                                                                   : json_string(kv->str);
-    if (kv->type == QD_GGUF_F32 || kv->type == QD_GGUF_F64)
-        return json_real((double)(float)kv->num.f);
+    if (kv->type == QD_GGUF_F32)
+        return json_real(short_real(kv->num.f));
+    if (kv->type == QD_GGUF_F64)
+        return json_real(kv->num.f);
     if (kv->type == QD_GGUF_BOOL)
         return json_boolean(kv->num.u != 0);
     int64_t v;
@@ -427,7 +438,6 @@ int qd_variant_predicate_json(char **out, const qd_validation_report *r, const q
                            qd_model_kv_find(src, "quantize.imatrix.dataset"));
     if (imatrix)
         method = "imatrix";
-
     json_t *p = json_object(), *o;
     if (!p)
         return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "predicate: out of memory");

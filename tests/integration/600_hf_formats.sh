@@ -209,5 +209,7 @@ out=$("$QUANT" quantize --in "$work/src" --out "$work/x" --format compressed-ten
     fail "gptq accepted"
 echo "$out" | grep -q "calibration" || fail "gptq message: $out"
 out=$("$QUANT" quantize --in "$work/src" --out "$work/x" --format autogptq --type int4 2>&1) && fail "autogptq accepted"
+echo "$out" | grep -q "written by --method gptq" || fail "format message: $out" # the layout holds GPTQ results only
+out=$("$QUANT" quantize --in "$work/src" --out "$work/x" --format nope --type int4 2>&1) && fail "format nope accepted"
 echo "$out" | grep -q "unknown format" || fail "format message: $out"
 echo "ok"

@@ -12,6 +12,10 @@
  * --tokenizer: GGUF gets the placeholder vocabulary; safetensors gets a byte-level BPE tokenizer.json (Llama-3
  * layout: 256 byte tokens, merges trained on a fixed English text, three special tokens; ids up to --vocab past
  * them left undefined) and a tokenizer_config.json with bos/eos and a chat template.
+ * --act-outliers F: activation outliers as in real LLMs: a few residual channels (dim / 64, at least 1, the same in
+ * every block) get norm weights F times larger, and the input columns of the matrices behind those norms (q, k, v;
+ * gate, up; the untied classifier) are divided by F, so the model computes the same function but the inputs of
+ * those matmuls carry channels F times larger than the rest (what AWQ and SmoothQuant exploit, and what hurts RTN).
  * Preset --preset bench: dim 2048, ff 5632, 14 layers, 32/4 heads, vocab 32000, F16 GGUF (about 1.5 GB).
  */
 #include <errno.h>
@@ -36,6 +40,7 @@ typedef struct cfg {
     int64_t dim, ff, layers, heads, kv_heads, vocab, ctx;
     uint64_t seed;
     int shards, tied, tokenizer;
+    double act_outliers; /* 0: none */
 } cfg;
 
 /* xoshiro256** */
@@ -147,8 +152,45 @@ static size_t list_tensors(const cfg *c, tdesc *out)
     return n;
 }
 
+/* --act-outliers: is residual channel col one of the outlier channels? */
+static bool outlier_channel(const cfg *c, int64_t col)
+{
+    int64_t n = c->dim / 64 > 0 ? c->dim / 64 : 1;
+    uint64_t h = name_hash("act-outliers", c->seed);
+    for (int64_t k = 0; k < n; k++)
+        if ((int64_t)((h + (uint64_t)k * 0x9e3779b97f4a7c15ull) % (uint64_t)c->dim) == col)
+            return true;
+    return false;
+}
+
+static bool ends_with(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+static void gen_row_base(const cfg *c, const tdesc *t, int64_t r, float *dst);
+
 /* Row r (GGUF/Meta order) of a tensor into dst[ne0] f32. Deterministic in (seed, name, r). */
 static void gen_row(const cfg *c, const tdesc *t, int64_t r, float *dst)
+{
+    gen_row_base(c, t, r, dst);
+    if (c->act_outliers <= 0)
+        return;
+    float f = (float)c->act_outliers;
+    bool norm = ends_with(t->name, "attn_norm.weight") || ends_with(t->name, "ffn_norm.weight") ||
+                (!c->tied && !strcmp(t->name, "output_norm.weight"));
+    bool behind = ends_with(t->name, "attn_q.weight") || ends_with(t->name, "attn_k.weight") ||
+                  ends_with(t->name, "attn_v.weight") || ends_with(t->name, "ffn_gate.weight") ||
+                  ends_with(t->name, "ffn_up.weight") || (!c->tied && !strcmp(t->name, "output.weight"));
+    if (!norm && !behind)
+        return;
+    for (int64_t i = 0; i < t->ne[0]; i++)
+        if (outlier_channel(c, i))
+            dst[i] = norm ? dst[i] * f : dst[i] / f;
+}
+
+static void gen_row_base(const cfg *c, const tdesc *t, int64_t r, float *dst)
 {
     rng g;
     int64_t nc = t->ne[0];
@@ -505,12 +547,12 @@ static void usage(void)
 {
     fprintf(stderr, "usage: gen_ckpt --out PATH [--format gguf|safetensors] [--dtype f32|f16] [--dim N] [--ff N]\n"
                     "                [--layers N] [--heads N] [--kv-heads N] [--vocab N] [--ctx N] [--seed N]\n"
-                    "                [--shards N] [--tied] [--tokenizer] [--preset bench]\n");
+                    "                [--shards N] [--tied] [--tokenizer] [--act-outliers F] [--preset bench]\n");
 }
 
 int main(int argc, char **argv)
 {
-    cfg c = {NULL, "gguf", QD_TYPE_F32, 64, 172, 2, 4, 2, 256, 256, 1, 1, 0, 0};
+    cfg c = {NULL, "gguf", QD_TYPE_F32, 64, 172, 2, 4, 2, 256, 256, 1, 1, 0, 0, 0.0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--tied")) {
@@ -538,6 +580,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--ctx")) c.ctx = atoll(v);
         else if (!strcmp(a, "--seed")) c.seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--shards")) c.shards = atoi(v);
+        else if (!strcmp(a, "--act-outliers")) c.act_outliers = strtod(v, NULL);
         else if (!strcmp(a, "--preset") && !strcmp(v, "bench")) {
             c.dim = 2048, c.ff = 5632, c.layers = 14, c.heads = 32, c.kv_heads = 4, c.vocab = 32000;
             c.ctx = 2048, c.dtype = QD_TYPE_F16, c.format = "gguf";
