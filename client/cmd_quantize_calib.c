@@ -23,6 +23,7 @@
 #include "qd/calib.h"
 #include "qd/digest.h"
 #include "qd/err.h"
+#include "qd/gptq.h"
 #include "qd/runtime.h"
 #include "qd/smoothquant.h"
 #include "qd/validate.h"
@@ -36,43 +37,9 @@ static void usage(FILE *f)
             "                      [--alpha A]\n"
             "  common: [--calib-class CLASS] [--seqs N] [--val SET] [-t N]\n"
             "  awq: [--no-clip] [--n-grid N] (N = 1: round to nearest on the same grid, for comparison)\n"
-            "SET is a QDVALSET file (quant validate --save-set); CLASS is none|generic-text|code|multilingual|\n"
+            "SET is a QDVALSET file (quant validate --save-set) or sample:N:LEN:SEED (docs/CALIBRATION.md); CLASS is none|generic-text|code|multilingual|\n"
             "domain:NAME (default generic-text). --val SET: validate the variant as the runtime runs it (disjoint\n"
             "from the calibration set) and print mean/p99 KLD, top-1 and bits per weight.\n");
-}
-
-static int load_set(qd_valset **out, char dig[QD_DIGEST_STR_LEN + 1], const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return qd_error_set(errno == ENOENT ? QD_ENOTFOUND : QD_EIO, QD_EC_OS, "%s: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *b = qd_malloc(cap);
-    while (b) {
-        n += fread(b + n, 1, cap - n, f);
-        if (n < cap)
-            break;
-        char *nb = qd_reallocarray(b, cap, 2);
-        if (!nb) {
-            qd_free(b);
-            b = NULL;
-        }
-        b = nb;
-        cap *= 2;
-    }
-    fclose(f);
-    if (!b)
-        return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "%s: out of memory", path);
-    qd_digest d;
-    int rc = qd_sha256_buf(&d, b, n);
-    if (rc == QD_OK)
-        rc = qd_valset_parse(out, b, n);
-    if (rc == QD_OK)
-        qd_digest_format(dig, &d);
-    else
-        qd_error_prefix("%s", path);
-    qd_free(b);
-    return rc;
 }
 
 static void print_val(const char *label, const qd_llama_model *ref, const qd_llama_model *var, const qd_valset *val,
@@ -202,7 +169,9 @@ int cmd_quantize_calib(int argc, char **argv)
     }
     qd_llama_model *ref = NULL, *f32 = NULL, *var = NULL;
     qd_valset *cal = NULL, *val = NULL;
-    char cdig[QD_DIGEST_STR_LEN + 1], vdig[QD_DIGEST_STR_LEN + 1];
+    qd_calibset cs;
+    memset(&cs, 0, sizeof(cs));
+    const char *cdig = cs.digest;
     json_t *rec = NULL;
     qd_awq_report rep;
     memset(&rep, 0, sizeof(rep));
@@ -211,14 +180,13 @@ int cmd_quantize_calib(int argc, char **argv)
         rc = qd_fail(rc, in);
         goto done;
     }
-    if ((rc = load_set(&cal, cdig, calib_path)) < 0 || (val_path && (rc = load_set(&val, vdig, val_path)) < 0)) {
+    /* the calibration set: a QDVALSET file or sample:N:LEN:SEED, checked (and disjoint from --val) as for GPTQ */
+    if ((val_path && (rc = qd_calibset_load_set(&val, val_path, ref, (int)threads)) < 0) ||
+        (rc = qd_calibset_open(&cs, calib_path, ref, val, (int)threads)) < 0) {
         rc = qd_fail(rc, "calibration");
         goto done;
     }
-    if (val && (rc = qd_calib_check_disjoint(cal, val)) < 0) {
-        rc = qd_fail(rc, "calibration");
-        goto done;
-    }
+    cal = cs.set;
     int64_t tokens = 0;
     uint32_t used = seqs > 0 && (uint32_t)seqs < cal->n_seqs ? (uint32_t)seqs : cal->n_seqs;
     int ftype = 0, eff_group = 0;
@@ -326,7 +294,7 @@ done:
     qd_llama_free(var);
     qd_llama_free(f32);
     qd_llama_free(ref);
-    qd_valset_free(cal);
+    qd_calibset_free(&cs);
     qd_valset_free(val);
     return rc;
 }

@@ -80,6 +80,8 @@ typedef struct qd_llama_model {
     void **owned_;
     size_t n_owned_;
     struct qd_model *src_;      /* the opened model file (include/qd/model.h) the tensors point into, or NULL */
+    double stored_bits_;        /* a model read from a quantized Hugging Face folder: the bits its files store
+                                 * (what qd_llama_bpw reports; the tensors here are decoded), else 0 */
 } qd_llama_model;
 
 /** Number of tensors qd_llama_tensor_at() enumerates: tok_embd, 9 per layer, final_norm, output (unless tied). */

@@ -1,8 +1,10 @@
 /*
- * hf_load.c - the calibrated methods' Hugging Face folders back into the runtime, so that `quant validate` runs
- * exactly what was published: compressed-tensors int-quantized (W8A8: int8 weights with f32 weight_scale per
- * channel, activations int8 per token, run by the runtime's W8A8 path) and AutoAWQ GEMM (qweight/qzeros/scales,
- * dequantized to f32 as (q - z) * scale). Other tensors: F32, F16 or BF16 as stored, made f32.
+ * hf_load.c - quantized Hugging Face folders back into the runtime, so that `quant validate` runs exactly what was
+ * published: compressed-tensors int-quantized (W8A8: int8 weights with f32 weight_scale per channel, activations
+ * int8 per token, run by the runtime's W8A8 path), AutoAWQ GEMM (qweight/qzeros/scales, dequantized to f32 as
+ * (q - z) * scale), and the layouts of quantd/formats/ (bitsandbytes NF4/FP4, compressed-tensors float-quantized FP8
+ * and pack-quantized int4/int8), decoded as their loaders decode them (qd_hfq_dequantize). Other tensors: F32, F16
+ * or BF16 as stored, made f32. Bits per weight (qd_llama_bpw) count the folder's stored bytes, not the decoded ones.
  *
  * The record of the method (quantd.json beside config.json: method, format, bits, group size, parameters,
  * calibration) becomes quantize.* keys of a metadata-only GGUF opened as the model's source, so the variant
@@ -42,8 +44,7 @@ bool qd_calib_is_quant_folder(const char *path)
     json_t *c = read_json(path, "config.json");
     json_t *qc = c ? json_object_get(c, "quantization_config") : NULL;
     const char *qm = json_string_value(json_object_get(qc, "quant_method"));
-    const char *fm = json_string_value(json_object_get(qc, "format"));
-    bool yes = qm && (!strcmp(qm, "awq") || (!strcmp(qm, "compressed-tensors") && fm && !strcmp(fm, "int-quantized")));
+    bool yes = qm && (!strcmp(qm, "awq") || !strcmp(qm, "compressed-tensors") || !strcmp(qm, "bitsandbytes"));
     json_decref(c);
     return yes;
 }
@@ -101,6 +102,23 @@ static bool shape2(const qd_st_entry *e, int64_t a, int64_t b)
     return e && e->rank == 2 && e->shape[0] == a && e->shape[1] == b;
 }
 
+/* A module stored in one of the Hugging Face layouts of quantd/formats/ (bitsandbytes, compressed-tensors), decoded
+ * as its loader does (qd_hfq_dequantize) into dst [rows][cols] in HF order. */
+static int dequant_layout(float *dst, const qd_st_file *f, const char *prefix, int64_t rows, int64_t cols,
+                          const char *hf)
+{
+    float *v = NULL;
+    int64_t r = 0, c = 0;
+    int rc = qd_hfq_dequantize(&v, &r, &c, f, prefix);
+    if (rc == QD_OK && (r != rows || c != cols))
+        rc = qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "%s decodes to [%lld, %lld], want [%lld, %lld]", hf,
+                          (long long)r, (long long)c, (long long)rows, (long long)cols);
+    if (rc == QD_OK)
+        memcpy(dst, v, sizeof(float) * (size_t)(rows * cols));
+    qd_free(v);
+    return rc;
+}
+
 /* The GGUF tensor `gname` [rows, cols] from the folder, into t (owned by m). */
 static int load_tensor(qd_llama_model *m, const qd_st_file *f, const char *gname, qd_llama_tensor *t, int64_t rows,
                        int64_t cols, int64_t heads, int group)
@@ -152,6 +170,13 @@ static int load_tensor(qd_llama_model *m, const qd_st_file *f, const char *gname
         else
             rc = qd_awq_unpack(hfv, (const int32_t *)qw->data, (const int32_t *)qz->data,
                                (const uint16_t *)s->data, rows, cols, group);
+    } else if (w && w->dtype != QD_ST_F32 && w->dtype != QD_ST_F16 && w->dtype != QD_ST_BF16 &&
+               w->dtype != QD_ST_I8) { /* FP8 (compressed-tensors float-quantized) */
+        rc = dequant_layout(hfv, f, prefix, rows, cols, hf);
+    } else if (!w && !qd_st_find(f, hf) && find2(f, prefix, "weight_packed")) { /* pack-quantized int4/int8 */
+        rc = dequant_layout(hfv, f, prefix, rows, cols, hf);
+    } else if (w && w->dtype == QD_ST_U8 && find2(f, prefix, "weight.absmax")) { /* bitsandbytes NF4/FP4 */
+        rc = dequant_layout(hfv, f, prefix, rows, cols, hf);
     } else if (w) {
         rc = (w->rank == 2 && !shape2(w, rows, cols)) || (w->rank == 1 && w->shape[0] != rows * cols)
                  ? qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "%s has the wrong shape", hf)
@@ -284,6 +309,8 @@ int qd_calib_load_folder(qd_llama_model **out, const char *dir)
         rc = qd_llama_check(m);
     if (rc == QD_OK)
         rc = attach_record(m, dir);
+    for (size_t i = 0; rc == QD_OK && i < qd_st_count(f); i++) /* bits per weight: what the folder stores */
+        m->stored_bits_ += 8.0 * (double)qd_st_at(f, i)->nbytes;
 done:
     if (rc < 0) {
         qd_error_prefix("%s", dir);

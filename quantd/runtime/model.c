@@ -274,6 +274,8 @@ double qd_llama_bpw(const qd_llama_model *m, int64_t *n_params)
     }
     if (n_params)
         *n_params = n;
+    if (m->stored_bits_ > 0) /* decoded from a quantized folder: the published bytes count */
+        bits = m->stored_bits_;
     return n ? bits / (double)n : 0;
 }
 
