@@ -105,6 +105,7 @@ typedef struct qd_server {
     qd_metrics *metrics;
     qd_auth *auth;
     qd_jobs *jobs;           /* the quantize-job runner (jobs.c) */
+    struct qd_mcache *mcache; /* manifest bytes by digest (mcache.c) */
     char *uploads_dir;       /* <store>/uploads */
     uint64_t next_req_id;
     int port;
@@ -178,6 +179,16 @@ void qd_jobs_metrics(qd_server *srv, struct evbuffer *out);
 void qd_req_sse_start(qd_req *r);
 void qd_req_sse_send(qd_req *r, const char *text, size_t len);
 void qd_req_sse_end(qd_req *r);
+
+/* ---- manifest bytes cache (mcache.c; loop thread only) ------------------------------------------------------ */
+
+typedef struct qd_mcache qd_mcache;
+int qd_mcache_new(qd_mcache **out);
+void qd_mcache_free(qd_mcache *c);
+/* The cached bytes of manifest d (borrowed until the next put). false when not cached (or c is NULL). */
+bool qd_mcache_get(qd_mcache *c, const qd_digest *d, const void **data, size_t *len);
+/* Remember the bytes of manifest d (they must hash to d); too large ones are not kept. */
+void qd_mcache_put(qd_mcache *c, const qd_digest *d, const void *data, size_t len);
 
 /* ---- auth (auth.c) --------------------------------------------------------------------------------------- */
 
