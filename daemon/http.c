@@ -301,10 +301,12 @@ void qd_req_stream(qd_req *r, int status, qd_blob_reader *reader, uint64_t len)
 }
 
 /* Called when the connection's output has drained below the low watermark: top it up to the high watermark from
- * the blob. Pieces are copied into the connection's buffer (a memcpy, at about 17 GB/s here, next to a socket at
- * 1-2 GB/s): a piece of a compressed chunk lives in the reader's buffer and is overwritten by the next
- * qd_blob_reader_next(), so it cannot be referenced while the socket still drains earlier pieces. Keeping
- * STREAM_LOW..STREAM_HIGH bytes queued keeps the socket busy without holding more than STREAM_HIGH per client. */
+ * the blob. A piece of a raw chunk is a pointer into LMDB's map, valid while the reader's read transaction lasts
+ * (until finish(), after the last byte is written or the client is gone): it goes into the connection's buffer
+ * by reference (evbuffer_add_reference), so no byte is copied in user space. A piece of a compressed chunk lives
+ * in the reader's decode buffer, overwritten by the next qd_blob_reader_next(): it is copied. Keeping
+ * STREAM_LOW..STREAM_HIGH bytes queued keeps the socket busy without holding more than STREAM_HIGH per client
+ * (referenced bytes count toward it too). */
 static void pump(struct evhttp_connection *evcon, void *arg)
 {
     qd_req *r = arg;
@@ -331,7 +333,10 @@ static void pump(struct evhttp_connection *evcon, void *arg)
             rc = rc < 0 ? rc : QD_ETRUNCATED;
             break;
         }
-        if (evbuffer_add(r->chunk, data, n) < 0) {
+        /* a raw chunk's piece stays valid in the map while the reader (its read transaction) is open, which it
+         * is until finish(): reference it; a decoded piece is overwritten by the next call: copy it */
+        if ((qd_blob_reader_mapped(r->reader) ? evbuffer_add_reference(r->chunk, data, n, NULL, NULL)
+                                              : evbuffer_add(r->chunk, data, n)) < 0) {
             rc = QD_ENOMEM;
             break;
         }
