@@ -563,6 +563,9 @@ int qd_server_run(qd_server *srv)
     }
     evhttp_set_max_headers_size(srv->http, c->max_header_bytes);
     evhttp_set_max_body_size(srv->http, c->max_body_bytes);
+    /* A body over max-body-bytes is read and thrown away (never held) and then answered 413, so the client reads
+     * the 413 instead of a reset connection in the middle of its upload. */
+    evhttp_set_flags(srv->http, EVHTTP_SERVER_LINGERING_CLOSE);
     evhttp_set_timeout(srv->http, (int)c->timeout_s);
     evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                               EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE);
