@@ -163,6 +163,7 @@ void qd_req_stream(qd_req *r, int status, qd_blob_reader *reader, uint64_t len);
 
 void qd_oci_handle(qd_req *r);      /* /v2/... */
 void qd_v1_handle(qd_req *r);       /* /v1/... (v1.c) */
+void qd_gc_handle(qd_req *r);       /* POST /v1/gc: orphan blobs (gc.c) */
 int qd_oci_uploads_sweep(qd_server *srv);
 
 /* ---- quantize jobs (jobs.c, jobs_run.c) ------------------------------------------------------------------- */
