@@ -47,6 +47,7 @@ typedef struct qd_config {
     char *signing_key;       /* "" : <store>/signing-key.pem */
     char *validation_policy; /* "" : built-in */
     char *builder_id;        /* "" : quantd@<hostname> */
+    int64_t ingest_sign_delay; /* seconds before an unsigned pushed checkpoint is signed by the daemon; -1: off */
 } qd_config;
 
 typedef enum { QD_CFG_STR, QD_CFG_INT, QD_CFG_SIZE, QD_CFG_BOOL } qd_cfg_type;
@@ -164,6 +165,10 @@ void qd_req_stream(qd_req *r, int status, qd_blob_reader *reader, uint64_t len);
 void qd_oci_handle(qd_req *r);      /* /v2/... */
 void qd_v1_handle(qd_req *r);       /* /v1/... (v1.c) */
 void qd_gc_handle(qd_req *r);       /* POST /v1/gc: orphan blobs (gc.c) */
+/* A checkpoint manifest was pushed (loop thread): the daemon signs it after ingest-sign-delay unless the pusher
+ * pushed a bundle referrer for it by then (ingest.c). qd_ingest_stop drops what is pending (before the base goes). */
+void qd_ingest_pushed(qd_server *srv, const char *repo, const qd_digest *d);
+void qd_ingest_stop(void);
 int qd_oci_uploads_sweep(qd_server *srv);
 
 /* ---- quantize jobs (jobs.c, jobs_run.c) ------------------------------------------------------------------- */

@@ -619,6 +619,7 @@ done:
     if (ev_sweep)
         event_free(ev_sweep);
     /* workers finish what they run; their done callbacks answer (into closing connections) and free */
+    qd_ingest_stop(); /* checkpoints not yet handed to a worker stay unsigned */
     qd_pool_free(srv->pool);
     srv->pool = NULL;
     if (srv->http)

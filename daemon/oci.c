@@ -383,6 +383,8 @@ static void manifest_put_done(void *p)
     if (w->has_subject) {
         char ss[QD_DIGEST_STR_LEN + 1];
         qd_req_header(r, "OCI-Subject", qd_digest_format(ss, &w->subject));
+    } else if (w->artifact_type && !strcmp(w->artifact_type, "application/vnd.cncf.model.manifest.v1+json")) {
+        qd_ingest_pushed(r->srv, w->repo, &w->digest); /* a checkpoint: signed later unless its pusher signs */
     }
     qd_reply(r, 201, NULL);
 }
