@@ -12,8 +12,8 @@
 #    quantd; the best round of each is reported.
 # 3. Mixed load for MIXED seconds against quantd: pulls (wrk, 16 connections, a Lua script cycling manifest GETs,
 #    1 MiB blob range GETs and a small blob GET), pushes (a loop of monolithic blob + manifest pushes), and two
-#    quantize jobs (Q8_0 and Q4_K_M of stories260K tiled to 64 layers, when ../shared/models has it). Prints
-#    errors (non-2xx, socket errors, failed pushes, failed jobs: the bench exits 1 when any) and p50/p99 latencies.
+#    quantize jobs (Q8_0 and Q4_K_M of stories260K with each layer repeated 16 times, when ../shared/models has
+#    it). Prints errors (non-2xx, socket errors, failed pushes, failed jobs: the bench exits 1 when any) and p50/p99 latencies.
 # Not part of `make test`: it moves gigabytes and takes about two minutes. Needs curl, python3, wrk and nginx
 # (DEB_PKGS). Absolute figures depend on the machine's load: compare the ratios.
 set -eu
