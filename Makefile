@@ -12,6 +12,7 @@
 #   make bench-audit     1M artifacts in the audit indexes: p50/p99 of lineage and field queries vs a full scan
 #   make fuzz            libFuzzer builds of tests/fuzz/fuzz_*.c (clang) in build/fuzz/libfuzzer
 #   make bench-quantize  a 1.5 GB F16 checkpoint quantized per variant (GB/s, RSS), then kernel GB/s per variant
+#   make bench-serve     quantd against nginx (same bytes): manifest req/s (wrk, 64 conn), 1 GiB blob MB/s; 60 s mixed load
 #   make FLAVOUR=asan    a sanitizer build in build/asan (clang)
 
 FLAVOUR ?= release
@@ -67,7 +68,7 @@ FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRCS))
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRCS))
 
-.PHONY: all test check tests unit-bins demo deps clean bench-store bench-verify bench-runtime bench-quantize bench-pull bench-audit \
+.PHONY: all test check tests unit-bins demo deps clean bench-store bench-verify bench-runtime bench-quantize bench-pull bench-audit bench-serve \
 	fuzz lint
 all: $(B)/libqd.a $(B)/quant $(B)/quantd bin/quant bin/quantd
 
@@ -163,10 +164,13 @@ bench-runtime: all $(B)/bench/runtime_bench
 bench-quantize: all $(B)/bench/quantize_bench $(TOOL_BINS)
 	@bench/quantize_model.sh
 	@bench/quantize.sh
+# quantd against nginx on the same bytes: wrk on a 4 KiB manifest, curl on a 1 GiB blob; then 60 s of mixed load
+bench-serve: all
+	@bench/serve.sh $${SIZE_MIB:-1024}
 
 DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev liblmdb-dev libzstd-dev libssl-dev \
 	libjansson-dev libgit2-dev libevent-dev libcurl4-openssl-dev libcmocka-dev openssl python3 \
-	python3-jsonschema python3-cryptography python3-numpy curl skopeo git openssh-client
+	python3-jsonschema python3-cryptography python3-numpy curl skopeo git openssh-client nginx wrk
 # Node.js for the llama.cpp checks (node-llama-cpp needs node >= 20): Debian's nodejs and npm only where no node
 # is installed yet (a nodesource nodejs already ships npm and conflicts with Debian's npm package).
 deps:

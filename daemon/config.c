@@ -68,6 +68,8 @@ const qd_cfg_row qd_cfg_table[] = {
      "validation policy JSON file deciding which variants get their tag (empty: the built-in policy)"},
     {"builder-id", QD_CFG_STR, "", 0, 0, OFF(builder_id), QD_CFG_IMMUTABLE,
      "builder.id written into statements (empty: quantd@HOSTNAME)"},
+    {"ingest-sign-delay", QD_CFG_INT, "10", -1, 86400, OFF(ingest_sign_delay), QD_CFG_IMMUTABLE,
+     "seconds after a checkpoint push before the daemon signs it, unless the pusher pushed a signature; -1: never"},
 };
 const size_t qd_cfg_table_len = sizeof(qd_cfg_table) / sizeof(qd_cfg_table[0]);
 

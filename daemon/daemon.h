@@ -47,6 +47,7 @@ typedef struct qd_config {
     char *signing_key;       /* "" : <store>/signing-key.pem */
     char *validation_policy; /* "" : built-in */
     char *builder_id;        /* "" : quantd@<hostname> */
+    int64_t ingest_sign_delay; /* seconds before an unsigned pushed checkpoint is signed by the daemon; -1: off */
 } qd_config;
 
 typedef enum { QD_CFG_STR, QD_CFG_INT, QD_CFG_SIZE, QD_CFG_BOOL } qd_cfg_type;
@@ -105,6 +106,7 @@ typedef struct qd_server {
     qd_metrics *metrics;
     qd_auth *auth;
     qd_jobs *jobs;           /* the quantize-job runner (jobs.c) */
+    struct qd_mcache *mcache; /* manifest bytes by digest (mcache.c) */
     char *uploads_dir;       /* <store>/uploads */
     uint64_t next_req_id;
     int port;
@@ -163,6 +165,11 @@ void qd_req_stream(qd_req *r, int status, qd_blob_reader *reader, uint64_t len);
 void qd_oci_handle(qd_req *r);      /* /v2/... */
 void qd_v1_handle(qd_req *r);       /* /v1/... (v1.c) */
 void qd_audit_api_handle(qd_req *r); /* /v1/audit/... (audit_api.c) */
+void qd_gc_handle(qd_req *r);       /* POST /v1/gc: orphan blobs (gc.c) */
+/* A checkpoint manifest was pushed (loop thread): the daemon signs it after ingest-sign-delay unless the pusher
+ * pushed a bundle referrer for it by then (ingest.c). qd_ingest_stop drops what is pending (before the base goes). */
+void qd_ingest_pushed(qd_server *srv, const char *repo, const qd_digest *d);
+void qd_ingest_stop(void);
 int qd_oci_uploads_sweep(qd_server *srv);
 
 /* ---- quantize jobs (jobs.c, jobs_run.c) ------------------------------------------------------------------- */
@@ -179,6 +186,16 @@ void qd_jobs_metrics(qd_server *srv, struct evbuffer *out);
 void qd_req_sse_start(qd_req *r);
 void qd_req_sse_send(qd_req *r, const char *text, size_t len);
 void qd_req_sse_end(qd_req *r);
+
+/* ---- manifest bytes cache (mcache.c; loop thread only) ------------------------------------------------------ */
+
+typedef struct qd_mcache qd_mcache;
+int qd_mcache_new(qd_mcache **out);
+void qd_mcache_free(qd_mcache *c);
+/* The cached bytes of manifest d (borrowed until the next put). false when not cached (or c is NULL). */
+bool qd_mcache_get(qd_mcache *c, const qd_digest *d, const void **data, size_t *len);
+/* Remember the bytes of manifest d (they must hash to d); too large ones are not kept. */
+void qd_mcache_put(qd_mcache *c, const qd_digest *d, const void *data, size_t len);
 
 /* ---- auth (auth.c) --------------------------------------------------------------------------------------- */
 

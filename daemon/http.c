@@ -301,10 +301,12 @@ void qd_req_stream(qd_req *r, int status, qd_blob_reader *reader, uint64_t len)
 }
 
 /* Called when the connection's output has drained below the low watermark: top it up to the high watermark from
- * the blob. Pieces are copied into the connection's buffer (a memcpy, at about 17 GB/s here, next to a socket at
- * 1-2 GB/s): a piece of a compressed chunk lives in the reader's buffer and is overwritten by the next
- * qd_blob_reader_next(), so it cannot be referenced while the socket still drains earlier pieces. Keeping
- * STREAM_LOW..STREAM_HIGH bytes queued keeps the socket busy without holding more than STREAM_HIGH per client. */
+ * the blob. A piece of a raw chunk is a pointer into LMDB's map, valid while the reader's read transaction lasts
+ * (until finish(), after the last byte is written or the client is gone): it goes into the connection's buffer
+ * by reference (evbuffer_add_reference), so no byte is copied in user space. A piece of a compressed chunk lives
+ * in the reader's decode buffer, overwritten by the next qd_blob_reader_next(): it is copied. Keeping
+ * STREAM_LOW..STREAM_HIGH bytes queued keeps the socket busy without holding more than STREAM_HIGH per client
+ * (referenced bytes count toward it too). */
 static void pump(struct evhttp_connection *evcon, void *arg)
 {
     qd_req *r = arg;
@@ -331,7 +333,10 @@ static void pump(struct evhttp_connection *evcon, void *arg)
             rc = rc < 0 ? rc : QD_ETRUNCATED;
             break;
         }
-        if (evbuffer_add(r->chunk, data, n) < 0) {
+        /* a raw chunk's piece stays valid in the map while the reader (its read transaction) is open, which it
+         * is until finish(): reference it; a decoded piece is overwritten by the next call: copy it */
+        if ((qd_blob_reader_mapped(r->reader) ? evbuffer_add_reference(r->chunk, data, n, NULL, NULL)
+                                              : evbuffer_add(r->chunk, data, n)) < 0) {
             rc = QD_ENOMEM;
             break;
         }
@@ -558,6 +563,9 @@ int qd_server_run(qd_server *srv)
     }
     evhttp_set_max_headers_size(srv->http, c->max_header_bytes);
     evhttp_set_max_body_size(srv->http, c->max_body_bytes);
+    /* A body over max-body-bytes is read and thrown away (never held) and then answered 413, so the client reads
+     * the 413 instead of a reset connection in the middle of its upload. */
+    evhttp_set_flags(srv->http, EVHTTP_SERVER_LINGERING_CLOSE);
     evhttp_set_timeout(srv->http, (int)c->timeout_s);
     evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                               EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE);
@@ -611,6 +619,7 @@ done:
     if (ev_sweep)
         event_free(ev_sweep);
     /* workers finish what they run; their done callbacks answer (into closing connections) and free */
+    qd_ingest_stop(); /* checkpoints not yet handed to a worker stay unsigned */
     qd_pool_free(srv->pool);
     srv->pool = NULL;
     if (srv->http)

@@ -11,8 +11,8 @@
  *           bundle as a referrer of it, the lineage edge, the job record "done"; the tag <repo>:<recipe> moves
  *           only when the verdict passes the validation policy
  *
- * Cancellation is checked between stages and after every chunk the quantizer reports; the engine has no way to
- * be interrupted inside qd_quantize_model(), so a cancel during that stage takes effect when it returns.
+ * Cancellation is checked between stages, and inside qd_quantize_model() after every chunk of rows (its cancel
+ * hook), so DELETE /v1/jobs/ID stops a running quantization within one chunk.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -184,6 +184,12 @@ static void on_progress(const qd_quantize_progress *p, void *payload)
         stage_progress(c, 0.9 * (double)p->bytes_in_done / (double)p->bytes_in_total);
 }
 
+static bool quantize_cancel(void *payload)
+{
+    job_ctx *c = payload;
+    return atomic_load(&c->run->cancel) != 0;
+}
+
 static int stage_quantize(job_ctx *c)
 {
     qd_quantize_opts o;
@@ -199,6 +205,7 @@ static int stage_quantize(job_ctx *c)
     o.recipe = ro;
     o.chunk_elems = (size_t)(chunk > (16 << 20) ? (16 << 20) : chunk);
     o.progress = on_progress;
+    o.cancel = quantize_cancel;
     o.payload = c;
     snprintf(c->out_path, sizeof(c->out_path), "%s/%s.gguf", c->J->tmp_dir, c->run->id);
     if ((rc = qd_quantize_model(&st, c->src_path, c->out_path, &o)) < 0)

@@ -145,7 +145,7 @@ int main(int argc, char **argv)
         goto out;
     }
     if (!(srv.uploads_dir = qd_strdup(path)) || qd_metrics_new(&srv.metrics) < 0 ||
-        qd_auth_new(&srv.auth, &srv) < 0) {
+        qd_mcache_new(&srv.mcache) < 0 || qd_auth_new(&srv.auth, &srv) < 0) {
         fprintf(stderr, "quantd: out of memory\n");
         rc = 1;
         goto out;
@@ -166,6 +166,7 @@ out:
     qd_jobs_stop(&srv); /* running jobs stop at their next check and stay queued for the next start */
     qd_auth_free(srv.auth);
     qd_metrics_free(srv.metrics);
+    qd_mcache_free(srv.mcache);
     qd_free(srv.uploads_dir);
     qd_store_close(srv.store);
     qd_log_set_sink(NULL, NULL);

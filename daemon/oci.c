@@ -150,6 +150,8 @@ static bool ref_kind(qd_req *r, const char *ref, qd_digest *d, bool *is_digest)
     return true;
 }
 
+static int buf_sink(const void *data, size_t len, void *payload) { return qd_buf_put(payload, data, len); }
+
 static void manifest_get(qd_req *r, const char *repo, const char *ref)
 {
     qd_manifest_info info;
@@ -158,22 +160,34 @@ static void manifest_get(qd_req *r, const char *repo, const char *ref)
     bool is_digest;
     char ds[QD_DIGEST_STR_LEN + 1];
     struct evbuffer *body;
+    const void *cached = NULL;
+    size_t cached_len = 0;
     int rc;
 
     r->route = r->method == EVHTTP_REQ_HEAD ? "manifest_head" : "manifest_get";
     if (!ref_kind(r, ref, &d, &is_digest) || !qd_auth_check(r, repo, QD_SCOPE_PULL))
         return;
-    b.max = (size_t)r->srv->cfg->max_manifest_bytes + 1;
-    if ((rc = qd_registry_manifest_get(&info, &b, r->srv->store, repo, ref)) < 0) {
-        qd_buf_dispose(&b);
+    /* the registry resolves the reference on every request; the bytes of a digest never change (mcache.c) */
+    if ((rc = qd_registry_manifest_get(&info, NULL, r->srv->store, repo, ref)) < 0) {
         qd_reply_err(r, rc, "MANIFEST_UNKNOWN");
         return;
+    }
+    if (!qd_mcache_get(r->srv->mcache, &info.digest, &cached, &cached_len)) {
+        b.max = (size_t)r->srv->cfg->max_manifest_bytes + 1;
+        if ((rc = qd_store_get(r->srv->store, &info.digest, 0, UINT64_MAX, buf_sink, &b)) < 0) {
+            qd_buf_dispose(&b);
+            qd_reply_err(r, rc, "MANIFEST_UNKNOWN");
+            return;
+        }
+        qd_mcache_put(r->srv->mcache, &info.digest, b.ptr, b.len);
+        cached = b.ptr;
+        cached_len = b.len;
     }
     qd_req_header(r, "Content-Type", info.media_type);
     qd_req_header(r, "Docker-Content-Digest", qd_digest_format(ds, &info.digest));
     body = evbuffer_new();
-    if (body && b.len)
-        evbuffer_add(body, b.ptr, b.len);
+    if (body && cached_len)
+        evbuffer_add(body, cached, cached_len);
     qd_buf_dispose(&b);
     qd_reply(r, 200, body);
 }
@@ -398,6 +412,8 @@ static void manifest_put_done(void *p)
     if (w->has_subject) {
         char ss[QD_DIGEST_STR_LEN + 1];
         qd_req_header(r, "OCI-Subject", qd_digest_format(ss, &w->subject));
+    } else if (w->artifact_type && !strcmp(w->artifact_type, "application/vnd.cncf.model.manifest.v1+json")) {
+        qd_ingest_pushed(r->srv, w->repo, &w->digest); /* a checkpoint: signed later unless its pusher signs */
     }
     qd_reply(r, 201, NULL);
 }

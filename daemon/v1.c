@@ -102,6 +102,10 @@ void qd_v1_handle(qd_req *r)
         qd_audit_api_handle(r); /* audit_api.c */
         return;
     }
+    if (!strcmp(p, "/v1/gc")) {
+        qd_gc_handle(r); /* gc.c */
+        return;
+    }
     r->route = "tokens";
     if (strcmp(p, "/v1/tokens") && strncmp(p, "/v1/tokens/", 11)) {
         r->route = "unknown";

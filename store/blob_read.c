@@ -32,6 +32,7 @@ struct qd_blob_reader {
     blob_chunk *chunks;    /* an aligned copy of the record's chunk list */
     uint64_t pos;
     uint32_t ci;           /* the chunk holding pos (== n_chunks at the end) */
+    int last_mapped;       /* the last piece handed out points into the map (a raw chunk) */
     decode_slot slot[2];
     /* read-ahead (fields under mu while the thread runs) */
     pthread_t ra;
@@ -368,6 +369,7 @@ int qd_blob_reader_next(qd_blob_reader *r, size_t max, const void **data, size_t
         if (used >= 0)
             r->slot[used].chunk = r->ci;
     }
+    r->last_mapped = used < 0; /* no decode slot: the bytes are the map's */
     if (r->hdr.n_chunks > 2)
         readahead(r, r->ci + 1, used >= 0 ? used : 0);
     raw += r->pos - start;
@@ -381,6 +383,8 @@ int qd_blob_reader_next(qd_blob_reader *r, size_t max, const void **data, size_t
         r->ci++;
     return QD_OK;
 }
+
+bool qd_blob_reader_mapped(const qd_blob_reader *r) { return r->last_mapped; }
 
 void qd_blob_reader_close(qd_blob_reader *r)
 {

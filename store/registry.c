@@ -603,6 +603,25 @@ static void maybe_remove_blob(qd_store *s, const qd_digest *d)
     qd_error_set(keep.code, keep.klass, "%s", msg);
 }
 
+int qd_registry_blob_held(bool *held, qd_store *s, const qd_digest *d)
+{
+    MDB_txn *txn;
+    key k;
+    int rc;
+    *held = true;
+    if ((rc = qd_store__read_begin(s, &txn)) < 0)
+        return rc;
+    key_rev(&k, 'b', d, NULL);
+    if ((rc = db_has_prefix(txn, s->db_manifests, &k, held)) == QD_OK && !*held) {
+        key_rev(&k, 'p', d, NULL);
+        rc = db_has_prefix(txn, s->db_manifests, &k, held);
+    }
+    qd_store__txn_end(s, txn);
+    if (rc < 0)
+        *held = true;
+    return rc;
+}
+
 int qd_registry_manifest_delete(qd_store *s, const char *repo, const qd_digest *d)
 {
     del_ctx c = {repo, NULL, *d, false};

@@ -37,6 +37,9 @@ typedef struct qd_quantize_opts {
     bool allow_requantize;          /**< convert tensors that are already quantized (refused otherwise, as
                                          llama-quantize refuses without --allow-requantize) */
     void (*progress)(const qd_quantize_progress *p, void *payload);
+    /** Asked after every chunk (may be NULL): true stops the run, which returns QD_ECANCELED and leaves no
+     *  output file. The daemon's job cancel (DELETE /v1/jobs/ID) uses it. */
+    bool (*cancel)(void *payload);
     void *payload;
     /* calibrated methods (include/qd/gptq.h, docs/CALIBRATION.md) */
     const struct qd_imatrix *imatrix; /**< an importance matrix in memory (instead of imatrix_path), or NULL */
@@ -69,7 +72,8 @@ typedef struct qd_quantize_stats {
 /**
  * Quantize in_path into a GGUF at out_path (written to out_path.part, renamed at the end).
  * @return QD_OK, QD_ENOTFOUND, QD_ECORRUPT (bad source), QD_EUNSUPPORTED (a type the kernels lack, not a llama
- *         model), QD_EINVAL (NaN/Inf or out-of-range values a target type cannot hold), QD_EIO
+ *         model), QD_EINVAL (NaN/Inf or out-of-range values a target type cannot hold), QD_EIO, QD_ECANCELED
+ *         (opts->cancel said so)
  */
 int qd_quantize_model(qd_quantize_stats *stats, const char *in_path, const char *out_path,
                       const qd_quantize_opts *opts);

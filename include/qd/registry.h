@@ -138,6 +138,10 @@ bool qd_registry_blob_in_repo(qd_store *s, const char *repo, const qd_digest *d)
  */
 int qd_registry_blob_unlink(qd_store *s, const char *repo, const qd_digest *d);
 
+/** Whether any repository holds d, as a blob or as a manifest. *held is true when the lookup fails.
+ *  @return QD_OK or a store error */
+int qd_registry_blob_held(bool *held, qd_store *s, const qd_digest *d);
+
 /** @return true when the repository holds at least one blob, manifest or tag. */
 bool qd_registry_repo_exists(qd_store *s, const char *repo);
 

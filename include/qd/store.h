@@ -180,6 +180,13 @@ int qd_blob_reader_seek(qd_blob_reader *r, uint64_t off);
  */
 int qd_blob_reader_next(qd_blob_reader *r, size_t max, const void **data, size_t *len);
 
+/**
+ * Whether the last piece qd_blob_reader_next() gave points into the store's map (a raw chunk). Such a piece stays
+ * valid until qd_blob_reader_close(), not only until the next call, so it may be referenced rather than copied
+ * (the daemon hands it to the socket's buffer by reference).
+ */
+bool qd_blob_reader_mapped(const qd_blob_reader *r);
+
 /** Close the reader and end its transaction. Accepts NULL. */
 void qd_blob_reader_close(qd_blob_reader *r);
 

@@ -594,6 +594,10 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
                 qd_quantize_progress p = {i, n, t->name, in_done, in_total};
                 o->progress(&p, o->payload);
             }
+            if (o->cancel && o->cancel(o->payload)) {
+                rc = qd_error_set(QD_ECANCELED, QD_EC_ENGINE, "quantization cancelled at tensor %s", t->name);
+                goto done;
+            }
         }
         qd_tensor_drop_pages(t);
         st->tensor_bytes += (uint64_t)rows * ors;

@@ -2,7 +2,8 @@
 # Content discovery: tags list with pagination (n, last, Link), the referrers API (an empty index when there are
 # none, artifactType filter, OCI-Filters-Applied), cross-repository mount, and tag moves.
 . "$(dirname "$0")/daemon_lib.sh"
-start_daemon --auth=false
+# referrer lists are checked exactly here: no daemon-signed ingest referrers (316 tests those)
+start_daemon --auth=false --ingest-sign-delay=-1
 
 echo '{"format":"safetensors"}' >"$T/config"
 head -c 5000 /dev/urandom >"$T/w"

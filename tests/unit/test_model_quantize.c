@@ -176,6 +176,38 @@ static void test_model_quantize__same_bytes_for_any_thread_count(void **state)
     }
 }
 
+/* The cancel hook is asked after every chunk: answering yes stops the run with QD_ECANCELED after exactly that
+ * many chunks, and leaves neither the output nor its .part file. */
+static int cancel_after;
+static int cancel_asked;
+static bool cancel_cb(void *payload)
+{
+    (void)payload;
+    return ++cancel_asked >= cancel_after;
+}
+
+static void test_model_quantize__cancel_hook_stops_the_run(void **state)
+{
+    (void)state;
+    qd_quantize_stats st;
+    char part[800];
+    assert_int_equal(gen("--seed 6 --layers 2 --dim 64 --ff 96 --heads 4 --kv-heads 2", sp("c.gguf")), 0);
+    qd_quantize_opts o = opts(QD_FTYPE_F16, 1);
+    o.chunk_elems = 1000;
+    o.cancel = cancel_cb;
+    cancel_after = 1000000;
+    cancel_asked = 0;
+    assert_int_equal(qd_quantize_model(&st, sp("c.gguf"), sp("c-all.gguf"), &o), QD_OK);
+    assert_true(cancel_asked > 3); /* asked once per chunk */
+    cancel_after = 3;
+    cancel_asked = 0;
+    assert_int_equal(qd_quantize_model(&st, sp("c.gguf"), sp("c-stop.gguf"), &o), QD_ECANCELED);
+    assert_int_equal(cancel_asked, 3);
+    assert_false(exists(sp("c-stop.gguf")));
+    snprintf(part, sizeof(part), "%s.part", sp("c-stop.gguf"));
+    assert_false(exists(part));
+}
+
 /* F16 safetensors (HF q/k row order) -> F16 GGUF goes through the permuting copy path; it must equal the GGUF
  * written from the same seed. */
 static void test_model_quantize__hf_permutation_on_copy_path(void **state)
@@ -431,6 +463,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_quantize__stories_f32_is_the_source),
         cmocka_unit_test(test_model_quantize__same_bytes_for_any_thread_count),
+        cmocka_unit_test(test_model_quantize__cancel_hook_stops_the_run),
         cmocka_unit_test(test_model_quantize__hf_permutation_on_copy_path),
         cmocka_unit_test(test_model_quantize__keeps_source_alignment_and_metadata_order),
         cmocka_unit_test(test_model_quantize__values_a_type_cannot_hold),

@@ -131,6 +131,28 @@ static void test_registry__references_keep_layers(void **state)
     }
 }
 
+/* qd_registry_blob_held: a blob of a repository, a manifest's own bytes: held; a blob put into the store only: not. */
+static void test_registry__blob_held(void **state)
+{
+    fixture *f = *state;
+    qd_digest b = blob(f, "org/m", 3000), md, lone;
+    uint8_t buf[2000];
+    bool held = false;
+    tu_fill(&f->rng, buf, sizeof(buf));
+    assert_int_equal(qd_store_put_buf(f->s, buf, sizeof(buf), NULL, &lone), QD_OK);
+    assert_int_equal(put_manifest(f, &md, "org/m", "v1", &b, 1, NULL, NULL), QD_OK);
+    assert_int_equal(qd_registry_blob_held(&held, f->s, &b), QD_OK);
+    assert_true(held);
+    assert_int_equal(qd_registry_blob_held(&held, f->s, &md), QD_OK);
+    assert_true(held);
+    assert_int_equal(qd_registry_blob_held(&held, f->s, &lone), QD_OK);
+    assert_false(held);
+    /* once a repository links it, it is held */
+    assert_int_equal(qd_registry_blob_link(f->s, "org/n", &lone), QD_OK);
+    assert_int_equal(qd_registry_blob_held(&held, f->s, &lone), QD_OK);
+    assert_true(held);
+}
+
 static void test_registry__shared_manifest_survives_one_repo(void **state)
 {
     fixture *f = *state;
@@ -388,6 +410,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_registry__digest_expectation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry__references_keep_layers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry__shared_manifest_survives_one_repo, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry__blob_held, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry__tags_pagination, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry__referrers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry__tokens, setup, teardown),

@@ -184,10 +184,40 @@ static void test_store__reader_hands_out_raw_chunks_without_copy(void **state)
         assert_memory_equal(data, p + total, len);
         assert_true(len <= QD_CHUNK_MAX);
         assert_true((const uint8_t *)data < p || (const uint8_t *)data >= p + n);
+        assert_true(qd_blob_reader_mapped(r)); /* random bytes are stored raw: the piece is the map's */
         total += len;
     }
     assert_int_equal(total, n);
     assert_int_equal(qd_blob_reader_seek(r, n + 1), QD_EINVAL);
+    qd_blob_reader_close(r);
+    free(p);
+}
+
+/* A compressed chunk's piece lives in the reader's decode buffer, which the next call overwrites: not mapped. */
+static void test_store__reader_says_when_a_piece_is_decoded(void **state)
+{
+    fixture *f = *state;
+    size_t n = 3 * 1024 * 1024, total = 0;
+    char *p = malloc(n);
+    qd_digest d;
+    qd_blob_reader *r;
+    const void *data;
+    size_t len;
+    qd_blob_info info;
+    assert_non_null(p);
+    static const char line[] = "{\"name\": \"tensor\", \"shape\": [4096, 4096]}\n";
+    for (size_t i = 0; i < n; i++)
+        p[i] = line[i % (sizeof(line) - 1)];
+    assert_int_equal(qd_store_put_buf(f->s, p, n, NULL, &d), QD_OK);
+    assert_int_equal(qd_store_stat(f->s, &d, &info), QD_OK);
+    assert_int_equal(info.n_compressed, info.n_chunks);
+    assert_int_equal(qd_blob_reader_open(&r, f->s, &d), QD_OK);
+    while (qd_blob_reader_next(r, 65536, &data, &len) == QD_OK && len) {
+        assert_memory_equal(data, p + total, len);
+        assert_false(qd_blob_reader_mapped(r));
+        total += len;
+    }
+    assert_int_equal(total, n);
     qd_blob_reader_close(r);
     free(p);
 }
@@ -601,6 +631,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store__second_writer_is_busy_readers_are_not, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__fsck_finds_a_flipped_byte, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__list_walks_every_blob_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store__reader_says_when_a_piece_is_decoded, setup, teardown),
     };
     tu_seed();
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
