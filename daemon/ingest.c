@@ -178,7 +178,7 @@ static void sign_work(void *p)
         qd_manifest_desc m = {rtext, strlen(rtext), MT_MANIFEST, MT_BUNDLE,
                               "{\"dev.sigstore.bundle.predicateType\":\"" QD_PREDICATE_CHECKPOINT
                               "\",\"dev.quantd.signed-by\":\"daemon\"}",
-                              &it->d, blobs, 2, NULL, 0};
+                              &it->d, blobs, 2, NULL, 0, NULL};
         rc = qd_registry_manifest_put(&it->ref, s, it->repo, NULL, &m, NULL);
     }
 done:
