@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -15,7 +16,13 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: quant quantize --in SRC --type RECIPE --out OUT.gguf [--imatrix FILE] [-t N] [--pure]\n"
-               "                      [--allow-requantize] [--output-tensor-type T] [--token-embedding-type T]\n\n"
+               "                      [--allow-requantize] [--output-tensor-type T] [--token-embedding-type T]\n"
+               "       quant quantize SRC --recipe RECIPE --out OUT.gguf ...   (the same, SRC a local file or dir)\n"
+               "       quant quantize NAME[:TAG|@DIGEST] --recipe RECIPE [--calib C] [--hardware H] [--follow]\n"
+               "                      [--json] [--registry URL]   (a job on a registry: quant quantize NAME --help)\n"
+               "Which form: --in, or a first operand that exists as a local file or directory, is the local form;\n"
+               "any other operand is a reference quantized on the registry (--registry, QUANT_REGISTRY or the\n"
+               "config file; without one it is a usage error, exit 2).\n\n"
                "SRC is a GGUF, a safetensors file or directory (sharded with model.safetensors.index.json), or a\n"
                "llama2.c checkpoint. RECIPE is one of llama-quantize's names:\n  ");
     qd_ftype ft;
@@ -70,6 +77,35 @@ static void on_progress(const qd_quantize_progress *p, void *payload)
     progress_update(p->bytes_in_done, p->bytes_in_total, &q->bar);
 }
 
+/* The options of either form that take a value (to tell an operand from an option's value). */
+static bool takes_value(const char *a)
+{
+    static const char *const v[] = {"--in", "--out", "--type", "--imatrix", "--format", "--method", "--group", "-t",
+                                    "--threads", "--output-tensor-type", "--token-embedding-type", "--recipe",
+                                    "--calib", "--hardware", "--registry", "--cacert", NULL};
+    for (size_t i = 0; v[i]; i++)
+        if (!strcmp(a, v[i]))
+            return true;
+    return false;
+}
+
+/* The local form has --in, or a first operand that names an existing file or directory; any other operand is a
+ * NAME[:TAG|@DIGEST] for a registry. @return true for the registry form */
+static bool registry_form(int argc, char **argv)
+{
+    const char *operand = NULL;
+    struct stat st;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--in"))
+            return false;
+        if (takes_value(argv[i]))
+            i++;
+        else if (argv[i][0] != '-' && !operand)
+            operand = argv[i];
+    }
+    return operand && stat(operand, &st) != 0;
+}
+
 int cmd_quantize(int argc, char **argv)
 {
     const char *in = NULL, *out = NULL, *type = NULL, *imatrix = NULL, *format = NULL, *method = NULL;
@@ -80,11 +116,17 @@ int cmd_quantize(int argc, char **argv)
     qprog q;
     int rc;
 
+    if (registry_form(argc, argv))
+        return cmd_quantize_remote(argc, argv);
     memset(&o, 0, sizeof(o));
     o.recipe = (qd_recipe_opts)QD_RECIPE_OPTS_INIT;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (a[0] != '-' && !in) { /* SRC as an operand (registry_form saw that it exists here) */
+            in = a;
+            continue;
+        }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return EXIT_OK_;
@@ -112,7 +154,7 @@ int cmd_quantize(int argc, char **argv)
             in = v;
         else if (!strcmp(a, "--out"))
             out = v;
-        else if (!strcmp(a, "--type"))
+        else if (!strcmp(a, "--type") || !strcmp(a, "--recipe"))
             type = v;
         else if (!strcmp(a, "--imatrix"))
             imatrix = v;
