@@ -32,11 +32,22 @@
 
 static const char pull_usage[] =
     "usage: quant pull NAME[:TAG|@DIGEST] [-o DIR] [--policy POLICY] [--parallel N] [--registry URL]\n"
-    "                  [--cacert FILE]\n"
+    "                  [--cacert FILE] [--json] [--allow-unsigned]\n"
     "  Verifies the artifact's signature bundle (a referrer of the manifest) against the trust policy before any\n"
     "  weight is fetched, then downloads each file with N parallel Range requests (default 4), and renames it into\n"
     "  DIR (default .) only when its SHA-256 equals the signed digest. An interrupted pull resumes.\n"
+    "  --allow-unsigned: an artifact with no signature bundle at all is pulled anyway (with a warning; its files\n"
+    "  are checked against the manifest's digests only). A bundle that fails to verify is refused all the same.\n"
+    "  Off by default, and only on the command line (never from the config file or the environment).\n"
+    "  --json: a summary on stdout (schemas/client.schema.json#/$defs/pull).\n"
     "  exit codes: 0 ok, 2 usage, 3 not found, 4 verification failed (nothing left on disk), 5 registry unreachable\n";
+
+/* What one layer's pull did (for --json). */
+typedef struct layer_result {
+    uint64_t fetched; /* bytes received for it */
+    int resumed;      /* it continued a partial download */
+    int present;      /* it was already in DIR with the right digest */
+} layer_result;
 
 #define RANGE_MIN (1ull << 20)
 #define HASH_BUF (1u << 20)
@@ -198,8 +209,8 @@ cleanup:
 }
 
 /* Find a bundle among the manifest's referrers that verifies against the policy and the layers. */
-int verify_referrers(qd_verified **out, http_client *c, const image_ref *ref, const char *man_digest,
-                            const qd_policy *pol, const layer *L, size_t n)
+int verify_referrers(qd_verified **out, int *unsigned_out, http_client *c, const image_ref *ref,
+                     const char *man_digest, const qd_policy *pol, const layer *L, size_t n)
 {
     char path[1024];
     qd_buf idx, rm, bundle;
@@ -266,6 +277,8 @@ int verify_referrers(qd_verified **out, http_client *c, const image_ref *ref, co
         else
             snprintf(last_msg, sizeof(last_msg), "%s", qd_error_last()->message);
     }
+    if (!tried && unsigned_out)
+        *unsigned_out = 1;
     if (!tried)
         rc = qd_error_set(QD_EBADSIG, QD_EC_VERIFY, "%s: no signature bundle is attached (referrers of %s)",
                           ref->name, man_digest);
@@ -372,7 +385,7 @@ static int on_tick(void *ctx)
 }
 
 static int pull_layer(http_client *c, const image_ref *ref, const char *dir, const layer *L, size_t parallel,
-                      uint64_t *fetched)
+                      layer_result *res)
 {
     char target[1200], part[1200], state[1200], path[1024];
     http_range ranges[64];
@@ -391,6 +404,7 @@ static int pull_layer(http_client *c, const image_ref *ref, const char *dir, con
     if (!stat(target, &st) && (uint64_t)st.st_size == L->size && !qd_file_sha256(&got, target) &&
         qd_digest_equal(&got, &L->digest)) {
         fprintf(stderr, "quant pull: %s: already there\n", L->name);
+        res->present = 1;
         return QD_OK;
     }
     p.size = L->size;
@@ -452,7 +466,8 @@ static int pull_layer(http_client *c, const image_ref *ref, const char *dir, con
     else
         rc = on_tick(&p);
     progress_end(&p.prog);
-    *fetched += http_bytes_received(c) - before;
+    res->fetched += http_bytes_received(c) - before;
+    res->resumed = p.resumed_from > 0;
     {
         int hr = hasher_join(&p);
         if (!rc)
@@ -509,18 +524,21 @@ int cmd_pull(int argc, char **argv)
                                          {"registry", required_argument, NULL, 'r'},
                                          {"cacert", required_argument, NULL, 'C'},
                                          {"no-verify", no_argument, NULL, 'N'},
+                                         {"allow-unsigned", no_argument, NULL, 'U'},
+                                         {"json", no_argument, NULL, 'J'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *dir = ".";
     quant_config cfg;
     image_ref ref;
     long parallel = 4;
-    int no_verify = 0, rc, ch, ex = EXIT_OK_;
+    int no_verify = 0, allow_unsigned = 0, is_unsigned = 0, json = 0, rc, ch, ex = EXIT_OK_;
     http_client *c = NULL;
     qd_policy *pol = NULL;
     qd_verified *ver = NULL;
     qd_buf man;
     layer *L = NULL;
+    layer_result *R = NULL;
     size_t n = 0;
     char path[1024], man_digest[QD_DIGEST_STR_LEN + 1];
     uint64_t fetched = 0, total = 0, t0;
@@ -538,6 +556,8 @@ int cmd_pull(int argc, char **argv)
         case 'r': snprintf(cfg.registry, sizeof(cfg.registry), "%s", optarg); break;
         case 'C': snprintf(cfg.cacert, sizeof(cfg.cacert), "%s", optarg); break;
         case 'N': no_verify = 1; break;
+        case 'U': allow_unsigned = 1; break;
+        case 'J': json = 1; break;
         case 'h': fputs(pull_usage, stdout); return EXIT_OK_;
         default: fputs(pull_usage, stderr); return EXIT_USAGE;
         }
@@ -547,8 +567,8 @@ int cmd_pull(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (no_verify) {
-        fprintf(stderr, "quant pull: --no-verify is refused: trust policies (schemas/policy.schema.json) have no\n"
-                        "  setting that allows unsigned artifacts, so every pull is verified\n");
+        fprintf(stderr, "quant pull: --no-verify is refused: a signed artifact is always verified against the\n"
+                        "  trust policy; --allow-unsigned pulls artifacts that carry no signature at all\n");
         return EXIT_USAGE;
     }
     if (!cfg.policy[0]) {
@@ -576,26 +596,65 @@ int cmd_pull(int argc, char **argv)
     }
     if ((rc = parse_manifest(&L, &n, &man)))
         goto cleanup;
-    /* 2. the signature, before any weight */
-    if ((rc = verify_referrers(&ver, c, &ref, man_digest, pol, L, n)))
+    if (!(R = qd_calloc(n, sizeof(*R)))) {
+        rc = qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "out of memory");
         goto cleanup;
-    fprintf(stderr, "quant pull: %s@%s: verified (%s, %zu key%s)\n", ref.name, man_digest,
-            qd_verified_predicate_type(ver), qd_verified_key_count(ver), qd_verified_key_count(ver) == 1 ? "" : "s");
+    }
+    /* 2. the signature, before any weight */
+    rc = verify_referrers(&ver, &is_unsigned, c, &ref, man_digest, pol, L, n);
+    if (rc && is_unsigned && allow_unsigned) {
+        fprintf(stderr,
+                "quant pull: WARNING: %s@%s IS NOT SIGNED. It is pulled only because of --allow-unsigned:\n"
+                "quant pull: WARNING: nobody vouches for these files; they are checked against the manifest's\n"
+                "quant pull: WARNING: digests only, and the manifest itself came unauthenticated from %s.\n",
+                ref.name, man_digest, cfg.registry);
+        rc = QD_OK;
+    } else if (rc) {
+        if (is_unsigned)
+            qd_error_prefix("refused (to pull an unsigned artifact anyway, pass --allow-unsigned)");
+        goto cleanup;
+    } else {
+        fprintf(stderr, "quant pull: %s@%s: verified (%s, %zu key%s)\n", ref.name, man_digest,
+                qd_verified_predicate_type(ver), qd_verified_key_count(ver),
+                qd_verified_key_count(ver) == 1 ? "" : "s");
+    }
     /* 3. the files */
     for (size_t i = 0; i < n; i++) {
-        if ((rc = pull_layer(c, &ref, dir, &L[i], (size_t)parallel, &fetched))) {
+        if ((rc = pull_layer(c, &ref, dir, &L[i], (size_t)parallel, &R[i]))) {
             qd_error_prefix("%s", L[i].name);
             goto cleanup;
         }
         total += L[i].size;
+        fetched += R[i].fetched;
     }
     {
         double secs = (double)(now_ns() - t0) / 1e9;
         fprintf(stderr, "quant pull: %zu file%s, %llu bytes, %llu fetched in %.2f s (%.1f MB/s)\n", n,
                 n == 1 ? "" : "s", (unsigned long long)total, (unsigned long long)fetched, secs,
                 secs > 0 ? (double)fetched / secs / 1e6 : 0.0);
+        if (json) {
+            json_t *o = json_pack("{s:s,s:s,s:s,s:b,s:o,s:[],s:I,s:I,s:f}", "name", ref.name, "reference",
+                                  argv[optind], "manifest", man_digest, "signed", !is_unsigned, "verified",
+                                  ver ? json_pack("{s:s,s:I}", "predicate_type", qd_verified_predicate_type(ver),
+                                                  "keys", (json_int_t)qd_verified_key_count(ver))
+                                      : json_null(),
+                                  "files", "bytes", (json_int_t)total, "fetched", (json_int_t)fetched, "seconds",
+                                  secs);
+            for (size_t i = 0; o && i < n; i++)
+                json_array_append_new(json_object_get(o, "files"),
+                                      json_pack("{s:s,s:s,s:I,s:I,s:b,s:b}", "name", L[i].name, "digest",
+                                                L[i].digest_str, "size", (json_int_t)L[i].size, "fetched",
+                                                (json_int_t)R[i].fetched, "resumed", R[i].resumed,
+                                                "already_present", R[i].present));
+            char *text = o ? json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+            if (text)
+                printf("%s\n", text);
+            free(text); /* jansson */
+            json_decref(o);
+        }
     }
-    printf("%s@%s\n", ref.name, man_digest);
+    if (!json)
+        printf("%s@%s\n", ref.name, man_digest);
 cleanup:
     if (rc) {
         ex = qd_fail(rc, "pull");
@@ -606,6 +665,7 @@ cleanup:
     qd_policy_free(pol);
     qd_buf_dispose(&man);
     qd_free(L);
+    qd_free(R);
     http_close(c);
     return ex;
 }
