@@ -75,7 +75,127 @@ typedef struct pull_ctx {
     int started;
     int herr;        /* the thread's error (qd_err) */
     char hmsg[256];
+    /* stream mode (one range): the bytes arrive in order, so they are hashed from memory and written with
+     * O_DIRECT by the worker thread while the transfer fills the other of two buffers */
+    int stream;
+    int dfd;            /* the part file opened O_DIRECT, or -1 (then fd: a file system without O_DIRECT) */
+    uint8_t *smem[2];   /* allocations */
+    uint8_t *sbuf[2];   /* their STREAM_ALIGN-aligned starts */
+    int cur;            /* the buffer being filled */
+    size_t fill;        /* bytes in it */
+    uint64_t cur_off;   /* the file offset of its first byte */
+    int job;            /* a buffer handed to the worker, -1 when none */
+    size_t job_len;
+    uint64_t job_off;
+    uint64_t durable;   /* bytes from 0 hashed and written (what the state may claim) */
+    size_t sbuf_cap;    /* bytes per buffer */
 } pull_ctx;
+
+#define STREAM_BUF (8u << 20)
+#define STREAM_ALIGN 4096u
+
+/* Write len bytes of data at off: O_DIRECT when aligned (no page cache: no copy, no writeback work on this
+ * machine's CPUs), else through the page cache. */
+static int write_at(pull_ctx *p, const uint8_t *data, size_t len, uint64_t off)
+{
+    int fd = p->dfd >= 0 && off % STREAM_ALIGN == 0 && len % STREAM_ALIGN == 0 ? p->dfd : p->fd;
+    while (len) {
+        ssize_t w = pwrite(fd, data, len, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && fd == p->dfd && errno == EINVAL) { /* O_DIRECT refused after all: the page cache */
+            fd = p->fd;
+            continue;
+        }
+        if (w <= 0)
+            return errno == ENOSPC ? QD_EFULL : QD_EIO;
+        data += w;
+        off += (uint64_t)w;
+        len -= (size_t)w;
+    }
+    return QD_OK;
+}
+
+/* The stream worker: hash each handed-over buffer, write it, then mark it done. */
+static void *stream_worker(void *arg)
+{
+    pull_ctx *p = arg;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->job < 0 && !p->finished)
+            pthread_cond_wait(&p->cv, &p->mu);
+        if (p->job < 0)
+            break;
+        {
+            const uint8_t *b = p->sbuf[p->job];
+            size_t len = p->job_len;
+            uint64_t off = p->job_off;
+            int rc;
+            pthread_mutex_unlock(&p->mu);
+            qd_sha256_update(p->h, b, len);
+            rc = write_at(p, b, len, off);
+            pthread_mutex_lock(&p->mu);
+            if (rc) {
+                p->herr = rc;
+                snprintf(p->hmsg, sizeof(p->hmsg), "write: %s", strerror(errno));
+                p->job = -1;
+                pthread_cond_broadcast(&p->cv);
+                break;
+            }
+            p->hashed += len;
+            p->durable = off + len;
+            p->job = -1;
+            pthread_cond_broadcast(&p->cv);
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Hand the filled buffer to the worker (after it finished the previous one) and switch buffers. */
+static int stream_submit(pull_ctx *p)
+{
+    int err;
+    pthread_mutex_lock(&p->mu);
+    while (p->job >= 0 && !p->herr)
+        pthread_cond_wait(&p->cv, &p->mu);
+    err = p->herr;
+    if (!err && p->fill) {
+        p->job = p->cur;
+        p->job_len = p->fill;
+        p->job_off = p->cur_off;
+        pthread_cond_broadcast(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (err)
+        return qd_error_set(err, QD_EC_OS, "%s", p->hmsg);
+    p->cur_off += p->fill;
+    p->fill = 0;
+    p->cur ^= 1;
+    return QD_OK;
+}
+
+static int on_bytes_stream(void *ctx, size_t i, uint64_t off, const void *data, size_t len)
+{
+    pull_ctx *p = ctx;
+    const uint8_t *s = data;
+    (void)i;
+    if (off != p->cur_off + p->fill)
+        return qd_error_set(QD_ECORRUPT, QD_EC_NET, "bytes out of order at %llu", (unsigned long long)off);
+    while (len) {
+        size_t take = p->sbuf_cap - p->fill < len ? p->sbuf_cap - p->fill : len;
+        memcpy(p->sbuf[p->cur] + p->fill, s, take);
+        p->fill += take;
+        s += take;
+        len -= take;
+        if (p->fill == p->sbuf_cap) {
+            int rc = stream_submit(p);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
 
 static void *hasher(void *arg)
 {
@@ -114,6 +234,8 @@ static int hasher_join(pull_ctx *p)
 {
     if (!p->started)
         return QD_OK;
+    if (p->stream)
+        stream_submit(p); /* what arrived is good data: write it, so a resume need not fetch it again */
     pthread_mutex_lock(&p->mu);
     p->finished = 1;
     pthread_cond_signal(&p->cv);
@@ -303,7 +425,15 @@ static int write_state(pull_ctx *p)
     if (!(f = fopen(tmp, "w")))
         return qd_error_set(QD_EIO, QD_EC_OS, "%s: %s", tmp, strerror(errno));
     fprintf(f, "quant-pull 1 %s %llu %zu\n", p->digest_str, (unsigned long long)p->size, p->n);
-    for (size_t i = 0; i < p->n; i++)
+    if (p->stream) {
+        /* only what the worker has written counts: received bytes still in a buffer are not on disk */
+        uint64_t durable;
+        pthread_mutex_lock(&p->mu);
+        durable = p->durable;
+        pthread_mutex_unlock(&p->mu);
+        fprintf(f, "0 %llu %llu\n", (unsigned long long)p->size, (unsigned long long)durable);
+    }
+    for (size_t i = 0; !p->stream && i < p->n; i++)
         fprintf(f, "%llu %llu %llu\n", (unsigned long long)p->ranges[i].start, (unsigned long long)p->ranges[i].end,
                 (unsigned long long)p->ranges[i].done);
     if (fclose(f) || rename(tmp, p->state_path))
@@ -367,12 +497,14 @@ static int on_tick(void *ctx)
         if (prefix < p->ranges[i].end)
             break;
     }
-    pthread_mutex_lock(&p->mu);
-    if (prefix > p->prefix) {
-        p->prefix = prefix;
-        pthread_cond_signal(&p->cv);
+    if (!p->stream) {
+        pthread_mutex_lock(&p->mu);
+        if (prefix > p->prefix) {
+            p->prefix = prefix;
+            pthread_cond_signal(&p->cv);
+        }
+        pthread_mutex_unlock(&p->mu);
     }
-    pthread_mutex_unlock(&p->mu);
     t = now_ns();
     if (t - p->last_state_ns > 200000000ull) {
         p->last_state_ns = t;
@@ -395,7 +527,8 @@ static int pull_layer(http_client *c, const image_ref *ref, const char *dir, con
     int rc = QD_OK, keep = 1;
 
     memset(&p, 0, sizeof(p));
-    p.fd = -1;
+    p.fd = p.dfd = -1;
+    p.job = -1;
     pthread_mutex_init(&p.mu, NULL);
     pthread_cond_init(&p.cv, NULL);
     snprintf(target, sizeof(target), "%s/%s", dir, L->name);
@@ -431,6 +564,8 @@ static int pull_layer(http_client *c, const image_ref *ref, const char *dir, con
         }
         unlink(part);
     } else {
+        if (p.n == 1) /* the stream writes whole aligned blocks: continue from a block boundary */
+            ranges[0].done -= ranges[0].done % STREAM_ALIGN;
         for (size_t i = 0; i < p.n; i++)
             p.resumed_from += ranges[i].done;
         fprintf(stderr, "quant pull: %s: resuming (%llu of %llu bytes on disk)\n", L->name,
@@ -451,9 +586,36 @@ static int pull_layer(http_client *c, const image_ref *ref, const char *dir, con
         rc = qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "out of memory");
         goto cleanup;
     }
+    p.stream = p.n == 1;
+    if (p.stream) {
+        /* one range: hash the prefix already on disk, then the rest from memory as it arrives */
+        uint64_t cap = L->size - ranges[0].done < STREAM_BUF ? L->size - ranges[0].done : STREAM_BUF;
+        p.sbuf_cap = (size_t)((cap + STREAM_ALIGN - 1) / STREAM_ALIGN * STREAM_ALIGN);
+        if (!p.sbuf_cap)
+            p.sbuf_cap = STREAM_ALIGN;
+        for (int k = 0; k < 2; k++) {
+            if (!(p.smem[k] = qd_malloc(p.sbuf_cap + STREAM_ALIGN))) {
+                rc = qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "out of memory");
+                goto cleanup;
+            }
+            p.sbuf[k] = p.smem[k] + (STREAM_ALIGN - (uintptr_t)p.smem[k] % STREAM_ALIGN) % STREAM_ALIGN;
+        }
+        while (p.hashed < ranges[0].done) {
+            size_t want = ranges[0].done - p.hashed > HASH_BUF ? HASH_BUF : (size_t)(ranges[0].done - p.hashed);
+            ssize_t got_n = pread(p.fd, p.buf, want, (off_t)p.hashed);
+            if (got_n <= 0) {
+                rc = qd_error_set(QD_EIO, QD_EC_OS, "%s: read back: %s", part, got_n < 0 ? strerror(errno) : "short");
+                goto cleanup;
+            }
+            qd_sha256_update(p.h, p.buf, (size_t)got_n);
+            p.hashed += (uint64_t)got_n;
+        }
+        p.durable = p.cur_off = ranges[0].done;
+        p.dfd = open(part, O_WRONLY | O_DIRECT | O_CLOEXEC); /* -1 (e.g. tmpfs): the page cache it is */
+    }
     if ((rc = write_state(&p)))
         goto cleanup;
-    if (pthread_create(&p.th, NULL, hasher, &p)) {
+    if (pthread_create(&p.th, NULL, p.stream ? stream_worker : hasher, &p)) {
         rc = qd_error_set(QD_ERROR, QD_EC_OS, "cannot start the hashing thread");
         goto cleanup;
     }
@@ -462,7 +624,8 @@ static int pull_layer(http_client *c, const image_ref *ref, const char *dir, con
     snprintf(path, sizeof(path), "/v2/%s/blobs/%s", ref->name, L->digest_str);
     uint64_t before = http_bytes_received(c);
     if (L->size)
-        rc = http_get_ranges(c, path, L->digest_str, ranges, p.n, on_bytes, on_tick, &p);
+        rc = http_get_ranges(c, path, L->digest_str, ranges, p.n, p.stream ? on_bytes_stream : on_bytes, on_tick,
+                             &p);
     else
         rc = on_tick(&p);
     progress_end(&p.prog);
@@ -507,6 +670,10 @@ cleanup:
     pthread_cond_destroy(&p.cv);
     if (p.fd >= 0)
         close(p.fd);
+    if (p.dfd >= 0)
+        close(p.dfd);
+    qd_free(p.smem[0]);
+    qd_free(p.smem[1]);
     if (rc && !keep) {
         unlink(part);
         unlink(state);
