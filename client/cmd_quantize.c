@@ -1,6 +1,7 @@
 /*
  * cmd_quantize.c - `quant quantize`: a whole model into a GGUF with one of llama-quantize's recipes.
  */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,7 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: quant quantize --in SRC --type RECIPE --out OUT.gguf [--imatrix FILE] [-t N] [--pure]\n"
-               "                      [--allow-requantize] [--output-tensor-type T] [--token-embedding-type T]\n"
+               "                      [--allow-requantize] [--output-tensor-type T] [--token-embedding-type T] [--json]\n"
                "       quant quantize SRC --recipe RECIPE --out OUT.gguf ...   (the same, SRC a local file or dir)\n"
                "       quant quantize NAME[:TAG|@DIGEST] --recipe RECIPE [--calib C] [--hardware H] [--follow]\n"
                "                      [--json] [--registry URL]   (a job on a registry: quant quantize NAME --help)\n"
@@ -40,8 +41,17 @@ static void usage(FILE *f)
 }
 
 /* --format bnb|compressed-tensors: the Hugging Face layouts of hfquant.h */
+static void print_json(json_t *o)
+{
+    char *text = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
+    json_decref(o);
+    if (text)
+        printf("%s\n", text);
+    free(text); /* jansson */
+}
+
 static int quantize_hf(const char *in, const char *out, const char *format, const char *type, const char *method,
-                       long group, bool double_quant, bool per_tensor, bool weight_only)
+                       long group, bool double_quant, bool per_tensor, bool weight_only, bool json)
 {
     qd_hfq_export_opts o;
     qd_hfq_export_stats st;
@@ -56,6 +66,15 @@ static int quantize_hf(const char *in, const char *out, const char *format, cons
     int rc = qd_hfq_export(&st, in, out, &o);
     if (rc)
         return qd_fail(rc, rc == QD_EUNSUPPORTED ? "quantize: unsupported" : "quantize");
+    if (json) {
+        print_json(json_pack("{s:s,s:s,s:s,s:s,s:I,s:i,s:i,s:f,s:f,s:f}", "out", out, "format",
+                             qd_hfq_format_name(o.q.format), "type", qd_hfq_type_name(o.q.type), "method", o.method,
+                             "file_bytes", (json_int_t)st.file_bytes, "tensors", (int)st.n_tensors, "quantized",
+                             (int)st.n_quantized, "bits_per_quantized_weight",
+                             st.q_elements ? (double)st.q_bytes * 8.0 / (double)st.q_elements : 0.0, "max_rel_rmse",
+                             st.max_rel_rmse, "seconds", st.seconds));
+        return EXIT_OK_;
+    }
     printf("%s: %s %s (method %s) %llu bytes, %zu tensors (%zu quantized, %.4f bits per quantized weight), "
            "worst relative RMS error %.5f, %.2f s\n",
            out, qd_hfq_format_name(o.q.format), qd_hfq_type_name(o.q.type), o.method,
@@ -110,7 +129,7 @@ int cmd_quantize(int argc, char **argv)
 {
     const char *in = NULL, *out = NULL, *type = NULL, *imatrix = NULL, *format = NULL, *method = NULL;
     long group = 0;
-    bool double_quant = false, per_tensor = false, weight_only = false;
+    bool double_quant = false, per_tensor = false, weight_only = false, json = false;
     qd_quantize_opts o;
     qd_quantize_stats st;
     qprog q;
@@ -144,6 +163,9 @@ int cmd_quantize(int argc, char **argv)
             continue;
         } else if (!strcmp(a, "--allow-requantize")) {
             o.allow_requantize = true;
+            continue;
+        } else if (!strcmp(a, "--json")) {
+            json = true;
             continue;
         }
         if (!v) {
@@ -198,7 +220,7 @@ int cmd_quantize(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (format && strcmp(format, "gguf"))
-        return quantize_hf(in, out, format, type, method, group, double_quant, per_tensor, weight_only);
+        return quantize_hf(in, out, format, type, method, group, double_quant, per_tensor, weight_only, json);
     if (method && strcmp(method, "rtn")) {
         fprintf(stderr, "quant quantize: --method %s is not available yet (rtn only)\n", method);
         return EXIT_USAGE;
@@ -216,6 +238,15 @@ int cmd_quantize(int argc, char **argv)
     if (rc) /* "unsupported" marks valid input this build cannot handle (e.g. a type without kernels) */
         return qd_fail(rc, rc == QD_EUNSUPPORTED ? "quantize: unsupported" : "quantize");
     double bpw = st.n_elements ? (double)st.tensor_bytes * 8.0 / (double)st.n_elements : 0;
+    if (json) {
+        print_json(json_pack("{s:s,s:s,s:I,s:f,s:i,s:i,s:i,s:i,s:i,s:f,s:i,s:s}", "out", out, "recipe",
+                             qd_recipe_name(o.ftype), "file_bytes", (json_int_t)st.file_bytes, "bits_per_weight", bpw,
+                             "tensors", (int)st.n_tensors, "quantized", (int)st.n_quantized, "fallback",
+                             (int)st.n_fallback, "beyond_llama", (int)st.n_beyond_llama, "imatrix", (int)st.n_imatrix,
+                             "seconds", st.seconds, "threads", st.threads, "kernels",
+                             qd_kernels_name(qd_kernels_current())));
+        return EXIT_OK_;
+    }
     printf("%s: %s %llu bytes (%.2f MiB), %.4f bits per weight, %zu tensors (%zu quantized, %zu fallback",
            out, qd_recipe_name(o.ftype), (unsigned long long)st.file_bytes, (double)st.file_bytes / 1048576.0, bpw,
            st.n_tensors, st.n_quantized, st.n_fallback);

@@ -17,8 +17,10 @@ typedef struct command {
 
 static int cmd_version(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
+    if (argc > 1 && !strcmp(argv[1], "--json")) { /* {"version": "..."}: the version string has no quotes */
+        printf("{\"version\": \"%s\"}\n", qd_version_string());
+        return 0;
+    }
     printf("quant %s\n", qd_version_string());
     return 0;
 }
