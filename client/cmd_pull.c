@@ -6,7 +6,9 @@
  *
  * Hashing: the ranges land in the part file at their offsets (pwrite); a hashing thread follows the contiguous
  * prefix that is complete, reading those bytes back from the file (the page cache) as the prefix grows, so the
- * whole file is hashed in order while it downloads, on another core than the transfers.
+ * whole file is hashed in order while it downloads, on another core than the transfers. With one range (the
+ * stream path) the bytes arrive in order: they go into a ring of 4 buffers of 8 MiB, and one thread hashes each
+ * buffer from memory while another writes it with O_DIRECT (no page cache copy, no read-back, no writeback work).
  *
  * Resume: DIR/.NAME.quant-state records the digest, the size and each range's (start, end, done), written after
  * the bytes it counts; a later pull of the same digest continues each range from done (with If-Range: the
@@ -51,6 +53,9 @@ typedef struct layer_result {
 
 #define RANGE_MIN (1ull << 20)
 #define HASH_BUF (1u << 20)
+#define STREAM_BUF (8u << 20) /* one buffer of the stream's ring */
+#define SRING 4               /* buffers in the ring */
+#define STREAM_ALIGN 4096u    /* O_DIRECT alignment of offsets, lengths and memory */
 
 
 typedef struct pull_ctx {
@@ -75,24 +80,25 @@ typedef struct pull_ctx {
     int started;
     int herr;        /* the thread's error (qd_err) */
     char hmsg[256];
-    /* stream mode (one range): the bytes arrive in order, so they are hashed from memory and written with
-     * O_DIRECT by the worker thread while the transfer fills the other of two buffers */
+    /* stream mode (one range): the bytes arrive in order, so they are hashed from memory by one thread and
+     * written with O_DIRECT by another, each taking the buffers of a ring in order while the transfer fills the
+     * next free one; a buffer is free again once both have done with it */
     int stream;
-    int dfd;            /* the part file opened O_DIRECT, or -1 (then fd: a file system without O_DIRECT) */
-    uint8_t *smem[2];   /* allocations */
-    uint8_t *sbuf[2];   /* their STREAM_ALIGN-aligned starts */
-    int cur;            /* the buffer being filled */
-    size_t fill;        /* bytes in it */
-    uint64_t cur_off;   /* the file offset of its first byte */
-    int job;            /* a buffer handed to the worker, -1 when none */
-    size_t job_len;
-    uint64_t job_off;
-    uint64_t durable;   /* bytes from 0 hashed and written (what the state may claim) */
-    size_t sbuf_cap;    /* bytes per buffer */
+    int dfd;                  /* the part file opened O_DIRECT, or -1 (then fd: no O_DIRECT here) */
+    uint8_t *smem[SRING];     /* allocations */
+    uint8_t *sbuf[SRING];     /* their STREAM_ALIGN-aligned starts */
+    size_t slen[SRING];       /* bytes in each submitted buffer */
+    uint64_t soff[SRING];     /* the file offset of each submitted buffer */
+    size_t sbuf_cap;          /* bytes per buffer */
+    size_t fill;              /* bytes in the buffer being filled (number filled_seq) */
+    uint64_t cur_off;         /* the file offset of its first byte */
+    uint64_t filled_seq;      /* buffers submitted so far */
+    uint64_t hashed_seq;      /* buffers hashed so far */
+    uint64_t written_seq;     /* buffers written so far */
+    uint64_t durable;         /* bytes from 0 written (what the state may claim) */
+    pthread_t th2;            /* the writer */
+    int started2;
 } pull_ctx;
-
-#define STREAM_BUF (8u << 20)
-#define STREAM_ALIGN 4096u
 
 /* Write len bytes of data at off: O_DIRECT when aligned (no page cache: no copy, no writeback work on this
  * machine's CPUs), else through the page cache. */
@@ -116,62 +122,74 @@ static int write_at(pull_ctx *p, const uint8_t *data, size_t len, uint64_t off)
     return QD_OK;
 }
 
-/* The stream worker: hash each handed-over buffer, write it, then mark it done. */
-static void *stream_worker(void *arg)
+/* The hashing (writer = 0) or the writing (writer = 1) thread of the stream: each submitted buffer in order. */
+static void stream_stage(pull_ctx *p, int writer)
 {
-    pull_ctx *p = arg;
+    uint64_t *seq = writer ? &p->written_seq : &p->hashed_seq;
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (p->job < 0 && !p->finished)
+        while (*seq == p->filled_seq && !p->finished && !p->herr)
             pthread_cond_wait(&p->cv, &p->mu);
-        if (p->job < 0)
+        if (p->herr || *seq == p->filled_seq)
             break;
         {
-            const uint8_t *b = p->sbuf[p->job];
-            size_t len = p->job_len;
-            uint64_t off = p->job_off;
-            int rc;
+            int k = (int)(*seq % SRING), rc = QD_OK;
+            const uint8_t *b = p->sbuf[k];
+            size_t len = p->slen[k];
+            uint64_t off = p->soff[k];
             pthread_mutex_unlock(&p->mu);
-            qd_sha256_update(p->h, b, len);
-            rc = write_at(p, b, len, off);
+            if (writer)
+                rc = write_at(p, b, len, off);
+            else
+                qd_sha256_update(p->h, b, len);
             pthread_mutex_lock(&p->mu);
             if (rc) {
                 p->herr = rc;
                 snprintf(p->hmsg, sizeof(p->hmsg), "write: %s", strerror(errno));
-                p->job = -1;
-                pthread_cond_broadcast(&p->cv);
-                break;
+            } else if (writer) {
+                p->durable = off + len;
+            } else {
+                p->hashed += len;
             }
-            p->hashed += len;
-            p->durable = off + len;
-            p->job = -1;
+            (*seq)++;
             pthread_cond_broadcast(&p->cv);
         }
     }
     pthread_mutex_unlock(&p->mu);
+}
+
+static void *stream_hasher(void *arg)
+{
+    stream_stage(arg, 0);
     return NULL;
 }
 
-/* Hand the filled buffer to the worker (after it finished the previous one) and switch buffers. */
+static void *stream_writer(void *arg)
+{
+    stream_stage(arg, 1);
+    return NULL;
+}
+
+/* Hand the filled buffer to both stages, then wait until the next buffer of the ring is free. */
 static int stream_submit(pull_ctx *p)
 {
     int err;
     pthread_mutex_lock(&p->mu);
-    while (p->job >= 0 && !p->herr)
-        pthread_cond_wait(&p->cv, &p->mu);
-    err = p->herr;
-    if (!err && p->fill) {
-        p->job = p->cur;
-        p->job_len = p->fill;
-        p->job_off = p->cur_off;
+    if (p->fill && !p->herr) {
+        int k = (int)(p->filled_seq % SRING);
+        p->slen[k] = p->fill;
+        p->soff[k] = p->cur_off;
+        p->filled_seq++;
         pthread_cond_broadcast(&p->cv);
     }
+    while (!p->herr && (p->filled_seq - p->hashed_seq >= SRING || p->filled_seq - p->written_seq >= SRING))
+        pthread_cond_wait(&p->cv, &p->mu);
+    err = p->herr;
     pthread_mutex_unlock(&p->mu);
     if (err)
         return qd_error_set(err, QD_EC_OS, "%s", p->hmsg);
     p->cur_off += p->fill;
     p->fill = 0;
-    p->cur ^= 1;
     return QD_OK;
 }
 
@@ -184,7 +202,7 @@ static int on_bytes_stream(void *ctx, size_t i, uint64_t off, const void *data, 
         return qd_error_set(QD_ECORRUPT, QD_EC_NET, "bytes out of order at %llu", (unsigned long long)off);
     while (len) {
         size_t take = p->sbuf_cap - p->fill < len ? p->sbuf_cap - p->fill : len;
-        memcpy(p->sbuf[p->cur] + p->fill, s, take);
+        memcpy(p->sbuf[p->filled_seq % SRING] + p->fill, s, take);
         p->fill += take;
         s += take;
         len -= take;
@@ -232,16 +250,21 @@ static void *hasher(void *arg)
 /* Tell the hashing thread that no more bytes come, and wait for it. @return its error or QD_OK */
 static int hasher_join(pull_ctx *p)
 {
-    if (!p->started)
+    if (!p->started && !p->started2)
         return QD_OK;
     if (p->stream)
         stream_submit(p); /* what arrived is good data: write it, so a resume need not fetch it again */
     pthread_mutex_lock(&p->mu);
     p->finished = 1;
-    pthread_cond_signal(&p->cv);
+    pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
-    pthread_join(p->th, NULL);
+    if (p->started)
+        pthread_join(p->th, NULL);
     p->started = 0;
+    if (p->started2) {
+        pthread_join(p->th2, NULL);
+        p->started2 = 0;
+    }
     if (p->herr)
         return qd_error_set(p->herr, QD_EC_OS, "%s", p->hmsg);
     return QD_OK;
@@ -528,7 +551,6 @@ static int pull_layer(http_client *c, const image_ref *ref, const char *dir, con
 
     memset(&p, 0, sizeof(p));
     p.fd = p.dfd = -1;
-    p.job = -1;
     pthread_mutex_init(&p.mu, NULL);
     pthread_cond_init(&p.cv, NULL);
     snprintf(target, sizeof(target), "%s/%s", dir, L->name);
@@ -593,7 +615,7 @@ static int pull_layer(http_client *c, const image_ref *ref, const char *dir, con
         p.sbuf_cap = (size_t)((cap + STREAM_ALIGN - 1) / STREAM_ALIGN * STREAM_ALIGN);
         if (!p.sbuf_cap)
             p.sbuf_cap = STREAM_ALIGN;
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < SRING; k++) {
             if (!(p.smem[k] = qd_malloc(p.sbuf_cap + STREAM_ALIGN))) {
                 rc = qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "out of memory");
                 goto cleanup;
@@ -615,7 +637,12 @@ static int pull_layer(http_client *c, const image_ref *ref, const char *dir, con
     }
     if ((rc = write_state(&p)))
         goto cleanup;
-    if (pthread_create(&p.th, NULL, p.stream ? stream_worker : hasher, &p)) {
+    if (p.stream && pthread_create(&p.th2, NULL, stream_writer, &p)) {
+        rc = qd_error_set(QD_ERROR, QD_EC_OS, "cannot start the writing thread");
+        goto cleanup;
+    }
+    p.started2 = p.stream;
+    if (pthread_create(&p.th, NULL, p.stream ? stream_hasher : hasher, &p)) {
         rc = qd_error_set(QD_ERROR, QD_EC_OS, "cannot start the hashing thread");
         goto cleanup;
     }
@@ -672,8 +699,8 @@ cleanup:
         close(p.fd);
     if (p.dfd >= 0)
         close(p.dfd);
-    qd_free(p.smem[0]);
-    qd_free(p.smem[1]);
+    for (int k = 0; k < SRING; k++)
+        qd_free(p.smem[k]);
     if (rc && !keep) {
         unlink(part);
         unlink(state);
