@@ -106,7 +106,8 @@ cleanup:
     return rc;
 }
 
-/* Common options of the registry side: --registry, --cacert, --json. @return 1 when a handled one */
+/* What the registry commands share: the config (registry, token, cacert; --registry and --cacert override) and
+ * --json. */
 typedef struct reg_opts {
     quant_config cfg;
     bool json;
