@@ -9,10 +9,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/client_lib.sh"
 MODEL=$(cd "$here/../.." && pwd)/../shared/models/stories260K.bin
 [ -f "$MODEL" ] || { echo "stories260K.bin not found under ../shared/models"; exit 77; }
-SCHEMA=$(cd "$here/../.." && pwd)/schemas/client.schema.json
-schema_ok() { # schema_ok DEF FILE
-    python3 "$here/../lib/check_schema.py" "$SCHEMA" "$1" <"$2" || fail "$2 does not match client.schema.json $1"
-}
 client_setup
 cp "$MODEL" "$T/stories260K.bin"
 # mean KLD at most 0.1: Q8_0 passes (about 0.02), Q4_K_M fails (about 1.0) on this 260K-parameter model
@@ -67,29 +63,29 @@ J4=$(sed -n 's/.*job \([0-9a-f]\{16\}\) queued.*/\1/p' "$T/err")
 
 # ---- the same request again: deduplicated (same job), --json matches the schema
 qrun 0 quantize org/stories:ckpt --recipe Q4_K_M --registry "$URL" --json
-schema_ok job "$T/out"
-python3 -c "import json,sys; j=json.load(open('$T/out')); sys.exit(not (j['deduplicated'] and j['id']=='$J4'))" ||
+schema_keep job "$T/out"
+"$PYTHON" -c "import json,sys; j=json.load(open('$T/out')); sys.exit(not (j['deduplicated'] and j['id']=='$J4'))" ||
     fail "not deduplicated: $(cat "$T/out")"
 qrun 0 quantize org/stories:ckpt --recipe Q4_K_M --registry "$URL"
 [ "$(cat "$T/out")" = "$J4" ] || fail "stdout should be the job id: $(cat "$T/out")"
 # jobs follow of a finished job: its outcome again
 qrun 9 jobs follow "$J4" --registry "$URL"
 qrun 0 jobs follow "$J8" --registry "$URL" --json
-schema_ok job "$T/out"
+schema_keep job "$T/out"
 
 # ---- quant jobs ls / show
 qrun 0 jobs --registry "$URL"
 grep -q "^$J8 .*done.*Q8_0.*pass" "$T/out" || fail "jobs ls: $(cat "$T/out")"
 grep -q "^$J4 .*done.*Q4_K_M.*fail" "$T/out" || fail "jobs ls: $(cat "$T/out")"
 qrun 0 jobs ls --json --registry "$URL"
-schema_ok job_list "$T/out"
-[ "$(python3 -c "import json; print(len(json.load(open('$T/out'))))")" = 2 ] || fail "two jobs expected"
+schema_keep job_list "$T/out"
+[ "$("$PYTHON" -c "import json; print(len(json.load(open('$T/out'))))")" = 2 ] || fail "two jobs expected"
 qrun 0 jobs ls --state running --json --registry "$URL"
 [ "$(cat "$T/out" | tr -d ' \n')" = "[]" ] || fail "no running job expected: $(cat "$T/out")"
 qrun 0 jobs show "$J8" --registry "$URL"
 grep -q "^verdict  *pass" "$T/out" && grep -q "^tag  *${VAR%@*}" "$T/out" || fail "jobs show: $(cat "$T/out")"
 qrun 0 jobs show "$J8" --json --registry "$URL"
-schema_ok job "$T/out"
+schema_keep job "$T/out"
 qrun 3 jobs show 0123456789abcdef --registry "$URL"
 qrun 2 jobs show nothex --registry "$URL"
 qrun 2 jobs frobnicate --registry "$URL"
@@ -101,7 +97,7 @@ stop_daemon
 # ---- max-jobs=0 keeps a job queued: follow it in the background, cancel it, the follower ends with exit 1
 start_daemon --max-jobs=0
 qrun 0 quantize org/stories:ckpt --recipe Q5_0 --registry "$URL" --json
-JQ=$(python3 -c "import json; print(json.load(open('$T/out'))['id'])")
+JQ=$("$PYTHON" -c "import json; print(json.load(open('$T/out'))['id'])")
 "$QUANT" jobs follow "$JQ" --registry "$URL" >"$T/fout" 2>"$T/ferr" &
 FOLLOWER=$!
 for _ in $(seq 1 200); do grep -q "job $JQ: queued" "$T/ferr" 2>/dev/null && break; sleep 0.05; done
@@ -132,4 +128,5 @@ if command -v script >/dev/null; then
     grep -q '\[>  ' "$T/typescript" || fail "the bar has no bar: $(od -c "$T/typescript" | head -20)"
 fi
 stop_daemon
+schema_check_all
 echo "ok"

@@ -6,11 +6,7 @@
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/daemon_lib.sh"
 . "$here/client_lib.sh"
-SCHEMA=$(cd "$here/../.." && pwd)/schemas/client.schema.json
-schema_ok() { # schema_ok DEF FILE
-    python3 "$here/../lib/check_schema.py" "$SCHEMA" "$1" <"$2" || fail "$2 does not match client.schema.json $1"
-}
-pyj() { python3 -c "import json; j=json.load(open('$T/out')); print($1)"; }
+pyj() { "$PYTHON" -c "import json; j=json.load(open('$T/out')); print($1)"; }
 client_setup
 start_daemon --auth=false
 head -c 400000 /dev/urandom >"$T/w.bin"
@@ -19,7 +15,7 @@ P=(--registry "$URL" --policy "$T/policy.json")
 
 # ---- push --json, signed
 qrun 0 push org/j:v1 "$T/w.bin" "$T/c.json" --sign "$T/good" --registry "$URL" --json
-schema_ok push "$T/out"
+schema_keep push "$T/out"
 [ "$(pyj "j['signed'], len(j['files']), j['files'][0]['already_present']")" = "True 2 False" ] ||
     fail "push json: $(cat "$T/out")"
 MD=$(pyj "j['manifest']")
@@ -30,12 +26,12 @@ qrun 0 push org/j:v1 "$T/w.bin" "$T/c.json" --sign "$T/good" --registry "$URL"
 # ---- pull --json
 mkdir "$T/a"
 qrun 0 pull org/j:v1 -o "$T/a" "${P[@]}" --json
-schema_ok pull "$T/out"
+schema_keep pull "$T/out"
 [ "$(pyj "j['manifest'], j['signed'], j['verified']['keys']")" = "$MD True 1" ] || fail "pull json: $(cat "$T/out")"
 [ "$(pyj "sum(f['fetched'] for f in j['files']) >= 400000")" = True ] || fail "pull json fetched: $(cat "$T/out")"
 cmp "$T/w.bin" "$T/a/w.bin" || fail "pulled bytes differ"
 qrun 0 pull org/j:v1 -o "$T/a" "${P[@]}" --json
-schema_ok pull "$T/out"
+schema_keep pull "$T/out"
 [ "$(pyj "all(f['already_present'] and f['fetched'] == 0 for f in j['files'])")" = True ] ||
     fail "second pull json: $(cat "$T/out")"
 qrun 0 pull org/j:v1 -o "$T/a" "${P[@]}"
@@ -43,7 +39,7 @@ qrun 0 pull org/j:v1 -o "$T/a" "${P[@]}"
 
 # ---- card --json
 qrun 0 card org/j:v1 "${P[@]}" --json
-schema_ok card "$T/out"
+schema_keep card "$T/out"
 [ "$(pyj "sorted(s['name'] for s in j['statement']['subject'])")" = "['c.json', 'w.bin']" ] ||
     fail "card json subjects: $(cat "$T/out")"
 qrun 0 card org/j:v1 "${P[@]}"
@@ -51,14 +47,14 @@ grep -q '^# Model card: org/j:v1' "$T/out" || fail "card human output"
 
 # ---- unsigned: refused by default, naming the option; pulled with --allow-unsigned and a warning
 qrun 0 push org/u:v1 "$T/w.bin" --registry "$URL" --json
-schema_ok push "$T/out"
+schema_keep push "$T/out"
 [ "$(pyj "j['signed'], j['key_id'], j['bundle_manifest']")" = "False None None" ] || fail "unsigned push json"
 mkdir "$T/u"
 qrun 4 pull org/u:v1 -o "$T/u" "${P[@]}"
 grep -q -- "--allow-unsigned" "$T/err" || fail "the refusal does not name --allow-unsigned: $(cat "$T/err")"
 [ -z "$(ls -A "$T/u")" ] || fail "a refused pull left files"
 qrun 0 pull org/u:v1 -o "$T/u" "${P[@]}" --allow-unsigned --json
-schema_ok pull "$T/out"
+schema_keep pull "$T/out"
 [ "$(pyj "j['signed'], j['verified']")" = "False None" ] || fail "unsigned pull json: $(cat "$T/out")"
 grep -q "WARNING: org/u@sha256:.* IS NOT SIGNED" "$T/err" || fail "no loud warning: $(cat "$T/err")"
 cmp "$T/w.bin" "$T/u/w.bin" || fail "unsigned pull bytes"
@@ -80,4 +76,5 @@ printf 'allow-unsigned yes\n' >"$HOME/.config/quant/config"
 qrun 2 pull org/u:v1 -o "$T/o" "${P[@]}"
 grep -q "unknown key 'allow-unsigned'" "$T/err" || fail "config message: $(cat "$T/err")"
 rm "$HOME/.config/quant/config"
+schema_check_all
 echo "ok"

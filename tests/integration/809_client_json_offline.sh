@@ -6,15 +6,33 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib/common.sh"
 MODEL=$SHARED/models/stories260K.bin
 [ -f "$MODEL" ] || { echo "stories260K.bin not found under ../shared/models"; exit 77; }
-schema_python >/dev/null || { echo "python3-jsonschema is not installed (make deps)"; exit 77; }
+PY=$(schema_python) || { echo "python3-jsonschema is not installed (make deps)"; exit 77; }
 W=$WORK
-J() { # J DEF CMD...: run quant CMD (exit 0), check stdout against $defs/DEF; stdout stays in $W/out
+N=0
+mkdir "$W/kept"
+J() { # J DEF CMD...: run quant CMD (exit 0); stdout stays in $W/out and is kept for the schema check at the end
     local def=$1
     shift
     "$QUANT" "$@" >"$W/out" 2>"$W/err" || { cat "$W/err" >&2; fail "quant $* failed"; }
-    check_schema client.schema.json "$def" <"$W/out"
+    N=$((N + 1))
+    cp "$W/out" "$W/kept/$N.$def.json"
 }
-pyj() { python3 -c "import json; j=json.load(open('$W/out')); print($1)"; }
+check_all() { # every kept output against its $defs, in one python run (importing jsonschema is slow)
+    "$PY" - "$ROOT/schemas/client.schema.json" "$W/kept" <<'PY' || fail "an output does not match its schema"
+import json, os, sys
+import jsonschema
+schema = json.load(open(sys.argv[1]))
+for f in sorted(os.listdir(sys.argv[2]), key=lambda s: int(s.split(".")[0])):
+    d = f.split(".")[1]
+    try:
+        jsonschema.validate(json.load(open(os.path.join(sys.argv[2], f))), {"$ref": "#/$defs/" + d, "$defs": schema["$defs"]},
+                            cls=jsonschema.Draft202012Validator)
+    except jsonschema.ValidationError as e:
+        sys.exit("%s: schema violation of $defs/%s: %s at %s" % (f, d, e.message, list(e.absolute_path)))
+print("%d outputs match schemas/client.schema.json" % len(os.listdir(sys.argv[2])))
+PY
+}
+pyj() { "$PY" -c "import json; j=json.load(open('$W/out')); print($1)"; }
 
 J kernels kernels --json
 [ "$(pyj "j['kernels']")" = "$("$QUANT" kernels | sed -n 's/^kernels: //p')" ] || fail "kernels json vs text"
@@ -55,11 +73,12 @@ if "$QUANT" quantize --in "$MODEL" --format bnb --type nf4 --out "$W/hf" >/dev/n
     J quantize_hf quantize --in "$MODEL" --format bnb --type nf4 --out "$W/hf" --json
 fi
 
-python3 -c "import struct,random; random.seed(1); open('$W/rows.f32','wb').write(struct.pack('<512f', *[random.uniform(-1,1) for _ in range(512)]))"
+"$PY" -c "import struct,random; random.seed(1); open('$W/rows.f32','wb').write(struct.pack('<512f', *[random.uniform(-1,1) for _ in range(512)]))"
 J rows rows quantize --type q8_0 --cols 256 "$W/rows.f32" "$W/rows.q8" --json
 [ "$(pyj "j['rows'], j['bytes_out']")" = "2 $(stat -c %s "$W/rows.q8")" ] || fail "rows json"
 
 J run run --model "$MODEL" --tokens 5 --json
 [ "$(pyj "' '.join(map(str, j['greedy']))")" = "$("$QUANT" run --model "$MODEL" --tokens 5)" ] || fail "run json vs text"
 J run run --model "$MODEL" --tokens 3 --prompt 1,2 --probs
+check_all
 echo "ok"
