@@ -39,9 +39,14 @@ J kernels kernels --json
 J version version --json
 [ "quant $(pyj "j['version']")" = "$("$QUANT" version)" ] || fail "version json vs text"
 
-"$QUANT" key gen --out "$W/k" >/dev/null 2>&1 || fail "key gen"
-J key_show key show "$W/k" --json
+J key_show key gen --out "$W/k" --json
 KID=$(pyj "j['id']")
+J key_show key show "$W/k" --json
+[ "$(pyj "j['id'], j['private']")" = "$KID True" ] || fail "key show json"
+J key_export key export "$W/k" --format openssh --json
+[ "$(pyj "j['public_key']")" = "$("$QUANT" key export "$W/k" --format openssh)" ] || fail "key export json"
+J key_show key import "$W/k.pub" --out "$W/imported" --json
+[ "$(pyj "j['id'], j['private']")" = "$KID False" ] || fail "key import json"
 J policy_new policy new --trust "$W/k.pub" --out "$W/p.json" --json
 [ "$(pyj "j['keys'][0]")" = "$KID" ] || fail "policy new json key"
 J policy_check policy check "$W/p.json" --json
