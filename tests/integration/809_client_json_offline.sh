@@ -65,6 +65,9 @@ J verify verify --policy "$W/p.json" --bundle "$W/b.json" "$W/f.bin" --json
 J token_create token create --store "$W/store" --name t1 --scopes 'pull:*' --json
 J token_list token list --store "$W/store" --json
 [ "$(pyj "j[0]['name']")" = t1 ] || fail "token list json"
+TID=$(pyj "j[0]['id']")
+J token_revoke token revoke "$TID" --store "$W/store" --json
+[ "$(pyj "j['revoked']")" = "$TID" ] || fail "token revoke json"
 
 J inspect inspect "$MODEL" --json
 J quantize quantize --in "$MODEL" --type Q8_0 --out "$W/m.gguf" --json
