@@ -68,5 +68,8 @@ int cmd_token(int argc, char **argv);
 int cmd_push(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_card(int argc, char **argv);
+/* quantize on demand against a registry (cmd_jobs.c) */
+int cmd_quantize_remote(int argc, char **argv);
+int cmd_jobs(int argc, char **argv);
 
 #endif

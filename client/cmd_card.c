@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "client.h"
@@ -17,9 +18,10 @@
 #include "registry.h"
 
 static const char card_usage[] =
-    "usage: quant card NAME[:TAG|@DIGEST] [--policy POLICY] [--registry URL] [--cacert FILE]\n"
-    "       quant card --bundle FILE --policy POLICY\n"
-    "  Renders a Markdown model card from the statement of a bundle that verifies against the trust policy.\n";
+    "usage: quant card NAME[:TAG|@DIGEST] [--policy POLICY] [--registry URL] [--cacert FILE] [--json]\n"
+    "       quant card --bundle FILE --policy POLICY [--json]\n"
+    "  Renders a Markdown model card from the statement of a bundle that verifies against the trust policy.\n"
+    "  --json: the verified statement and its signers instead (schemas/client.schema.json#/$defs/card).\n";
 
 static void md_value(FILE *o, json_t *v, int depth);
 
@@ -134,12 +136,41 @@ static int render(FILE *o, const char *title, const char *man_digest, const qd_v
     return QD_OK;
 }
 
+/* --json: the verified statement with who signed it, instead of Markdown. */
+static int render_json(const char *title, const char *man_digest, const qd_verified *v)
+{
+    size_t len;
+    const uint8_t *payload = qd_verified_payload(v, &len);
+    json_t *st = json_loadb((const char *)payload, len, 0, NULL), *o, *keys;
+    char *text;
+
+    if (!st)
+        return qd_error_set(QD_ECORRUPT, QD_EC_VERIFY, "the verified statement is not JSON");
+    keys = json_array();
+    for (size_t i = 0; i < qd_verified_key_count(v); i++)
+        json_array_append_new(keys, json_string(qd_verified_key_id(v, i)));
+    o = json_pack("{s:s,s:s?,s:s,s:o,s:o}", "title", title, "manifest", man_digest, "predicate_type",
+                  qd_verified_predicate_type(v), "signed_by", keys, "statement", st);
+    if (!o)
+        return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "out of memory");
+    if (!man_digest)
+        json_object_set_new(o, "manifest", json_null());
+    text = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(o);
+    if (!text)
+        return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "out of memory");
+    printf("%s\n", text);
+    free(text); /* jansson */
+    return QD_OK;
+}
+
 int cmd_card(int argc, char **argv)
 {
     static const struct option opts[] = {{"policy", required_argument, NULL, 'P'},
                                          {"bundle", required_argument, NULL, 'b'},
                                          {"registry", required_argument, NULL, 'r'},
                                          {"cacert", required_argument, NULL, 'C'},
+                                         {"json", no_argument, NULL, 'J'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *bundle = NULL;
@@ -153,7 +184,7 @@ int cmd_card(int argc, char **argv)
     size_t n = 0;
     qd_buf man;
     char path[1024], man_digest[QD_DIGEST_STR_LEN + 1];
-    int rc, ch, ex = EXIT_OK_;
+    int rc, ch, ex = EXIT_OK_, json = 0;
 
     qd_buf_init(&man, 4u << 20);
     if ((rc = quant_config_load(&cfg)))
@@ -163,6 +194,7 @@ int cmd_card(int argc, char **argv)
         switch (ch) {
         case 'P': snprintf(cfg.policy, sizeof(cfg.policy), "%s", optarg); break;
         case 'b': bundle = optarg; break;
+        case 'J': json = 1; break;
         case 'r': snprintf(cfg.registry, sizeof(cfg.registry), "%s", optarg); break;
         case 'C': snprintf(cfg.cacert, sizeof(cfg.cacert), "%s", optarg); break;
         case 'h': fputs(card_usage, stdout); return EXIT_OK_;
@@ -187,7 +219,7 @@ int cmd_card(int argc, char **argv)
                 qd_error_set(rc, QD_EC_VERIFY, "%s: %s", bundle, why.reason);
             goto cleanup;
         }
-        rc = render(stdout, bundle, NULL, ver);
+        rc = json ? render_json(bundle, NULL, ver) : render(stdout, bundle, NULL, ver);
         goto cleanup;
     }
     if ((rc = image_ref_parse(&ref, argv[optind])) || (rc = registry_open(&c, &cfg)))
@@ -200,12 +232,12 @@ int cmd_card(int argc, char **argv)
         qd_sha256_buf(&d, man.ptr, man.len);
         qd_digest_format(man_digest, &d);
     }
-    if ((rc = parse_manifest(&L, &n, &man)) || (rc = verify_referrers(&ver, c, &ref, man_digest, pol, L, n)))
+    if ((rc = parse_manifest(&L, &n, &man)) || (rc = verify_referrers(&ver, NULL, c, &ref, man_digest, pol, L, n)))
         goto cleanup;
     {
         char title[400];
         snprintf(title, sizeof(title), "%s:%s", ref.name, ref.by_digest ? man_digest : ref.ref);
-        rc = render(stdout, title, man_digest, ver);
+        rc = json ? render_json(title, man_digest, ver) : render(stdout, title, man_digest, ver);
     }
 cleanup:
     if (rc)

@@ -1,7 +1,9 @@
 /*
  * cmd_kernels.c - `quant kernels`: which kernel variant this machine uses and why.
  */
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "client.h"
@@ -11,17 +13,45 @@
 int cmd_kernels(int argc, char **argv)
 {
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: quant kernels\n\nPrints the kernel variant in use (QD_KERNELS=ref|avx2|avx512 forces one), the "
-               "variants this build has, the CPU features seen, and the types it can quantize.\n");
+        printf("usage: quant kernels [--json]\n\nPrints the kernel variant in use (QD_KERNELS=ref|avx2|avx512 forces one), the "
+               "variants this build has, the CPU features seen, and the types it can quantize.\n"
+               "--json: the same as one object (schemas/client.schema.json#/$defs/kernels).\n");
         return 0;
     }
-    if (argc > 1) {
-        fprintf(stderr, "quant kernels: takes no arguments\n");
+    int json = argc == 2 && !strcmp(argv[1], "--json");
+    if (argc > 1 && !json) {
+        fprintf(stderr, "quant kernels: takes no arguments but --json\n");
         return EXIT_USAGE;
     }
     int rc = qd_kernels_select();
     if (rc < 0)
         return qd_fail(rc, "kernels");
+    if (json) {
+        json_t *o = json_pack("{s:s,s:[],s:s,s:[],s:[]}", "kernels", qd_kernels_name(qd_kernels_current()), "built",
+                              "cpu", qd_kernels_cpu_features(), "quantize", "vectorized");
+        char *text;
+        if (!o)
+            return qd_fail(QD_ENOMEM, "kernels");
+        for (int v = QD_KERNELS_REF; v <= QD_KERNELS_CUDA; v++)
+            if (qd_kernels_built((qd_kernel_variant)v))
+                json_array_append_new(json_object_get(o, "built"),
+                                      json_pack("{s:s,s:b}", "name", qd_kernels_name((qd_kernel_variant)v), "usable",
+                                                qd_kernels_usable((qd_kernel_variant)v)));
+        for (int t = 0; t < QD_TYPE_COUNT; t++) {
+            const qd_type_traits *tr = qd_type_traits_get((qd_type)t);
+            if (tr && tr->can_quantize)
+                json_array_append_new(json_object_get(o, "quantize"), json_string(tr->name));
+            if (tr && qd_kernels_accelerated((qd_type)t))
+                json_array_append_new(json_object_get(o, "vectorized"), json_string(tr->name));
+        }
+        text = json_dumps(o, JSON_INDENT(2));
+        json_decref(o);
+        if (!text)
+            return qd_fail(QD_ENOMEM, "kernels");
+        printf("%s\n", text);
+        free(text); /* jansson */
+        return 0;
+    }
     printf("kernels: %s\n", qd_kernels_name(qd_kernels_current()));
     printf("built:");
     for (int v = QD_KERNELS_REF; v <= QD_KERNELS_CUDA; v++)

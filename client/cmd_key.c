@@ -21,6 +21,8 @@ static const char *key_usage =
     "  import FILE --out KEY                        read a PKCS#8/SPKI PEM key or an OpenSSH public key line;\n"
     "                                               a private key becomes KEY + KEY.pub, a public key KEY (PEM)\n"
     "\n"
+    "--json (every subcommand): gen, show and import print {id, algorithm, private}; export without --out prints\n"
+    "{id, algorithm, format, public_key} (schemas/client.schema.json#/$defs/key_show, key_export).\n"
     "The key id is the hex SHA-256 of the SPKI PEM text (the Sigstore publicKey.hint), e.g.\n"
     "  openssl pkey -pubin -in KEY.pub -pubout | sha256sum\n";
 
@@ -46,6 +48,18 @@ static int write_pair(const qd_key *k, const char *out)
     return EXIT_OK_;
 }
 
+/* {id, algorithm, private} on stdout (schemas/client.schema.json#/$defs/key_show) */
+static void print_key_json(const qd_key *k)
+{
+    json_t *j = json_pack("{s:s, s:s, s:b}", "id", qd_key_id(k), "algorithm", qd_key_alg_name(qd_key_algorithm(k)),
+                          "private", qd_key_can_sign(k));
+    char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    if (s)
+        puts(s);
+    free(s); /* jansson's allocator */
+    json_decref(j);
+}
+
 static int do_gen(key_opts *o, int argc, char **argv)
 {
     qd_key_alg alg = QD_KEY_ED25519;
@@ -62,7 +76,9 @@ static int do_gen(key_opts *o, int argc, char **argv)
     if ((rc = qd_key_generate(&k, alg)) < 0)
         return qd_fail(rc, "key gen");
     ret = write_pair(k, o->out);
-    if (ret == EXIT_OK_)
+    if (ret == EXIT_OK_ && o->json)
+        print_key_json(k);
+    else if (ret == EXIT_OK_)
         printf("%s %s\n", qd_key_id(k), qd_key_alg_name(alg));
     qd_key_free(k);
     return ret;
@@ -123,10 +139,20 @@ static int do_export(key_opts *o, int argc, char **argv)
             ret = qd_fail(rc, "key export");
     } else {
         rc = ssh ? qd_key_public_openssh(&b, k, NULL) : qd_key_public_pem(&b, k);
-        if (rc < 0)
+        if (rc < 0) {
             ret = qd_fail(rc, "key export");
-        else
+        } else if (o->json) {
+            json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "id", qd_key_id(k), "algorithm",
+                                  qd_key_alg_name(qd_key_algorithm(k)), "format", ssh ? "openssh" : "pem",
+                                  "public_key", qd_buf_cstr(&b));
+            char *t = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+            if (t)
+                puts(t);
+            free(t); /* jansson's allocator */
+            json_decref(j);
+        } else {
             printf("%s%s", qd_buf_cstr(&b), ssh ? "\n" : "");
+        }
     }
     qd_buf_dispose(&b);
     qd_key_free(k);
@@ -149,7 +175,9 @@ static int do_import(key_opts *o, int argc, char **argv)
     } else if ((rc = qd_key_save_public(k, o->out, false)) < 0) {
         ret = qd_fail(rc, "key import");
     }
-    if (ret == EXIT_OK_)
+    if (ret == EXIT_OK_ && o->json)
+        print_key_json(k);
+    else if (ret == EXIT_OK_)
         printf("%s %s%s\n", qd_key_id(k), qd_key_alg_name(qd_key_algorithm(k)),
                qd_key_can_sign(k) ? " private" : " public");
     qd_key_free(k);

@@ -2,6 +2,7 @@
  * cmd_policy.c - `quant policy new|check`: write and check trust policies (schemas/policy.schema.json).
  */
 #include <getopt.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,11 +19,12 @@ static const char *policy_usage =
     "\n"
     "  new --trust KEY.pub [--trust KEY2.pub ...] [--namespace PATTERN] [--threshold N]\n"
     "      [--valid-from T] [--valid-until T] [--require-predicate URI ...] [--require-validation-pass]\n"
-    "      --out POLICY\n"
+    "      --out POLICY [--json]\n"
     "        a policy trusting the keys for names matching PATTERN (default '*'), t of n signatures\n"
     "        (default 1); times are RFC 3339 UTC (2026-01-31T12:00:00Z)\n"
-    "  check POLICY\n"
-    "        parse a policy and report the first problem (exit 2) or 'ok'\n";
+    "  check POLICY [--json]\n"
+    "        parse a policy and report the first problem (exit 2) or 'ok'\n"
+    "  --json: a summary object on stdout (schemas/client.schema.json#/$defs/policy_new, policy_check)\n";
 
 static int parse_time_arg(int64_t *out, const char *s)
 {
@@ -48,6 +50,7 @@ static int do_new(int argc, char **argv)
                                              {"require-predicate", required_argument, NULL, 'p'},
                                              {"require-validation-pass", no_argument, NULL, 'V'},
                                              {"out", required_argument, NULL, 'o'},
+                                             {"json", no_argument, NULL, 'J'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     qd_policy_build_options bo = QD_POLICY_BUILD_OPTIONS_INIT;
@@ -56,7 +59,7 @@ static int do_new(int argc, char **argv)
     size_t n_trust = 0, n_preds = 0;
     qd_buf b = QD_BUF_INIT(0);
     qd_policy *check = NULL;
-    int c, rc, ret = EXIT_OK_;
+    int c, rc, ret = EXIT_OK_, json = 0;
     char *end;
     long th;
 
@@ -92,12 +95,17 @@ static int do_new(int argc, char **argv)
             break;
         case 'V': bo.require_validation_pass = true; break;
         case 'o': out = optarg; break;
+        case 'J': json = 1; break;
         case 'h': fputs(policy_usage, stdout); return EXIT_OK_;
         default: goto usage;
         }
     }
     if (!n_trust || !out || optind != argc)
         goto usage;
+    if (json && !strcmp(out, "-")) {
+        fprintf(stderr, "quant policy new: --json prints a summary on stdout; write the policy to a file (--out)\n");
+        return EXIT_USAGE;
+    }
     preds[n_preds] = NULL;
     bo.predicate_types = n_preds ? preds : NULL;
     for (size_t i = 0; i < n_trust; i++) {
@@ -123,6 +131,17 @@ static int do_new(int argc, char **argv)
             goto done;
         }
     }
+    if (json) {
+        json_t *o = json_pack("{s:s,s:[],s:i}", "out", out, "keys", "threshold", bo.threshold ? (int)bo.threshold : 1);
+        char *text;
+        for (size_t i = 0; o && i < n_trust; i++)
+            json_array_append_new(json_object_get(o, "keys"), json_string(qd_key_id(keys[i])));
+        text = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
+        json_decref(o);
+        if (text)
+            printf("%s\n", text);
+        free(text); /* jansson */
+    }
 done:
     qd_policy_free(check);
     for (size_t i = 0; i < n_trust; i++)
@@ -137,9 +156,9 @@ usage:
 static int do_check(int argc, char **argv)
 {
     qd_policy *p = NULL;
-    int rc;
-    if (argc != 2) {
-        fprintf(stderr, "quant policy check: expected one POLICY\n");
+    int rc, json = argc == 3 && !strcmp(argv[2], "--json");
+    if (argc != 2 && !json) {
+        fprintf(stderr, "quant policy check: expected one POLICY [--json]\n");
         return EXIT_USAGE;
     }
     if ((rc = qd_policy_load(&p, argv[1])) < 0) {
@@ -147,7 +166,16 @@ static int do_check(int argc, char **argv)
         fprintf(stderr, "quant: %s\n", e->message);
         return rc == QD_ENOTFOUND ? EXIT_NOTFOUND : EXIT_USAGE;
     }
-    printf("ok\n");
+    if (json) {
+        json_t *o = json_pack("{s:s,s:b}", "policy", argv[1], "ok", 1);
+        char *text = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
+        json_decref(o);
+        if (text)
+            printf("%s\n", text);
+        free(text); /* jansson */
+    } else {
+        printf("ok\n");
+    }
     qd_policy_free(p);
     return EXIT_OK_;
 }

@@ -6,7 +6,9 @@
  *
  * Hashing: the ranges land in the part file at their offsets (pwrite); a hashing thread follows the contiguous
  * prefix that is complete, reading those bytes back from the file (the page cache) as the prefix grows, so the
- * whole file is hashed in order while it downloads, on another core than the transfers.
+ * whole file is hashed in order while it downloads, on another core than the transfers. With one range (the
+ * stream path) the bytes arrive in order: they go into a ring of 4 buffers of 8 MiB, and one thread hashes each
+ * buffer from memory while another writes it with O_DIRECT (no page cache copy, no read-back, no writeback work).
  *
  * Resume: DIR/.NAME.quant-state records the digest, the size and each range's (start, end, done), written after
  * the bytes it counts; a later pull of the same digest continues each range from done (with If-Range: the
@@ -32,14 +34,28 @@
 
 static const char pull_usage[] =
     "usage: quant pull NAME[:TAG|@DIGEST] [-o DIR] [--policy POLICY] [--parallel N] [--registry URL]\n"
-    "                  [--cacert FILE]\n"
+    "                  [--cacert FILE] [--json] [--allow-unsigned]\n"
     "  Verifies the artifact's signature bundle (a referrer of the manifest) against the trust policy before any\n"
     "  weight is fetched, then downloads each file with N parallel Range requests (default 4), and renames it into\n"
     "  DIR (default .) only when its SHA-256 equals the signed digest. An interrupted pull resumes.\n"
+    "  --allow-unsigned: an artifact with no signature bundle at all is pulled anyway (with a warning; its files\n"
+    "  are checked against the manifest's digests only). A bundle that fails to verify is refused all the same.\n"
+    "  Off by default, and only on the command line (never from the config file or the environment).\n"
+    "  --json: a summary on stdout (schemas/client.schema.json#/$defs/pull).\n"
     "  exit codes: 0 ok, 2 usage, 3 not found, 4 verification failed (nothing left on disk), 5 registry unreachable\n";
+
+/* What one layer's pull did (for --json). */
+typedef struct layer_result {
+    uint64_t fetched; /* bytes received for it */
+    int resumed;      /* it continued a partial download */
+    int present;      /* it was already in DIR with the right digest */
+} layer_result;
 
 #define RANGE_MIN (1ull << 20)
 #define HASH_BUF (1u << 20)
+#define STREAM_BUF (8u << 20) /* one buffer of the stream's ring */
+#define SRING 4               /* buffers in the ring */
+#define STREAM_ALIGN 4096u    /* O_DIRECT alignment of offsets, lengths and memory */
 
 
 typedef struct pull_ctx {
@@ -64,7 +80,140 @@ typedef struct pull_ctx {
     int started;
     int herr;        /* the thread's error (qd_err) */
     char hmsg[256];
+    /* stream mode (one range): the bytes arrive in order, so they are hashed from memory by one thread and
+     * written with O_DIRECT by another, each taking the buffers of a ring in order while the transfer fills the
+     * next free one; a buffer is free again once both have done with it */
+    int stream;
+    int dfd;                  /* the part file opened O_DIRECT, or -1 (then fd: no O_DIRECT here) */
+    uint8_t *smem[SRING];     /* allocations */
+    uint8_t *sbuf[SRING];     /* their STREAM_ALIGN-aligned starts */
+    size_t slen[SRING];       /* bytes in each submitted buffer */
+    uint64_t soff[SRING];     /* the file offset of each submitted buffer */
+    size_t sbuf_cap;          /* bytes per buffer */
+    size_t fill;              /* bytes in the buffer being filled (number filled_seq) */
+    uint64_t cur_off;         /* the file offset of its first byte */
+    uint64_t filled_seq;      /* buffers submitted so far */
+    uint64_t hashed_seq;      /* buffers hashed so far */
+    uint64_t written_seq;     /* buffers written so far */
+    uint64_t durable;         /* bytes from 0 written (what the state may claim) */
+    pthread_t th2;            /* the writer */
+    int started2;
 } pull_ctx;
+
+/* Write len bytes of data at off: O_DIRECT when aligned (no page cache: no copy, no writeback work on this
+ * machine's CPUs), else through the page cache. */
+static int write_at(pull_ctx *p, const uint8_t *data, size_t len, uint64_t off)
+{
+    int fd = p->dfd >= 0 && off % STREAM_ALIGN == 0 && len % STREAM_ALIGN == 0 ? p->dfd : p->fd;
+    while (len) {
+        ssize_t w = pwrite(fd, data, len, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && fd == p->dfd && errno == EINVAL) { /* O_DIRECT refused after all: the page cache */
+            fd = p->fd;
+            continue;
+        }
+        if (w <= 0)
+            return errno == ENOSPC ? QD_EFULL : QD_EIO;
+        data += w;
+        off += (uint64_t)w;
+        len -= (size_t)w;
+    }
+    return QD_OK;
+}
+
+/* The hashing (writer = 0) or the writing (writer = 1) thread of the stream: each submitted buffer in order. */
+static void stream_stage(pull_ctx *p, int writer)
+{
+    uint64_t *seq = writer ? &p->written_seq : &p->hashed_seq;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (*seq == p->filled_seq && !p->finished && !p->herr)
+            pthread_cond_wait(&p->cv, &p->mu);
+        if (p->herr || *seq == p->filled_seq)
+            break;
+        {
+            int k = (int)(*seq % SRING), rc = QD_OK;
+            const uint8_t *b = p->sbuf[k];
+            size_t len = p->slen[k];
+            uint64_t off = p->soff[k];
+            pthread_mutex_unlock(&p->mu);
+            if (writer)
+                rc = write_at(p, b, len, off);
+            else
+                qd_sha256_update(p->h, b, len);
+            pthread_mutex_lock(&p->mu);
+            if (rc) {
+                p->herr = rc;
+                snprintf(p->hmsg, sizeof(p->hmsg), "write: %s", strerror(errno));
+            } else if (writer) {
+                p->durable = off + len;
+            } else {
+                p->hashed += len;
+            }
+            (*seq)++;
+            pthread_cond_broadcast(&p->cv);
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void *stream_hasher(void *arg)
+{
+    stream_stage(arg, 0);
+    return NULL;
+}
+
+static void *stream_writer(void *arg)
+{
+    stream_stage(arg, 1);
+    return NULL;
+}
+
+/* Hand the filled buffer to both stages, then wait until the next buffer of the ring is free. */
+static int stream_submit(pull_ctx *p)
+{
+    int err;
+    pthread_mutex_lock(&p->mu);
+    if (p->fill && !p->herr) {
+        int k = (int)(p->filled_seq % SRING);
+        p->slen[k] = p->fill;
+        p->soff[k] = p->cur_off;
+        p->filled_seq++;
+        pthread_cond_broadcast(&p->cv);
+    }
+    while (!p->herr && (p->filled_seq - p->hashed_seq >= SRING || p->filled_seq - p->written_seq >= SRING))
+        pthread_cond_wait(&p->cv, &p->mu);
+    err = p->herr;
+    pthread_mutex_unlock(&p->mu);
+    if (err)
+        return qd_error_set(err, QD_EC_OS, "%s", p->hmsg);
+    p->cur_off += p->fill;
+    p->fill = 0;
+    return QD_OK;
+}
+
+static int on_bytes_stream(void *ctx, size_t i, uint64_t off, const void *data, size_t len)
+{
+    pull_ctx *p = ctx;
+    const uint8_t *s = data;
+    (void)i;
+    if (off != p->cur_off + p->fill)
+        return qd_error_set(QD_ECORRUPT, QD_EC_NET, "bytes out of order at %llu", (unsigned long long)off);
+    while (len) {
+        size_t take = p->sbuf_cap - p->fill < len ? p->sbuf_cap - p->fill : len;
+        memcpy(p->sbuf[p->filled_seq % SRING] + p->fill, s, take);
+        p->fill += take;
+        s += take;
+        len -= take;
+        if (p->fill == p->sbuf_cap) {
+            int rc = stream_submit(p);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
 
 static void *hasher(void *arg)
 {
@@ -101,14 +250,21 @@ static void *hasher(void *arg)
 /* Tell the hashing thread that no more bytes come, and wait for it. @return its error or QD_OK */
 static int hasher_join(pull_ctx *p)
 {
-    if (!p->started)
+    if (!p->started && !p->started2)
         return QD_OK;
+    if (p->stream)
+        stream_submit(p); /* what arrived is good data: write it, so a resume need not fetch it again */
     pthread_mutex_lock(&p->mu);
     p->finished = 1;
-    pthread_cond_signal(&p->cv);
+    pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
-    pthread_join(p->th, NULL);
+    if (p->started)
+        pthread_join(p->th, NULL);
     p->started = 0;
+    if (p->started2) {
+        pthread_join(p->th2, NULL);
+        p->started2 = 0;
+    }
     if (p->herr)
         return qd_error_set(p->herr, QD_EC_OS, "%s", p->hmsg);
     return QD_OK;
@@ -198,8 +354,8 @@ cleanup:
 }
 
 /* Find a bundle among the manifest's referrers that verifies against the policy and the layers. */
-int verify_referrers(qd_verified **out, http_client *c, const image_ref *ref, const char *man_digest,
-                            const qd_policy *pol, const layer *L, size_t n)
+int verify_referrers(qd_verified **out, int *unsigned_out, http_client *c, const image_ref *ref,
+                     const char *man_digest, const qd_policy *pol, const layer *L, size_t n)
 {
     char path[1024];
     qd_buf idx, rm, bundle;
@@ -266,6 +422,8 @@ int verify_referrers(qd_verified **out, http_client *c, const image_ref *ref, co
         else
             snprintf(last_msg, sizeof(last_msg), "%s", qd_error_last()->message);
     }
+    if (!tried && unsigned_out)
+        *unsigned_out = 1;
     if (!tried)
         rc = qd_error_set(QD_EBADSIG, QD_EC_VERIFY, "%s: no signature bundle is attached (referrers of %s)",
                           ref->name, man_digest);
@@ -290,7 +448,15 @@ static int write_state(pull_ctx *p)
     if (!(f = fopen(tmp, "w")))
         return qd_error_set(QD_EIO, QD_EC_OS, "%s: %s", tmp, strerror(errno));
     fprintf(f, "quant-pull 1 %s %llu %zu\n", p->digest_str, (unsigned long long)p->size, p->n);
-    for (size_t i = 0; i < p->n; i++)
+    if (p->stream) {
+        /* only what the worker has written counts: received bytes still in a buffer are not on disk */
+        uint64_t durable;
+        pthread_mutex_lock(&p->mu);
+        durable = p->durable;
+        pthread_mutex_unlock(&p->mu);
+        fprintf(f, "0 %llu %llu\n", (unsigned long long)p->size, (unsigned long long)durable);
+    }
+    for (size_t i = 0; !p->stream && i < p->n; i++)
         fprintf(f, "%llu %llu %llu\n", (unsigned long long)p->ranges[i].start, (unsigned long long)p->ranges[i].end,
                 (unsigned long long)p->ranges[i].done);
     if (fclose(f) || rename(tmp, p->state_path))
@@ -354,12 +520,14 @@ static int on_tick(void *ctx)
         if (prefix < p->ranges[i].end)
             break;
     }
-    pthread_mutex_lock(&p->mu);
-    if (prefix > p->prefix) {
-        p->prefix = prefix;
-        pthread_cond_signal(&p->cv);
+    if (!p->stream) {
+        pthread_mutex_lock(&p->mu);
+        if (prefix > p->prefix) {
+            p->prefix = prefix;
+            pthread_cond_signal(&p->cv);
+        }
+        pthread_mutex_unlock(&p->mu);
     }
-    pthread_mutex_unlock(&p->mu);
     t = now_ns();
     if (t - p->last_state_ns > 200000000ull) {
         p->last_state_ns = t;
@@ -372,7 +540,7 @@ static int on_tick(void *ctx)
 }
 
 static int pull_layer(http_client *c, const image_ref *ref, const char *dir, const layer *L, size_t parallel,
-                      uint64_t *fetched)
+                      layer_result *res)
 {
     char target[1200], part[1200], state[1200], path[1024];
     http_range ranges[64];
@@ -382,7 +550,7 @@ static int pull_layer(http_client *c, const image_ref *ref, const char *dir, con
     int rc = QD_OK, keep = 1;
 
     memset(&p, 0, sizeof(p));
-    p.fd = -1;
+    p.fd = p.dfd = -1;
     pthread_mutex_init(&p.mu, NULL);
     pthread_cond_init(&p.cv, NULL);
     snprintf(target, sizeof(target), "%s/%s", dir, L->name);
@@ -391,6 +559,7 @@ static int pull_layer(http_client *c, const image_ref *ref, const char *dir, con
     if (!stat(target, &st) && (uint64_t)st.st_size == L->size && !qd_file_sha256(&got, target) &&
         qd_digest_equal(&got, &L->digest)) {
         fprintf(stderr, "quant pull: %s: already there\n", L->name);
+        res->present = 1;
         return QD_OK;
     }
     p.size = L->size;
@@ -417,6 +586,8 @@ static int pull_layer(http_client *c, const image_ref *ref, const char *dir, con
         }
         unlink(part);
     } else {
+        if (p.n == 1) /* the stream writes whole aligned blocks: continue from a block boundary */
+            ranges[0].done -= ranges[0].done % STREAM_ALIGN;
         for (size_t i = 0; i < p.n; i++)
             p.resumed_from += ranges[i].done;
         fprintf(stderr, "quant pull: %s: resuming (%llu of %llu bytes on disk)\n", L->name,
@@ -437,9 +608,41 @@ static int pull_layer(http_client *c, const image_ref *ref, const char *dir, con
         rc = qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "out of memory");
         goto cleanup;
     }
+    p.stream = p.n == 1;
+    if (p.stream) {
+        /* one range: hash the prefix already on disk, then the rest from memory as it arrives */
+        uint64_t cap = L->size - ranges[0].done < STREAM_BUF ? L->size - ranges[0].done : STREAM_BUF;
+        p.sbuf_cap = (size_t)((cap + STREAM_ALIGN - 1) / STREAM_ALIGN * STREAM_ALIGN);
+        if (!p.sbuf_cap)
+            p.sbuf_cap = STREAM_ALIGN;
+        for (int k = 0; k < SRING; k++) {
+            if (!(p.smem[k] = qd_malloc(p.sbuf_cap + STREAM_ALIGN))) {
+                rc = qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "out of memory");
+                goto cleanup;
+            }
+            p.sbuf[k] = p.smem[k] + (STREAM_ALIGN - (uintptr_t)p.smem[k] % STREAM_ALIGN) % STREAM_ALIGN;
+        }
+        while (p.hashed < ranges[0].done) {
+            size_t want = ranges[0].done - p.hashed > HASH_BUF ? HASH_BUF : (size_t)(ranges[0].done - p.hashed);
+            ssize_t got_n = pread(p.fd, p.buf, want, (off_t)p.hashed);
+            if (got_n <= 0) {
+                rc = qd_error_set(QD_EIO, QD_EC_OS, "%s: read back: %s", part, got_n < 0 ? strerror(errno) : "short");
+                goto cleanup;
+            }
+            qd_sha256_update(p.h, p.buf, (size_t)got_n);
+            p.hashed += (uint64_t)got_n;
+        }
+        p.durable = p.cur_off = ranges[0].done;
+        p.dfd = open(part, O_WRONLY | O_DIRECT | O_CLOEXEC); /* -1 (e.g. tmpfs): the page cache it is */
+    }
     if ((rc = write_state(&p)))
         goto cleanup;
-    if (pthread_create(&p.th, NULL, hasher, &p)) {
+    if (p.stream && pthread_create(&p.th2, NULL, stream_writer, &p)) {
+        rc = qd_error_set(QD_ERROR, QD_EC_OS, "cannot start the writing thread");
+        goto cleanup;
+    }
+    p.started2 = p.stream;
+    if (pthread_create(&p.th, NULL, p.stream ? stream_hasher : hasher, &p)) {
         rc = qd_error_set(QD_ERROR, QD_EC_OS, "cannot start the hashing thread");
         goto cleanup;
     }
@@ -448,11 +651,13 @@ static int pull_layer(http_client *c, const image_ref *ref, const char *dir, con
     snprintf(path, sizeof(path), "/v2/%s/blobs/%s", ref->name, L->digest_str);
     uint64_t before = http_bytes_received(c);
     if (L->size)
-        rc = http_get_ranges(c, path, L->digest_str, ranges, p.n, on_bytes, on_tick, &p);
+        rc = http_get_ranges(c, path, L->digest_str, ranges, p.n, p.stream ? on_bytes_stream : on_bytes, on_tick,
+                             &p);
     else
         rc = on_tick(&p);
     progress_end(&p.prog);
-    *fetched += http_bytes_received(c) - before;
+    res->fetched += http_bytes_received(c) - before;
+    res->resumed = p.resumed_from > 0;
     {
         int hr = hasher_join(&p);
         if (!rc)
@@ -492,6 +697,10 @@ cleanup:
     pthread_cond_destroy(&p.cv);
     if (p.fd >= 0)
         close(p.fd);
+    if (p.dfd >= 0)
+        close(p.dfd);
+    for (int k = 0; k < SRING; k++)
+        qd_free(p.smem[k]);
     if (rc && !keep) {
         unlink(part);
         unlink(state);
@@ -509,18 +718,21 @@ int cmd_pull(int argc, char **argv)
                                          {"registry", required_argument, NULL, 'r'},
                                          {"cacert", required_argument, NULL, 'C'},
                                          {"no-verify", no_argument, NULL, 'N'},
+                                         {"allow-unsigned", no_argument, NULL, 'U'},
+                                         {"json", no_argument, NULL, 'J'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *dir = ".";
     quant_config cfg;
     image_ref ref;
     long parallel = 4;
-    int no_verify = 0, rc, ch, ex = EXIT_OK_;
+    int no_verify = 0, allow_unsigned = 0, is_unsigned = 0, json = 0, rc, ch, ex = EXIT_OK_;
     http_client *c = NULL;
     qd_policy *pol = NULL;
     qd_verified *ver = NULL;
     qd_buf man;
     layer *L = NULL;
+    layer_result *R = NULL;
     size_t n = 0;
     char path[1024], man_digest[QD_DIGEST_STR_LEN + 1];
     uint64_t fetched = 0, total = 0, t0;
@@ -538,6 +750,8 @@ int cmd_pull(int argc, char **argv)
         case 'r': snprintf(cfg.registry, sizeof(cfg.registry), "%s", optarg); break;
         case 'C': snprintf(cfg.cacert, sizeof(cfg.cacert), "%s", optarg); break;
         case 'N': no_verify = 1; break;
+        case 'U': allow_unsigned = 1; break;
+        case 'J': json = 1; break;
         case 'h': fputs(pull_usage, stdout); return EXIT_OK_;
         default: fputs(pull_usage, stderr); return EXIT_USAGE;
         }
@@ -547,8 +761,8 @@ int cmd_pull(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (no_verify) {
-        fprintf(stderr, "quant pull: --no-verify is refused: trust policies (schemas/policy.schema.json) have no\n"
-                        "  setting that allows unsigned artifacts, so every pull is verified\n");
+        fprintf(stderr, "quant pull: --no-verify is refused: a signed artifact is always verified against the\n"
+                        "  trust policy; --allow-unsigned pulls artifacts that carry no signature at all\n");
         return EXIT_USAGE;
     }
     if (!cfg.policy[0]) {
@@ -576,26 +790,65 @@ int cmd_pull(int argc, char **argv)
     }
     if ((rc = parse_manifest(&L, &n, &man)))
         goto cleanup;
-    /* 2. the signature, before any weight */
-    if ((rc = verify_referrers(&ver, c, &ref, man_digest, pol, L, n)))
+    if (!(R = qd_calloc(n, sizeof(*R)))) {
+        rc = qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "out of memory");
         goto cleanup;
-    fprintf(stderr, "quant pull: %s@%s: verified (%s, %zu key%s)\n", ref.name, man_digest,
-            qd_verified_predicate_type(ver), qd_verified_key_count(ver), qd_verified_key_count(ver) == 1 ? "" : "s");
+    }
+    /* 2. the signature, before any weight */
+    rc = verify_referrers(&ver, &is_unsigned, c, &ref, man_digest, pol, L, n);
+    if (rc && is_unsigned && allow_unsigned) {
+        fprintf(stderr,
+                "quant pull: WARNING: %s@%s IS NOT SIGNED. It is pulled only because of --allow-unsigned:\n"
+                "quant pull: WARNING: nobody vouches for these files; they are checked against the manifest's\n"
+                "quant pull: WARNING: digests only, and the manifest itself came unauthenticated from %s.\n",
+                ref.name, man_digest, cfg.registry);
+        rc = QD_OK;
+    } else if (rc) {
+        if (is_unsigned)
+            qd_error_prefix("refused (to pull an unsigned artifact anyway, pass --allow-unsigned)");
+        goto cleanup;
+    } else {
+        fprintf(stderr, "quant pull: %s@%s: verified (%s, %zu key%s)\n", ref.name, man_digest,
+                qd_verified_predicate_type(ver), qd_verified_key_count(ver),
+                qd_verified_key_count(ver) == 1 ? "" : "s");
+    }
     /* 3. the files */
     for (size_t i = 0; i < n; i++) {
-        if ((rc = pull_layer(c, &ref, dir, &L[i], (size_t)parallel, &fetched))) {
+        if ((rc = pull_layer(c, &ref, dir, &L[i], (size_t)parallel, &R[i]))) {
             qd_error_prefix("%s", L[i].name);
             goto cleanup;
         }
         total += L[i].size;
+        fetched += R[i].fetched;
     }
     {
         double secs = (double)(now_ns() - t0) / 1e9;
         fprintf(stderr, "quant pull: %zu file%s, %llu bytes, %llu fetched in %.2f s (%.1f MB/s)\n", n,
                 n == 1 ? "" : "s", (unsigned long long)total, (unsigned long long)fetched, secs,
                 secs > 0 ? (double)fetched / secs / 1e6 : 0.0);
+        if (json) {
+            json_t *o = json_pack("{s:s,s:s,s:s,s:b,s:o,s:[],s:I,s:I,s:f}", "name", ref.name, "reference",
+                                  argv[optind], "manifest", man_digest, "signed", !is_unsigned, "verified",
+                                  ver ? json_pack("{s:s,s:I}", "predicate_type", qd_verified_predicate_type(ver),
+                                                  "keys", (json_int_t)qd_verified_key_count(ver))
+                                      : json_null(),
+                                  "files", "bytes", (json_int_t)total, "fetched", (json_int_t)fetched, "seconds",
+                                  secs);
+            for (size_t i = 0; o && i < n; i++)
+                json_array_append_new(json_object_get(o, "files"),
+                                      json_pack("{s:s,s:s,s:I,s:I,s:b,s:b}", "name", L[i].name, "digest",
+                                                L[i].digest_str, "size", (json_int_t)L[i].size, "fetched",
+                                                (json_int_t)R[i].fetched, "resumed", R[i].resumed,
+                                                "already_present", R[i].present));
+            char *text = o ? json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+            if (text)
+                printf("%s\n", text);
+            free(text); /* jansson */
+            json_decref(o);
+        }
     }
-    printf("%s@%s\n", ref.name, man_digest);
+    if (!json)
+        printf("%s@%s\n", ref.name, man_digest);
 cleanup:
     if (rc) {
         ex = qd_fail(rc, "pull");
@@ -606,6 +859,7 @@ cleanup:
     qd_policy_free(pol);
     qd_buf_dispose(&man);
     qd_free(L);
+    qd_free(R);
     http_close(c);
     return ex;
 }

@@ -22,7 +22,7 @@
 #include "registry.h"
 
 static const char push_usage[] =
-    "usage: quant push NAME[:TAG] FILE... [--sign KEY] [--predicate-type URI --predicate FILE.json]\n"
+    "usage: quant push NAME[:TAG] FILE... [--sign KEY] [--predicate-type URI --predicate FILE.json] [--json]\n"
     "                  [--registry URL] [--cacert FILE] [--chunk-size BYTES]\n"
     "  Uploads each FILE as a blob (one request up to --chunk-size, default 16 MiB; chunked PATCH uploads above,\n"
     "  resumed after an interruption), then an OCI image manifest with the ModelPack media types, tagged TAG.\n"
@@ -35,6 +35,7 @@ typedef struct push_file {
     qd_digest digest;
     char digest_str[QD_DIGEST_STR_LEN + 1];
     uint64_t size;
+    int present; /* the registry had it already */
 } push_file;
 
 /* Where interrupted chunked uploads are remembered: $XDG_CACHE_HOME/quant/uploads or ~/.cache/quant/uploads. */
@@ -80,7 +81,7 @@ static int put_blob_mem(http_client *c, const char *name, const void *data, size
 }
 
 /* Upload one file: skip when present, one POST+PUT when small, else chunked PATCHes resumable from the status. */
-static int push_blob(http_client *c, const quant_config *cfg, const char *name, const push_file *f, int fd,
+static int push_blob(http_client *c, const quant_config *cfg, const char *name, push_file *f, int fd,
                      uint64_t chunk)
 {
     char path[2048], state[1200], loc[1024] = "", hdr[128];
@@ -95,6 +96,7 @@ static int push_blob(http_client *c, const quant_config *cfg, const char *name, 
         goto cleanup;
     if (r.status == 200) {
         fprintf(stderr, "quant push: %s: already there\n", f->name);
+        f->present = 1;
         goto cleanup;
     }
     if (upload_state_path(state, sizeof(state), cfg->registry, name, f->digest_str))
@@ -217,6 +219,7 @@ int cmd_push(int argc, char **argv)
                                          {"chunk-size", required_argument, NULL, 'c'},
                                          {"predicate-type", required_argument, NULL, 't'},
                                          {"predicate", required_argument, NULL, 'p'},
+                                         {"json", no_argument, NULL, 'J'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *key_path = NULL, *ptype = QD_PREDICATE_CHECKPOINT, *pred_path = NULL;
@@ -232,7 +235,8 @@ int cmd_push(int argc, char **argv)
     char man_digest[QD_DIGEST_STR_LEN + 1], cfg_digest[QD_DIGEST_STR_LEN + 1];
     qd_buf stmt, bundle;
     qd_envelope *env = NULL;
-    int rc = QD_OK, ch, ex = EXIT_OK_;
+    int rc = QD_OK, ch, ex = EXIT_OK_, json = 0;
+    char ref_digest[QD_DIGEST_STR_LEN + 1] = "";
 
     qd_buf_init(&stmt, 0);
     qd_buf_init(&bundle, 0);
@@ -247,6 +251,7 @@ int cmd_push(int argc, char **argv)
         case 'c': chunk = strtoull(optarg, NULL, 10); break;
         case 't': ptype = optarg; break;
         case 'p': pred_path = optarg; break;
+        case 'J': json = 1; break;
         case 'h': fputs(push_usage, stdout); return EXIT_OK_;
         default: fputs(push_usage, stderr); return EXIT_USAGE;
         }
@@ -338,12 +343,13 @@ int cmd_push(int argc, char **argv)
     man_s = json_dumps(man, JSON_COMPACT);
     if (!man_s || (rc = put_manifest(c, ref.name, ref.ref, man_s, man_digest)))
         goto cleanup;
-    printf("%s:%s@%s\n", ref.name, ref.ref, man_digest);
+    if (!json)
+        printf("%s:%s@%s\n", ref.name, ref.ref, man_digest);
 
     /* 3. the signature, as a referrer */
     if (key) {
         qd_subject *subs = qd_calloc(nf, sizeof(*subs));
-        char bundle_digest[QD_DIGEST_STR_LEN + 1], ref_digest[QD_DIGEST_STR_LEN + 1];
+        char bundle_digest[QD_DIGEST_STR_LEN + 1];
         char *ref_s;
         json_t *rm;
         if (!subs) {
@@ -409,6 +415,25 @@ int cmd_push(int argc, char **argv)
         if (rc)
             goto cleanup;
         fprintf(stderr, "quant push: signed by %s (bundle %s)\n", qd_key_id(key), ref_digest);
+    }
+    if (json) {
+        json_t *o = json_pack("{s:s,s:s,s:s,s:[],s:b,s:s?,s:s?}", "name", ref.name, "tag", ref.ref, "manifest",
+                              man_digest, "files", "signed", key != NULL, "key_id", key ? qd_key_id(key) : NULL,
+                              "bundle_manifest", key ? ref_digest : NULL);
+        char *text;
+        for (size_t i = 0; o && i < nf; i++)
+            json_array_append_new(json_object_get(o, "files"),
+                                  json_pack("{s:s,s:s,s:I,s:b}", "name", files[i].name, "digest", files[i].digest_str,
+                                            "size", (json_int_t)files[i].size, "already_present", files[i].present));
+        if (o && !key) {
+            json_object_set_new(o, "key_id", json_null());
+            json_object_set_new(o, "bundle_manifest", json_null());
+        }
+        text = o ? json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+        if (text)
+            printf("%s\n", text);
+        free(text); /* jansson */
+        json_decref(o);
     }
 cleanup:
     if (rc)

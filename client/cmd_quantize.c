@@ -1,9 +1,11 @@
 /*
  * cmd_quantize.c - `quant quantize`: a whole model into a GGUF with one of llama-quantize's recipes.
  */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -27,7 +29,13 @@ static const qmethod methods[] = {
 static void usage(FILE *f)
 {
     fprintf(f, "usage: quant quantize --in SRC --type RECIPE --out OUT.gguf [--imatrix FILE] [-t N] [--pure]\n"
-               "                      [--allow-requantize] [--output-tensor-type T] [--token-embedding-type T]\n\n"
+               "                      [--allow-requantize] [--output-tensor-type T] [--token-embedding-type T] [--json]\n"
+               "       quant quantize SRC --recipe RECIPE --out OUT.gguf ...   (the same, SRC a local file or dir)\n"
+               "       quant quantize NAME[:TAG|@DIGEST] --recipe RECIPE [--calib C] [--hardware H] [--follow]\n"
+               "                      [--json] [--registry URL]   (a job on a registry: quant quantize NAME --help)\n"
+               "Which form: --in, or a first operand that exists as a local file or directory, is the local form;\n"
+               "any other operand is a reference quantized on the registry (--registry, QUANT_REGISTRY or the\n"
+               "config file; without one it is a usage error, exit 2).\n\n"
                "SRC is a GGUF, a safetensors file or directory (sharded with model.safetensors.index.json), or a\n"
                "llama2.c checkpoint. RECIPE is one of llama-quantize's names:\n  ");
     qd_ftype ft;
@@ -56,6 +64,15 @@ static void usage(FILE *f)
                "             (quant quantize --method awq --help; docs/AWQ_SMOOTHQUANT.md)\n");
 }
 
+static void print_json(json_t *o)
+{
+    char *text = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
+    json_decref(o);
+    if (text)
+        printf("%s\n", text);
+    free(text); /* jansson */
+}
+
 /* --format bnb|compressed-tensors: the Hugging Face layouts of hfquant.h */
 int quantize_hf_rtn(const qmethod_args *a)
 {
@@ -72,6 +89,15 @@ int quantize_hf_rtn(const qmethod_args *a)
     int rc = qd_hfq_export(&st, a->in, a->out, &o);
     if (rc)
         return qd_fail(rc, rc == QD_EUNSUPPORTED ? "quantize: unsupported" : "quantize");
+    if (a->json) {
+        print_json(json_pack("{s:s,s:s,s:s,s:s,s:I,s:i,s:i,s:f,s:f,s:f}", "out", a->out, "format",
+                             qd_hfq_format_name(o.q.format), "type", qd_hfq_type_name(o.q.type), "method", o.method,
+                             "file_bytes", (json_int_t)st.file_bytes, "tensors", (int)st.n_tensors, "quantized",
+                             (int)st.n_quantized, "bits_per_quantized_weight",
+                             st.q_elements ? (double)st.q_bytes * 8.0 / (double)st.q_elements : 0.0, "max_rel_rmse",
+                             st.max_rel_rmse, "seconds", st.seconds));
+        return EXIT_OK_;
+    }
     printf("%s: %s %s (method %s) %llu bytes, %zu tensors (%zu quantized, %.4f bits per quantized weight), "
            "worst relative RMS error %.5f, %.2f s\n",
            a->out, qd_hfq_format_name(o.q.format), qd_hfq_type_name(o.q.type), o.method,
@@ -108,6 +134,15 @@ int quantize_gguf_run(const qmethod_args *a, qd_quantize_opts *o)
     if (rc) /* "unsupported" marks valid input this build cannot handle (e.g. a type without kernels) */
         return qd_fail(rc, rc == QD_EUNSUPPORTED ? "quantize: unsupported" : "quantize");
     double bpw = st.n_elements ? (double)st.tensor_bytes * 8.0 / (double)st.n_elements : 0;
+    if (a->json) {
+        print_json(json_pack("{s:s,s:s,s:I,s:f,s:i,s:i,s:i,s:i,s:i,s:f,s:i,s:s}", "out", a->out, "recipe",
+                             qd_recipe_name(o->ftype), "file_bytes", (json_int_t)st.file_bytes, "bits_per_weight", bpw,
+                             "tensors", (int)st.n_tensors, "quantized", (int)st.n_quantized, "fallback",
+                             (int)st.n_fallback, "beyond_llama", (int)st.n_beyond_llama, "imatrix", (int)st.n_imatrix,
+                             "seconds", st.seconds, "threads", st.threads, "kernels",
+                             qd_kernels_name(qd_kernels_current())));
+        return EXIT_OK_;
+    }
     printf("%s: %s %llu bytes (%.2f MiB), %.4f bits per weight, %zu tensors (%zu quantized, %zu fallback",
            a->out, qd_recipe_name(o->ftype), (unsigned long long)st.file_bytes, (double)st.file_bytes / 1048576.0,
            bpw, st.n_tensors, st.n_quantized, st.n_fallback);
@@ -143,11 +178,43 @@ static int parse_long(const char *opt, const char *v, long lo, long hi, long *ou
     return 0;
 }
 
+/* The options of any form that take a value (to tell an operand from an option's value). */
+static bool takes_value(const char *a)
+{
+    static const char *const v[] = {"--in", "--out", "--type", "--imatrix", "--format", "--method", "--group", "-t",
+                                    "--threads", "--output-tensor-type", "--token-embedding-type", "--recipe",
+                                    "--calib", "--val", "--calib-class", "--bits", "--damp", "--alpha", "--n-grid",
+                                    "--seqs", "--hardware", "--registry", "--cacert", NULL};
+    for (size_t i = 0; v[i]; i++)
+        if (!strcmp(a, v[i]))
+            return true;
+    return false;
+}
+
+/* The local form has --in, or a first operand that names an existing file or directory; any other operand is a
+ * NAME[:TAG|@DIGEST] for a registry. @return true for the registry form */
+static bool registry_form(int argc, char **argv)
+{
+    const char *operand = NULL;
+    struct stat st;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--in"))
+            return false;
+        if (takes_value(argv[i]))
+            i++;
+        else if (argv[i][0] != '-' && !operand)
+            operand = argv[i];
+    }
+    return operand && stat(operand, &st) != 0;
+}
+
 int cmd_quantize(int argc, char **argv)
 {
     qmethod_args a;
     qd_quantize_opts o;
 
+    if (registry_form(argc, argv))
+        return cmd_quantize_remote(argc, argv);
     /* AWQ and SmoothQuant parse their own options (client/cmd_quantize_calib.c) */
     for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--method") && (!strcmp(argv[i + 1], "awq") || !strcmp(argv[i + 1], "smoothquant")))
@@ -161,6 +228,10 @@ int cmd_quantize(int argc, char **argv)
         const char *s = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         long n;
+        if (s[0] != '-' && !a.in) { /* SRC as an operand (registry_form saw that it exists here) */
+            a.in = s;
+            continue;
+        }
         if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
             usage(stdout);
             return EXIT_OK_;
@@ -182,6 +253,9 @@ int cmd_quantize(int argc, char **argv)
         } else if (!strcmp(s, "--act-order") || !strcmp(s, "--desc-act")) {
             a.act_order = true;
             continue;
+        } else if (!strcmp(s, "--json")) {
+            a.json = true;
+            continue;
         } else if (!strcmp(s, "--sym")) {
             a.sym = true;
             continue;
@@ -197,7 +271,7 @@ int cmd_quantize(int argc, char **argv)
             a.in = v;
         else if (!strcmp(s, "--out"))
             a.out = v;
-        else if (!strcmp(s, "--type"))
+        else if (!strcmp(s, "--type") || !strcmp(s, "--recipe"))
             a.type = v;
         else if (!strcmp(s, "--imatrix"))
             a.imatrix_path = v;

@@ -37,6 +37,7 @@ static const char *rows_usage =
     "  --cols N        values per row (a multiple of the type's block size: 32 or 256)\n"
     "  --imatrix FILE  per-column importance, N float32 values (llama.cpp's imatrix for one tensor)\n"
     "  -q              no summary line\n"
+    "  --json          the summary as one JSON object (schemas/client.schema.json#/$defs/rows)\n"
     "\n"
     "Files are raw little-endian rows; '-' is stdin or stdout.\n";
 
@@ -104,6 +105,7 @@ typedef struct rows_opts {
     const char *imatrix;
     int64_t cols;
     bool quiet;
+    bool json; /* the summary as JSON (on stdout, or stderr when the data goes to stdout) */
 } rows_opts;
 
 static int run_rows(bool quantize, const rows_opts *o, const char *in_path, const char *out_path)
@@ -217,7 +219,15 @@ static int run_rows(bool quantize, const rows_opts *o, const char *in_path, cons
         }
         tmp_made = false;
     }
-    if (!o->quiet) {
+    if (o->json) {
+        double secs = (double)(now_ns() - t0) / 1e9;
+        fprintf(out_fd == 1 ? stderr : stdout,
+                "{\"op\": \"%s\", \"rows\": %" PRIu64 ", \"cols\": %" PRId64 ", \"type\": \"%s\", "
+                "\"bytes_in\": %" PRIu64 ", \"bytes_out\": %" PRIu64 ", \"bits_per_value\": %.6f, "
+                "\"seconds\": %.6f, \"kernels\": \"%s\"}\n",
+                quantize ? "quantize" : "dequantize", rows, o->cols, tr->name, rows * in_row, rows * out_row,
+                8.0 * (double)qrow / (double)o->cols, secs, qd_kernels_name(qd_kernels_current()));
+    } else if (!o->quiet) {
         double secs = (double)(now_ns() - t0) / 1e9;
         fprintf(out_fd == 1 ? stderr : stdout,
                 "%s %" PRIu64 " rows x %" PRId64 " %s %s: %" PRIu64 " -> %" PRIu64 " bytes, %.4f bits/value, "
@@ -245,7 +255,8 @@ int cmd_rows(int argc, char **argv)
     static const struct option longopts[] = {
         {"type", required_argument, NULL, 't'}, {"cols", required_argument, NULL, 'n'},
         {"imatrix", required_argument, NULL, 'i'}, {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
+        {"json", no_argument, NULL, 'J'},       {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     rows_opts o = {0};
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         fputs(rows_usage, argc < 2 ? stderr : stdout);
@@ -286,6 +297,9 @@ int cmd_rows(int argc, char **argv)
             break;
         case 'q':
             o.quiet = true;
+            break;
+        case 'J':
+            o.json = true;
             break;
         case 'h':
             fputs(rows_usage, stdout);

@@ -22,14 +22,15 @@ static int usage(FILE *f)
                "that do not fit the block stay f32).\n"
                "--prompt 1,2,3 starts from those ids instead of BOS; with --probs, prints instead one JSON object\n"
                "{\"tokens\": [...], \"probs\": [[...] after each prompt token], \"greedy\": [N ids]} (the oracle\n"
-               "comparison in tests/oracle/ reads it).\n");
+               "comparison in tests/oracle/ reads it).\n"
+               "--json: {\"tokens\": [prompt ids], \"greedy\": [N ids]} instead of the line of ids.\n");
     return f == stdout ? 0 : EXIT_USAGE;
 }
 
 int cmd_run(int argc, char **argv)
 {
     const char *model = NULL, *type = NULL, *prompt_arg = NULL;
-    bool probs = false;
+    bool probs = false, json = false;
     int n = 32, rc;
     qd_llama_ctx_options o = QD_LLAMA_CTX_OPTIONS_INIT;
     for (int i = 1; i < argc; i++) {
@@ -38,6 +39,10 @@ int cmd_run(int argc, char **argv)
             return usage(stdout);
         if (!strcmp(a, "--probs")) {
             probs = true;
+            continue;
+        }
+        if (!strcmp(a, "--json")) {
+            json = true;
             continue;
         }
         if (!v) {
@@ -152,9 +157,19 @@ int cmd_run(int argc, char **argv)
         rc = qd_fail(rc, "run");
         goto done;
     }
-    for (int i = 0; i < n; i++)
-        printf(i ? " %d" : "%d", (int)out[i]);
-    printf("\n");
+    if (json) {
+        printf("{\"tokens\": [");
+        for (int i = 0; i < np; i++)
+            printf(i ? ", %d" : "%d", (int)prompt[i]);
+        printf("], \"greedy\": [");
+        for (int i = 0; i < n; i++)
+            printf(i ? ", %d" : "%d", (int)out[i]);
+        printf("]}\n");
+    } else {
+        for (int i = 0; i < n; i++)
+            printf(i ? " %d" : "%d", (int)out[i]);
+        printf("\n");
+    }
     rc = 0;
 done:
     qd_free(lg);

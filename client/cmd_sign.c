@@ -21,7 +21,7 @@
 
 static const char *sign_usage =
     "usage: quant sign --key KEY [--key KEY2 ...] --predicate-type URI [--predicate FILE.json]\n"
-    "                  [--name MODEL] [--root DIR] [--dsse] --out BUNDLE FILE...\n"
+    "                  [--name MODEL] [--root DIR] [--dsse] [--json] --out BUNDLE FILE...\n"
     "\n"
     "Hashes each FILE (SHA-256), writes an in-toto Statement v1 whose subjects are the files by base name,\n"
     "signs it (DSSE, PAE v1.0.2) with every KEY and writes a Sigstore bundle v0.3 to BUNDLE.\n"
@@ -93,6 +93,7 @@ int cmd_sign(int argc, char **argv)
                                              {"out", required_argument, NULL, 'o'},
                                              {"dsse", no_argument, NULL, 'd'},
                                              {"root", required_argument, NULL, 'r'},
+                                             {"json", no_argument, NULL, 'J'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     const char *key_paths[MAX_KEYS], *ptype = NULL, *pred_path = NULL, *name = "model", *out = NULL, *root = NULL;
@@ -102,7 +103,7 @@ int cmd_sign(int argc, char **argv)
     char (*names)[1024] = NULL;
     qd_buf pred = QD_BUF_INIT(PREDICATE_MAX), stmt = QD_BUF_INIT(0), bundle = QD_BUF_INIT(0);
     qd_envelope *env = NULL;
-    bool dsse = false;
+    bool dsse = false, json = false;
     int c, rc, ret = EXIT_OK_;
 
     optind = 1;
@@ -121,6 +122,7 @@ int cmd_sign(int argc, char **argv)
         case 'o': out = optarg; break;
         case 'd': dsse = true; break;
         case 'r': root = optarg; break;
+        case 'J': json = true; break;
         case 'h': fputs(sign_usage, stdout); return EXIT_OK_;
         default: fputs(sign_usage, stderr); return EXIT_USAGE;
         }
@@ -128,6 +130,10 @@ int cmd_sign(int argc, char **argv)
     n_files = (size_t)(argc - optind);
     if (!n_keys || !ptype || !out || !n_files) {
         fprintf(stderr, "quant sign: needs --key, --predicate-type, --out and at least one FILE\n%s", sign_usage);
+        return EXIT_USAGE;
+    }
+    if (json && !strcmp(out, "-")) {
+        fprintf(stderr, "quant sign: --json prints a summary on stdout; write the bundle to a file (--out)\n");
         return EXIT_USAGE;
     }
     if (strcmp(ptype, QD_PREDICATE_MODEL_SIGNING) && !pred_path) {
@@ -202,6 +208,26 @@ int cmd_sign(int argc, char **argv)
     for (size_t i = 0; i < n_keys; i++)
         fprintf(stderr, "signed %zu file(s) with key %s (%s)\n", n_files, qd_key_id(keys[i]),
                 qd_key_alg_name(qd_key_algorithm(keys[i])));
+    if (json) {
+        json_t *o = json_pack("{s:s,s:s,s:s,s:[],s:[]}", "out", out, "format", dsse ? "dsse" : "bundle",
+                              "predicate_type", ptype, "files", "keys");
+        char *text;
+        for (size_t i = 0; o && i < n_files; i++) {
+            char ds[QD_DIGEST_STR_LEN + 1];
+            json_array_append_new(json_object_get(o, "files"),
+                                  json_pack("{s:s,s:s}", "name", files[i].name, "digest",
+                                            qd_digest_format(ds, &files[i].digest)));
+        }
+        for (size_t i = 0; o && i < n_keys; i++)
+            json_array_append_new(json_object_get(o, "keys"),
+                                  json_pack("{s:s,s:s}", "id", qd_key_id(keys[i]), "algorithm",
+                                            qd_key_alg_name(qd_key_algorithm(keys[i]))));
+        text = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
+        json_decref(o);
+        if (text)
+            printf("%s\n", text);
+        free(text); /* jansson */
+    }
 done:
     qd_envelope_free(env);
     for (size_t i = 0; i < n_keys; i++)

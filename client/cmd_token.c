@@ -151,7 +151,10 @@ int cmd_token(int argc, char **argv)
         if ((rc = qd_registry_token_revoke(s, argv[0])) < 0)
             ret = qd_fail(rc, "token revoke");
         else
-            printf("revoked %s\n", argv[0]);
+            if (json)
+                dump_json(json_pack("{s:s}", "revoked", argv[0]));
+            else
+                printf("revoked %s\n", argv[0]);
     } else {
         fprintf(stderr, "quant token: unknown subcommand '%s'\n%s", sub, token_usage);
         return EXIT_USAGE;

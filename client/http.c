@@ -316,6 +316,68 @@ int http_request(http_client *c, http_resp *r, const char *method, const char *p
     return QD_OK;
 }
 
+typedef struct stream_ctx {
+    http_client *c;
+    http_resp *r;
+    http_data_cb cb;
+    void *ctx;
+    int stopped;
+} stream_ctx;
+
+static size_t stream_write(char *data, size_t size, size_t nmemb, void *ud)
+{
+    stream_ctx *s = ud;
+    size_t n = size * nmemb;
+    long st = 0;
+    curl_easy_getinfo(s->c->easy, CURLINFO_RESPONSE_CODE, &st);
+    s->c->received += n;
+    if (st < 200 || st >= 300)
+        return write_body(data, size, nmemb, s->r);
+    if (s->cb(s->ctx, data, n)) {
+        s->stopped = 1;
+        return 0; /* abort the transfer: the caller has what it wanted */
+    }
+    return n;
+}
+
+int http_stream(http_client *c, http_resp *r, const char *path, const char *accept, long idle_s, http_data_cb cb,
+                void *ctx)
+{
+    char url[2048], errbuf[CURL_ERROR_SIZE], hbuf[512];
+    struct curl_slist *hdrs = NULL;
+    stream_ctx s = {c, r, cb, ctx, 0};
+    CURL *e = c->easy;
+    CURLcode cc;
+    int rc;
+
+    if ((rc = make_url(c, url, sizeof(url), path)))
+        return rc;
+    curl_easy_reset(e);
+    setup_easy(c, e, url, errbuf);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, idle_s > 0 ? idle_s : 30L);
+    if (c->auth_header)
+        hdrs = curl_slist_append(hdrs, c->auth_header);
+    if (accept) {
+        snprintf(hbuf, sizeof(hbuf), "Accept: %s", accept);
+        hdrs = curl_slist_append(hdrs, hbuf);
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, stream_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &s);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+    qd_buf_clear(&r->body);
+    r->content_length = 0;
+    cc = curl_easy_perform(e);
+    curl_slist_free_all(hdrs);
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r->status);
+    if (cc == CURLE_WRITE_ERROR && s.stopped)
+        return QD_OK;
+    if (cc != CURLE_OK)
+        return net_error(cc, errbuf, c->base);
+    return QD_OK;
+}
+
 int http_status_error(const http_resp *r, const char *what)
 {
     char detail[512] = "";

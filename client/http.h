@@ -81,6 +81,19 @@ typedef int (*http_tick_cb)(void *ctx);
 int http_get_ranges(http_client *c, const char *path, const char *if_range, http_range *ranges, size_t n,
                     http_range_cb cb, http_tick_cb tick, void *ctx);
 
+/* Called with each piece of a streamed 2xx body as it arrives; non-zero stops the stream (http_stream then
+ * returns QD_OK: the caller chose to stop). */
+typedef int (*http_data_cb)(void *ctx, const char *data, size_t len);
+
+/*
+ * GET path and hand the body to cb as it arrives (text/event-stream and other long bodies); no overall time limit,
+ * but a connection silent for idle_s seconds counts as dropped. A non-2xx answer is kept in r (body bounded by r's
+ * maximum) and not passed to cb. @return QD_OK when the body ended or cb stopped it, or a transport error (QD_EIO,
+ * class QD_EC_NET, when the connection dropped or could not be made)
+ */
+int http_stream(http_client *c, http_resp *r, const char *path, const char *accept, long idle_s, http_data_cb cb,
+                void *ctx);
+
 /* Bytes received in bodies by this client so far (for reports and tests). */
 uint64_t http_bytes_received(const http_client *c);
 

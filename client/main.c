@@ -17,8 +17,10 @@ typedef struct command {
 
 static int cmd_version(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
+    if (argc > 1 && !strcmp(argv[1], "--json")) { /* {"version": "..."}: the version string has no quotes */
+        printf("{\"version\": \"%s\"}\n", qd_version_string());
+        return 0;
+    }
     printf("quant %s\n", qd_version_string());
     return 0;
 }
@@ -29,7 +31,7 @@ static const command commands[] = {
     {"store", cmd_store, "work on a local store: put, get, stat, ls, rm, fsck, gc, info"},
     {"rows", cmd_rows, "quantize or dequantize raw f32 rows to/from a ggml type"},
     {"kernels", cmd_kernels, "the kernel variant in use and the CPU features seen"},
-    {"quantize", cmd_quantize, "quantize a model into a GGUF with a llama-quantize recipe"},
+    {"quantize", cmd_quantize, "quantize a model file into a GGUF, or NAME:TAG on a registry (a job)"},
     {"imatrix", cmd_imatrix, "collect an importance matrix over a calibration set (llama.cpp .dat or GGUF)"},
     {"inspect", cmd_inspect, "show the metadata and tensors of a GGUF, safetensors or llama2.c model"},
     {"key", cmd_key, "signing keys: gen, show, export, import"},
@@ -43,6 +45,7 @@ static const command commands[] = {
     {"audit", cmd_audit_main, "audit a daemon's indexes or a log: query, lineage (table, tree, json, dot), reindex"},
     {"push", cmd_push, "push files to a registry as a ModelPack artifact; --sign attaches a signature bundle"},
     {"pull", cmd_pull, "pull an artifact, verified against the trust policy before any weight is fetched"},
+    {"jobs", cmd_jobs, "quantize jobs on a registry: ls, show, cancel, follow"},
     {"card", cmd_card, "a Markdown model card from an artifact's verified signed statement"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "list the commands"},

@@ -21,6 +21,7 @@ typedef struct qmethod_args {
     bool act_order, sym;       /* --act-order, --sym */
     bool no_true_sequential;   /* --no-true-sequential: GPTQ's whole block from one pass */
     bool double_quant, per_tensor, weight_only;
+    bool json;                 /* --json: the summary as one JSON object (schemas/client.schema.json) */
     int threads;
     qd_quantize_opts *o;       /* GGUF: the recipe and options parsed so far */
 } qmethod_args;

@@ -9,3 +9,4 @@ QUANT_SRCS += client/cmd_run.c client/cmd_validate.c
 QUANT_SRCS += client/cmd_token.c
 QUANT_SRCS += client/cmd_log.c client/cmd_audit.c
 QUANT_SRCS += client/http.c client/config.c client/cmd_push.c client/cmd_pull.c client/cmd_card.c
+QUANT_SRCS += client/cmd_jobs.c

@@ -53,8 +53,9 @@ int fetch_small(http_client *c, qd_buf *out, const char *path, const char *accep
                 size_t max, const char *what);
 /* The layers of an image manifest (digest, size, org.cncf.model.filepath). Free *out with qd_free. */
 int parse_manifest(layer **out, size_t *n_out, const qd_buf *m);
-/* Find a bundle among the manifest's referrers that verifies against the policy and the layers. */
-int verify_referrers(qd_verified **out, http_client *c, const image_ref *ref, const char *man_digest,
-                     const qd_policy *pol, const layer *L, size_t n);
+/* Find a bundle among the manifest's referrers that verifies against the policy and the layers. When no bundle is
+ * attached at all, *unsigned_out (if not NULL) is set to 1 (the error is QD_EBADSIG either way). */
+int verify_referrers(qd_verified **out, int *unsigned_out, http_client *c, const image_ref *ref,
+                     const char *man_digest, const qd_policy *pol, const layer *L, size_t n);
 
 #endif

@@ -560,6 +560,21 @@ static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *le
     return 0;
 }
 
+/* If-Range (RFC 9110 13.1.5): the Range applies only when the validator is our strong entity tag, the quoted
+ * digest (a blob never changes, so its ETag is its name). A weak tag or a date never matches: the whole blob. */
+static bool if_range_matches(const char *v, const char *etag)
+{
+    size_t n = strlen(etag);
+    while (*v == ' ' || *v == '\t')
+        v++;
+    if (strncmp(v, etag, n))
+        return false;
+    v += n;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    return *v == 0;
+}
+
 static void blob_get(qd_req *r, const char *repo, const char *dstr)
 {
     qd_digest d;
@@ -567,7 +582,7 @@ static void blob_get(qd_req *r, const char *repo, const char *dstr)
     uint64_t size, off = 0, len;
     const char *range;
     int status = 200, rc;
-    char buf[128];
+    char buf[128], etag[QD_DIGEST_STR_LEN + 3];
 
     r->route = r->method == EVHTTP_REQ_HEAD ? "blob_head" : "blob_get";
     if (qd_digest_parse(&d, dstr) < 0) {
@@ -588,7 +603,12 @@ static void blob_get(qd_req *r, const char *repo, const char *dstr)
     qd_req_header(r, "Docker-Content-Digest", dstr);
     qd_req_header(r, "Accept-Ranges", "bytes");
     qd_req_header(r, "Content-Type", "application/octet-stream");
-    if ((range = qd_req_in_header(r, "Range"))) {
+    snprintf(etag, sizeof(etag), "\"%s\"", qd_digest_format(buf, &d));
+    qd_req_header(r, "ETag", etag);
+    if ((range = qd_req_in_header(r, "Range")) && qd_req_in_header(r, "If-Range") &&
+        !if_range_matches(qd_req_in_header(r, "If-Range"), etag))
+        range = NULL; /* the client's copy is of something else: send the whole blob (200) */
+    if (range) {
         int pr = parse_range(range, size, &off, &len);
         if (pr == -2) {
             qd_blob_reader_close(rd);

@@ -44,3 +44,34 @@ qrun() {
     rc=$?
     [ "$rc" = "$want" ] || { echo "--- quant $*"; cat "$T/err"; fail "quant $1: exit $rc, expected $want"; }
 }
+
+# Schema checks in one python run (importing jsonschema costs about a second on a loaded machine):
+# schema_keep DEF FILE   keep a copy of FILE to be checked against $defs/DEF of schemas/client.schema.json
+# schema_check_all       check every kept file; fail on the first that does not match
+SCHEMA_KEPT=0
+schema_keep() {
+    mkdir -p "$T/schema-kept"
+    SCHEMA_KEPT=$((SCHEMA_KEPT + 1))
+    cp "$2" "$T/schema-kept/$SCHEMA_KEPT.$1.json"
+}
+schema_check_all() {
+    local py=$PYTHON
+    /usr/bin/python3 -c 'import jsonschema' 2>/dev/null && py=/usr/bin/python3 # Debian's python3-jsonschema
+    "$py" - "$(dirname "${BASH_SOURCE[0]}")/../../schemas/client.schema.json" "$T/schema-kept" <<'PY' ||
+import json, os, sys
+import jsonschema
+schema = json.load(open(sys.argv[1]))
+n = 0
+for f in sorted(os.listdir(sys.argv[2]), key=lambda s: int(s.split(".")[0])):
+    d = f.split(".")[1]
+    doc = json.load(open(os.path.join(sys.argv[2], f)))
+    try:
+        jsonschema.validate(doc, {"$ref": "#/$defs/" + d, "$defs": schema["$defs"]}, cls=jsonschema.Draft202012Validator)
+    except jsonschema.ValidationError as e:
+        print("%s: schema violation of $defs/%s: %s at %s" % (f, d, e.message, list(e.absolute_path)))
+        sys.exit(1)
+    n += 1
+print("%d outputs match schemas/client.schema.json" % n)
+PY
+        fail "an output does not match its schema"
+}

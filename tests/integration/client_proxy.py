@@ -9,7 +9,8 @@ MODE: pass   forward unchanged
       flip   flip one byte (offset N of each such body) - tampering in transit
       drop   after N counted bytes, cut the connection mid-body and refuse every later request
       droppatch  forward N PATCH requests, then refuse every later request (an upload cut halfway)
-Request bodies over 64 KiB (upload chunks) are counted too.
+Request bodies over 64 KiB (upload chunks) are counted too. Each blob GET's Range and If-Range headers are appended
+to COUNT_FILE.req as "RANGE|IF-RANGE" lines.
 """
 import http.client
 import socket
@@ -60,6 +61,10 @@ class H(BaseHTTPRequestHandler):
             with lock:
                 state["count"] += len(body)
                 save()
+        if self.command == "GET" and "/blobs/sha256:" in self.path:
+            with lock:
+                with open(count_file + ".req", "a") as f:
+                    f.write("%s|%s\n" % (self.headers.get("Range", ""), self.headers.get("If-Range", "")))
         hdrs = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection", "content-length")}
         conn = http.client.HTTPConnection("127.0.0.1", target, timeout=60)
         conn.request(self.command, self.path, body=body, headers=hdrs)
