@@ -68,6 +68,12 @@ const qd_cfg_row qd_cfg_table[] = {
      "validation policy JSON file deciding which variants get their tag (empty: the built-in policy)"},
     {"builder-id", QD_CFG_STR, "", 0, 0, OFF(builder_id), QD_CFG_IMMUTABLE,
      "builder.id written into statements (empty: quantd@HOSTNAME)"},
+    {"log-origin", QD_CFG_STR, "quantd.local/log", 0, 0, OFF(log_origin), QD_CFG_IMMUTABLE,
+     "origin line of the signed log (STORE/log.git) when it is created: a note key name, no spaces or '+'"},
+    {"log-timestamp-interval", QD_CFG_INT, "180", 0, 86400, OFF(log_timestamp_interval), QD_CFG_IMMUTABLE,
+     "seconds between renewals of the log's signed freshness timestamp (0: only when an entry is appended)"},
+    {"log-timestamp-ttl", QD_CFG_INT, "600", 1, 30 * 86400, OFF(log_timestamp_ttl), QD_CFG_IMMUTABLE,
+     "seconds a freshness timestamp stays valid; clients and mirrors refuse it after that (freeze)"},
 };
 const size_t qd_cfg_table_len = sizeof(qd_cfg_table) / sizeof(qd_cfg_table[0]);
 

@@ -20,6 +20,7 @@
 
 #include "qd/qd.h"
 #include "qd/registry.h"
+#include "qd/replog.h"
 
 /* ---- config (config.c) ------------------------------------------------------------------------------------ */
 
@@ -47,6 +48,9 @@ typedef struct qd_config {
     char *signing_key;       /* "" : <store>/signing-key.pem */
     char *validation_policy; /* "" : built-in */
     char *builder_id;        /* "" : quantd@<hostname> */
+    char *log_origin;        /* the signed log's origin (checkpoint key name) when the log is created */
+    int64_t log_timestamp_interval; /* seconds between timestamp renewals; 0: only when an entry is appended */
+    int64_t log_timestamp_ttl;      /* seconds a timestamp stays valid */
 } qd_config;
 
 typedef enum { QD_CFG_STR, QD_CFG_INT, QD_CFG_SIZE, QD_CFG_BOOL } qd_cfg_type;
@@ -93,6 +97,7 @@ void qd_pool_free(qd_pool *p); /* waits for running work, runs pending done call
 typedef struct qd_metrics qd_metrics;
 typedef struct qd_auth qd_auth;
 typedef struct qd_jobs qd_jobs;
+typedef struct qd_dlog qd_dlog;
 
 typedef struct qd_server {
     qd_config *cfg;
@@ -105,6 +110,7 @@ typedef struct qd_server {
     qd_metrics *metrics;
     qd_auth *auth;
     qd_jobs *jobs;           /* the quantize-job runner (jobs.c) */
+    qd_dlog *dlog;           /* the signed log (dlog.c) */
     char *uploads_dir;       /* <store>/uploads */
     uint64_t next_req_id;
     int port;
@@ -178,6 +184,29 @@ void qd_jobs_metrics(qd_server *srv, struct evbuffer *out);
 void qd_req_sse_start(qd_req *r);
 void qd_req_sse_send(qd_req *r, const char *text, size_t len);
 void qd_req_sse_end(qd_req *r);
+
+/* ---- the signed log (dlog.c) ----------------------------------------------------------------------------- */
+
+/* One entry to append: a publish (the bundle blob names the bundle in the store) or a tag move. */
+typedef struct qd_dlog_item {
+    qd_replog_kind kind;                     /* QD_REPLOG_PUBLISH or QD_REPLOG_TAG */
+    char name[QD_REPO_MAX + QD_TAG_MAX + 2]; /* "ns/model" (publish) or "ns/model:tag" */
+    qd_digest manifest;
+    qd_digest bundle;                        /* publish: the bundle's blob digest */
+} qd_dlog_item;
+/* Open (or create) <store>/log.git, add the daemon key when the log does not list it, settle a leftover intent,
+ * sign the first checkpoint and timestamp. After qd_jobs_start (which makes the signing key). */
+int qd_dlog_open(qd_server *srv);
+void qd_dlog_close(qd_server *srv);
+/* Renew the timestamp every log-timestamp-interval seconds (on the loop; the signing runs on the pool). */
+int qd_dlog_start_timer(qd_server *srv);
+void qd_dlog_stop_timer(qd_server *srv);
+/* Around a store transaction: begin checks the names, takes the log lock and writes the intent; end appends
+ * (store_rc == QD_OK) or drops it, and unlocks. begin failing means: do not run the transaction. end failing
+ * means: the store changed but the log append failed (reported; retried before the next publish/at restart). */
+int qd_dlog_begin(qd_dlog *d, const qd_dlog_item *items, size_t n);
+int qd_dlog_end(qd_dlog *d, const qd_dlog_item *items, size_t n, int store_rc);
+void qd_dlog_handle(qd_req *r); /* /v1/log/... */
 
 /* ---- auth (auth.c) --------------------------------------------------------------------------------------- */
 

@@ -584,7 +584,7 @@ int qd_server_run(qd_server *srv)
             srv->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                        : ((struct sockaddr_in *)&ss)->sin_port);
     }
-    if ((rc = qd_pool_new(&srv->pool, srv->base, (int)c->workers)) < 0)
+    if ((rc = qd_pool_new(&srv->pool, srv->base, (int)c->workers)) < 0 || (rc = qd_dlog_start_timer(srv)) < 0)
         goto done;
     ev_term = evsignal_new(srv->base, SIGTERM, on_term, srv);
     ev_int = evsignal_new(srv->base, SIGINT, on_term, srv);
@@ -613,6 +613,7 @@ done:
     /* workers finish what they run; their done callbacks answer (into closing connections) and free */
     qd_pool_free(srv->pool);
     srv->pool = NULL;
+    qd_dlog_stop_timer(srv);
     if (srv->http)
         evhttp_free(srv->http);
     if (srv->ssl_ctx)

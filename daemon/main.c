@@ -150,6 +150,12 @@ int main(int argc, char **argv)
         rc = 1;
         goto out;
     }
+    if ((rc = qd_dlog_open(&srv)) < 0) {
+        qd_log(QD_LOG_ERROR, "daemon", "req=0 signed log: %s", qd_error_last()->message);
+        fprintf(stderr, "quantd: signed log: %s\n", qd_error_last()->message);
+        rc = 1;
+        goto out;
+    }
     if ((rc = qd_server_run(&srv)) < 0) {
         qd_log(QD_LOG_ERROR, "daemon", "req=0 %s", qd_error_last()->message);
         fprintf(stderr, "quantd: %s\n", qd_error_last()->message);
@@ -157,6 +163,7 @@ int main(int argc, char **argv)
     }
 out:
     qd_jobs_stop(&srv); /* running jobs stop at their next check and stay queued for the next start */
+    qd_dlog_close(&srv);
     qd_auth_free(srv.auth);
     qd_metrics_free(srv.metrics);
     qd_free(srv.uploads_dir);

@@ -98,6 +98,10 @@ void qd_v1_handle(qd_req *r)
         qd_jobs_handle(r); /* jobs.c */
         return;
     }
+    if (!strncmp(p, "/v1/log/", 8)) {
+        qd_dlog_handle(r); /* dlog.c */
+        return;
+    }
     r->route = "tokens";
     if (strcmp(p, "/v1/tokens") && strncmp(p, "/v1/tokens/", 11)) {
         r->route = "unknown";

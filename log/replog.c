@@ -1034,3 +1034,26 @@ int qd_log__blob_of_entry(qd_buf *out, qd_replog *log, uint64_t i, const char *p
     git_commit_free(c);
     return error;
 }
+
+/* ------------------------------------------------------------------------------------------- daemon helpers --- */
+
+bool qd_replog_name_ok(const char *name, bool tagged)
+{
+    const char *colon;
+    if (!name)
+        return false;
+    if (!tagged)
+        return model_name_ok(name, strlen(name));
+    colon = strrchr(name, ':');
+    return colon && model_name_ok(name, (size_t)(colon - name)) && name_chars_ok(colon + 1, strlen(colon + 1)) &&
+           !strchr(colon + 1, '/');
+}
+
+int qd_replog_read_head(qd_buf *out, qd_replog *log, const char *path, size_t max)
+{
+    int error;
+    if (!log || log->n == 0)
+        return qd_error_set(QD_ENOTFOUND, QD_EC_STORE, "%s: the log is empty", path);
+    error = qd_log__blob_of_entry(out, log, log->n - 1, path, max);
+    return error;
+}

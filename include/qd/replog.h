@@ -193,6 +193,17 @@ int qd_replog_checkpoint(qd_buf *out, qd_replog *log, const qd_key *key);
 /** SHA-256 over the tag map at the head: sorted lines "<ns>/<model>:<tag> sha256:<hex>\n". */
 int qd_replog_tagmap_digest(qd_digest *out, qd_replog *log);
 
+/**
+ * Can the log record this name? tagged false: "namespace/model"; true: "namespace/model:tag"; the characters
+ * [a-z0-9._-] only (stricter than OCI: no upper case, exactly one slash).
+ */
+bool qd_replog_name_ok(const char *name, bool tagged);
+/**
+ * Append the blob at path (e.g. "tags/ns/model/v1") in the head commit's tree.
+ * @return QD_OK, QD_ENOTFOUND (empty log, or no such path), QD_EFULL (larger than max) or QD_EIO
+ */
+int qd_replog_read_head(qd_buf *out, qd_replog *log, const char *path, size_t max);
+
 /* ============================================================================================== freshness === */
 
 /** A parsed timestamp. */
