@@ -308,7 +308,7 @@ static int settle_locked(qd_dlog *d)
         goto done;
     if (unlink(d->pending) < 0 && errno != ENOENT)
         rc = qd_error_set(QD_EIO, QD_EC_OS, "%s: %s", d->pending, strerror(errno));
-    qd_log(QD_LOG_INFO, "log", "req=0 intent settled entries_checked=%zu dropped=%zu size=%" PRIu64, appended,
+    qd_log(QD_LOG_INFO, "log", "req=0 intent settled appended=%zu dropped=%zu size=%" PRIu64, appended,
            dropped, qd_replog_size(d->log));
 done:
     qd_buf_dispose(&b);
