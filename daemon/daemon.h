@@ -207,6 +207,7 @@ void qd_dlog_stop_timer(qd_server *srv);
 int qd_dlog_begin(qd_dlog *d, const qd_dlog_item *items, size_t n);
 int qd_dlog_end(qd_dlog *d, const qd_dlog_item *items, size_t n, int store_rc);
 void qd_dlog_handle(qd_req *r); /* /v1/log/... */
+void qd_dlog_git_handle(qd_req *r); /* /log.git/... (git smart HTTP, upload-pack only) */
 
 /* ---- auth (auth.c) --------------------------------------------------------------------------------------- */
 

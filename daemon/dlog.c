@@ -27,6 +27,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -810,4 +811,107 @@ void qd_dlog_handle(qd_req *r)
         return;
     }
     reply_error(r, 404, "NOT_FOUND", "no such log endpoint");
+}
+
+/* ---- git smart HTTP, read-only (log/upload.c does the protocol; here: HTTP and the worker thread) ------------- */
+
+typedef struct git_work {
+    qd_dlog *d;
+    bool advertise;
+    bool gzipped;
+    char *body;
+    size_t len;
+    int rc;
+    char msg[512];
+    qd_buf out;
+} git_work;
+
+static void git_free(void *p)
+{
+    git_work *w = p;
+    qd_free(w->body);
+    qd_buf_dispose(&w->out);
+    qd_free(w);
+}
+
+static void git_work_fn(void *p)
+{
+    qd_req *r = p;
+    git_work *w = r->work;
+    /* no lock: upload.c opens its own repository handle, and git readers never see a half-written ref */
+    w->rc = w->advertise ? qd_replog_git_advertise(&w->out, w->d->dir)
+                         : qd_replog_git_upload_pack(&w->out, w->d->dir, w->body, w->len, w->gzipped);
+    if (w->rc < 0)
+        snprintf(w->msg, sizeof(w->msg), "%s", qd_error_last()->message);
+}
+
+static void git_done(void *p)
+{
+    qd_req *r = p;
+    git_work *w = r->work;
+    struct evbuffer *b;
+    if (w->rc < 0) {
+        qd_log(QD_LOG_WARN, "log", "req=%llu git %s: %s", (unsigned long long)r->id,
+               w->advertise ? "info/refs" : "upload-pack", w->msg);
+        reply_error(r, w->rc == QD_ENOTFOUND ? 404 : w->rc == QD_EIO ? 500 : 400,
+                    w->rc == QD_ENOTFOUND ? "NOT_FOUND" : w->rc == QD_EIO ? "UNKNOWN" : "INVALID", w->msg);
+        return;
+    }
+    if (!(b = evbuffer_new())) {
+        reply_error(r, 500, "UNKNOWN", "out of memory");
+        return;
+    }
+    evbuffer_add(b, w->out.ptr, w->out.len);
+    qd_req_header(r, "Content-Type", w->advertise ? "application/x-git-upload-pack-advertisement"
+                                                  : "application/x-git-upload-pack-result");
+    qd_req_header(r, "Cache-Control", "no-cache");
+    qd_reply(r, 200, b);
+}
+
+void qd_dlog_git_handle(qd_req *r)
+{
+    qd_dlog *d = r->srv->dlog;
+    const char *p = r->path + strlen("/log.git");
+    git_work *w;
+    r->route = "log_git";
+    if (!qd_auth_check(r, NULL, QD_SCOPE_PULL))
+        return;
+    if (!d) {
+        reply_error(r, 503, "UNAVAILABLE", "the log is not open");
+        return;
+    }
+    if (!(w = qd_calloc(1, sizeof(*w)))) {
+        reply_error(r, 500, "UNKNOWN", "out of memory");
+        return;
+    }
+    r->work = w;
+    r->work_free = git_free;
+    w->d = d;
+    qd_buf_init(&w->out, 0);
+    if (!strcmp(p, "/info/refs") && (r->method == EVHTTP_REQ_GET || r->method == EVHTTP_REQ_HEAD)) {
+        const char *svc = qd_req_query(r, "service");
+        if (!svc || strcmp(svc, "git-upload-pack")) {
+            reply_error(r, 403, "DENIED", "only service=git-upload-pack (smart HTTP, read-only) is served");
+            return;
+        }
+        w->advertise = true;
+    } else if (!strcmp(p, "/git-upload-pack") && r->method == EVHTTP_REQ_POST) {
+        struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
+        const char *ce = qd_req_in_header(r, "Content-Encoding");
+        w->len = evbuffer_get_length(in);
+        if (!(w->body = qd_malloc(w->len + 1))) {
+            reply_error(r, 500, "UNKNOWN", "out of memory");
+            return;
+        }
+        evbuffer_remove(in, w->body, w->len);
+        w->gzipped = ce && (!strcasecmp(ce, "gzip") || !strcasecmp(ce, "x-gzip"));
+    } else if (!strcmp(p, "/git-receive-pack") || (!strcmp(p, "/info/refs") && r->method != EVHTTP_REQ_GET)) {
+        reply_error(r, 403, "DENIED", "the log is read-only");
+        return;
+    } else {
+        reply_error(r, 404, "NOT_FOUND", "the log serves only git smart HTTP upload-pack");
+        return;
+    }
+    if (qd_req_offload(r, git_work_fn, git_done) < 0)
+        reply_error(r, 503, "UNAVAILABLE", "cannot queue the request");
 }

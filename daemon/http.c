@@ -436,6 +436,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         qd_oci_handle(r);
     else if (!strncmp(r->path, "/v1/", 4))
         qd_v1_handle(r);
+    else if (!strncmp(r->path, "/log.git/", 9))
+        qd_dlog_git_handle(r); /* dlog.c: the signed log over git smart HTTP */
     else {
         r->route = "unknown";
         qd_reply_json(r, 404, "{\"errors\":[{\"code\":\"NOT_FOUND\",\"message\":\"no such endpoint\"}]}");

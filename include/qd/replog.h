@@ -204,6 +204,31 @@ bool qd_replog_name_ok(const char *name, bool tagged);
  */
 int qd_replog_read_head(qd_buf *out, qd_replog *log, const char *path, size_t max);
 
+/* ============================================================================== git smart HTTP (upload.c) === */
+
+/**
+ * The body of GET info/refs?service=git-upload-pack for the log at dir (protocol v0: the service line, a flush,
+ * HEAD and refs/heads/main with the capabilities, a flush).
+ * @return QD_OK, QD_ENOTFOUND (no repository) or QD_EIO
+ */
+int qd_replog_git_advertise(qd_buf *out, const char *dir);
+/**
+ * Answer one stateless upload-pack request (the body of POST git-upload-pack, gzip-decoded first when gzipped):
+ * ACK/NAK lines of the negotiation and, after "done" (or when ready under no-done), the pack of what the wants
+ * reach and the common haves do not, through side-band(-64k) when asked. Safe from any thread (opens its own
+ * repository handle).
+ * @return QD_OK, QD_EINVAL (malformed request), QD_ENOTFOUND (a want that is not ours), QD_EUNSUPPORTED (shallow,
+ *         filter), QD_EFULL (request too large) or QD_EIO
+ */
+int qd_replog_git_upload_pack(qd_buf *out, const char *dir, const void *body, size_t len, bool gzipped);
+/**
+ * Fetch refs/heads/main of the log at url (smart HTTP, libgit2's client) into the ref staging_ref of the bare
+ * repository at dir (created when absent, with no HEAD branch of its own). Nothing else in dir changes.
+ * @param[out] head  the fetched commit, 40 hex + NUL
+ * @return QD_OK, QD_ENOTFOUND (the upstream has no log), QD_EIO (network or protocol error: the message says)
+ */
+int qd_replog_git_fetch(char head[41], const char *dir, const char *url, const char *staging_ref);
+
 /* ============================================================================================== freshness === */
 
 /** A parsed timestamp. */
