@@ -51,6 +51,11 @@ typedef struct qd_config {
     char *log_origin;        /* the signed log's origin (checkpoint key name) when the log is created */
     int64_t log_timestamp_interval; /* seconds between timestamp renewals; 0: only when an entry is appended */
     int64_t log_timestamp_ttl;      /* seconds a timestamp stays valid */
+    char *mirror_of;         /* "URL[=ns1,ns2] ...": upstreams to mirror (mirror.c) */
+    char *mirror_log_key;    /* "FILE ...": each upstream's log key, in the same order */
+    char *trust;             /* the trust policy bundles must verify under (mirrors) */
+    int64_t mirror_interval; /* seconds between syncs */
+    int64_t mirror_parallel; /* blob downloads at once per entry */
 } qd_config;
 
 typedef enum { QD_CFG_STR, QD_CFG_INT, QD_CFG_SIZE, QD_CFG_BOOL } qd_cfg_type;
@@ -98,6 +103,7 @@ typedef struct qd_metrics qd_metrics;
 typedef struct qd_auth qd_auth;
 typedef struct qd_jobs qd_jobs;
 typedef struct qd_dlog qd_dlog;
+typedef struct qd_mirror qd_mirror;
 
 typedef struct qd_server {
     qd_config *cfg;
@@ -111,6 +117,7 @@ typedef struct qd_server {
     qd_auth *auth;
     qd_jobs *jobs;           /* the quantize-job runner (jobs.c) */
     qd_dlog *dlog;           /* the signed log (dlog.c) */
+    qd_mirror *mirror;       /* the upstreams followed (mirror.c), NULL when not a mirror */
     char *uploads_dir;       /* <store>/uploads */
     uint64_t next_req_id;
     int port;
@@ -208,6 +215,14 @@ int qd_dlog_begin(qd_dlog *d, const qd_dlog_item *items, size_t n);
 int qd_dlog_end(qd_dlog *d, const qd_dlog_item *items, size_t n, int store_rc);
 void qd_dlog_handle(qd_req *r); /* /v1/log/... */
 void qd_dlog_git_handle(qd_req *r); /* /log.git/... (git smart HTTP, upload-pack only) */
+
+/* ---- mirrors (mirror.c) ------------------------------------------------------------------------------------ */
+
+/* Start one sync thread per mirror-of upstream (after qd_dlog_open); nothing when mirror-of is empty. */
+int qd_mirror_start(qd_server *srv);
+/* Stop the threads (a sync in progress stops between entries) and free. */
+void qd_mirror_stop(qd_server *srv);
+void qd_mirror_handle(qd_req *r); /* GET /v1/mirror/status */
 
 /* ---- auth (auth.c) --------------------------------------------------------------------------------------- */
 

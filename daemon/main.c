@@ -156,12 +156,19 @@ int main(int argc, char **argv)
         rc = 1;
         goto out;
     }
+    if ((rc = qd_mirror_start(&srv)) < 0) {
+        qd_log(QD_LOG_ERROR, "daemon", "req=0 mirror: %s", qd_error_last()->message);
+        fprintf(stderr, "quantd: mirror: %s\n", qd_error_last()->message);
+        rc = 1;
+        goto out;
+    }
     if ((rc = qd_server_run(&srv)) < 0) {
         qd_log(QD_LOG_ERROR, "daemon", "req=0 %s", qd_error_last()->message);
         fprintf(stderr, "quantd: %s\n", qd_error_last()->message);
         rc = 1;
     }
 out:
+    qd_mirror_stop(&srv);
     qd_jobs_stop(&srv); /* running jobs stop at their next check and stay queued for the next start */
     qd_dlog_close(&srv);
     qd_auth_free(srv.auth);

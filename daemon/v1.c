@@ -98,6 +98,10 @@ void qd_v1_handle(qd_req *r)
         qd_jobs_handle(r); /* jobs.c */
         return;
     }
+    if (!strcmp(p, "/v1/mirror/status")) {
+        qd_mirror_handle(r); /* mirror.c */
+        return;
+    }
     if (!strncmp(p, "/v1/log/", 8)) {
         qd_dlog_handle(r); /* dlog.c */
         return;

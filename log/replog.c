@@ -1049,6 +1049,11 @@ bool qd_replog_name_ok(const char *name, bool tagged)
            !strchr(colon + 1, '/');
 }
 
+int qd_replog_read_at(qd_buf *out, qd_replog *log, uint64_t i, const char *path, size_t max)
+{
+    return qd_log__blob_of_entry(out, log, i, path, max);
+}
+
 int qd_replog_read_head(qd_buf *out, qd_replog *log, const char *path, size_t max)
 {
     int error;

@@ -203,6 +203,8 @@ bool qd_replog_name_ok(const char *name, bool tagged);
  * @return QD_OK, QD_ENOTFOUND (empty log, or no such path), QD_EFULL (larger than max) or QD_EIO
  */
 int qd_replog_read_head(qd_buf *out, qd_replog *log, const char *path, size_t max);
+/** Like qd_replog_read_head, in entry i's tree. @return QD_OK, QD_ENOTFOUND, QD_EFULL or QD_EIO */
+int qd_replog_read_at(qd_buf *out, qd_replog *log, uint64_t i, const char *path, size_t max);
 
 /* ============================================================================== git smart HTTP (upload.c) === */
 
