@@ -56,8 +56,10 @@ int pull_check_log(http_client *c, const char *man_digest, const char *log_key_p
         goto done;
     if ((rc = qd_checkpoint_parse(&cp, note.ptr, note.len)) < 0 ||
         (rc = qd_note_verify(&text_len, note.ptr, note.len, cp.origin, key)) < 0) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", qd_error_last()->message);
         rc = qd_error_set(QD_EBADSIG, QD_EC_VERIFY, "the registry's log checkpoint does not verify with %s: %s",
-                          log_key_path, qd_error_last()->message);
+                          log_key_path, msg);
         goto done;
     }
     snprintf(path, sizeof(path), "/v1/log/proof/inclusion?manifest=%s&size=%" PRIu64, man_digest, cp.size);
@@ -87,8 +89,10 @@ int pull_check_log(http_client *c, const char *man_digest, const char *log_key_p
     qd_merkle_leaf_hash(leaf, entry, strlen(entry));
     if ((rc = qd_merkle_verify_inclusion(leaf, (uint64_t)json_integer_value(json_object_get(j, "index")), cp.size,
                                          hashes, n, cp.root)) < 0) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", qd_error_last()->message);
         rc = qd_error_set(QD_EBADSIG, QD_EC_VERIFY, "%s is not included in the log checkpoint (%s, size %" PRIu64
-                          "): %s", man_digest, cp.origin, cp.size, qd_error_last()->message);
+                          "): %s", man_digest, cp.origin, cp.size, msg);
         goto done;
     }
     fprintf(stderr, "quant pull: %s: in the signed log %s at entry %" PRId64 " of %" PRIu64 "\n", man_digest,

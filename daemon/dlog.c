@@ -216,8 +216,10 @@ static int append_locked(qd_dlog *d, const qd_dlog_item *it)
 done:
     if (rc < 0) {
         d->append_failures++;
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", qd_error_last()->message);
         qd_error_set(rc, QD_EC_STORE, "log append of %s %s failed: %s",
-                     it->kind == QD_REPLOG_PUBLISH ? "publish" : "tag", it->name, qd_error_last()->message);
+                     it->kind == QD_REPLOG_PUBLISH ? "publish" : "tag", it->name, msg);
     }
     qd_buf_dispose(&bundle);
     return rc;

@@ -75,6 +75,14 @@ struct qd_mirror {
     bool stop;
 };
 
+/* Prefix the thread's error message (copied first: qd_error_set must not format from its own buffer). */
+static int wrap_error(int rc, const char *prefix)
+{
+    char msg[1024];
+    snprintf(msg, sizeof(msg), "%s", qd_error_last()->message);
+    return qd_error_set(rc, QD_EC_VERIFY, "%s%s", prefix, msg);
+}
+
 /* ---- small files -------------------------------------------------------------------------------------------- */
 
 static int write_atomic(const char *path, const char *text)
@@ -462,7 +470,40 @@ static int publish_locally(upstream *u, const char *repo, man *ms, size_t n_ms, 
     return rc;
 }
 
-static int apply_entry(upstream *u, qd_replog *slog, uint64_t i)
+/* The manifests that have a publish entry (a bundle verified under the policy) in the first n entries. */
+static int published_set(qd_digest **out, size_t *n_out, qd_replog *slog, uint64_t n)
+{
+    qd_digest *set = NULL;
+    size_t k = 0;
+    int rc = QD_OK;
+    if (n && !(set = qd_calloc((size_t)n, sizeof(*set))))
+        return QD_ENOMEM;
+    for (uint64_t i = 0; i < n && rc == QD_OK; i++) {
+        qd_buf e = QD_BUF_INIT(0);
+        json_t *j;
+        if ((rc = qd_replog_entry_json(&e, slog, i)) == QD_OK && (j = json_loadb(e.ptr, e.len, 0, NULL))) {
+            const char *kd = json_string_value(json_object_get(j, "kind"));
+            const char *ms = json_string_value(json_object_get(j, "manifest"));
+            if (kd && ms && !strcmp(kd, "publish") && qd_digest_parse(&set[k], ms) == QD_OK)
+                k++;
+            json_decref(j);
+        }
+        qd_buf_dispose(&e);
+    }
+    *out = set;
+    *n_out = k;
+    return rc;
+}
+
+static bool in_set(const qd_digest *set, size_t n, const qd_digest *d)
+{
+    for (size_t i = 0; i < n; i++)
+        if (qd_digest_equal(&set[i], d))
+            return true;
+    return false;
+}
+
+static int apply_entry(upstream *u, qd_replog *slog, uint64_t i, const qd_digest *pub, size_t n_pub)
 {
     qd_buf e = QD_BUF_INIT(0), bundle = QD_BUF_INIT(0);
     json_t *j = NULL;
@@ -499,6 +540,12 @@ static int apply_entry(upstream *u, qd_replog *slog, uint64_t i)
         rc = QD_OK;
         goto done;
     }
+    if (!strcmp(kind, "tag") && !in_set(pub, n_pub, &md)) {
+        /* a tag is served only for a manifest whose signed bundle is in the verified log: wait for it */
+        rc = qd_error_set(QD_EAGAIN, QD_EC_VERIFY, "waiting for the signed bundle of %s before applying tag %s",
+                          mstr, name);
+        goto done;
+    }
     memset(&li, 0, sizeof(li));
     li.manifest = md;
     /* the manifest the log names, and its blobs */
@@ -528,9 +575,12 @@ static int apply_entry(upstream *u, qd_replog *slog, uint64_t i)
     li.bundle = bd;
     rc = publish_locally(u, repo, ms, 2, NULL, &li, 1);
 done:
-    if (rc < 0)
-        qd_error_set(rc, QD_EC_NET, "entry %" PRIu64 " (%s %s): %s", i, json_string_value(json_object_get(j, "kind")),
-                     json_string_value(json_object_get(j, "name")), qd_error_last()->message);
+    if (rc < 0 && rc != QD_EAGAIN) {
+        char pre[QD_REPO_MAX + QD_TAG_MAX + 64];
+        snprintf(pre, sizeof(pre), "entry %" PRIu64 " (%s %s): ", i, json_string_value(json_object_get(j, "kind")),
+                 json_string_value(json_object_get(j, "name")));
+        wrap_error(rc, pre);
+    }
     for (size_t k = 0; k < n_ms; k++)
         man_dispose(&ms[k]);
     json_decref(j);
@@ -598,6 +648,8 @@ static int sync_once(upstream *u)
     qd_replog_state prev, st;
     qd_verify_failure why;
     qd_replog *slog = NULL;
+    qd_digest *pub = NULL;
+    size_t n_pub = 0;
     uint64_t applied = 0;
     int rc, attempt;
     int64_t now = (int64_t)time(NULL);
@@ -635,8 +687,7 @@ static int sync_once(upstream *u)
                 pthread_mutex_lock(&u->m->mu);
                 u->stale = true;
                 pthread_mutex_unlock(&u->m->mu);
-                qd_error_set(rc, QD_EC_VERIFY, "stale: the upstream's timestamp expired (freeze); nothing applied: %s",
-                             qd_error_last()->message);
+                wrap_error(rc, "stale: the upstream's timestamp expired (freeze); nothing applied: ");
             }
             goto refuse;
         }
@@ -690,8 +741,7 @@ static int sync_once(upstream *u)
         if ((rc = qd_fresh_match(&ts, &st)) < 0) {
             if (st.size > ts.checkpoint.size && attempt < 3)
                 continue; /* the upstream appended between the timestamp and the fetch: again */
-            qd_error_set(rc, QD_EC_VERIFY, "mix and match refused: the upstream's timestamp does not describe the log "
-                         "it serves: %s", qd_error_last()->message);
+            wrap_error(rc, "mix and match refused: the upstream's timestamp does not describe the log it serves: ");
             goto refuse;
         }
         break;
@@ -715,12 +765,18 @@ static int sync_once(upstream *u)
         if ((rc = qd_replog_open(&slog, path)) < 0)
             goto fail;
     }
+    if (applied < st.size && (rc = published_set(&pub, &n_pub, slog, st.size)) < 0)
+        goto fail;
     while (applied < st.size) {
         if (u->m->stop) {
             rc = QD_OK;
             goto out;
         }
-        if ((rc = apply_entry(u, slog, applied)) < 0)
+        if ((rc = apply_entry(u, slog, applied, pub, n_pub)) == QD_EAGAIN) {
+            set_error(u, qd_error_last()->message, false);
+            goto out;
+        }
+        if (rc < 0)
             goto refuse;
         applied++;
         snprintf(applied_s, sizeof(applied_s), "%" PRIu64 "\n", applied);
@@ -749,6 +805,7 @@ out:
         u->lag_since = now;
     pthread_mutex_unlock(&u->m->mu);
     qd_replog_free(slog);
+    qd_free(pub);
     qd_buf_dispose(&note);
     return rc;
 }
@@ -834,6 +891,18 @@ int qd_mirror_start(qd_server *srv)
         mkdir(path, 0700);
         upath(path, sizeof(path), u, "origin");
         read_small(u->origin, sizeof(u->origin), path);
+        {
+            /* the status starts from the persisted state */
+            qd_replog_state vs;
+            char a[64];
+            upath(path, sizeof(path), u, "verified.state");
+            if (qd_replog_state_load(&vs, path) == QD_OK)
+                u->verified = u->upstream_size = vs.size;
+            upath(path, sizeof(path), u, "applied");
+            if (read_small(a, sizeof(a), path) == QD_OK)
+                u->applied = strtoull(a, NULL, 10);
+            qd_error_clear();
+        }
     }
     if (ktok) {
         rc = qd_error_set(QD_EINVAL, QD_EC_CONFIG, "mirror-log-key: more keys than mirror-of upstreams");
