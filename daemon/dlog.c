@@ -359,11 +359,25 @@ static int load_key(qd_dlog *d)
 {
     qd_config *c = d->srv->cfg;
     char path[4096];
+    int rc;
     if (c->signing_key[0])
         snprintf(path, sizeof(path), "%s", c->signing_key);
     else
         snprintf(path, sizeof(path), "%s/signing-key.pem", c->store);
-    return qd_key_load(&d->key, path); /* made by qd_jobs_start when absent */
+    rc = qd_key_load(&d->key, path);
+    if (rc == QD_ENOTFOUND || (rc < 0 && access(path, F_OK) != 0)) {
+        /* first start: make the daemon key (the jobs load the same file) */
+        mode_t old = umask(077);
+        qd_error_clear();
+        if ((rc = qd_key_generate(&d->key, QD_KEY_ED25519)) == QD_OK)
+            rc = qd_key_save_private(d->key, path);
+        umask(old);
+        if (rc == QD_OK) {
+            chmod(path, 0600);
+            qd_log(QD_LOG_INFO, "log", "req=0 signing key generated path=%s key_id=%s", path, qd_key_id(d->key));
+        }
+    }
+    return rc;
 }
 
 void qd_dlog_close(qd_server *srv)

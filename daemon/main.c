@@ -144,15 +144,16 @@ int main(int argc, char **argv)
         goto out;
     }
     qd_oci_uploads_sweep(&srv);
-    if ((rc = qd_jobs_start(&srv)) < 0) {
-        qd_log(QD_LOG_ERROR, "daemon", "req=0 jobs: %s", qd_error_last()->message);
-        fprintf(stderr, "quantd: jobs: %s\n", qd_error_last()->message);
-        rc = 1;
-        goto out;
-    }
+    /* the log before the jobs: a recovered job may publish as soon as its runner starts */
     if ((rc = qd_dlog_open(&srv)) < 0) {
         qd_log(QD_LOG_ERROR, "daemon", "req=0 signed log: %s", qd_error_last()->message);
         fprintf(stderr, "quantd: signed log: %s\n", qd_error_last()->message);
+        rc = 1;
+        goto out;
+    }
+    if ((rc = qd_jobs_start(&srv)) < 0) {
+        qd_log(QD_LOG_ERROR, "daemon", "req=0 jobs: %s", qd_error_last()->message);
+        fprintf(stderr, "quantd: jobs: %s\n", qd_error_last()->message);
         rc = 1;
         goto out;
     }

@@ -722,6 +722,11 @@ static int sync_once(upstream *u)
         }
         qd_error_clear();
         /* 2. fetch into the staging repository */
+        /* only this thread writes the staging repository: a lock file there was left by a SIGKILL */
+        upath(path, sizeof(path), u, "staging.git/refs/heads/main.lock");
+        unlink(path);
+        upath(path, sizeof(path), u, "staging.git/packed-refs.lock");
+        unlink(path);
         upath(path, sizeof(path), u, "staging.git");
         snprintf(url, sizeof(url), "%s/log.git", u->url);
         if ((rc = qd_replog_git_fetch(head, path, url, "refs/heads/main")) < 0)

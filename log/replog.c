@@ -18,6 +18,7 @@
 #include "log_int.h"
 #include "qd/alloc.h"
 #include "qd/err.h"
+#include "qd/log.h"
 #include "qd/replog.h"
 
 #define BRANCH "refs/heads/main"
@@ -417,6 +418,10 @@ static int writer_lock(qd_replog *log, int *fd_out)
             return error;
         }
     }
+    /* every writer holds the flock, so a ref lock file seen now was left by a writer that died (SIGKILL) in
+     * the middle of a ref update: without removing it no append could ever succeed again */
+    if (path_join(path, sizeof(path), log->dir, BRANCH ".lock") == QD_OK && unlink(path) == 0)
+        qd_log(QD_LOG_WARN, "log", "req=0 removed a stale %s (a writer died during a ref update)", path);
     rc = git_reference_name_to_id(&cur, log->repo, BRANCH);
     if (rc == GIT_ENOTFOUND)
         moved = log->n != 0;

@@ -14,6 +14,7 @@ t0=$(date +%s)
 start_node A
 node_logkey A
 start_node B --mirror-of="$A_URL" --mirror-log-key="$T/A.logkey" --trust="$T/policy.json" --mirror-interval=1
+BPORT=$(cat "$T/B/port")
 node_logkey B
 start_node C --mirror-of="$B_URL" --mirror-log-key="$T/B.logkey" --trust="$T/policy.json" --mirror-interval=1
 
@@ -54,7 +55,8 @@ for k in $(seq 1 "$KILLS"); do
         sleep 0.02
     done
     kill_node B KILL
-    start_node B --mirror-of="$A_URL" --mirror-log-key="$T/A.logkey" --trust="$T/policy.json" --mirror-interval=1
+    # the same port: C follows B's URL
+    start_node B --listen="127.0.0.1:$BPORT" --mirror-of="$A_URL" --mirror-log-key="$T/A.logkey" --trust="$T/policy.json" --mirror-interval=1
     wait_synced "$B_URL" "$A_URL"
     [ "$(mstatus "$B_URL" "j['applied']")" = "$target" ] || fail "kill $k: B did not converge"
 done
