@@ -2,13 +2,13 @@
 # Mirrors chained A -> B -> C on 127.0.0.1: N artifacts published on the origin A arrive on B and on C (which
 # mirrors B's own log) and pull-verify there, with --require-log against each mirror's own log; B killed with
 # SIGKILL again and again in the middle of a sync converges each time, and its store passes fsck.
-# N defaults to 12 (make test); QD_MIRROR_N=50 runs the issue's figure. QD_MIRROR_KILLS (default 3; issue: 10).
+# N defaults to 6 (make test); QD_MIRROR_N=50 runs the issue's figure. QD_MIRROR_KILLS (default 2; issue: 10).
 . "$(dirname "$0")/daemon_lib.sh"
 . "$(dirname "$0")/client_lib.sh"
 . "$(dirname "$0")/mirror_lib.sh"
 client_setup
-N=${QD_MIRROR_N:-12}
-KILLS=${QD_MIRROR_KILLS:-3}
+N=${QD_MIRROR_N:-6}
+KILLS=${QD_MIRROR_KILLS:-2}
 t0=$(date +%s)
 
 start_node A
