@@ -47,6 +47,8 @@ log_size() { curl -sf "$1/v1/log/checkpoint" | sed -n 2p; }
 mstatus() {
     curl -sf "$1/v1/mirror/status" | python3 -c "import json,sys; j=json.load(sys.stdin)['upstreams'][0]; print($2)"
 }
+# the applied count of the first upstream, without python (polled in tight loops)
+mapplied() { curl -sf "$1/v1/mirror/status" | grep -o '"applied":[0-9]*' | head -n1 | cut -d: -f2; }
 wait_synced() {
     local want got
     for _ in $(seq 1 1200); do
