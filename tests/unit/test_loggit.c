@@ -48,6 +48,7 @@ static int fx_teardown(void **state)
 {
     fx *f = *state;
     tu_rmtree(f->dir);
+    free(f->dir);
     free(f);
     return 0;
 }
