@@ -21,6 +21,8 @@ static const char *log_usage =
     "  tag DIR --key K --name NS/MODEL:TAG --manifest DIGEST [--time T]\n"
     "  key-add|key-revoke DIR --key K --subject PUBKEY [--time T]\n"
     "                                              append one signed entry; prints its index\n"
+    "  fetch URL DIR [REF]                         fetch URL's refs/heads/main into REF of the bare repository\n"
+    "                                              DIR with libgit2 (default REF refs/heads/main); prints the head\n"
     "  show DIR [--index I]                        entry JSON (all entries, one a line, without --index)\n"
     "  checkpoint DIR --key K                      a signed checkpoint note (C2SP tlog-checkpoint)\n"
     "  timestamp DIR --key K [--ttl S] [--now T]   a signed freshness timestamp (default ttl 600 s)\n"
@@ -403,6 +405,19 @@ int cmd_log(int argc, char **argv)
         return argc < 2 ? EXIT_USAGE : EXIT_OK_;
     }
     sub = argv[1];
+    if (!strcmp(sub, "fetch")) {
+        /* libgit2's own smart-HTTP fetch (what a mirror runs), into a ref of a bare repository */
+        char head[41];
+        int rc;
+        if (argc < 4 || argc > 5) {
+            fprintf(stderr, "usage: quant log fetch URL DIR [REF]\n");
+            return EXIT_USAGE;
+        }
+        if ((rc = qd_replog_git_fetch(head, argv[3], argv[2], argc == 5 ? argv[4] : "refs/heads/main")) < 0)
+            return qd_fail(rc, "log fetch");
+        printf("%s\n", head);
+        return EXIT_OK_;
+    }
     p = parse_opts(&o, argc - 1, argv + 1, true);
     if (p != 0) {
         fputs(log_usage, p > 0 ? stdout : stderr);

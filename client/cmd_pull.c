@@ -30,11 +30,12 @@
 #include "qd/digest.h"
 #include "qd/err.h"
 #include "qd/verify.h"
+#include "pull_log.h"
 #include "registry.h"
 
 static const char pull_usage[] =
     "usage: quant pull NAME[:TAG|@DIGEST] [-o DIR] [--policy POLICY] [--parallel N] [--registry URL]\n"
-    "                  [--cacert FILE] [--json] [--allow-unsigned]\n"
+    "                  [--cacert FILE] [--json] [--allow-unsigned] [--require-log --log-key PUB]\n"
     "  Verifies the artifact's signature bundle (a referrer of the manifest) against the trust policy before any\n"
     "  weight is fetched, then downloads each file with N parallel Range requests (default 4), and renames it into\n"
     "  DIR (default .) only when its SHA-256 equals the signed digest. An interrupted pull resumes.\n"
@@ -42,6 +43,8 @@ static const char pull_usage[] =
     "  are checked against the manifest's digests only). A bundle that fails to verify is refused all the same.\n"
     "  Off by default, and only on the command line (never from the config file or the environment).\n"
     "  --json: a summary on stdout (schemas/client.schema.json#/$defs/pull).\n"
+    "  --require-log: the manifest must be included in the registry's signed log, checked against its checkpoint\n"
+    "  signed by the log key PUB (docs/LOG.md), before any weight is fetched.\n"
     "  exit codes: 0 ok, 2 usage, 3 not found, 4 verification failed (nothing left on disk), 5 registry unreachable\n";
 
 /* What one layer's pull did (for --json). */
@@ -720,9 +723,12 @@ int cmd_pull(int argc, char **argv)
                                          {"no-verify", no_argument, NULL, 'N'},
                                          {"allow-unsigned", no_argument, NULL, 'U'},
                                          {"json", no_argument, NULL, 'J'},
+                                         {"require-log", no_argument, NULL, 'L'},
+                                         {"log-key", required_argument, NULL, 'K'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *dir = ".";
+    const char *dir = ".", *log_key = NULL;
+    int require_log = 0;
     quant_config cfg;
     image_ref ref;
     long parallel = 4;
@@ -752,12 +758,18 @@ int cmd_pull(int argc, char **argv)
         case 'N': no_verify = 1; break;
         case 'U': allow_unsigned = 1; break;
         case 'J': json = 1; break;
+        case 'L': require_log = 1; break;
+        case 'K': log_key = optarg; break;
         case 'h': fputs(pull_usage, stdout); return EXIT_OK_;
         default: fputs(pull_usage, stderr); return EXIT_USAGE;
         }
     }
     if (argc - optind != 1 || parallel < 1 || parallel > 64) {
         fputs(pull_usage, stderr);
+        return EXIT_USAGE;
+    }
+    if (require_log && !log_key) {
+        fprintf(stderr, "quant pull: --require-log needs --log-key PUB (the registry's log key)\n");
         return EXIT_USAGE;
     }
     if (no_verify) {
@@ -812,6 +824,9 @@ int cmd_pull(int argc, char **argv)
                 qd_verified_predicate_type(ver), qd_verified_key_count(ver),
                 qd_verified_key_count(ver) == 1 ? "" : "s");
     }
+    /* 2b. the signed log (pull_log.c) */
+    if (require_log && (rc = pull_check_log(c, man_digest, log_key)))
+        goto cleanup;
     /* 3. the files */
     for (size_t i = 0; i < n; i++) {
         if ((rc = pull_layer(c, &ref, dir, &L[i], (size_t)parallel, &R[i]))) {

@@ -377,3 +377,25 @@ void qd_audit_api_handle(qd_req *r)
     if ((rc = qd_req_offload(r, lineage ? lineage_work : query_work, audit_done)) < 0)
         qd_reply_err(r, rc, "UNKNOWN");
 }
+
+static int small_sink(const void *data, size_t len, void *payload) { return qd_buf_put(payload, data, len); }
+
+qd_audit_entry *qd_bundle_audit_entry(qd_store *s, bool has_subject, const char *artifact_type,
+                                      const qd_digest *blobs, size_t n_blobs)
+{
+    qd_buf b = QD_BUF_INIT(16u << 20);
+    qd_audit_entry *e;
+    if (!has_subject || !artifact_type || strcmp(artifact_type, QD_BUNDLE_MEDIA_TYPE) || n_blobs < 2)
+        return NULL;
+    if (!(e = qd_malloc(sizeof(*e))))
+        return NULL;
+    if (qd_store_get(s, &blobs[n_blobs - 1], 0, UINT64_MAX, small_sink, &b) < 0 ||
+        qd_audit_entry_from_bundle(e, b.ptr, b.len) < 0) {
+        qd_log(QD_LOG_DEBUG, "audit", "a bundle is not indexed: %s", qd_error_last()->message);
+        qd_error_clear();
+        qd_free(e);
+        e = NULL;
+    }
+    qd_buf_dispose(&b);
+    return e;
+}

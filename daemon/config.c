@@ -70,6 +70,23 @@ const qd_cfg_row qd_cfg_table[] = {
      "builder.id written into statements (empty: quantd@HOSTNAME)"},
     {"ingest-sign-delay", QD_CFG_INT, "10", -1, 86400, OFF(ingest_sign_delay), QD_CFG_IMMUTABLE,
      "seconds after a checkpoint push before the daemon signs it, unless the pusher pushed a signature; -1: never"},
+    {"log-origin", QD_CFG_STR, "quantd.local/log", 0, 0, OFF(log_origin), QD_CFG_IMMUTABLE,
+     "origin line of the signed log (STORE/log.git) when it is created: a note key name, no spaces or '+'"},
+    {"log-timestamp-interval", QD_CFG_INT, "180", 0, 86400, OFF(log_timestamp_interval), QD_CFG_IMMUTABLE,
+     "seconds between renewals of the log's signed freshness timestamp (0: only when an entry is appended)"},
+    {"log-timestamp-ttl", QD_CFG_INT, "600", 1, 30 * 86400, OFF(log_timestamp_ttl), QD_CFG_IMMUTABLE,
+     "seconds a freshness timestamp stays valid; clients and mirrors refuse it after that (freeze)"},
+    {"mirror-of", QD_CFG_STR, "", 0, 0, OFF(mirror_of), QD_CFG_IMMUTABLE,
+     "mirror these upstream daemons: space-separated URL or URL=ns1,ns2 (only those namespaces); needs trust and "
+     "mirror-log-key"},
+    {"mirror-log-key", QD_CFG_STR, "", 0, 0, OFF(mirror_log_key), QD_CFG_IMMUTABLE,
+     "space-separated public key files: each mirror-of upstream's log key, in the same order"},
+    {"trust", QD_CFG_STR, "", 0, 0, OFF(trust), QD_CFG_IMMUTABLE,
+     "trust policy (JSON) every mirrored bundle must verify under"},
+    {"mirror-interval", QD_CFG_INT, "10", 1, 86400, OFF(mirror_interval), QD_CFG_IMMUTABLE,
+     "seconds between syncs with each upstream"},
+    {"mirror-parallel", QD_CFG_INT, "4", 1, 8, OFF(mirror_parallel), QD_CFG_IMMUTABLE,
+     "blob downloads at once while applying one mirrored entry"},
 };
 const size_t qd_cfg_table_len = sizeof(qd_cfg_table) / sizeof(qd_cfg_table[0]);
 

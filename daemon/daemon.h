@@ -19,7 +19,9 @@
 #include <event2/keyvalq_struct.h>
 
 #include "qd/qd.h"
+#include "qd/audit.h"
 #include "qd/registry.h"
+#include "qd/replog.h"
 
 /* ---- config (config.c) ------------------------------------------------------------------------------------ */
 
@@ -48,6 +50,14 @@ typedef struct qd_config {
     char *validation_policy; /* "" : built-in */
     char *builder_id;        /* "" : quantd@<hostname> */
     int64_t ingest_sign_delay; /* seconds before an unsigned pushed checkpoint is signed by the daemon; -1: off */
+    char *log_origin;        /* the signed log's origin (checkpoint key name) when the log is created */
+    int64_t log_timestamp_interval; /* seconds between timestamp renewals; 0: only when an entry is appended */
+    int64_t log_timestamp_ttl;      /* seconds a timestamp stays valid */
+    char *mirror_of;         /* "URL[=ns1,ns2] ...": upstreams to mirror (mirror.c) */
+    char *mirror_log_key;    /* "FILE ...": each upstream's log key, in the same order */
+    char *trust;             /* the trust policy bundles must verify under (mirrors) */
+    int64_t mirror_interval; /* seconds between syncs */
+    int64_t mirror_parallel; /* blob downloads at once per entry */
 } qd_config;
 
 typedef enum { QD_CFG_STR, QD_CFG_INT, QD_CFG_SIZE, QD_CFG_BOOL } qd_cfg_type;
@@ -94,6 +104,8 @@ void qd_pool_free(qd_pool *p); /* waits for running work, runs pending done call
 typedef struct qd_metrics qd_metrics;
 typedef struct qd_auth qd_auth;
 typedef struct qd_jobs qd_jobs;
+typedef struct qd_dlog qd_dlog;
+typedef struct qd_mirror qd_mirror;
 
 typedef struct qd_server {
     qd_config *cfg;
@@ -107,6 +119,8 @@ typedef struct qd_server {
     qd_auth *auth;
     qd_jobs *jobs;           /* the quantize-job runner (jobs.c) */
     struct qd_mcache *mcache; /* manifest bytes by digest (mcache.c) */
+    qd_dlog *dlog;           /* the signed log (dlog.c) */
+    qd_mirror *mirror;       /* the upstreams followed (mirror.c), NULL when not a mirror */
     char *uploads_dir;       /* <store>/uploads */
     uint64_t next_req_id;
     int port;
@@ -165,6 +179,10 @@ void qd_req_stream(qd_req *r, int status, qd_blob_reader *reader, uint64_t len);
 void qd_oci_handle(qd_req *r);      /* /v2/... */
 void qd_v1_handle(qd_req *r);       /* /v1/... (v1.c) */
 void qd_audit_api_handle(qd_req *r); /* /v1/audit/... (audit_api.c) */
+/* A signature-bundle referrer (the bundle is its last layer) whose statement has the variant predicate: its audit
+ * entry for qd_manifest_desc.audit (qd_free it after the transaction); NULL for anything else (stored unindexed). */
+qd_audit_entry *qd_bundle_audit_entry(qd_store *s, bool has_subject, const char *artifact_type,
+                                      const qd_digest *blobs, size_t n_blobs);
 void qd_gc_handle(qd_req *r);       /* POST /v1/gc: orphan blobs (gc.c) */
 /* A checkpoint manifest was pushed (loop thread): the daemon signs it after ingest-sign-delay unless the pusher
  * pushed a bundle referrer for it by then (ingest.c). qd_ingest_stop drops what is pending (before the base goes). */
@@ -196,6 +214,37 @@ void qd_mcache_free(qd_mcache *c);
 bool qd_mcache_get(qd_mcache *c, const qd_digest *d, const void **data, size_t *len);
 /* Remember the bytes of manifest d (they must hash to d); too large ones are not kept. */
 void qd_mcache_put(qd_mcache *c, const qd_digest *d, const void *data, size_t len);
+/* ---- the signed log (dlog.c) ----------------------------------------------------------------------------- */
+
+/* One entry to append: a publish (the bundle blob names the bundle in the store) or a tag move. */
+typedef struct qd_dlog_item {
+    qd_replog_kind kind;                     /* QD_REPLOG_PUBLISH or QD_REPLOG_TAG */
+    char name[QD_REPO_MAX + QD_TAG_MAX + 2]; /* "ns/model" (publish) or "ns/model:tag" */
+    qd_digest manifest;
+    qd_digest bundle;                        /* publish: the bundle's blob digest */
+} qd_dlog_item;
+/* Open (or create) <store>/log.git, add the daemon key when the log does not list it, settle a leftover intent,
+ * sign the first checkpoint and timestamp. After qd_jobs_start (which makes the signing key). */
+int qd_dlog_open(qd_server *srv);
+void qd_dlog_close(qd_server *srv);
+/* Renew the timestamp every log-timestamp-interval seconds (on the loop; the signing runs on the pool). */
+int qd_dlog_start_timer(qd_server *srv);
+void qd_dlog_stop_timer(qd_server *srv);
+/* Around a store transaction: begin checks the names, takes the log lock and writes the intent; end appends
+ * (store_rc == QD_OK) or drops it, and unlocks. begin failing means: do not run the transaction. end failing
+ * means: the store changed but the log append failed (reported; retried before the next publish/at restart). */
+int qd_dlog_begin(qd_dlog *d, const qd_dlog_item *items, size_t n);
+int qd_dlog_end(qd_dlog *d, const qd_dlog_item *items, size_t n, int store_rc);
+void qd_dlog_handle(qd_req *r); /* /v1/log/... */
+void qd_dlog_git_handle(qd_req *r); /* /log.git/... (git smart HTTP, upload-pack only) */
+
+/* ---- mirrors (mirror.c) ------------------------------------------------------------------------------------ */
+
+/* Start one sync thread per mirror-of upstream (after qd_dlog_open); nothing when mirror-of is empty. */
+int qd_mirror_start(qd_server *srv);
+/* Stop the threads (a sync in progress stops between entries) and free. */
+void qd_mirror_stop(qd_server *srv);
+void qd_mirror_handle(qd_req *r); /* GET /v1/mirror/status */
 
 /* ---- auth (auth.c) --------------------------------------------------------------------------------------- */
 

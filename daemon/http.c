@@ -441,6 +441,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         qd_oci_handle(r);
     else if (!strncmp(r->path, "/v1/", 4))
         qd_v1_handle(r);
+    else if (!strncmp(r->path, "/log.git/", 9))
+        qd_dlog_git_handle(r); /* dlog.c: the signed log over git smart HTTP */
     else {
         r->route = "unknown";
         qd_reply_json(r, 404, "{\"errors\":[{\"code\":\"NOT_FOUND\",\"message\":\"no such endpoint\"}]}");
@@ -592,7 +594,7 @@ int qd_server_run(qd_server *srv)
             srv->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                        : ((struct sockaddr_in *)&ss)->sin_port);
     }
-    if ((rc = qd_pool_new(&srv->pool, srv->base, (int)c->workers)) < 0)
+    if ((rc = qd_pool_new(&srv->pool, srv->base, (int)c->workers)) < 0 || (rc = qd_dlog_start_timer(srv)) < 0)
         goto done;
     ev_term = evsignal_new(srv->base, SIGTERM, on_term, srv);
     ev_int = evsignal_new(srv->base, SIGINT, on_term, srv);
@@ -622,6 +624,7 @@ done:
     qd_ingest_stop(); /* checkpoints not yet handed to a worker stay unsigned */
     qd_pool_free(srv->pool);
     srv->pool = NULL;
+    qd_dlog_stop_timer(srv);
     if (srv->http)
         evhttp_free(srv->http);
     if (srv->ssl_ctx)

@@ -179,7 +179,19 @@ static void sign_work(void *p)
                               "{\"dev.sigstore.bundle.predicateType\":\"" QD_PREDICATE_CHECKPOINT
                               "\",\"dev.quantd.signed-by\":\"daemon\"}",
                               &it->d, blobs, 2, NULL, 0, NULL};
+        /* a publish entry of the signed log around the store transaction, as for a pushed bundle (dlog.c) */
+        qd_dlog_item li;
+        memset(&li, 0, sizeof(li));
+        li.kind = QD_REPLOG_PUBLISH;
+        snprintf(li.name, sizeof(li.name), "%s", it->repo);
+        li.manifest = it->d;
+        li.bundle = blobs[1];
+        if ((rc = qd_dlog_begin(g_srv->dlog, &li, 1)) < 0)
+            goto done;
         rc = qd_registry_manifest_put(&it->ref, s, it->repo, NULL, &m, NULL);
+        int lrc = qd_dlog_end(g_srv->dlog, &li, 1, rc);
+        if (rc == QD_OK && lrc < 0)
+            rc = lrc;
     }
 done:
     it->rc = rc;

@@ -512,8 +512,33 @@ static int stage_publish(job_ctx *c, const qd_buf *bundle, bool pass, const char
         rc = QD_ENOMEM;
         goto out;
     }
-    rc = qd_registry_publish(s, c->repo, blobs, 4, items, 2, &items[0].digest, &c->src_manifest, c->run->id,
-                             job_text);
+    {
+        /* the signed log (dlog.c): the bundle of the variant, and its tag when it passed, around the one store
+         * transaction */
+        qd_dlog_item li[2];
+        size_t nl = 0;
+        memset(li, 0, sizeof(li));
+        li[nl].kind = QD_REPLOG_PUBLISH;
+        snprintf(li[nl].name, sizeof(li[nl].name), "%s", c->repo);
+        li[nl].manifest = items[0].digest;
+        li[nl].bundle = bundle_d;
+        nl++;
+        if (pass) {
+            li[nl].kind = QD_REPLOG_TAG;
+            snprintf(li[nl].name, sizeof(li[nl].name), "%s:%s", c->repo, tag);
+            li[nl].manifest = items[0].digest;
+            nl++;
+        }
+        if ((rc = qd_dlog_begin(c->J->srv->dlog, li, nl)) < 0)
+            goto out;
+        rc = qd_registry_publish(s, c->repo, blobs, 4, items, 2, &items[0].digest, &c->src_manifest, c->run->id,
+                                 job_text);
+        {
+            int lrc = qd_dlog_end(c->J->srv->dlog, li, nl, rc);
+            if (rc == QD_OK && lrc < 0)
+                rc = lrc; /* published in the store; the log append is retried (dlog.c) and the job says why */
+        }
+    }
 out:
     qd_free(audit);
     free(man_text);  /* jansson */

@@ -151,9 +151,22 @@ int main(int argc, char **argv)
         goto out;
     }
     qd_oci_uploads_sweep(&srv);
+    /* the log before the jobs: a recovered job may publish as soon as its runner starts */
+    if ((rc = qd_dlog_open(&srv)) < 0) {
+        qd_log(QD_LOG_ERROR, "daemon", "req=0 signed log: %s", qd_error_last()->message);
+        fprintf(stderr, "quantd: signed log: %s\n", qd_error_last()->message);
+        rc = 1;
+        goto out;
+    }
     if ((rc = qd_jobs_start(&srv)) < 0) {
         qd_log(QD_LOG_ERROR, "daemon", "req=0 jobs: %s", qd_error_last()->message);
         fprintf(stderr, "quantd: jobs: %s\n", qd_error_last()->message);
+        rc = 1;
+        goto out;
+    }
+    if ((rc = qd_mirror_start(&srv)) < 0) {
+        qd_log(QD_LOG_ERROR, "daemon", "req=0 mirror: %s", qd_error_last()->message);
+        fprintf(stderr, "quantd: mirror: %s\n", qd_error_last()->message);
         rc = 1;
         goto out;
     }
@@ -163,7 +176,9 @@ int main(int argc, char **argv)
         rc = 1;
     }
 out:
+    qd_mirror_stop(&srv);
     qd_jobs_stop(&srv); /* running jobs stop at their next check and stay queued for the next start */
+    qd_dlog_close(&srv);
     qd_auth_free(srv.auth);
     qd_metrics_free(srv.metrics);
     qd_mcache_free(srv.mcache);

@@ -72,6 +72,8 @@ typedef struct oci_work {
     int rc;
     int klass;
     char msg[512];
+    bool log_refused;           /* the signed log could not take the entry: nothing stored */
+    bool log_failed;            /* stored, but the log append failed (dlog.c keeps the intent) */
     uint64_t size;              /* upload: bytes received */
     int upload_err;             /* UP_* */
 } oci_work;
@@ -350,45 +352,53 @@ done:
     return rc;
 }
 
-static int small_sink(const void *data, size_t len, void *payload) { return qd_buf_put(payload, data, len); }
-
-/* A signature bundle pushed as a referrer: when its statement has the variant predicate, the artifact it describes
- * is indexed for audit in the transaction that stores the manifest (qd/audit.h). Anything else is stored as it
- * is, unindexed. Returns the entry or NULL. */
-static qd_audit_entry *bundle_audit_entry(oci_work *w)
-{
-    qd_buf b = QD_BUF_INIT(16u << 20);
-    qd_audit_entry *e;
-    if (!w->has_subject || !w->artifact_type || strcmp(w->artifact_type, QD_BUNDLE_MEDIA_TYPE) || w->n_blobs < 2)
-        return NULL;
-    if (!(e = qd_malloc(sizeof(*e))))
-        return NULL;
-    if (qd_store_get(w->srv->store, &w->blobs[w->n_blobs - 1], 0, UINT64_MAX, small_sink, &b) < 0 ||
-        qd_audit_entry_from_bundle(e, b.ptr, b.len) < 0) {
-        qd_log(QD_LOG_DEBUG, "audit", "a pushed bundle is not indexed: %s", qd_error_last()->message);
-        qd_error_clear();
-        qd_free(e);
-        e = NULL;
-    }
-    qd_buf_dispose(&b);
-    return e;
-}
-
 static void manifest_put_work(void *p)
 {
     qd_req *r = p;
     oci_work *w = r->work;
-    qd_audit_entry *ae = bundle_audit_entry(w);
+    qd_audit_entry *ae = qd_bundle_audit_entry(w->srv->store, w->has_subject, w->artifact_type, w->blobs, w->n_blobs);
     qd_manifest_desc m = {w->mbytes,        w->mlen,       w->media_type, w->artifact_type,
                           w->annotations,   w->has_subject ? &w->subject : NULL,
                           w->blobs,         w->n_blobs,    w->children,   w->n_children,
                           ae};
     qd_digest out;
-    int rc = qd_registry_manifest_put(&out, w->srv->store, w->repo, w->has_tag ? w->tag : NULL, &m,
-                                      w->has_digest ? &w->digest : NULL);
-    qd_free(ae);
+    qd_dlog_item items[2];
+    size_t n = 0;
+    int rc;
+    /* the log entries this manifest makes (dlog.c): a tag move, and a publish when it is a Sigstore bundle
+     * attached to its subject (the bundle is its first layer) */
+    memset(items, 0, sizeof(items));
+    if (w->has_tag) {
+        items[n].kind = QD_REPLOG_TAG;
+        snprintf(items[n].name, sizeof(items[n].name), "%s:%s", w->repo, w->tag);
+        if ((rc = qd_sha256_buf(&items[n].manifest, w->mbytes, w->mlen)) < 0)
+            goto done;
+        n++;
+    }
+    if (w->has_subject && w->artifact_type && !strcmp(w->artifact_type, QD_BUNDLE_MEDIA_TYPE) && w->n_blobs >= 2) {
+        items[n].kind = QD_REPLOG_PUBLISH;
+        snprintf(items[n].name, sizeof(items[n].name), "%s", w->repo);
+        items[n].manifest = w->subject;
+        items[n].bundle = w->blobs[1];
+        n++;
+    }
+    if (n && (rc = qd_dlog_begin(w->srv->dlog, items, n)) < 0) {
+        w->log_refused = true;
+        goto done;
+    }
+    rc = qd_registry_manifest_put(&out, w->srv->store, w->repo, w->has_tag ? w->tag : NULL, &m,
+                                  w->has_digest ? &w->digest : NULL);
     if (rc == QD_OK)
         w->digest = out;
+    if (n) {
+        int lrc = qd_dlog_end(w->srv->dlog, items, n, rc);
+        if (rc == QD_OK && lrc < 0) {
+            rc = lrc;
+            w->log_failed = true;
+        }
+    }
+done:
+    qd_free(ae);
     work_result(w, rc);
 }
 
@@ -398,6 +408,14 @@ static void manifest_put_done(void *p)
     oci_work *w = r->work;
     char ds[QD_DIGEST_STR_LEN + 1];
     int rc = work_error(w);
+    if (w->log_refused && rc == QD_EINVAL) {
+        qd_reply_oci(r, "NAME_INVALID", w->msg, NULL);
+        return;
+    }
+    if (w->log_refused || w->log_failed) {
+        qd_reply_oci(r, "UNKNOWN", w->msg, NULL);
+        return;
+    }
     if (rc == QD_ENOTFOUND) {
         qd_reply_oci(r, "MANIFEST_BLOB_UNKNOWN", w->msg, NULL);
         return;

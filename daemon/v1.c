@@ -106,6 +106,14 @@ void qd_v1_handle(qd_req *r)
         qd_gc_handle(r); /* gc.c */
         return;
     }
+    if (!strcmp(p, "/v1/mirror/status")) {
+        qd_mirror_handle(r); /* mirror.c */
+        return;
+    }
+    if (!strncmp(p, "/v1/log/", 8)) {
+        qd_dlog_handle(r); /* dlog.c */
+        return;
+    }
     r->route = "tokens";
     if (strcmp(p, "/v1/tokens") && strncmp(p, "/v1/tokens/", 11)) {
         r->route = "unknown";

@@ -18,6 +18,7 @@
 #include "log_int.h"
 #include "qd/alloc.h"
 #include "qd/err.h"
+#include "qd/log.h"
 #include "qd/replog.h"
 
 #define BRANCH "refs/heads/main"
@@ -417,6 +418,10 @@ static int writer_lock(qd_replog *log, int *fd_out)
             return error;
         }
     }
+    /* every writer holds the flock, so a ref lock file seen now was left by a writer that died (SIGKILL) in
+     * the middle of a ref update: without removing it no append could ever succeed again */
+    if (path_join(path, sizeof(path), log->dir, BRANCH ".lock") == QD_OK && unlink(path) == 0)
+        qd_log(QD_LOG_WARN, "log", "req=0 removed a stale %s (a writer died during a ref update)", path);
     rc = git_reference_name_to_id(&cur, log->repo, BRANCH);
     if (rc == GIT_ENOTFOUND)
         moved = log->n != 0;
@@ -1032,5 +1037,33 @@ int qd_log__blob_of_entry(qd_buf *out, qd_replog *log, uint64_t i, const char *p
         return qd_log__err_git(rc, "read commit");
     error = qd_log__blob_at(out, log->repo, c, path, max);
     git_commit_free(c);
+    return error;
+}
+
+/* ------------------------------------------------------------------------------------------- daemon helpers --- */
+
+bool qd_replog_name_ok(const char *name, bool tagged)
+{
+    const char *colon;
+    if (!name)
+        return false;
+    if (!tagged)
+        return model_name_ok(name, strlen(name));
+    colon = strrchr(name, ':');
+    return colon && model_name_ok(name, (size_t)(colon - name)) && name_chars_ok(colon + 1, strlen(colon + 1)) &&
+           !strchr(colon + 1, '/');
+}
+
+int qd_replog_read_at(qd_buf *out, qd_replog *log, uint64_t i, const char *path, size_t max)
+{
+    return qd_log__blob_of_entry(out, log, i, path, max);
+}
+
+int qd_replog_read_head(qd_buf *out, qd_replog *log, const char *path, size_t max)
+{
+    int error;
+    if (!log || log->n == 0)
+        return qd_error_set(QD_ENOTFOUND, QD_EC_STORE, "%s: the log is empty", path);
+    error = qd_log__blob_of_entry(out, log, log->n - 1, path, max);
     return error;
 }

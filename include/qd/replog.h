@@ -193,6 +193,44 @@ int qd_replog_checkpoint(qd_buf *out, qd_replog *log, const qd_key *key);
 /** SHA-256 over the tag map at the head: sorted lines "<ns>/<model>:<tag> sha256:<hex>\n". */
 int qd_replog_tagmap_digest(qd_digest *out, qd_replog *log);
 
+/**
+ * Can the log record this name? tagged false: "namespace/model"; true: "namespace/model:tag"; the characters
+ * [a-z0-9._-] only (stricter than OCI: no upper case, exactly one slash).
+ */
+bool qd_replog_name_ok(const char *name, bool tagged);
+/**
+ * Append the blob at path (e.g. "tags/ns/model/v1") in the head commit's tree.
+ * @return QD_OK, QD_ENOTFOUND (empty log, or no such path), QD_EFULL (larger than max) or QD_EIO
+ */
+int qd_replog_read_head(qd_buf *out, qd_replog *log, const char *path, size_t max);
+/** Like qd_replog_read_head, in entry i's tree. @return QD_OK, QD_ENOTFOUND, QD_EFULL or QD_EIO */
+int qd_replog_read_at(qd_buf *out, qd_replog *log, uint64_t i, const char *path, size_t max);
+
+/* ============================================================================== git smart HTTP (upload.c) === */
+
+/**
+ * The body of GET info/refs?service=git-upload-pack for the log at dir (protocol v0: the service line, a flush,
+ * HEAD and refs/heads/main with the capabilities, a flush).
+ * @return QD_OK, QD_ENOTFOUND (no repository) or QD_EIO
+ */
+int qd_replog_git_advertise(qd_buf *out, const char *dir);
+/**
+ * Answer one stateless upload-pack request (the body of POST git-upload-pack, gzip-decoded first when gzipped):
+ * ACK/NAK lines of the negotiation and, after "done" (or when ready under no-done), the pack of what the wants
+ * reach and the common haves do not, through side-band(-64k) when asked. Safe from any thread (opens its own
+ * repository handle).
+ * @return QD_OK, QD_EINVAL (malformed request), QD_ENOTFOUND (a want that is not ours), QD_EUNSUPPORTED (shallow,
+ *         filter), QD_EFULL (request too large) or QD_EIO
+ */
+int qd_replog_git_upload_pack(qd_buf *out, const char *dir, const void *body, size_t len, bool gzipped);
+/**
+ * Fetch refs/heads/main of the log at url (smart HTTP, libgit2's client) into the ref staging_ref of the bare
+ * repository at dir (created when absent, with no HEAD branch of its own). Nothing else in dir changes.
+ * @param[out] head  the fetched commit, 40 hex + NUL
+ * @return QD_OK, QD_ENOTFOUND (the upstream has no log), QD_EIO (network or protocol error: the message says)
+ */
+int qd_replog_git_fetch(char head[41], const char *dir, const char *url, const char *staging_ref);
+
 /* ============================================================================================== freshness === */
 
 /** A parsed timestamp. */
