@@ -8,7 +8,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 B=build/release
-Q=$B/quant
+Q=${QUANT_BIN:-$B/quant} # QUANT_BIN: another build of quant, e.g. the one before a change, for a before/after
 dir=var/bench
 mkdir -p "$dir"
 src=$dir/ckpt-bench-f16.gguf

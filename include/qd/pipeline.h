@@ -33,7 +33,7 @@ typedef struct qd_quantize_opts {
     int threads;                    /**< 0: one per online CPU */
     const char *imatrix_path;       /**< llama.cpp imatrix (legacy .dat or GGUF), or NULL */
     qd_recipe_opts recipe;          /**< --pure, type overrides (has_imatrix is set from imatrix_path) */
-    size_t chunk_elems;             /**< f32 elements per chunk (0: 16 Mi) */
+    size_t chunk_elems;             /**< source elements per chunk (0: 4 Mi) */
     bool allow_requantize;          /**< convert tensors that are already quantized (refused otherwise, as
                                          llama-quantize refuses without --allow-requantize) */
     void (*progress)(const qd_quantize_progress *p, void *payload);

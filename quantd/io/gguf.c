@@ -417,7 +417,20 @@ struct qd_gguf_writer {
     uint64_t cur_written; /* bytes of it so far */
     uint8_t *mem;         /* to_mem target */
     size_t mem_pos;
+    uint64_t file_pos;    /* bytes written to fd */
+    uint64_t wb_started;  /* writeback was started for [0, wb_started) */
+    uint64_t wb_waited;   /* writeback finished for [0, wb_waited) */
 };
+
+/*
+ * Write-back while writing: the file is fsync'ed before it is renamed into place (a crash never leaves a torn file
+ * under the final name), and that fsync used to find the whole output dirty. Instead writeback of every WB_STEP
+ * written is started at once (sync_file_range WRITE: queues the I/O, does not wait), so the disk works while the
+ * next chunks are computed and the final fsync finds little left; and once more than WB_DIRTY_MAX is in flight the
+ * writer waits for the older part, so a large output never holds gigabytes of dirty page cache.
+ */
+#define WB_STEP (8ull << 20)
+#define WB_DIRTY_MAX (256ull << 20)
 
 int qd_gguf_writer_new(qd_gguf_writer **out, uint32_t alignment)
 {
@@ -780,6 +793,19 @@ static int w_emit(qd_gguf_writer *w, const void *d, size_t n)
             return qd_error_set(QD_EIO, QD_EC_OS, "write %s: %s", w->tmp, strerror(errno));
         p += k;
         n -= (size_t)k;
+        w->file_pos += (uint64_t)k;
+    }
+    /* best effort: an I/O error also shows in the final fsync, which is checked */
+    if (w->file_pos - w->wb_started >= WB_STEP) {
+        (void)sync_file_range(w->fd, (off_t)w->wb_started, (off_t)(w->file_pos - w->wb_started),
+                              SYNC_FILE_RANGE_WRITE);
+        w->wb_started = w->file_pos;
+        if (w->wb_started - w->wb_waited > WB_DIRTY_MAX) {
+            uint64_t upto = w->wb_started - WB_DIRTY_MAX / 2;
+            (void)sync_file_range(w->fd, (off_t)w->wb_waited, (off_t)(upto - w->wb_waited),
+                                  SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+            w->wb_waited = upto;
+        }
     }
     return QD_OK;
 }
