@@ -249,6 +249,20 @@ static void prefault(const qd_tensor *t, int64_t row0, int64_t nrows)
     madvise((void *)b, e - b, MADV_POPULATE_READ);
 }
 
+/* Release the source pages of rows the threads have finished with (whole pages inside the range; the page cache
+ * keeps them, so this only unmaps): peak RSS then holds a chunk of the source, not the largest tensor. */
+static void drop_rows(const qd_tensor *t, int64_t row0, int64_t nrows)
+{
+    size_t irs = qd_row_size(t->type, t->ne[0]);
+    uintptr_t b = (uintptr_t)t->data + (size_t)row0 * irs, e = b + (size_t)nrows * irs;
+    if (!irs || !t->data || !t->file_mapped || t->permute_heads > 0)
+        return;
+    b = (b + 4095) & ~(uintptr_t)4095;
+    e &= ~(uintptr_t)4095;
+    if (e > b)
+        madvise((void *)b, e - b, MADV_DONTNEED);
+}
+
 /* ---- write-behind: the output of chunk k is written while chunk k+1 is computed ---------------------------------- */
 
 typedef struct writer_thread {
@@ -610,6 +624,7 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
                             goto done;
                         }
                     }
+                    drop_rows(t, r0, nr);
                 }
                 if ((rc = writer_queue(&wt, obuf, need_o)))
                     goto done;
