@@ -11,7 +11,7 @@ B=build/release
 Q=${QUANT_BIN:-$B/quant} # QUANT_BIN: another build of quant, e.g. the one before a change, for a before/after
 dir=var/bench
 mkdir -p "$dir"
-src=$dir/ckpt-bench-f16.gguf
+src=${SRC:-$dir/ckpt-bench-f16.gguf} # SRC: another F16 GGUF (e.g. a smaller one for quick iteration)
 THREADS=${THREADS:-2}
 RECIPES=${RECIPES:-Q8_0 Q4_0 Q4_K_M Q6_K}
 all_variants=$($Q kernels | awk '/^built:/ {for (i = 2; i <= NF; i++) print $i}')
@@ -24,22 +24,28 @@ gbs() { awk -v n="$1" -v s="$2" 'BEGIN{printf "%.3f", n / 1e9 / s}'; }
 read_s=$(t sh -c "cat '$src' >/dev/null")
 echo "quantize benchmark: $(awk -v n="$in_bytes" 'BEGIN{printf "%.2f GB", n / 1e9}') F16 input, $THREADS threads, $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "bound: read input from page cache $(gbs "$in_bytes" "$read_s") GB/s"
-printf '%-8s %-8s %9s %10s %10s %11s %9s\n' recipe kernels seconds "GB/s in" "peak RSS" "write bound" "vs bound"
+# llama-quantize's anchors (FORMATS.md 1.5: another run, same kind of machine, 2 threads), GB/s of F16 input
+anchor() { case $1 in Q8_0) echo 0.23 ;; Q4_0) echo 0.36 ;; Q4_K_M) echo 0.057 ;; *) echo "" ;; esac; }
+printf '%-8s %-8s %9s %10s %8s %10s %11s %9s %10s\n' recipe kernels seconds "GB/s in" "cpu s" "peak RSS" "write bound" \
+    "vs bound" "vs anchor"
 for r in $RECIPES; do
     for v in $VARIANTS; do
         out=$dir/out-$r.gguf
         rm -f "$out"
-        /usr/bin/time -o "$dir/time.txt" -f "%e %M" env QD_KERNELS=$v $Q quantize --in "$src" --type "$r" --out "$out" \
+        /usr/bin/time -o "$dir/time.txt" -f "%e %M %U %S" env QD_KERNELS=$v $Q quantize --in "$src" --type "$r" --out "$out" \
             -t "$THREADS" >/dev/null 2>&1
         s=$(tail -n 1 "$dir/time.txt")
-        secs=${s% *}; rss=${s#* }
+        read -r secs rss usr sys <<<"$s"
+        cpu=$(awk -v u="$usr" -v s="$sys" 'BEGIN{printf "%.2f", u + s}')
         ob=$(stat -c %s "$out")
         rm -f "$dir/dd.bin"
         ws=$(t dd if=/dev/zero of="$dir/dd.bin" bs=1M count=$(( (ob + 1048575) / 1048576 )))
         rm -f "$dir/dd.bin"
         # the write bound as F16-input GB/s: writing this output takes ws seconds
-        printf '%-8s %-8s %9.2f %10s %8d MiB %9s %8sx\n' "$r" "$v" "$secs" "$(gbs "$in_bytes" "$secs")" $((rss / 1024)) \
-            "$(gbs "$in_bytes" "$ws")" "$(awk -v a="$secs" -v b="$ws" 'BEGIN{printf "%.2f", b / a}')"
+        a=$(anchor "$r")
+        va=$([ -n "$a" ] && awk -v g="$(gbs "$in_bytes" "$secs")" -v a="$a" 'BEGIN{printf "%.2fx", g / a}' || echo -)
+        printf '%-8s %-8s %9.2f %10s %8s %6d MiB %11s %8sx %10s\n' "$r" "$v" "$secs" "$(gbs "$in_bytes" "$secs")" "$cpu" \
+            $((rss / 1024)) "$(gbs "$in_bytes" "$ws")" "$(awk -v a="$secs" -v b="$ws" 'BEGIN{printf "%.2f", b / a}')" "$va"
         if [ -n "${LLAMA_QUANTIZE:-}" ] && [ "$v" = "$(echo $VARIANTS | awk '{print $NF}')" ]; then
             ls=$(t "$LLAMA_QUANTIZE" "$src" "$dir/llama-$r.gguf" "$r" "$THREADS")
             printf '%-8s %-8s %9.2f %10s   (ours is %sx)\n' "$r" llama "$ls" "$(gbs "$in_bytes" "$ls")" \
@@ -49,5 +55,6 @@ for r in $RECIPES; do
         rm -f "$out"
     done
 done
-[ -n "${LLAMA_QUANTIZE:-}" ] || echo "LLAMA_QUANTIZE not given: llama-quantize's anchors from FORMATS.md 1.5 (another run, same kind of machine): Q8_0 0.23, Q4_0 0.36, Q4_K_M 0.057 GB/s"
+[ -n "${LLAMA_QUANTIZE:-}" ] || echo "LLAMA_QUANTIZE not given: 'vs anchor' uses llama-quantize's figures from FORMATS.md 1.5 (another run, same kind of machine): Q8_0 0.23, Q4_0 0.36, Q4_K_M 0.057 GB/s"
+echo "cpu s = user + system CPU seconds of the run: on a shared machine the wall figures depend on the load, this less so"
 echo "targets: Q8_0, Q4_0 >= 1.5x llama-quantize and within 1.3x of the write bound; K-quants >= 4x llama-quantize"
