@@ -236,6 +236,14 @@ void qd_dlog_stop_timer(qd_server *srv);
 int qd_dlog_begin(qd_dlog *d, const qd_dlog_item *items, size_t n);
 int qd_dlog_end(qd_dlog *d, const qd_dlog_item *items, size_t n, int store_rc);
 void qd_dlog_handle(qd_req *r); /* /v1/log/... */
+/* Key events (keys.c routes): add (a public key; comment names it), revoke (by id), or both (rotation) under one
+ * hold of the log lock. first: the index of the first entry appended. QD_EINVAL, QD_ENOTFOUND (revoke: unknown
+ * id), QD_EEXISTS (already listed / already revoked), QD_EREFERENCED (the daemon's own log key). */
+int qd_dlog_key_event(qd_dlog *d, uint64_t *first, const qd_key *add, const char *comment, const char *revoke_id);
+struct json_t;
+/* Append to arr one {id, algorithm, added, revoked, comment, log_key} per key the log lists. */
+int qd_dlog_keys_json(qd_dlog *d, struct json_t *arr);
+void qd_keys_handle(qd_req *r); /* /v1/keys (keys.c) */
 void qd_dlog_git_handle(qd_req *r); /* /log.git/... (git smart HTTP, upload-pack only) */
 
 /* ---- mirrors (mirror.c) ------------------------------------------------------------------------------------ */

@@ -353,6 +353,172 @@ int qd_dlog_end(qd_dlog *d, const qd_dlog_item *items, size_t n, int store_rc)
     return rc;
 }
 
+/* ---- key events ---------------------------------------------------------------------------------------------- */
+
+static bool key_id_ok(const char *s)
+{
+    size_t i;
+    for (i = 0; s[i]; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return i == QD_KEY_ID_LEN;
+}
+
+/* What the head of the log says about a key: listed (keys/<id>.pub, its OpenSSH line in pub) and revoked. */
+static int key_state_locked(qd_dlog *d, const char *id, qd_buf *pub, bool *listed, bool *revoked)
+{
+    char path[128];
+    qd_buf tmp = QD_BUF_INIT(0);
+    int rc;
+    snprintf(path, sizeof(path), "keys/%s.pub", id);
+    rc = qd_replog_read_head(pub, d->log, path, 1 << 16);
+    *listed = rc == QD_OK;
+    if (rc < 0 && rc != QD_ENOTFOUND)
+        return rc;
+    snprintf(path, sizeof(path), "keys/revoked/%s", id);
+    rc = qd_replog_read_head(&tmp, d->log, path, 1 << 16);
+    *revoked = rc == QD_OK;
+    qd_buf_dispose(&tmp);
+    qd_error_clear();
+    return rc < 0 && rc != QD_ENOTFOUND ? rc : QD_OK;
+}
+
+static int key_append_locked(qd_dlog *d, uint64_t *index, qd_replog_kind kind, const qd_key *k, const char *comment)
+{
+    qd_replog_entry e = QD_REPLOG_ENTRY_INIT;
+    int rc;
+    e.kind = kind;
+    e.key = k;
+    e.name = comment;
+    if ((rc = qd_replog_append(d->log, index, d->key, &e, NULL)) < 0 || (rc = mf_catch_up_locked(d)) < 0) {
+        d->append_failures++;
+        return rc;
+    }
+    d->appended++;
+    qd_log(QD_LOG_INFO, "log", "req=0 appended index=%" PRIu64 " kind=%s key_id=%s", *index,
+           kind == QD_REPLOG_KEY_ADD ? "key-add" : "key-revoke", qd_key_id(k));
+    return QD_OK;
+}
+
+int qd_dlog_key_event(qd_dlog *d, uint64_t *first, const qd_key *add, const char *comment, const char *revoke_id)
+{
+    qd_buf pub = QD_BUF_INIT(0);
+    qd_key *old = NULL;
+    bool listed, revoked;
+    uint64_t idx = 0;
+    char why[96];
+    int rc;
+    if (revoke_id && !key_id_ok(revoke_id))
+        return qd_error_set(QD_EINVAL, QD_EC_STORE, "a key id is %d lowercase hex digits", QD_KEY_ID_LEN);
+    if (add && qd_key_can_sign(add))
+        return qd_error_set(QD_EINVAL, QD_EC_STORE, "send the public key only (SPKI PEM), never the private key");
+    if (add && revoke_id && !strcmp(qd_key_id(add), revoke_id))
+        return qd_error_set(QD_EINVAL, QD_EC_STORE, "a key cannot be rotated to itself");
+    pthread_mutex_lock(&d->mu);
+    if ((rc = settle_locked(d)) < 0 || (rc = mf_catch_up_locked(d)) < 0)
+        goto done;
+    if (add) {
+        if ((rc = key_state_locked(d, qd_key_id(add), &pub, &listed, &revoked)) < 0)
+            goto done;
+        if (listed || revoked) {
+            rc = qd_error_set(QD_EEXISTS, QD_EC_STORE, "key %s is already in the log%s", qd_key_id(add),
+                              revoked ? " (revoked: a revoked key never comes back)" : "");
+            goto done;
+        }
+    }
+    if (revoke_id) {
+        qd_buf_clear(&pub);
+        if ((rc = key_state_locked(d, revoke_id, &pub, &listed, &revoked)) < 0)
+            goto done;
+        if (!listed) {
+            rc = qd_error_set(QD_ENOTFOUND, QD_EC_STORE, "key %s is not in the log", revoke_id);
+            goto done;
+        }
+        if (revoked) {
+            rc = qd_error_set(QD_EEXISTS, QD_EC_STORE, "key %s is already revoked", revoke_id);
+            goto done;
+        }
+        if (!strcmp(revoke_id, qd_key_id(d->key))) {
+            rc = qd_error_set(QD_EREFERENCED, QD_EC_STORE,
+                              "key %s is this daemon's log key: it signs every entry and cannot be revoked here",
+                              revoke_id);
+            goto done;
+        }
+        if ((rc = qd_key_parse(&old, pub.ptr, pub.len)) < 0)
+            goto done;
+    }
+    /* both entries under one hold of the lock: no other entry comes between the add and the revoke */
+    if (add && (rc = key_append_locked(d, &idx, QD_REPLOG_KEY_ADD, add, comment)) < 0)
+        goto done;
+    if (first)
+        *first = idx;
+    if (old) {
+        if (add)
+            snprintf(why, sizeof(why), "rotated to %.16s", qd_key_id(add));
+        else
+            snprintf(why, sizeof(why), "revoked");
+        if ((rc = key_append_locked(d, &idx, QD_REPLOG_KEY_REVOKE, old, why)) < 0)
+            goto done;
+        if (first && !add)
+            *first = idx;
+    }
+    rc = refresh_locked(d);
+done:
+    pthread_mutex_unlock(&d->mu);
+    qd_key_free(old);
+    qd_buf_dispose(&pub);
+    return rc;
+}
+
+int qd_dlog_keys_json(qd_dlog *d, struct json_t *arr)
+{
+    qd_buf e = QD_BUF_INIT(0);
+    int rc = QD_OK;
+    pthread_mutex_lock(&d->mu);
+    if ((rc = mf_catch_up_locked(d)) < 0)
+        goto done;
+    for (uint64_t i = 0; i < d->n_mf && rc == QD_OK; i++) {
+        json_t *j, *o;
+        const char *k, *id;
+        size_t ai;
+        if (d->mf[i].kind != QD_REPLOG_KEY_ADD)
+            continue; /* key-add and key-revoke both index as key entries */
+        qd_buf_clear(&e);
+        if ((rc = qd_replog_entry_json(&e, d->log, i)) < 0)
+            break;
+        if (!(j = json_loadb(e.ptr, e.len, 0, NULL)))
+            continue;
+        k = json_string_value(json_object_get(j, "kind"));
+        id = json_string_value(json_object_get(j, "key_id"));
+        if (k && id && !strcmp(k, "key-add")) {
+            const char *pk = json_string_value(json_object_get(j, "public_key"));
+            qd_key *key = NULL;
+            o = json_object();
+            json_object_set_new(o, "id", json_string(id));
+            if (pk && qd_key_parse(&key, pk, strlen(pk)) == QD_OK)
+                json_object_set_new(o, "algorithm", json_string(qd_key_alg_name(qd_key_algorithm(key))));
+            qd_error_clear();
+            qd_key_free(key);
+            json_object_set_new(o, "added", json_integer((json_int_t)i));
+            json_object_set_new(o, "revoked", json_null());
+            json_object_set_new(o, "comment", json_string(json_string_value(json_object_get(j, "comment"))
+                                                              ? json_string_value(json_object_get(j, "comment"))
+                                                              : ""));
+            json_object_set_new(o, "log_key", json_boolean(!strcmp(id, qd_key_id(d->key))));
+            json_array_append_new(arr, o);
+        } else if (k && id && !strcmp(k, "key-revoke")) {
+            json_array_foreach(arr, ai, o)
+                if (!strcmp(json_string_value(json_object_get(o, "id")), id))
+                    json_object_set_new(o, "revoked", json_integer((json_int_t)i));
+        }
+        json_decref(j);
+    }
+done:
+    pthread_mutex_unlock(&d->mu);
+    qd_buf_dispose(&e);
+    return rc;
+}
+
 /* ---- open, close, renewal ------------------------------------------------------------------------------------ */
 
 static int load_key(qd_dlog *d)

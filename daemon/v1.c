@@ -110,6 +110,10 @@ void qd_v1_handle(qd_req *r)
         qd_mirror_handle(r); /* mirror.c */
         return;
     }
+    if (!strcmp(p, "/v1/keys") || !strncmp(p, "/v1/keys/", 9)) {
+        qd_keys_handle(r); /* keys.c */
+        return;
+    }
     if (!strncmp(p, "/v1/log/", 8)) {
         qd_dlog_handle(r); /* dlog.c */
         return;
