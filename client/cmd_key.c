@@ -1,5 +1,6 @@
 /*
- * cmd_key.c - `quant key gen|show|export|import`: signing keys (Ed25519 by default, ECDSA P-256).
+ * cmd_key.c - `quant key gen|show|export|import`: signing keys (Ed25519 by default, ECDSA P-256); `quant key
+ * list|publish|revoke|rotate`: publisher keys in a registry's signed log (the daemon's /v1/keys routes, admin scope).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -9,6 +10,8 @@
 #include <jansson.h>
 
 #include "client.h"
+#include "http.h"
+#include "registry.h"
 #include "qd/qd.h"
 #include "qd/verify.h"
 
@@ -21,6 +24,13 @@ static const char *key_usage =
     "  import FILE --out KEY                        read a PKCS#8/SPKI PEM key or an OpenSSH public key line;\n"
     "                                               a private key becomes KEY + KEY.pub, a public key KEY (PEM)\n"
     "\n"
+    "  list [--registry URL]                        the keys the registry's signed log lists (id, added, revoked)\n"
+    "  publish KEY.pub [--namespace NS[,NS]]        add a publisher key to the registry's log (one key-add entry)\n"
+    "  revoke ID                                    revoke a key (one key-revoke entry)\n"
+    "  rotate ID NEW.pub [--namespace NS[,NS]]      add NEW.pub and revoke ID, as two adjacent entries\n"
+    "  (registry subcommands: --registry URL, --cacert FILE; the token (admin scope) comes from QUANT_TOKEN or\n"
+    "  'token' in the config file; exit 3 unknown key, 5 registry unreachable)\n"
+    "\n"
     "--json (every subcommand): gen, show and import print {id, algorithm, private}; export without --out prints\n"
     "{id, algorithm, format, public_key} (schemas/client.schema.json#/$defs/key_show, key_export).\n"
     "The key id is the hex SHA-256 of the SPKI PEM text (the Sigstore publicKey.hint), e.g.\n"
@@ -30,6 +40,9 @@ typedef struct key_opts {
     const char *out;
     const char *type;
     const char *format;
+    const char *registry;
+    const char *cacert;
+    const char *namespaces;
     bool json;
 } key_opts;
 
@@ -184,6 +197,165 @@ static int do_import(key_opts *o, int argc, char **argv)
     return ret;
 }
 
+
+/* ---- registry subcommands: the daemon's /v1/keys ------------------------------------------------------------ */
+
+static int key_request(key_opts *o, json_t **out, const char *method, const char *path, const char *body)
+{
+    quant_config cfg;
+    http_client *c = NULL;
+    http_resp r;
+    http_body b;
+    int rc;
+    *out = NULL;
+    http_resp_init(&r, 1 << 20);
+    if ((rc = quant_config_load(&cfg)) < 0)
+        goto done;
+    if (o->registry)
+        snprintf(cfg.registry, sizeof(cfg.registry), "%s", o->registry);
+    if (o->cacert)
+        snprintf(cfg.cacert, sizeof(cfg.cacert), "%s", o->cacert);
+    if (!cfg.registry[0]) {
+        rc = qd_error_set(QD_EINVAL, QD_EC_NET, "no registry: give --registry URL (or QUANT_REGISTRY)");
+        goto done;
+    }
+    if ((rc = registry_open(&c, &cfg)) < 0)
+        goto done;
+    memset(&b, 0, sizeof(b));
+    if (body) {
+        b.data = body;
+        b.len = strlen(body);
+    }
+    if ((rc = http_request(c, &r, method, path, "application/json", body ? "application/json" : NULL, NULL,
+                           body ? &b : NULL)) < 0 ||
+        (rc = http_status_error(&r, path)) < 0)
+        goto done;
+    if (!(*out = json_loadb((const char *)r.body.ptr, r.body.len, 0, NULL)))
+        rc = qd_error_set(QD_ECORRUPT, QD_EC_NET, "%s: the answer is not JSON", path);
+done:
+    http_resp_dispose(&r);
+    http_close(c);
+    return rc;
+}
+
+/* {"pem": <the public key of file>, "namespaces": [...]} (a private key file: only its public part is sent) */
+static int key_body(char **out, key_opts *o, const char *file)
+{
+    qd_key *k = NULL;
+    qd_buf pem = QD_BUF_INIT(0);
+    json_t *j = NULL, *ns;
+    int rc;
+    *out = NULL;
+    if ((rc = qd_key_load(&k, file)) < 0 || (rc = qd_key_public_pem(&pem, k)) < 0)
+        goto done;
+    j = json_object();
+    json_object_set_new(j, "pem", json_string(qd_buf_cstr(&pem)));
+    if (o->namespaces) {
+        const char *p = o->namespaces, *comma;
+        ns = json_array();
+        for (; *p; p = comma ? comma + 1 : p + strlen(p)) {
+            comma = strchr(p, ',');
+            json_array_append_new(ns, json_stringn(p, comma ? (size_t)(comma - p) : strlen(p)));
+        }
+        json_object_set_new(j, "namespaces", ns);
+    }
+    if (!(*out = json_dumps(j, JSON_COMPACT)))
+        rc = QD_ENOMEM;
+done:
+    json_decref(j);
+    qd_buf_dispose(&pem);
+    qd_key_free(k);
+    return rc;
+}
+
+static int key_report(key_opts *o, json_t *res, const char *what)
+{
+    if (o->json) {
+        char *s = json_dumps(res, JSON_INDENT(2) | JSON_SORT_KEYS);
+        if (s)
+            printf("%s\n", s);
+        free(s); /* jansson */
+        return EXIT_OK_;
+    }
+    if (json_is_array(res)) {
+        size_t i;
+        json_t *x;
+        printf("%-64s  %-10s  %6s  %7s  %s\n", "ID", "ALGORITHM", "ADDED", "REVOKED", "COMMENT");
+        json_array_foreach(res, i, x) {
+            json_t *rv = json_object_get(x, "revoked");
+            char rvs[32] = "-";
+            if (json_is_integer(rv))
+                snprintf(rvs, sizeof(rvs), "%lld", (long long)json_integer_value(rv));
+            printf("%-64s  %-10s  %6lld  %7s  %s%s\n", json_string_value(json_object_get(x, "id")),
+                   json_string_value(json_object_get(x, "algorithm")) ? json_string_value(json_object_get(x, "algorithm"))
+                                                                       : "?",
+                   (long long)json_integer_value(json_object_get(x, "added")), rvs,
+                   json_string_value(json_object_get(x, "comment")) ? json_string_value(json_object_get(x, "comment"))
+                                                                     : "",
+                   json_is_true(json_object_get(x, "log_key")) ? " (log key)" : "");
+        }
+        return EXIT_OK_;
+    }
+    printf("%s %s at log entry %lld", what, json_string_value(json_object_get(res, "id")),
+           (long long)json_integer_value(json_object_get(res, "index")));
+    if (json_is_string(json_object_get(res, "revoked")))
+        printf("; revoked %s at entry %lld", json_string_value(json_object_get(res, "revoked")),
+               (long long)json_integer_value(json_object_get(res, "revoke_index")));
+    printf("\n");
+    return EXIT_OK_;
+}
+
+static bool key_id_arg(const char *id)
+{
+    if (strlen(id) == QD_KEY_ID_LEN && strspn(id, "0123456789abcdef") == QD_KEY_ID_LEN)
+        return true;
+    fprintf(stderr, "quant key: %s: a key id is 64 lowercase hex digits (quant key show KEY)\n", id);
+    return false;
+}
+
+static int do_registry(key_opts *o, const char *sub, int argc, char **argv)
+{
+    json_t *res = NULL;
+    char *body = NULL, path[256];
+    int rc = QD_OK, ret;
+    if (!strcmp(sub, "list")) {
+        if (argc != 0)
+            goto usage;
+        rc = key_request(o, &res, "GET", "/v1/keys", NULL);
+    } else if (!strcmp(sub, "publish")) {
+        if (argc != 1)
+            goto usage;
+        if ((rc = key_body(&body, o, argv[0])) == QD_OK)
+            rc = key_request(o, &res, "POST", "/v1/keys", body);
+    } else if (!strcmp(sub, "revoke")) {
+        if (argc != 1)
+            goto usage;
+        if (!key_id_arg(argv[0]))
+            return EXIT_USAGE;
+        snprintf(path, sizeof(path), "/v1/keys/%s/revoke", argv[0]);
+        rc = key_request(o, &res, "POST", path, NULL);
+    } else {
+        if (argc != 2)
+            goto usage;
+        if (!key_id_arg(argv[0]))
+            return EXIT_USAGE;
+        snprintf(path, sizeof(path), "/v1/keys/%s/rotate", argv[0]);
+        if ((rc = key_body(&body, o, argv[1])) == QD_OK)
+            rc = key_request(o, &res, "POST", path, body);
+    }
+    free(body); /* jansson */
+    if (rc < 0) {
+        json_decref(res);
+        return qd_fail(rc, "key");
+    }
+    ret = key_report(o, res, !strcmp(sub, "revoke") ? "revoked" : !strcmp(sub, "rotate") ? "rotated to" : "added");
+    json_decref(res);
+    return ret;
+usage:
+    fputs(key_usage, stderr);
+    return EXIT_USAGE;
+}
+
 typedef struct key_sub {
     const char *name;
     int (*fn)(key_opts *o, int argc, char **argv);
@@ -195,6 +367,8 @@ int cmd_key(int argc, char **argv)
     static const struct option longopts[] = {
         {"out", required_argument, NULL, 'o'}, {"type", required_argument, NULL, 't'},
         {"format", required_argument, NULL, 'f'}, {"json", no_argument, NULL, 'j'},
+        {"registry", required_argument, NULL, 'r'}, {"cacert", required_argument, NULL, 'c'},
+        {"namespace", required_argument, NULL, 'n'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     key_opts o = {0};
     const key_sub *sub = NULL;
@@ -204,25 +378,33 @@ int cmd_key(int argc, char **argv)
         fputs(key_usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : EXIT_OK_;
     }
+    bool reg = false;
     for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
         if (!strcmp(argv[1], subs[i].name))
             sub = &subs[i];
-    if (!sub) {
+    reg = !strcmp(argv[1], "list") || !strcmp(argv[1], "publish") || !strcmp(argv[1], "revoke") ||
+          !strcmp(argv[1], "rotate");
+    if (!sub && !reg) {
         fprintf(stderr, "quant key: unknown subcommand '%s'\n%s", argv[1], key_usage);
         return EXIT_USAGE;
     }
     argc--;
     argv++;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "o:t:f:jh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "o:t:f:jhr:c:n:", longopts, NULL)) != -1) {
         switch (c) {
         case 'o': o.out = optarg; break;
         case 't': o.type = optarg; break;
         case 'f': o.format = optarg; break;
         case 'j': o.json = true; break;
+        case 'r': o.registry = optarg; break;
+        case 'c': o.cacert = optarg; break;
+        case 'n': o.namespaces = optarg; break;
         case 'h': fputs(key_usage, stdout); return EXIT_OK_;
         default: fputs(key_usage, stderr); return EXIT_USAGE;
         }
     }
+    if (reg)
+        return do_registry(&o, argv[0], argc - optind, argv + optind);
     return sub->fn(&o, argc - optind, argv + optind);
 }

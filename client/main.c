@@ -34,7 +34,7 @@ static const command commands[] = {
     {"quantize", cmd_quantize, "quantize a model file into a GGUF, or NAME:TAG on a registry (a job)"},
     {"imatrix", cmd_imatrix, "collect an importance matrix over a calibration set (llama.cpp .dat or GGUF)"},
     {"inspect", cmd_inspect, "show the metadata and tensors of a GGUF, safetensors or llama2.c model"},
-    {"key", cmd_key, "signing keys: gen, show, export, import"},
+    {"key", cmd_key, "signing keys: gen, show, export, import; list, publish, revoke, rotate on a registry"},
     {"policy", cmd_policy, "trust policies: new, check"},
     {"sign", cmd_sign, "sign files: an in-toto statement in a DSSE envelope, as a Sigstore bundle"},
     {"verify", cmd_verify, "verify a bundle against a trust policy and the files (exit 4 when it fails)"},
