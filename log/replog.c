@@ -828,9 +828,68 @@ static bool hex64(const char *s)
     return i == 64;
 }
 
+/* The keys the log has revoked so far (key-revoke entries), in log order. */
+typedef struct revset {
+    struct revoked_key {
+        char id[QD_KEY_ID_LEN + 1];
+        uint64_t at;
+    } *k;
+    size_t n, cap;
+} revset;
+
+static int revset_add(revset *rs, const char *id, uint64_t at)
+{
+    if (rs->n == rs->cap) {
+        size_t nc = rs->cap ? rs->cap * 2 : 8;
+        struct revoked_key *nk = qd_reallocarray(rs->k, nc, sizeof(*nk));
+        if (!nk)
+            return QD_ENOMEM;
+        rs->k = nk;
+        rs->cap = nc;
+    }
+    snprintf(rs->k[rs->n].id, sizeof(rs->k[0].id), "%s", id);
+    rs->k[rs->n++].at = at;
+    return QD_OK;
+}
+
+static const struct revoked_key *revset_find(const revset *rs, const char *id)
+{
+    for (size_t i = 0; id && i < rs->n; i++)
+        if (!strcmp(rs->k[i].id, id))
+            return &rs->k[i];
+    return NULL;
+}
+
+/* A bundle published after the log revoked one of its signers: the signature key ids it names and, under a
+ * policy, the keys whose signatures counted (a signature without a key id is tried against every key). */
+static const struct revoked_key *revoked_signer(const revset *rs, const qd_policy *policy, const char *name,
+                                                const void *bundle, size_t len)
+{
+    const struct revoked_key *hit = NULL;
+    qd_envelope *env = NULL;
+    qd_verified *v = NULL;
+    qd_verify_options vo = QD_VERIFY_OPTIONS_INIT;
+    if (rs->n == 0 || qd_envelope_parse(&env, bundle, len, policy ? qd_policy_max_payload(policy) : 0) < 0)
+        goto done;
+    for (size_t k = 0; !hit && k < qd_envelope_signature_count(env); k++)
+        hit = revset_find(rs, qd_envelope_signature_keyid(env, k));
+    if (!hit && policy) {
+        vo.namespace_name = name;
+        vo.skip_subjects = true;
+        if (qd_verify(&v, NULL, policy, env, NULL, 0, &vo) == QD_OK)
+            for (size_t k = 0; !hit && k < qd_verified_key_count(v); k++)
+                hit = revset_find(rs, qd_verified_key_id(v, k));
+    }
+done:
+    qd_error_clear();
+    qd_verified_free(v);
+    qd_envelope_free(env);
+    return hit;
+}
+
 static int verify_entry(qd_verify_failure *why, git_repository *repo, const git_commit *c, const char *hex,
                         const char *entry, size_t len, uint64_t seq, char *origin, const qd_policy *policy,
-                        const char *log_key_id, bool *log_key_revoked)
+                        const char *log_key_id, bool *log_key_revoked, revset *rs, bool check_revoked)
 {
     json_t *j;
     json_error_t je;
@@ -886,6 +945,17 @@ static int verify_entry(qd_verify_failure *why, git_repository *repo, const git_
                 error = fail(why, QD_EBADSIG, hex, "bundle refused by the trust policy: %s", qd_error_last()->message);
                 goto done;
             }
+            if (check_revoked) {
+                const struct revoked_key *rk = revoked_signer(rs, policy, name, blob.ptr, blob.len);
+                if (rk) {
+                    error = fail(why, QD_EBADSIG, hex,
+                                 "publish %s %s (entry %llu) is signed by key %s, which the log revoked at entry %llu",
+                                 name, manifest, (unsigned long long)seq, rk->id, (unsigned long long)rk->at);
+                    if (why)
+                        snprintf(why->key_id, sizeof(why->key_id), "%s", rk->id);
+                    goto done;
+                }
+            }
         } else {
             char want[QD_DIGEST_STR_LEN + 2];
             snprintf(path, sizeof(path), "tags/%.*s/%s", (int)(colon - name), name, colon + 1);
@@ -907,6 +977,8 @@ static int verify_entry(qd_verify_failure *why, git_repository *repo, const git_
             snprintf(path, sizeof(path), "keys/revoked/%s", key_id);
         if (!strcmp(kind, "key-revoke") && !strcmp(key_id, log_key_id))
             *log_key_revoked = true;
+        if (!strcmp(kind, "key-revoke") && !revset_find(rs, key_id) && (error = revset_add(rs, key_id, seq)) < 0)
+            goto done;
     } else {
         error = fail(why, QD_ECORRUPT, hex, "unknown entry kind %s", kind);
         goto done;
@@ -931,6 +1003,7 @@ int qd_replog_verify(qd_replog_state *out, qd_verify_failure *why, const char *d
     char hex[41], origin[256] = "";
     qd_replog_state st;
     bool revoked = false;
+    revset rs = {NULL, 0, 0};
     int rc, error = QD_OK;
     git_libgit2_init();
     if (why)
@@ -991,7 +1064,7 @@ int qd_replog_verify(qd_replog_state *out, qd_verify_failure *why, const char *d
             goto done;
         }
         if ((error = verify_entry(why, repo, c, hex, e.ptr, e.len, i, origin, prev && i < prev->size ? NULL : policy,
-                                  qd_key_id(log_key), &revoked)) < 0)
+                                  qd_key_id(log_key), &revoked, &rs, !(prev && i < prev->size))) < 0)
             goto done;
         qd_merkle_leaf_hash(leaves + i * QD_HASH_LEN, e.ptr, e.len);
         git_commit_free(c);
@@ -1020,6 +1093,7 @@ done:
     qd_buf_dispose(&e);
     qd_free(leaves);
     qd_free(oids);
+    qd_free(rs.k);
     git_repository_free(repo);
     git_libgit2_shutdown();
     return error;
