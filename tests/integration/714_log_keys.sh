@@ -6,6 +6,7 @@
 # revoked key added again, no admin token) is a 4xx with the OCI error body and appends nothing.
 . "$(dirname "$0")/daemon_lib.sh"
 . "$(dirname "$0")/client_lib.sh"
+. "$(dirname "$0")/mirror_lib.sh"
 client_setup
 ADMIN=$("$QUANT" token create --store "$T/store" --name root --scopes 'admin:*' 2>/dev/null) || fail "token create"
 PUSHER=$("$QUANT" token create --store "$T/store" --name ci --scopes 'push:org/*,pull:org/*' 2>/dev/null) ||
@@ -121,4 +122,26 @@ for pol in "--policy $T/p12.json" ""; do
     grep -q "signed by key $ID1, which the log revoked at entry $((N1 + 1))" "$T/err" ||
         fail "late bundle report ($pol): $(cat "$T/err")"
 done
+
+# --- a mirror refuses a publish signed by a key its upstream's log revoked before that entry (the policy trusts
+# the key: only the log's revocation refuses it), and applies nothing of it
+unset QUANT_TOKEN
+start_node O
+node_logkey O
+start_node M --mirror-of="$O_URL" --mirror-log-key="$T/O.logkey" --trust="$T/p12.json" --mirror-interval=1
+qrun 0 key publish "$T/k1.pub" --registry "$O_URL"
+qrun 0 push org/ok:v1 "$T/config.json" --sign "$T/k1" --registry "$O_URL"
+qrun 0 key rotate "$ID1" "$T/k2.pub" --registry "$O_URL"
+wait_synced "$M_URL" "$O_URL"
+s0=$(log_size "$M_URL"); a0=$(mstatus "$M_URL" "j['applied']")
+qrun 0 push org/rev:v1 "$T/config.json" --sign "$T/k1" --registry "$O_URL"
+for _ in $(seq 1 600); do
+    msg=$(mstatus "$M_URL" "j['last_error'] or ''" 2>/dev/null)
+    echo "$msg" | grep -q "which the log revoked at entry" && break
+    sleep 0.1
+done
+echo "$msg" | grep -q "signed by key $ID1, which the log revoked at entry" || fail "mirror refusal: $msg"
+[ "$(log_size "$M_URL")" = "$s0" ] || fail "the mirror's log grew"
+[ "$(mstatus "$M_URL" "j['applied']")" = "$a0" ] || fail "the mirror applied entries"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$M_URL/v2/org/rev/manifests/v1")" = 404 ] || fail "org/rev:v1 on the mirror"
 echo "ok"
