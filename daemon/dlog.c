@@ -318,6 +318,40 @@ done:
     return rc;
 }
 
+static bool key_id_ok(const char *s);
+
+/* A publish whose bundle names (by signature key id) a signer the log has revoked is refused before the store
+ * changes: appended, it would make every verifier (mirrors included) refuse the log from that entry on. */
+static int revoked_signer_locked(qd_dlog *d, const qd_dlog_item *it)
+{
+    qd_buf bundle = QD_BUF_INIT(0), tmp = QD_BUF_INIT(0);
+    qd_envelope *env = NULL;
+    char path[128];
+    int rc = QD_OK;
+    if (it->kind != QD_REPLOG_PUBLISH || qd_replog_size(d->log) == 0 ||
+        qd_store_get(d->srv->store, &it->bundle, 0, UINT64_MAX, sink_buf, &bundle) < 0 ||
+        qd_envelope_parse(&env, bundle.ptr, bundle.len, 0) < 0)
+        goto done; /* unreadable here: the store transaction and the append report it */
+    for (size_t k = 0; rc == QD_OK && k < qd_envelope_signature_count(env); k++) {
+        const char *id = qd_envelope_signature_keyid(env, k);
+        if (!id || !key_id_ok(id))
+            continue;
+        snprintf(path, sizeof(path), "keys/revoked/%s", id);
+        qd_buf_clear(&tmp);
+        if (qd_replog_read_head(&tmp, d->log, path, 1 << 16) == QD_OK)
+            rc = qd_error_set(QD_EINVAL, QD_EC_STORE,
+                              "the bundle for %s is signed by key %s, which the signed log has revoked", it->name,
+                              id);
+    }
+done:
+    if (rc == QD_OK)
+        qd_error_clear();
+    qd_envelope_free(env);
+    qd_buf_dispose(&tmp);
+    qd_buf_dispose(&bundle);
+    return rc;
+}
+
 int qd_dlog_begin(qd_dlog *d, const qd_dlog_item *items, size_t n)
 {
     int rc;
@@ -328,6 +362,11 @@ int qd_dlog_begin(qd_dlog *d, const qd_dlog_item *items, size_t n)
                                 "slash); '%s' cannot be published here",
                                 items[i].name);
     pthread_mutex_lock(&d->mu);
+    for (size_t i = 0; i < n; i++)
+        if ((rc = revoked_signer_locked(d, &items[i])) < 0) {
+            pthread_mutex_unlock(&d->mu);
+            return rc;
+        }
     if ((rc = settle_locked(d)) < 0 || (rc = intent_write(d, items, n)) < 0) {
         pthread_mutex_unlock(&d->mu);
         return rc;

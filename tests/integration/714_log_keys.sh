@@ -69,6 +69,14 @@ git --git-dir="$LOG" show "main:keys/revoked/$ID1" | grep -q '^revoked ' || fail
 req POST /v1/keys -H "$A" --data-binary @"$T/k1.pub"; expect 409 "a revoked key added again"
 grep -q "never comes back" "$T/body" || fail "revoked-again message"
 req POST "/v1/keys/$ID1/revoke" -H "$A"; expect 409 "revoked twice"
+# the daemon refuses a bundle signed by the revoked key (before its store transaction: nothing appended)
+echo '{"dim":9}' >"$T/config9.json"
+QUANT_TOKEN=$PUSHER qrun 0 push org/m:v9 "$T/config9.json" --registry "$URL"
+NB=$(count)
+QUANT_TOKEN=$PUSHER "$QUANT" push org/m:v9 "$T/config9.json" --sign "$T/k1" --registry "$URL" >"$T/out" 2>"$T/err" &&
+    fail "a push signed by the revoked key was accepted"
+grep -q "signed by key $ID1, which the signed log has revoked" "$T/err" || fail "revoked push message: $(cat "$T/err")"
+[ "$(count)" = "$NB" ] || fail "the refused push appended entries"
 QUANT_TOKEN=$PUSHER qrun 0 push org/m:v2 "$T/config.json" "$T/k2.pub" --sign "$T/k2" --registry "$URL"
 
 # --- add and revoke k3 with `quant key revoke`
@@ -126,6 +134,7 @@ done
 # --- a mirror refuses a publish signed by a key its upstream's log revoked before that entry (the policy trusts
 # the key: only the log's revocation refuses it), and applies nothing of it
 unset QUANT_TOKEN
+# (a lying origin: the publish is appended to its stopped log offline, with its own key)
 start_node O
 node_logkey O
 start_node M --mirror-of="$O_URL" --mirror-log-key="$T/O.logkey" --trust="$T/p12.json" --mirror-interval=1
@@ -134,7 +143,11 @@ qrun 0 push org/ok:v1 "$T/config.json" --sign "$T/k1" --registry "$O_URL"
 qrun 0 key rotate "$ID1" "$T/k2.pub" --registry "$O_URL"
 wait_synced "$M_URL" "$O_URL"
 s0=$(log_size "$M_URL"); a0=$(mstatus "$M_URL" "j['applied']")
-qrun 0 push org/rev:v1 "$T/config.json" --sign "$T/k1" --registry "$O_URL"
+kill_node O
+qrun 0 log publish "$T/O/store/log.git" --key "$T/O/store/signing-key.pem" --name org/rev \
+    --manifest "$(sha "$T/late.txt")" --bundle "$T/late.bundle"
+port=$(cat "$T/O/port")
+start_node O --listen="127.0.0.1:$port"
 for _ in $(seq 1 600); do
     msg=$(mstatus "$M_URL" "j['last_error'] or ''" 2>/dev/null)
     echo "$msg" | grep -q "which the log revoked at entry" && break
