@@ -18,6 +18,11 @@ int qd_log__blob_of_entry(qd_buf *out, qd_replog *log, uint64_t i, const char *p
 struct qd_audit {
     qd_audit_record *r;
     size_t n, cap;
+    struct audit_revoked {     /* key-revoke entries, in log order */
+        char id[QD_KEY_ID_LEN + 1];
+        uint64_t at;
+    } *rev;
+    size_t n_rev, cap_rev;
 };
 
 static void cpy(char *dst, size_t cap, const char *src)
@@ -85,6 +90,24 @@ int qd_audit_load(qd_audit **out, qd_replog *log)
             error = qd_error_set(QD_ECORRUPT, QD_EC_STORE, "entry %llu: malformed", (unsigned long long)i);
             goto done;
         }
+        if (!strcmp(kind, "key-revoke")) {
+            const char *kid = json_string_value(json_object_get(j, "key_id"));
+            if (kid && strlen(kid) == QD_KEY_ID_LEN) {
+                if (a->n_rev == a->cap_rev) {
+                    size_t cap = a->cap_rev ? 2 * a->cap_rev : 8;
+                    struct audit_revoked *p = qd_reallocarray(a->rev, cap, sizeof(*p));
+                    if (!p) {
+                        error = QD_ENOMEM;
+                        goto done;
+                    }
+                    a->rev = p;
+                    a->cap_rev = cap;
+                }
+                memcpy(a->rev[a->n_rev].id, kid, QD_KEY_ID_LEN + 1);
+                a->rev[a->n_rev++].at = i;
+            }
+            continue;
+        }
         if (strcmp(kind, "publish") != 0)
             continue;
         if (a->n == a->cap) {
@@ -122,6 +145,15 @@ int qd_audit_load(qd_audit **out, qd_replog *log)
             snprintf(r->key_ids + l, sizeof(r->key_ids) - l, "%s%s", l ? "," : "",
                      qd_envelope_signature_keyid(env, k));
         }
+        for (k = 0; !r->revoked_key[0] && k < qd_envelope_signature_count(env); k++) {
+            const char *kid = qd_envelope_signature_keyid(env, k);
+            for (size_t v = 0; kid && v < a->n_rev; v++)
+                if (!strcmp(a->rev[v].id, kid)) {
+                    memcpy(r->revoked_key, kid, QD_KEY_ID_LEN + 1);
+                    r->revoked_at = a->rev[v].at;
+                    break;
+                }
+        }
         pl = qd_envelope_payload(env, &pl_len);
         json_decref(st);
         if ((st = json_loadb((const char *)pl, pl_len, 0, NULL)) != NULL)
@@ -147,6 +179,7 @@ void qd_audit_free(qd_audit *a)
     if (!a)
         return;
     qd_free(a->r);
+    qd_free(a->rev);
     qd_free(a);
 }
 
@@ -226,6 +259,9 @@ int qd_audit_record_json(qd_buf *out, const qd_audit_record *r)
         json_array_append_new(keys, json_string(tok));
     json_object_set_new(o, "target_hardware", hw);
     json_object_set_new(o, "key_ids", keys);
+    if (r->revoked_key[0]) /* published after the log revoked this signer (qd_replog_verify refuses such a log) */
+        json_object_set_new(o, "signed_after_revocation",
+                            json_pack("{s:s, s:I}", "key_id", r->revoked_key, "revoked_at", (json_int_t)r->revoked_at));
     error = qd_log__json_dump(out, o, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(o);
     return error;

@@ -293,7 +293,9 @@ int qd_replog_state_save(const qd_replog_state *st, const char *path);
  * the digest the entry names. When prev (the state of an earlier run) is non-NULL and non-empty, the log must
  * extend it: the commit at index prev->size - 1 must be prev->head (fast-forward only) and the Merkle root of the
  * first prev->size entries must be prev->root. A KEY_REVOKE entry naming log_key ends what log_key may sign: a
- * later commit is refused (rotation: the verifier is then given the successor key). On success *out is the new
+ * later commit is refused (rotation: the verifier is then given the successor key). A KEY_REVOKE of any other key
+ * ends what it may publish: a later PUBLISH whose bundle names it (a signature key id, or under a policy a key
+ * whose signature counted) is refused, and why->key_id names it. On success *out is the new
  * state (may alias prev).
  * @param[in] dir  a git repository (bare or not) holding the log on branch "refs/heads/main"
  * @return QD_OK, QD_EBADSIG (signature, rewritten or rolled-back history; why says which commit and why),
@@ -317,6 +319,8 @@ typedef struct qd_audit_record {
     int weight_bits;           /**< 0 when absent */
     char hardware[256];        /**< comma-separated */
     char key_ids[2 * (QD_KEY_ID_LEN + 1)]; /**< comma-separated signing key ids (at most two kept) */
+    char revoked_key[QD_KEY_ID_LEN + 1]; /**< a signer the log revoked before this entry, "" when none */
+    uint64_t revoked_at;       /**< the key-revoke entry of revoked_key */
 } qd_audit_record;
 
 /** A query: NULL / 0 fields match anything. */

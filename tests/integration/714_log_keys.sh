@@ -124,6 +124,16 @@ qrun 0 log publish "$LOG" --key "$T/store/signing-key.pem" --name org/ok --manif
 qrun 0 log verify "$LOG" --log-key "$T/logkey.pub" --policy "$T/p12.json"
 qrun 0 log publish "$LOG" --key "$T/store/signing-key.pem" --name org/late --manifest "$(sha "$T/late.txt")" \
     --bundle "$T/late.bundle"
+# the offline audit marks the late record (and only it) as signed after its key's revocation
+qrun 0 audit query "$LOG" --key "$ID1" --json
+python3 - "$T/out" "$ID1" "$((N1 + 1))" <<'PY' || fail "audit query: $(cat "$T/out")"
+import json, sys
+recs = json.load(open(sys.argv[1]))
+late = [r for r in recs if r["name"] == "org/late"]
+assert len(late) == 1 and late[0]["signed_after_revocation"] == {"key_id": sys.argv[2], "revoked_at": int(sys.argv[3])}
+early = [r for r in recs if r["name"] == "org/m"]
+assert early and all("signed_after_revocation" not in r for r in early), early
+PY
 for pol in "--policy $T/p12.json" ""; do
     # shellcheck disable=SC2086
     qrun 4 log verify "$LOG" --log-key "$T/logkey.pub" $pol
