@@ -685,6 +685,44 @@ typedef struct counter {
     char last[QD_DIGEST_STR_LEN + 1];
 } counter;
 
+/* A key-revoke entry ends what that publisher key may publish: earlier publishes stay valid, a later one is refused
+ * (also by a verifier that resumes from a state taken before it), and the offline audit marks it. */
+static void test_log_publisher_revocation(void **state)
+{
+    fx *f = *state;
+    qd_replog *log = NULL;
+    qd_replog_entry e = QD_REPLOG_ENTRY_INIT;
+    qd_replog_state s1, s2;
+    qd_verify_failure why;
+    qd_audit *a = NULL;
+    assert_int_equal(qd_replog_init(&log, f->logdir, "example.test/log"), QD_OK);
+    e.kind = QD_REPLOG_KEY_ADD;
+    e.key = f->signer;
+    assert_int_equal(qd_replog_append(log, NULL, f->logkey, &e, NULL), QD_OK);
+    append_publish(f, log, "org/m", 1, NULL, "rtn", 8, "0.1.0");
+    e.kind = QD_REPLOG_KEY_REVOKE;
+    assert_int_equal(qd_replog_append(log, NULL, f->logkey, &e, NULL), QD_OK);
+    /* the publish before the revocation stays valid */
+    assert_int_equal(qd_replog_verify(&s1, &why, f->logdir, f->logkey, f->policy, NULL), QD_OK);
+    assert_int_equal(qd_replog_verify(NULL, &why, f->logdir, f->logkey, NULL, NULL), QD_OK);
+    append_publish(f, log, "org/m", 2, NULL, "rtn", 4, "0.1.0");
+    assert_int_equal(qd_replog_verify(NULL, &why, f->logdir, f->logkey, f->policy, NULL), QD_EBADSIG);
+    assert_string_equal(why.key_id, qd_key_id(f->signer));
+    assert_non_null(strstr(why.reason, "which the log revoked at entry 2"));
+    assert_int_equal(qd_replog_verify(NULL, &why, f->logdir, f->logkey, NULL, NULL), QD_EBADSIG);
+    /* resuming from the state before it: the revocation in the verified prefix still counts */
+    s2 = s1;
+    assert_int_equal(qd_replog_verify(&s2, &why, f->logdir, f->logkey, f->policy, &s2), QD_EBADSIG);
+    assert_int_equal(s2.size, s1.size);
+    assert_int_equal(qd_audit_load(&a, log), QD_OK);
+    assert_int_equal(qd_audit_count(a), 2);
+    assert_string_equal(qd_audit_get(a, 0)->revoked_key, "");
+    assert_string_equal(qd_audit_get(a, 1)->revoked_key, qd_key_id(f->signer));
+    assert_int_equal(qd_audit_get(a, 1)->revoked_at, 2);
+    qd_audit_free(a);
+    qd_replog_free(log);
+}
+
 static int count_cb(const qd_audit_record *r, void *payload)
 {
     counter *c = payload;
@@ -803,6 +841,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_log_two_writers, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_freshness, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_audit, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_log_publisher_revocation, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
