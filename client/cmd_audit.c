@@ -22,8 +22,8 @@
 #include "registry.h"
 
 static const char *usage =
-    "usage: quant audit query [filters] [--format table|json] [--limit N] [--registry URL] [--cacert FILE]\n"
-    "       quant audit lineage DIGEST [--down] [--depth N] [--format tree|table|json|dot] [--registry URL]\n"
+    "usage: quant audit query [filters] [--format table|json | --json] [--limit N] [--registry URL] [--cacert FILE]\n"
+    "       quant audit lineage DIGEST [--down] [--depth N] [--format tree|table|json|dot | --json] [--registry URL]\n"
     "       quant audit reindex --store DIR      rebuild the store's audit indexes (daemon stopped)\n"
     "       quant audit query|lineage LOGDIR ...  the offline audit over a signed log (quant audit --help-log)\n"
     "\n"
@@ -31,7 +31,9 @@ static const char *usage =
     "  --converter NAME  --converter-version V  --hardware H  --key KEYID  --verdict pass|fail\n"
     "  --namespace NS  --since UNIX  --until UNIX\n"
     "The registry and token come from --registry, QUANT_REGISTRY / QUANT_TOKEN or the config file. --limit is the\n"
-    "most results to print (default 100; pages of up to 1000 are fetched). Exit 3 when a lineage digest is unknown.\n";
+    "most results to print (default 100; pages of up to 1000 are fetched). Exit 3 when a lineage digest is unknown.\n"
+    "--json is --format json (query: schemas/client.schema.json $defs/audit_query; lineage: the daemon's answer,\n"
+    "schemas/audit-lineage.schema.json).\n";
 
 enum {
     O_METHOD = 256,
@@ -54,7 +56,8 @@ enum {
     O_UP,
     O_DEPTH,
     O_STORE,
-    O_HELP
+    O_HELP,
+    O_JSON
 };
 
 typedef struct aopts {
@@ -335,6 +338,7 @@ int cmd_audit_main(int argc, char **argv)
                                        {"depth", required_argument, NULL, O_DEPTH},
                                        {"store", required_argument, NULL, O_STORE},
                                        {"help", no_argument, NULL, O_HELP},
+                                       {"json", no_argument, NULL, O_JSON},
                                        {NULL, 0, NULL, 0}};
     aopts o;
     quant_config cfg;
@@ -364,6 +368,7 @@ int cmd_audit_main(int argc, char **argv)
         case O_LIMIT: o.limit = strtol(optarg, NULL, 10); if (o.limit < 1) goto bad; break;
         case O_DEPTH: o.depth = strtol(optarg, NULL, 10); if (o.depth < 1 || o.depth > QD_AUDIT_DEPTH_MAX) goto bad; break;
         case O_FORMAT: o.format = optarg; break;
+        case O_JSON: o.format = "json"; break;
         case O_REGISTRY: snprintf(cfg.registry, sizeof(cfg.registry), "%s", optarg); break;
         case O_CACERT: snprintf(cfg.cacert, sizeof(cfg.cacert), "%s", optarg); break;
         case O_DOWN: o.down = true; break;
