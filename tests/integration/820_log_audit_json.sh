@@ -3,7 +3,7 @@
 # that log, and against a daemon with one pushed, signed variant): each output validates against its $defs in
 # schemas/client.schema.json (the daemon's lineage against audit-lineage.schema.json, each query result against
 # audit-query.schema.json $defs/entry), carries the same facts as the human output, and failures still exit with
-# their codes, nothing on stdout.
+# their codes, nothing on stdout. quant audit reindex --json on the stopped daemon's store too.
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/daemon_lib.sh"
 . "$here/client_lib.sh"
@@ -114,6 +114,8 @@ cp "$T/out" "$T/lin.json"
 qrun 3 audit lineage sha256:$(printf x | sha256sum | cut -c1-64) --registry "$URL" --json
 [ ! -s "$T/out" ] || fail "an unknown lineage digest printed on stdout"
 stop_daemon
+J audit_reindex audit reindex --store "$T/store" --json
+[ "$(pyj "j['indexed'], j['rebuilt'], j['before'] == j['after']")" = "1 False True" ] || fail "reindex json: $(cat "$T/out")"
 
 PY=$PYTHON
 /usr/bin/python3 -c 'import jsonschema' 2>/dev/null && PY=/usr/bin/python3
