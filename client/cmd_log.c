@@ -159,7 +159,8 @@ static int put_json(json_t *j)
     int rc;
     json_decref(j);
     if (!text)
-        return qd_fail(qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "out of memory"), "json");
+        return qd_fail(qd_error_set(QD_EINVAL, QD_EC_NONE, "cannot encode the output as JSON (a value not UTF-8?)"),
+                       "--json");
     rc = qd_write_all(1, text, strlen(text));
     if (rc >= 0)
         rc = qd_write_all(1, "\n", 1);
@@ -483,7 +484,7 @@ int cmd_log(int argc, char **argv)
                 ac = 5;
         }
         if (ac < 2 || ac > 3) {
-            fprintf(stderr, "usage: quant log fetch URL DIR [REF]\n");
+            fprintf(stderr, "usage: quant log fetch URL DIR [REF] [--json]\n");
             return EXIT_USAGE;
         }
         if ((rc = qd_replog_git_fetch(head, av[1], av[0], ac == 3 ? av[2] : "refs/heads/main")) < 0)
