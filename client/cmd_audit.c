@@ -22,16 +22,18 @@
 #include "registry.h"
 
 static const char *usage =
-    "usage: quant audit query [filters] [--format table|json] [--limit N] [--registry URL] [--cacert FILE]\n"
-    "       quant audit lineage DIGEST [--down] [--depth N] [--format tree|table|json|dot] [--registry URL]\n"
-    "       quant audit reindex --store DIR      rebuild the store's audit indexes (daemon stopped)\n"
+    "usage: quant audit query [filters] [--format table|json | --json] [--limit N] [--registry URL] [--cacert FILE]\n"
+    "       quant audit lineage DIGEST [--down] [--depth N] [--format tree|table|json|dot | --json] [--registry URL]\n"
+    "       quant audit reindex --store DIR [--json]  rebuild the store's audit indexes (daemon stopped)\n"
     "       quant audit query|lineage LOGDIR ...  the offline audit over a signed log (quant audit --help-log)\n"
     "\n"
     "filters (all given must match): --method M  --type FORMAT (Q4_0, nf4, ...)  --bits N  --calibration C\n"
     "  --converter NAME  --converter-version V  --hardware H  --key KEYID  --verdict pass|fail\n"
     "  --namespace NS  --since UNIX  --until UNIX\n"
     "The registry and token come from --registry, QUANT_REGISTRY / QUANT_TOKEN or the config file. --limit is the\n"
-    "most results to print (default 100; pages of up to 1000 are fetched). Exit 3 when a lineage digest is unknown.\n";
+    "most results to print (default 100; pages of up to 1000 are fetched). Exit 3 when a lineage digest is unknown.\n"
+    "--json is --format json (query: schemas/client.schema.json $defs/audit_query; lineage: the daemon's answer,\n"
+    "schemas/audit-lineage.schema.json; reindex: $defs/audit_reindex).\n";
 
 enum {
     O_METHOD = 256,
@@ -54,7 +56,8 @@ enum {
     O_UP,
     O_DEPTH,
     O_STORE,
-    O_HELP
+    O_HELP,
+    O_JSON
 };
 
 typedef struct aopts {
@@ -272,7 +275,7 @@ static int do_lineage(http_client *c, const char *digest, const aopts *o)
     return QD_OK;
 }
 
-static int do_reindex(const char *dir)
+static int do_reindex(const char *dir, bool json)
 {
     qd_store *s = NULL;
     qd_store_options so = QD_STORE_OPTIONS_INIT;
@@ -287,10 +290,23 @@ static int do_reindex(const char *dir)
         (rc = qd_audit_index_checksum(&after, s)) == QD_OK) {
         qd_digest_format(b, &before);
         qd_digest_format(a, &after);
-        printf("indexed %zu artifacts (%zu bundles without a variant statement skipped)\n", indexed, skipped);
-        printf("index before %s\nindex after  %s\n%s\n", b, a,
-               qd_digest_equal(&before, &after) ? "the index was already complete"
-                                                : "the index differed from the stored bundles and was rebuilt");
+        if (json) {
+            json_t *j = json_pack("{s:I, s:I, s:s, s:s, s:b}", "indexed", (json_int_t)indexed, "skipped",
+                                  (json_int_t)skipped, "before", b, "after", a, "rebuilt",
+                                  !qd_digest_equal(&before, &after));
+            char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+            json_decref(j);
+            if (text)
+                puts(text);
+            else
+                rc = qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "out of memory");
+            free(text); /* jansson */
+        } else {
+            printf("indexed %zu artifacts (%zu bundles without a variant statement skipped)\n", indexed, skipped);
+            printf("index before %s\nindex after  %s\n%s\n", b, a,
+                   qd_digest_equal(&before, &after) ? "the index was already complete"
+                                                    : "the index differed from the stored bundles and was rebuilt");
+        }
     }
     qd_store_close(s);
     return rc;
@@ -335,6 +351,7 @@ int cmd_audit_main(int argc, char **argv)
                                        {"depth", required_argument, NULL, O_DEPTH},
                                        {"store", required_argument, NULL, O_STORE},
                                        {"help", no_argument, NULL, O_HELP},
+                                       {"json", no_argument, NULL, O_JSON},
                                        {NULL, 0, NULL, 0}};
     aopts o;
     quant_config cfg;
@@ -364,6 +381,7 @@ int cmd_audit_main(int argc, char **argv)
         case O_LIMIT: o.limit = strtol(optarg, NULL, 10); if (o.limit < 1) goto bad; break;
         case O_DEPTH: o.depth = strtol(optarg, NULL, 10); if (o.depth < 1 || o.depth > QD_AUDIT_DEPTH_MAX) goto bad; break;
         case O_FORMAT: o.format = optarg; break;
+        case O_JSON: o.format = "json"; break;
         case O_REGISTRY: snprintf(cfg.registry, sizeof(cfg.registry), "%s", optarg); break;
         case O_CACERT: snprintf(cfg.cacert, sizeof(cfg.cacert), "%s", optarg); break;
         case O_DOWN: o.down = true; break;
@@ -377,7 +395,7 @@ int cmd_audit_main(int argc, char **argv)
     if (!strcmp(sub, "reindex")) {
         if (!o.store || optind != argc)
             goto bad;
-        rc = do_reindex(o.store);
+        rc = do_reindex(o.store, o.format && !strcmp(o.format, "json"));
         return rc ? qd_fail(rc, "audit reindex") : EXIT_OK_;
     }
     if (strcmp(sub, "query") && strcmp(sub, "lineage")) {

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "client.h"
 #include "qd/qd.h"
 #include "qd/replog.h"
@@ -35,7 +37,9 @@ static const char *log_usage =
     "        verified state, which is then advanced (exit 4 when the log does not verify)\n"
     "  check-timestamp FILE --log-key PUB --origin NAME --state FILE [--now T] [--match VERIFYSTATE]\n"
     "        refuse an expired (freeze) or older (rollback) timestamp; with --match, also one that does not\n"
-    "        describe the log last verified with --state VERIFYSTATE (size, root, tag map); exit 4 then\n";
+    "        describe the log last verified with --state VERIFYSTATE (size, root, tag map); exit 4 then\n"
+    "\n"
+    "--json (every subcommand): one JSON object on stdout, shapes in schemas/client.schema.json (log_*)\n";
 
 static const char *audit_usage =
     "usage: quant audit <subcommand> LOGDIR [options]\n"
@@ -148,6 +152,31 @@ static void hex(char *out, const uint8_t *h)
         snprintf(out + 2 * i, 3, "%02x", h[i]);
 }
 
+/* Print j (stolen) as one compact JSON line. */
+static int put_json(json_t *j)
+{
+    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    int rc;
+    json_decref(j);
+    if (!text)
+        return qd_fail(qd_error_set(QD_EINVAL, QD_EC_NONE, "cannot encode the output as JSON (a value not UTF-8?)"),
+                       "--json");
+    rc = qd_write_all(1, text, strlen(text));
+    if (rc >= 0)
+        rc = qd_write_all(1, "\n", 1);
+    free(text); /* jansson */
+    return rc < 0 ? qd_fail(rc, "write") : EXIT_OK_;
+}
+
+/* b's text without one trailing newline, as a JSON string (stolen by json_pack's "o") */
+static json_t *jtext(const qd_buf *b)
+{
+    size_t n = b->len;
+    if (n && ((const char *)b->ptr)[n - 1] == '\n')
+        n--;
+    return json_stringn(b->ptr ? (const char *)b->ptr : "", n);
+}
+
 static int do_append(const char *sub, const char *dir, const opts *o)
 {
     qd_replog *log = NULL;
@@ -206,7 +235,10 @@ static int do_append(const char *sub, const char *dir, const opts *o)
         ret = qd_fail(rc, sub);
         goto done;
     }
-    printf("%" PRIu64 " %s\n", idx, qd_replog_head(log));
+    if (o->json)
+        ret = put_json(json_pack("{s:s, s:I, s:s}", "kind", sub, "index", (json_int_t)idx, "head", qd_replog_head(log)));
+    else
+        printf("%" PRIu64 " %s\n", idx, qd_replog_head(log));
 done:
     if (f)
         fclose(f);
@@ -292,6 +324,11 @@ static int do_verify(const char *dir, const opts *o)
         goto done;
     }
     hex(h, now.root);
+    if (o->json) {
+        ret = put_json(json_pack("{s:b, s:I, s:s?, s:s}", "verified", 1, "size", (json_int_t)now.size, "head",
+                                 now.head[0] ? now.head : NULL, "root", h));
+        goto done;
+    }
     printf("ok: %" PRIu64 " entries, head %s, root %s\n", now.size, now.head[0] ? now.head : "-", h);
 done:
     qd_key_free(lk);
@@ -334,6 +371,11 @@ static int do_check_ts(const char *file, const opts *o)
             goto done;
         }
     }
+    if (o->json) {
+        ret = put_json(json_pack("{s:b, s:I, s:I, s:I}", "fresh", 1, "size", (json_int_t)ts.checkpoint.size, "issued",
+                                 (json_int_t)ts.issued, "expires", (json_int_t)ts.expires));
+        goto done;
+    }
     printf("ok: size %" PRIu64 ", issued %lld, expires %lld\n", ts.checkpoint.size, (long long)ts.issued,
            (long long)ts.expires);
 done:
@@ -366,7 +408,25 @@ static int with_key_log(const char *sub, const char *dir, const opts *o)
         else if ((rc = qd_note_verifier_key(&out, qd_replog_origin(log), key)) == QD_OK)
             rc = qd_buf_puts(&out, "\n");
     }
-    ret = rc < 0 ? qd_fail(rc, sub) : put(&out);
+    if (rc < 0)
+        ret = qd_fail(rc, sub);
+    else if (!o->json)
+        ret = put(&out);
+    else if (!strcmp(sub, "allowed-signers"))
+        ret = put_json(json_pack("{s:o}", "line", jtext(&out)));
+    else if (!strcmp(sub, "vkey"))
+        ret = put_json(json_pack("{s:s, s:o}", "origin", qd_replog_origin(log), "vkey", jtext(&out)));
+    else {
+        uint8_t root[QD_HASH_LEN];
+        char h[65];
+        uint64_t size = qd_replog_size(log);
+        if ((rc = qd_merkle_root(qd_replog_merkle(log), size, root)) < 0)
+            ret = qd_fail(rc, sub);
+        else
+            ret = put_json(json_pack("{s:s, s:I, s:s, s:s}", "origin", qd_replog_origin(log), "size",
+                                     (json_int_t)size, "root", (hex(h, root), h), "note",
+                                     (const char *)(out.ptr ? out.ptr : "")));
+    }
     qd_buf_dispose(&out);
     qd_replog_free(log);
     qd_key_free(key);
@@ -386,9 +446,14 @@ static int do_show(const char *dir, const opts *o)
         lo = (uint64_t)o->index;
         hi = lo + 1;
     }
+    if (o->json)
+        rc = qd_buf_printf(&out, "{\"size\":%" PRIu64 ",\"entries\":[", qd_replog_size(log));
     for (i = lo; i < hi && rc == QD_OK; i++)
-        if ((rc = qd_replog_entry_json(&out, log, i)) == QD_OK)
-            rc = qd_buf_puts(&out, "\n");
+        if ((rc = o->json && i > lo ? qd_buf_puts(&out, ",") : QD_OK) == QD_OK &&
+            (rc = qd_replog_entry_json(&out, log, i)) == QD_OK)
+            rc = qd_buf_puts(&out, o->json ? "" : "\n");
+    if (rc == QD_OK && o->json)
+        rc = qd_buf_puts(&out, "]}\n");
     ret = rc < 0 ? qd_fail(rc, "log show") : put(&out);
     qd_buf_dispose(&out);
     qd_replog_free(log);
@@ -407,14 +472,26 @@ int cmd_log(int argc, char **argv)
     sub = argv[1];
     if (!strcmp(sub, "fetch")) {
         /* libgit2's own smart-HTTP fetch (what a mirror runs), into a ref of a bare repository */
-        char head[41];
-        int rc;
-        if (argc < 4 || argc > 5) {
-            fprintf(stderr, "usage: quant log fetch URL DIR [REF]\n");
+        char head[41], *av[4];
+        int rc, ac = 0;
+        bool json = false;
+        for (int i = 2; i < argc; i++) {
+            if (!strcmp(argv[i], "--json"))
+                json = true;
+            else if (ac < 4)
+                av[ac++] = argv[i];
+            else
+                ac = 5;
+        }
+        if (ac < 2 || ac > 3) {
+            fprintf(stderr, "usage: quant log fetch URL DIR [REF] [--json]\n");
             return EXIT_USAGE;
         }
-        if ((rc = qd_replog_git_fetch(head, argv[3], argv[2], argc == 5 ? argv[4] : "refs/heads/main")) < 0)
+        if ((rc = qd_replog_git_fetch(head, av[1], av[0], ac == 3 ? av[2] : "refs/heads/main")) < 0)
             return qd_fail(rc, "log fetch");
+        if (json)
+            return put_json(json_pack("{s:s, s:s, s:s}", "url", av[0], "ref", ac == 3 ? av[2] : "refs/heads/main",
+                                      "head", head));
         printf("%s\n", head);
         return EXIT_OK_;
     }
@@ -445,6 +522,8 @@ int cmd_log(int argc, char **argv)
         if ((rc = qd_replog_init(&log, dir, o.origin)) < 0)
             return qd_fail(rc, "log init");
         qd_replog_free(log);
+        if (o.json)
+            return put_json(json_pack("{s:s, s:s}", "dir", dir, "origin", o.origin));
         printf("ok: %s (origin %s)\n", dir, o.origin);
         return EXIT_OK_;
     }

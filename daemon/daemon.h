@@ -234,6 +234,9 @@ void qd_dlog_stop_timer(qd_server *srv);
  * (store_rc == QD_OK) or drops it, and unlocks. begin failing means: do not run the transaction. end failing
  * means: the store changed but the log append failed (reported; retried before the next publish/at restart). */
 int qd_dlog_begin(qd_dlog *d, const qd_dlog_item *items, size_t n);
+/* Whether a blob is a Sigstore bundle or DSSE envelope the log can record (a referrer whose artifactType claims a
+ * bundle but whose layer is not one is stored as an ordinary referrer: not logged, not indexed). */
+bool qd_dlog_bundle_ok(qd_store *s, const qd_digest *bundle);
 int qd_dlog_end(qd_dlog *d, const qd_dlog_item *items, size_t n, int store_rc);
 void qd_dlog_handle(qd_req *r); /* /v1/log/... */
 /* Key events (keys.c routes): add (a public key; comment names it), revoke (by id), or both (rotation) under one

@@ -35,6 +35,7 @@
 #include <jansson.h>
 
 #include "daemon.h"
+#include "qd/verify.h"
 #include "qd/replog.h"
 
 typedef struct mf_ent {
@@ -139,6 +140,19 @@ static int refresh_locked(qd_dlog *d)
 /* ---- appending ----------------------------------------------------------------------------------------------- */
 
 static int sink_buf(const void *data, size_t len, void *payload) { return qd_buf_put(payload, data, len); }
+
+bool qd_dlog_bundle_ok(qd_store *s, const qd_digest *bundle)
+{
+    qd_buf b = QD_BUF_INIT(64u << 20);
+    qd_envelope *env = NULL;
+    bool ok = qd_store_get(s, bundle, 0, UINT64_MAX, sink_buf, &b) == QD_OK &&
+              qd_envelope_parse(&env, b.ptr, b.len, 0) == QD_OK;
+    qd_envelope_free(env);
+    qd_buf_dispose(&b);
+    if (!ok)
+        qd_error_clear();
+    return ok;
+}
 
 static void item_path(char *out, size_t cap, const qd_dlog_item *it)
 {

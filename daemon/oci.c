@@ -375,7 +375,8 @@ static void manifest_put_work(void *p)
             goto done;
         n++;
     }
-    if (w->has_subject && w->artifact_type && !strcmp(w->artifact_type, QD_BUNDLE_MEDIA_TYPE) && w->n_blobs >= 2) {
+    if (w->has_subject && w->artifact_type && !strcmp(w->artifact_type, QD_BUNDLE_MEDIA_TYPE) && w->n_blobs >= 2 &&
+        qd_dlog_bundle_ok(w->srv->store, &w->blobs[1])) {
         items[n].kind = QD_REPLOG_PUBLISH;
         snprintf(items[n].name, sizeof(items[n].name), "%s", w->repo);
         items[n].manifest = w->subject;
