@@ -134,6 +134,8 @@ assert len(late) == 1 and late[0]["signed_after_revocation"] == {"key_id": sys.a
 early = [r for r in recs if r["name"] == "org/m"]
 assert early and all("signed_after_revocation" not in r for r in early), early
 PY
+schema_keep audit_log_query "$T/out"
+schema_check_all
 for pol in "--policy $T/p12.json" ""; do
     # shellcheck disable=SC2086
     qrun 4 log verify "$LOG" --log-key "$T/logkey.pub" $pol
