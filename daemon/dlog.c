@@ -353,7 +353,7 @@ static int revoked_signer_locked(qd_dlog *d, const qd_dlog_item *it)
         snprintf(path, sizeof(path), "keys/revoked/%s", id);
         qd_buf_clear(&tmp);
         if (qd_replog_read_head(&tmp, d->log, path, 1 << 16) == QD_OK)
-            rc = qd_error_set(QD_EINVAL, QD_EC_STORE,
+            rc = qd_error_set(QD_EBADSIG, QD_EC_STORE,
                               "the bundle for %s is signed by key %s, which the signed log has revoked", it->name,
                               id);
     }

@@ -413,6 +413,10 @@ static void manifest_put_done(void *p)
         qd_reply_oci(r, "NAME_INVALID", w->msg, NULL);
         return;
     }
+    if (w->log_refused && rc == QD_EBADSIG) { /* signed by a key the log has revoked */
+        qd_reply_oci(r, "DENIED", w->msg, NULL);
+        return;
+    }
     if (w->log_refused || w->log_failed) {
         qd_reply_oci(r, "UNKNOWN", w->msg, NULL);
         return;
