@@ -82,7 +82,8 @@ const qd_cfg_row qd_cfg_table[] = {
     {"mirror-log-key", QD_CFG_STR, "", 0, 0, OFF(mirror_log_key), QD_CFG_IMMUTABLE,
      "space-separated public key files: each mirror-of upstream's log key, in the same order"},
     {"trust", QD_CFG_STR, "", 0, 0, OFF(trust), QD_CFG_IMMUTABLE,
-     "trust policy (JSON) every mirrored bundle must verify under"},
+     "trust policy (JSON) every mirrored bundle must verify under; a pushed checkpoint's own bundle counts only "
+     "when it verifies under it (else the daemon signs too)"},
     {"mirror-interval", QD_CFG_INT, "10", 1, 86400, OFF(mirror_interval), QD_CFG_IMMUTABLE,
      "seconds between syncs with each upstream"},
     {"mirror-parallel", QD_CFG_INT, "4", 1, 8, OFF(mirror_parallel), QD_CFG_IMMUTABLE,

@@ -37,6 +37,7 @@ typedef struct pending {
     bool signed_by_pusher;
     qd_digest ref;
     char msg[256];
+    char pusher_why[512]; /* why the pusher's bundle did not count (trust policy), or "" */
 } pending;
 
 static pending *g_head;  /* loop thread only; in push order, so in due order */
@@ -47,11 +48,60 @@ static void arm(void);
 
 /* ---- the worker: look for the pusher's bundle, else sign ------------------------------------------------------- */
 
+static int buf_sink(const void *data, size_t len, void *payload) { return qd_buf_put(payload, data, len); }
+
+#define MAX_PUSHER_BUNDLES 8
+
+typedef struct found_bundles {
+    qd_digest d[MAX_PUSHER_BUNDLES]; /* the bundle referrer manifests (the first few) */
+    size_t n, total;
+} found_bundles;
+
 static int has_bundle(const qd_manifest_info *info, void *payload)
 {
-    (void)info;
-    *(bool *)payload = true;
+    found_bundles *f = payload;
+    if (f->n < MAX_PUSHER_BUNDLES)
+        f->d[f->n++] = info->digest;
+    f->total++;
     return 0;
+}
+
+/* Does one of the pusher's bundle referrers verify under the trust policy, for exactly the checkpoint's files?
+ * QD_OK when one does; otherwise an error whose message says why the last one did not. */
+static int pusher_bundle_ok(qd_store *s, const char *repo, const found_bundles *f, const qd_policy *pol,
+                            const qd_subject *subs, size_t n_subs)
+{
+    int rc = qd_error_set(QD_EBADSIG, QD_EC_VERIFY, "no bundle referrer");
+    for (size_t i = 0; i < f->n; i++) {
+        qd_buf man = QD_BUF_INIT(1u << 20), b = QD_BUF_INIT(16u << 20);
+        qd_manifest_info info;
+        qd_envelope *env = NULL;
+        qd_verify_failure why;
+        qd_verify_options vo = QD_VERIFY_OPTIONS_INIT;
+        char ds[QD_DIGEST_STR_LEN + 1];
+        json_t *j = NULL;
+        qd_digest bd;
+        const char *bs;
+        vo.namespace_name = repo;
+        if ((rc = qd_registry_manifest_get(&info, &man, s, repo, qd_digest_format(ds, &f->d[i]))) == QD_OK) {
+            j = json_loadb((const char *)man.ptr, man.len, 0, NULL);
+            bs = json_string_value(json_object_get(json_array_get(json_object_get(j, "layers"), 0), "digest"));
+            if (!bs || qd_digest_parse(&bd, bs) < 0)
+                rc = qd_error_set(QD_EINVAL, QD_EC_VERIFY, "bundle referrer %s has no bundle layer", ds);
+            else if ((rc = qd_store_get(s, &bd, 0, UINT64_MAX, buf_sink, &b)) == QD_OK &&
+                     (rc = qd_envelope_parse(&env, b.ptr, b.len, qd_policy_max_payload(pol))) == QD_OK &&
+                     (rc = qd_verify(NULL, &why, pol, env, subs, n_subs, &vo)) < 0)
+                rc = qd_error_set(rc, QD_EC_VERIFY, "bundle referrer %s: key %s, subject %s: %s", ds, why.key_id,
+                                  why.subject, why.reason);
+        }
+        json_decref(j);
+        qd_envelope_free(env);
+        qd_buf_dispose(&man);
+        qd_buf_dispose(&b);
+        if (rc == QD_OK)
+            return QD_OK;
+    }
+    return rc;
 }
 
 static int put_linked(qd_store *s, const char *repo, const void *data, size_t len, qd_digest *d)
@@ -60,7 +110,6 @@ static int put_linked(qd_store *s, const char *repo, const void *data, size_t le
     return rc < 0 ? rc : qd_registry_blob_link(s, repo, d);
 }
 
-static int buf_sink(const void *data, size_t len, void *payload) { return qd_buf_put(payload, data, len); }
 
 /* The checkpoint predicate from the manifest and its config. */
 static json_t *predicate(qd_store *s, const char *repo, const qd_digest *d, json_t *man, qd_subject **subs,
@@ -134,16 +183,18 @@ static void sign_work(void *p)
     qd_envelope *env = NULL;
     char *pj = NULL, *rtext = NULL, ds[QD_DIGEST_STR_LEN + 1], bs[QD_DIGEST_STR_LEN + 1], es[QD_DIGEST_STR_LEN + 1];
     qd_digest blobs[2];
-    bool found = false;
+    found_bundles found;
+    qd_policy *pol = NULL;
     int rc;
 
     if (!J || !J->key) {
         rc = qd_error_set(QD_EINVAL, QD_EC_NONE, "no daemon signing key");
         goto done;
     }
+    memset(&found, 0, sizeof(found));
     if ((rc = qd_registry_referrers(s, it->repo, &it->d, MT_BUNDLE, has_bundle, &found)) < 0)
         goto done;
-    if (found) {
+    if (found.total && (!g_srv->cfg->trust || !*g_srv->cfg->trust)) { /* no trust policy: the pusher's signature is left as it is */
         it->signed_by_pusher = true;
         goto done;
     }
@@ -155,6 +206,17 @@ static void sign_work(void *p)
         !(pred = predicate(s, it->repo, &it->d, root, &subs, &n_subs)) || !(pj = json_dumps(pred, JSON_COMPACT))) {
         rc = qd_error_set(QD_EINVAL, QD_EC_NONE, "cannot build a checkpoint statement from the manifest");
         goto done;
+    }
+    /* with a trust policy, the pusher's bundle counts only when it verifies for exactly these files */
+    if (found.total) {
+        if ((rc = qd_policy_load(&pol, g_srv->cfg->trust)) < 0)
+            goto done;
+        if (pusher_bundle_ok(s, it->repo, &found, pol, subs, n_subs) == QD_OK) {
+            it->signed_by_pusher = true;
+            goto done;
+        }
+        snprintf(it->pusher_why, sizeof(it->pusher_why), "%s", qd_error_last()->message);
+        qd_error_clear();
     }
     if ((rc = qd_statement_build(&stmt, subs, n_subs, QD_PREDICATE_CHECKPOINT, pj)) < 0 ||
         (rc = qd_envelope_new(&env, QD_INTOTO_PAYLOAD_TYPE, stmt.ptr, stmt.len)) < 0 ||
@@ -204,6 +266,7 @@ done:
     json_decref(root);
     qd_free(subs);
     qd_envelope_free(env);
+    qd_policy_free(pol);
     qd_buf_dispose(&man);
     qd_buf_dispose(&stmt);
     qd_buf_dispose(&bundle);
@@ -218,9 +281,13 @@ static void sign_done(void *p)
         qd_log(QD_LOG_WARN, "ingest", "req=0 checkpoint %s@%s not signed: %s", it->repo, ds, it->msg);
     else if (it->signed_by_pusher)
         qd_log(QD_LOG_INFO, "ingest", "req=0 checkpoint %s@%s signed by its pusher", it->repo, ds);
-    else
+    else {
+        if (it->pusher_why[0])
+            qd_log(QD_LOG_WARN, "ingest", "req=0 checkpoint %s@%s: the pusher's bundle is not accepted by the trust "
+                   "policy (%s)", it->repo, ds, it->pusher_why);
         qd_log(QD_LOG_INFO, "ingest", "req=0 checkpoint %s@%s signed by the daemon referrer=%s", it->repo, ds,
                qd_digest_format(rs, &it->ref));
+    }
     qd_free(it);
 }
 
