@@ -5,6 +5,8 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 
 #include <jansson.h>
 
@@ -37,10 +39,42 @@ static int get(http_client *c, qd_buf *out, const char *path, const char *what)
     return rc;
 }
 
+/* Where the last verified timestamp of a log is remembered (rollback protection), one file per log origin and log
+ * key: $XDG_STATE_HOME/quant/logs/<sha256(origin key-id)> or ~/.local/state/quant/logs/... */
+static int seen_path(char *out, size_t cap, const char *origin, const qd_key *key)
+{
+    const char *base = getenv("XDG_STATE_HOME");
+    char dir[1024], src[1024], hex[65];
+    qd_digest k;
+    if (base && *base) {
+        mkdir(base, 0700);
+        snprintf(dir, sizeof(dir), "%s/quant", base);
+    } else if ((base = getenv("HOME")) && *base) {
+        snprintf(dir, sizeof(dir), "%s/.local", base);
+        mkdir(dir, 0700);
+        snprintf(dir, sizeof(dir), "%s/.local/state", base);
+        mkdir(dir, 0700);
+        snprintf(dir, sizeof(dir), "%s/.local/state/quant", base);
+    } else {
+        return qd_error_set(QD_EINVAL, QD_EC_CONFIG, "--require-log: neither XDG_STATE_HOME nor HOME is set (where "
+                            "the last verified log timestamp is kept)");
+    }
+    mkdir(dir, 0700);
+    strncat(dir, "/logs", sizeof(dir) - strlen(dir) - 1);
+    mkdir(dir, 0700);
+    snprintf(src, sizeof(src), "%s %s", origin, qd_key_id(key));
+    qd_sha256_buf(&k, src, strlen(src));
+    snprintf(out, cap, "%s/%s", dir, qd_digest_hex(hex, &k));
+    return QD_OK;
+}
+
 int pull_check_log(http_client *c, const char *man_digest, const char *log_key_path)
 {
     qd_key *key = NULL;
-    qd_buf note = QD_BUF_INIT(0), pj = QD_BUF_INIT(0);
+    qd_buf note = QD_BUF_INIT(0), pj = QD_BUF_INIT(0), tsn = QD_BUF_INIT(0);
+    qd_timestamp ts;
+    qd_fresh_verdict verdict = QD_FRESH_OK;
+    char seen[1200];
     qd_checkpoint cp;
     size_t text_len;
     json_t *j = NULL, *e = NULL, *proof;
@@ -62,6 +96,21 @@ int pull_check_log(http_client *c, const char *man_digest, const char *log_key_p
                           log_key_path, msg);
         goto done;
     }
+    /* freshness: the signed timestamp must not be expired (freeze) nor older than the last one this client verified
+     * for this log (rollback); the inclusion proof is then checked against the timestamp's own checkpoint */
+    if ((rc = seen_path(seen, sizeof(seen), cp.origin, key)) < 0 ||
+        (rc = get(c, &tsn, "/v1/log/timestamp", "log timestamp")) < 0)
+        goto done;
+    if ((rc = qd_fresh_verify(&ts, &verdict, tsn.ptr, tsn.len, cp.origin, key, seen, 0)) < 0) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", qd_error_last()->message);
+        rc = qd_error_set(rc == QD_EIO ? QD_EIO : QD_EBADSIG, QD_EC_VERIFY, "the registry's log timestamp is refused "
+                          "(%s): %s", verdict == QD_FRESH_EXPIRED ? "expired: the log may be frozen"
+                          : verdict == QD_FRESH_ROLLBACK ? "older than one seen before: a rollback"
+                          : "bad signature", msg);
+        goto done;
+    }
+    cp = ts.checkpoint;
     snprintf(path, sizeof(path), "/v1/log/proof/inclusion?manifest=%s&size=%" PRIu64, man_digest, cp.size);
     if ((rc = get(c, &pj, path, "log inclusion proof")) < 0)
         goto done;
@@ -102,6 +151,7 @@ done:
     json_decref(j);
     qd_buf_dispose(&note);
     qd_buf_dispose(&pj);
+    qd_buf_dispose(&tsn);
     qd_key_free(key);
     return rc;
 }

@@ -104,6 +104,10 @@ mkdir "$T/dl" "$T/dl2"
 qrun 0 pull org/m:v1 -o "$T/dl" --policy "$T/policy.json" --registry "$URL" --require-log --log-key "$T/logkey.pub"
 grep -q "in the signed log origin.test/log" "$T/err" || fail "pull did not report the log check: $(cat "$T/err")"
 cmp "$T/w.bin" "$T/dl/w.bin" || fail "pulled file differs"
+# the verified timestamp is remembered (rollback protection): one state file for this origin and log key
+[ "$(ls "$HOME/.local/state/quant/logs" | wc -l)" = 1 ] || fail "no remembered log timestamp"
+grep -Eq "^[0-9]+ [1-9][0-9]* [0-9a-f]{64}$" "$HOME/.local/state/quant/logs"/* ||
+    fail "the remembered timestamp (issued size root)"
 qrun 4 pull org/m:v1 -o "$T/dl2" --policy "$T/policy.json" --registry "$URL" --require-log --log-key "$T/other.pub"
 grep -q "does not verify" "$T/err" || fail "wrong log key message: $(cat "$T/err")"
 [ -z "$(ls -A "$T/dl2")" ] || fail "a refused pull left files"
