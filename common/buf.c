@@ -54,6 +54,8 @@ int qd_buf_put(qd_buf *b, const void *data, size_t n)
 
 int qd_buf_puts(qd_buf *b, const char *s) { return qd_buf_put(b, s, strlen(s)); }
 
+int qd_buf_sink(const void *data, size_t n, void *payload) { return qd_buf_put(payload, data, n); }
+
 int qd_buf_vprintf(qd_buf *b, const char *fmt, va_list ap)
 {
     va_list cp;

@@ -378,8 +378,6 @@ void qd_audit_api_handle(qd_req *r)
         qd_reply_err(r, rc, "UNKNOWN");
 }
 
-static int small_sink(const void *data, size_t len, void *payload) { return qd_buf_put(payload, data, len); }
-
 qd_audit_entry *qd_bundle_audit_entry(qd_store *s, bool has_subject, const char *artifact_type,
                                       const qd_digest *blobs, size_t n_blobs)
 {
@@ -389,7 +387,7 @@ qd_audit_entry *qd_bundle_audit_entry(qd_store *s, bool has_subject, const char 
         return NULL;
     if (!(e = qd_malloc(sizeof(*e))))
         return NULL;
-    if (qd_store_get(s, &blobs[n_blobs - 1], 0, UINT64_MAX, small_sink, &b) < 0 ||
+    if (qd_store_get(s, &blobs[n_blobs - 1], 0, UINT64_MAX, qd_buf_sink, &b) < 0 ||
         qd_audit_entry_from_bundle(e, b.ptr, b.len) < 0) {
         qd_log(QD_LOG_DEBUG, "audit", "a bundle is not indexed: %s", qd_error_last()->message);
         qd_error_clear();

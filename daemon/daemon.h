@@ -110,6 +110,8 @@ typedef struct qd_mirror qd_mirror;
 typedef struct qd_server {
     qd_config *cfg;
     qd_store *store;
+    qd_key *key;             /* the daemon's signing key: loaded (or made) once by main.c; the jobs sign with it,
+                              * the log signs its commits and notes with it */
     struct event_base *base;
     struct evhttp *http;
     void *ssl_ctx;           /* SSL_CTX*, NULL without TLS */

@@ -139,13 +139,11 @@ static int refresh_locked(qd_dlog *d)
 
 /* ---- appending ----------------------------------------------------------------------------------------------- */
 
-static int sink_buf(const void *data, size_t len, void *payload) { return qd_buf_put(payload, data, len); }
-
 bool qd_dlog_bundle_ok(qd_store *s, const qd_digest *bundle)
 {
     qd_buf b = QD_BUF_INIT(64u << 20);
     qd_envelope *env = NULL;
-    bool ok = qd_store_get(s, bundle, 0, UINT64_MAX, sink_buf, &b) == QD_OK &&
+    bool ok = qd_store_get(s, bundle, 0, UINT64_MAX, qd_buf_sink, &b) == QD_OK &&
               qd_envelope_parse(&env, b.ptr, b.len, 0) == QD_OK;
     qd_envelope_free(env);
     qd_buf_dispose(&b);
@@ -211,7 +209,7 @@ static int append_locked(qd_dlog *d, const qd_dlog_item *it)
     uint64_t index;
     int rc;
     if (it->kind == QD_REPLOG_PUBLISH &&
-        (rc = qd_store_get(d->srv->store, &it->bundle, 0, UINT64_MAX, sink_buf, &bundle)) < 0)
+        (rc = qd_store_get(d->srv->store, &it->bundle, 0, UINT64_MAX, qd_buf_sink, &bundle)) < 0)
         goto done;
     if (log_has_locked(d, it, &bundle)) {
         rc = QD_OK;
@@ -343,7 +341,7 @@ static int revoked_signer_locked(qd_dlog *d, const qd_dlog_item *it)
     char path[128];
     int rc = QD_OK;
     if (it->kind != QD_REPLOG_PUBLISH || qd_replog_size(d->log) == 0 ||
-        qd_store_get(d->srv->store, &it->bundle, 0, UINT64_MAX, sink_buf, &bundle) < 0 ||
+        qd_store_get(d->srv->store, &it->bundle, 0, UINT64_MAX, qd_buf_sink, &bundle) < 0 ||
         qd_envelope_parse(&env, bundle.ptr, bundle.len, 0) < 0)
         goto done; /* unreadable here: the store transaction and the append report it */
     for (size_t k = 0; rc == QD_OK && k < qd_envelope_signature_count(env); k++) {
@@ -574,31 +572,6 @@ done:
 
 /* ---- open, close, renewal ------------------------------------------------------------------------------------ */
 
-static int load_key(qd_dlog *d)
-{
-    qd_config *c = d->srv->cfg;
-    char path[4096];
-    int rc;
-    if (c->signing_key[0])
-        snprintf(path, sizeof(path), "%s", c->signing_key);
-    else
-        snprintf(path, sizeof(path), "%s/signing-key.pem", c->store);
-    rc = qd_key_load(&d->key, path);
-    if (rc == QD_ENOTFOUND || (rc < 0 && access(path, F_OK) != 0)) {
-        /* first start: make the daemon key (the jobs load the same file) */
-        mode_t old = umask(077);
-        qd_error_clear();
-        if ((rc = qd_key_generate(&d->key, QD_KEY_ED25519)) == QD_OK)
-            rc = qd_key_save_private(d->key, path);
-        umask(old);
-        if (rc == QD_OK) {
-            chmod(path, 0600);
-            qd_log(QD_LOG_INFO, "log", "req=0 signing key generated path=%s key_id=%s", path, qd_key_id(d->key));
-        }
-    }
-    return rc;
-}
-
 void qd_dlog_close(qd_server *srv)
 {
     qd_dlog *d = srv->dlog;
@@ -607,7 +580,6 @@ void qd_dlog_close(qd_server *srv)
     if (d->timer)
         event_free(d->timer);
     qd_replog_free(d->log);
-    qd_key_free(d->key);
     qd_buf_dispose(&d->checkpoint);
     qd_buf_dispose(&d->timestamp);
     qd_free(d->mf);
@@ -636,8 +608,8 @@ int qd_dlog_open(qd_server *srv)
     snprintf(path, sizeof(path), "%s/log-pending", srv->cfg->store);
     if (!(d->pending = qd_strdup(path)))
         return QD_ENOMEM;
-    if ((rc = load_key(d)) < 0)
-        return rc;
+    if (!(d->key = srv->key)) /* borrowed: main.c loads the daemon key once */
+        return qd_error_set(QD_EINVAL, QD_EC_CONFIG, "no daemon signing key");
     if (qd_key_algorithm(d->key) != QD_KEY_ED25519)
         return qd_error_set(QD_EINVAL, QD_EC_CONFIG, "the signed log needs an Ed25519 signing key");
     rc = qd_replog_open(&d->log, d->dir);

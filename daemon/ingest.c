@@ -48,8 +48,6 @@ static void arm(void);
 
 /* ---- the worker: look for the pusher's bundle, else sign ------------------------------------------------------- */
 
-static int buf_sink(const void *data, size_t len, void *payload) { return qd_buf_put(payload, data, len); }
-
 #define MAX_PUSHER_BUNDLES 8
 
 typedef struct found_bundles {
@@ -88,7 +86,7 @@ static int pusher_bundle_ok(qd_store *s, const char *repo, const found_bundles *
             bs = json_string_value(json_object_get(json_array_get(json_object_get(j, "layers"), 0), "digest"));
             if (!bs || qd_digest_parse(&bd, bs) < 0)
                 rc = qd_error_set(QD_EINVAL, QD_EC_VERIFY, "bundle referrer %s has no bundle layer", ds);
-            else if ((rc = qd_store_get(s, &bd, 0, UINT64_MAX, buf_sink, &b)) == QD_OK &&
+            else if ((rc = qd_store_get(s, &bd, 0, UINT64_MAX, qd_buf_sink, &b)) == QD_OK &&
                      (rc = qd_envelope_parse(&env, b.ptr, b.len, qd_policy_max_payload(pol))) == QD_OK &&
                      (rc = qd_verify(NULL, &why, pol, env, subs, n_subs, &vo)) < 0)
                 rc = qd_error_set(rc, QD_EC_VERIFY, "bundle referrer %s: key %s, subject %s: %s", ds, why.key_id,
@@ -109,7 +107,6 @@ static int put_linked(qd_store *s, const char *repo, const void *data, size_t le
     int rc = qd_store_put_buf(s, data, len, NULL, d);
     return rc < 0 ? rc : qd_registry_blob_link(s, repo, d);
 }
-
 
 /* The checkpoint predicate from the manifest and its config. */
 static json_t *predicate(qd_store *s, const char *repo, const qd_digest *d, json_t *man, qd_subject **subs,
@@ -152,7 +149,7 @@ static json_t *predicate(qd_store *s, const char *repo, const qd_digest *d, json
         qd_digest_parse(&cd, json_string_value(json_object_get(cfgdesc, "digest"))) == QD_OK) {
         qd_buf b = QD_BUF_INIT(0);
         b.max = 1 << 20;
-        if (qd_store_get(s, &cd, 0, UINT64_MAX, buf_sink, &b) == QD_OK) {
+        if (qd_store_get(s, &cd, 0, UINT64_MAX, qd_buf_sink, &b) == QD_OK) {
             json_t *c = json_loadb((const char *)b.ptr, b.len, 0, NULL);
             const char *p = json_string_value(json_object_get(json_object_get(c, "config"), "precision"));
             if (p && (!strcmp(p, "f16") || !strcmp(p, "bf16") || !strcmp(p, "f32")))

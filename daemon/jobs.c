@@ -289,30 +289,8 @@ static void wake(qd_jobs *J)
 
 static int load_key(qd_jobs *J)
 {
-    qd_config *c = J->srv->cfg;
-    char path[4096];
-    int rc;
-    if (c->signing_key[0])
-        snprintf(path, sizeof(path), "%s", c->signing_key);
-    else
-        snprintf(path, sizeof(path), "%s/signing-key.pem", c->store);
-    rc = qd_key_load(&J->key, path);
-    if (rc == QD_ENOTFOUND || (rc < 0 && access(path, F_OK) != 0)) {
-        mode_t old = umask(077);
-        if ((rc = qd_key_generate(&J->key, QD_KEY_ED25519)) == QD_OK)
-            rc = qd_key_save_private(J->key, path);
-        umask(old);
-        if (rc < 0)
-            return rc;
-        chmod(path, 0600);
-        qd_log(QD_LOG_INFO, "jobs", "req=0 signing key generated path=%s key_id=%s", path, qd_key_id(J->key));
-    } else if (rc < 0) {
-        return rc;
-    } else {
-        qd_log(QD_LOG_INFO, "jobs", "req=0 signing key loaded path=%s key_id=%s", path, qd_key_id(J->key));
-    }
-    if (!qd_key_can_sign(J->key))
-        return qd_error_set(QD_EINVAL, QD_EC_CONFIG, "signing-key %s holds no private key", path);
+    if (!(J->key = J->srv->key))
+        return qd_error_set(QD_EINVAL, QD_EC_CONFIG, "no daemon signing key");
     snprintf(J->key_id, sizeof(J->key_id), "%s", qd_key_id(J->key));
     return QD_OK;
 }
@@ -423,7 +401,7 @@ void qd_jobs_stop(qd_server *srv)
     pthread_mutex_unlock(&J->mu);
     for (int i = 0; i < J->n_threads; i++)
         pthread_join(J->threads[i], NULL);
-    qd_key_free(J->key);
+    J->key = NULL; /* borrowed from the server */
     qd_free(J->threads);
     qd_free(J->tmp_dir);
     pthread_mutex_destroy(&J->mu);

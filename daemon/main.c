@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "daemon.h"
 #include "qd/audit.h"
@@ -69,6 +70,38 @@ static void usage(FILE *f)
                "quantd serves model artifacts over the OCI Distribution API (/v2/) from a content-addressed store.\n"
                "Every option can be set in the config file (`key value` lines) or as --key=value;\n"
                "`quantd --dump-config` lists them all with their defaults and meaning.\n");
+}
+
+/* The daemon's signing key (signing-key, default STORE/signing-key.pem), loaded once; made on first start (Ed25519,
+ * mode 0600). The jobs sign statements with it and the signed log its commits and notes. */
+static int load_signing_key(qd_server *srv)
+{
+    qd_config *c = srv->cfg;
+    char path[4096];
+    int rc;
+    if (c->signing_key[0])
+        snprintf(path, sizeof(path), "%s", c->signing_key);
+    else
+        snprintf(path, sizeof(path), "%s/signing-key.pem", c->store);
+    rc = qd_key_load(&srv->key, path);
+    if (rc == QD_ENOTFOUND || (rc < 0 && access(path, F_OK) != 0)) {
+        mode_t old = umask(077);
+        qd_error_clear();
+        if ((rc = qd_key_generate(&srv->key, QD_KEY_ED25519)) == QD_OK)
+            rc = qd_key_save_private(srv->key, path);
+        umask(old);
+        if (rc < 0)
+            return rc;
+        chmod(path, 0600);
+        qd_log(QD_LOG_INFO, "daemon", "req=0 signing key generated path=%s key_id=%s", path, qd_key_id(srv->key));
+    } else if (rc < 0) {
+        return rc;
+    } else {
+        qd_log(QD_LOG_INFO, "daemon", "req=0 signing key loaded path=%s key_id=%s", path, qd_key_id(srv->key));
+    }
+    if (!qd_key_can_sign(srv->key))
+        return qd_error_set(QD_EINVAL, QD_EC_CONFIG, "signing-key %s holds no private key", path);
+    return QD_OK;
 }
 
 int main(int argc, char **argv)
@@ -151,6 +184,12 @@ int main(int argc, char **argv)
         goto out;
     }
     qd_oci_uploads_sweep(&srv);
+    if ((rc = load_signing_key(&srv)) < 0) {
+        qd_log(QD_LOG_ERROR, "daemon", "req=0 signing key: %s", qd_error_last()->message);
+        fprintf(stderr, "quantd: signing key: %s\n", qd_error_last()->message);
+        rc = 1;
+        goto out;
+    }
     /* the log before the jobs: a recovered job may publish as soon as its runner starts */
     if ((rc = qd_dlog_open(&srv)) < 0) {
         qd_log(QD_LOG_ERROR, "daemon", "req=0 signed log: %s", qd_error_last()->message);
@@ -179,6 +218,7 @@ out:
     qd_mirror_stop(&srv);
     qd_jobs_stop(&srv); /* running jobs stop at their next check and stay queued for the next start */
     qd_dlog_close(&srv);
+    qd_key_free(srv.key);
     qd_auth_free(srv.auth);
     qd_metrics_free(srv.metrics);
     qd_mcache_free(srv.mcache);

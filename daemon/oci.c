@@ -152,8 +152,6 @@ static bool ref_kind(qd_req *r, const char *ref, qd_digest *d, bool *is_digest)
     return true;
 }
 
-static int buf_sink(const void *data, size_t len, void *payload) { return qd_buf_put(payload, data, len); }
-
 static void manifest_get(qd_req *r, const char *repo, const char *ref)
 {
     qd_manifest_info info;
@@ -176,7 +174,7 @@ static void manifest_get(qd_req *r, const char *repo, const char *ref)
     }
     if (!qd_mcache_get(r->srv->mcache, &info.digest, &cached, &cached_len)) {
         b.max = (size_t)r->srv->cfg->max_manifest_bytes + 1;
-        if ((rc = qd_store_get(r->srv->store, &info.digest, 0, UINT64_MAX, buf_sink, &b)) < 0) {
+        if ((rc = qd_store_get(r->srv->store, &info.digest, 0, UINT64_MAX, qd_buf_sink, &b)) < 0) {
             qd_buf_dispose(&b);
             qd_reply_err(r, rc, "MANIFEST_UNKNOWN");
             return;

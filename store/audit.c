@@ -1159,8 +1159,6 @@ static int collect(qd_store *s, const qd_digest *after, bman *out, size_t cap, s
     return rc;
 }
 
-static int bufsink(const void *data, size_t len, void *payload) { return qd_buf_put(payload, data, len); }
-
 static int meta_txn(qd_store *s, MDB_txn *txn, void *payload)
 {
     MDB_val k = {sizeof(META_KEY) - 1, (void *)META_KEY}, v = {1, (void *)"1"};
@@ -1194,7 +1192,7 @@ int qd_audit_index_rebuild(qd_store *s, size_t *indexed, size_t *skipped)
         for (size_t i = 0; i < n; i++) {
             qd_audit_entry *e = &ents[ne];
             qd_buf_clear(&b);
-            if (qd_store_get(s, &bm[i].blob, 0, UINT64_MAX, bufsink, &b) < 0 ||
+            if (qd_store_get(s, &bm[i].blob, 0, UINT64_MAX, qd_buf_sink, &b) < 0 ||
                 qd_audit_entry_from_bundle(e, b.ptr, b.len) < 0) {
                 qd_error_clear();
                 n_skip++;

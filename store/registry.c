@@ -438,8 +438,6 @@ static int resolve(MDB_txn *txn, qd_store *s, const char *repo, const char *ref,
     return QD_OK;
 }
 
-static int buf_sink(const void *data, size_t len, void *payload) { return qd_buf_put(payload, data, len); }
-
 int qd_registry_manifest_get(qd_manifest_info *info, qd_buf *bytes, qd_store *s, const char *repo, const char *ref)
 {
     MDB_txn *txn = NULL;
@@ -458,7 +456,7 @@ int qd_registry_manifest_get(qd_manifest_info *info, qd_buf *bytes, qd_store *s,
     info->annotations = NULL;
     qd_store__txn_end(s, txn);
     if (rc == QD_OK && bytes)
-        rc = qd_store_get(s, &d, 0, UINT64_MAX, buf_sink, bytes);
+        rc = qd_store_get(s, &d, 0, UINT64_MAX, qd_buf_sink, bytes);
     return rc;
 }
 

@@ -29,6 +29,8 @@ void qd_buf_init(qd_buf *b, size_t max);
 int qd_buf_reserve(qd_buf *b, size_t n);
 int qd_buf_put(qd_buf *b, const void *data, size_t n);
 int qd_buf_puts(qd_buf *b, const char *s);
+/** A sink for readers that stream bytes to a callback (qd_store_get, ...): payload is the qd_buf to append to. */
+int qd_buf_sink(const void *data, size_t n, void *payload);
 int qd_buf_printf(qd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int qd_buf_vprintf(qd_buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 void qd_buf_clear(qd_buf *b);
