@@ -424,6 +424,10 @@ typedef struct range_job {
     long status;
     int failed; /* callback error or a bad response */
     int tries;  /* failed tries in a row without progress */
+    int busy;   /* running a range */
+    uint64_t asked;              /* the first byte this request asked for */
+    int cr_seen, cr_checked;     /* a Content-Range came; it was checked against what was asked */
+    unsigned long long cr_a, cr_b;
     char errbuf[CURL_ERROR_SIZE];
 } range_job;
 
@@ -437,6 +441,15 @@ static size_t range_write(char *data, size_t size, size_t nmemb, void *ud)
         j->status = st;
         return n;
     }
+    if (!j->cr_checked) { /* the bytes must be the ones asked for, or they land at the wrong offset */
+        if (!j->cr_seen || j->cr_a != j->asked || j->cr_b + 1 != j->r->end) {
+            j->failed = qd_error_set(QD_ECORRUPT, QD_EC_NET, "asked for bytes %llu-%llu, the server sent %s",
+                                     (unsigned long long)j->asked, (unsigned long long)(j->r->end - 1),
+                                     j->cr_seen ? "another range" : "no Content-Range");
+            return 0;
+        }
+        j->cr_checked = 1;
+    }
     if (j->r->start + j->r->done + n > j->r->end) {
         j->failed = qd_error_set(QD_ECORRUPT, QD_EC_NET, "the server sent more bytes than the range asked");
         return 0;
@@ -448,6 +461,28 @@ static size_t range_write(char *data, size_t size, size_t nmemb, void *ud)
     j->r->done += n;
     j->c->received += n;
     j->tries = 0;
+    return n;
+}
+
+/* Content-Range: bytes A-B/N of a 206 */
+static size_t range_header(char *data, size_t size, size_t nitems, void *ud)
+{
+    range_job *j = ud;
+    size_t n = size * nitems;
+    char line[160];
+    unsigned long long a, b;
+    if (n >= sizeof(line))
+        return n;
+    memcpy(line, data, n);
+    line[n] = 0;
+    if (!strncmp(line, "HTTP/", 5))
+        j->cr_seen = 0; /* a new response */
+    else if (!strncasecmp(line, "Content-Range:", 14) && sscanf(line + 14, " bytes %llu-%llu/", &a, &b) == 2 &&
+             a <= b) {
+        j->cr_a = a;
+        j->cr_b = b;
+        j->cr_seen = 1;
+    }
     return n;
 }
 
@@ -469,6 +504,10 @@ static int range_start(range_job *j, const char *url, const char *if_range)
         j->hdrs = curl_slist_append(j->hdrs, h);
     }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, j->hdrs);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, range_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, j);
+    j->asked = j->r->start + j->r->done;
+    j->cr_seen = j->cr_checked = 0;
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, range_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, j);
     curl_easy_setopt(e, CURLOPT_PRIVATE, j);
@@ -479,37 +518,71 @@ static int range_start(range_job *j, const char *url, const char *if_range)
     return QD_OK;
 }
 
+void http_wake(http_client *c) { curl_multi_wakeup(c->multi); }
+
+/* Start job j on range i (from where the range stands). */
+static int range_assign(range_job *j, http_range *ranges, size_t i, const char *url, const char *if_range)
+{
+    j->idx = i;
+    j->r = &ranges[i];
+    j->tries = 0;
+    j->busy = 1;
+    return range_start(j, url, if_range);
+}
+
 int http_get_ranges(http_client *c, const char *path, const char *if_range, http_range *ranges, size_t n,
-                    http_range_cb cb, http_tick_cb tick, void *ctx)
+                    size_t max_active, http_ready_cb ready, http_range_cb cb, http_tick_cb tick, void *ctx)
 {
     char url[2048];
     range_job *jobs = NULL;
+    size_t next = 0; /* the first range not yet handed out */
     int rc, running = 0, active = 0;
 
     if ((rc = make_url(c, url, sizeof(url), path)))
         return rc;
-    jobs = qd_calloc(n ? n : 1, sizeof(*jobs));
+    if (!max_active)
+        max_active = 1;
+    jobs = qd_calloc(max_active, sizeof(*jobs));
     if (!jobs)
         return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        jobs[i] = (range_job){.c = c, .idx = i, .r = &ranges[i], .cb = cb, .ctx = ctx};
-        if (ranges[i].start + ranges[i].done >= ranges[i].end)
-            continue;
-        if (!(jobs[i].e = curl_easy_init())) {
+    for (size_t k = 0; k < max_active; k++) {
+        jobs[k] = (range_job){.c = c, .cb = cb, .ctx = ctx};
+        if (!(jobs[k].e = curl_easy_init())) {
             rc = qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "out of memory");
             goto cleanup;
         }
-        if ((rc = range_start(&jobs[i], url, if_range)))
-            goto cleanup;
-        active++;
     }
-    while (active) {
+    for (;;) {
         CURLMsg *m;
         int left;
+        /* hand out the next ranges, in order, while a job is free and the caller is ready for them */
+        while (next < n && (size_t)active < max_active) {
+            range_job *j = NULL;
+            int go = ready ? ready(ctx, next) : 1;
+            if (go < 0) {
+                rc = qd_error_last()->code ? qd_error_last()->code : QD_ERROR;
+                goto cleanup;
+            }
+            if (!go)
+                break;
+            if (ranges[next].start + ranges[next].done >= ranges[next].end) {
+                next++; /* nothing left to fetch of it */
+                continue;
+            }
+            for (size_t k = 0; k < max_active && !j; k++)
+                if (!jobs[k].busy)
+                    j = &jobs[k];
+            if ((rc = range_assign(j, ranges, next++, url, if_range)))
+                goto cleanup;
+            active++;
+        }
+        if (!active && next >= n)
+            break;
         if (curl_multi_perform(c->multi, &running) != CURLM_OK) {
             rc = qd_error_set(QD_ERROR, QD_EC_NET, "curl_multi_perform failed");
             goto cleanup;
         }
+        int freed = 0;
         while ((m = curl_multi_info_read(c->multi, &left))) {
             range_job *j = NULL;
             long st = 0;
@@ -519,6 +592,8 @@ int http_get_ranges(http_client *c, const char *path, const char *if_range, http
             curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &st);
             curl_multi_remove_handle(c->multi, m->easy_handle);
             active--;
+            freed = 1;
+            j->busy = 0;
             if (j->failed) {
                 rc = j->failed;
                 goto cleanup;
@@ -545,6 +620,7 @@ int http_get_ranges(http_client *c, const char *path, const char *if_range, http
                     rc = qd_error_set(QD_EIO, QD_EC_NET, "%s", qd_error_last()->message);
                 goto cleanup;
             }
+            j->busy = 1;
             if ((rc = range_start(j, url, if_range)))
                 goto cleanup;
             active++;
@@ -553,19 +629,22 @@ int http_get_ranges(http_client *c, const char *path, const char *if_range, http
             rc = qd_error_last()->code ? qd_error_last()->code : QD_ERROR;
             goto cleanup;
         }
-        if (active && curl_multi_poll(c->multi, NULL, 0, 200, NULL) != CURLM_OK) {
+        if (freed)
+            continue; /* a job is free: start the next range before waiting */
+        /* wait for the network, or for http_wake() from a thread that freed room for the next range */
+        if (curl_multi_poll(c->multi, NULL, 0, 200, NULL) != CURLM_OK) {
             rc = qd_error_set(QD_ERROR, QD_EC_NET, "curl_multi_poll failed");
             goto cleanup;
         }
     }
     rc = tick && tick(ctx) ? (qd_error_last()->code ? qd_error_last()->code : QD_ERROR) : QD_OK;
 cleanup:
-    for (size_t i = 0; i < n; i++) {
-        if (jobs[i].e) {
-            curl_multi_remove_handle(c->multi, jobs[i].e);
-            curl_easy_cleanup(jobs[i].e);
+    for (size_t k = 0; jobs && k < max_active; k++) {
+        if (jobs[k].e) {
+            curl_multi_remove_handle(c->multi, jobs[k].e);
+            curl_easy_cleanup(jobs[k].e);
         }
-        curl_slist_free_all(jobs[i].hdrs);
+        curl_slist_free_all(jobs[k].hdrs);
     }
     qd_free(jobs);
     return rc;

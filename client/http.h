@@ -72,14 +72,22 @@ typedef int (*http_range_cb)(void *ctx, size_t i, uint64_t off, const void *data
 /* Called between rounds of the transfer loop (progress, hashing, state); non-zero aborts. */
 typedef int (*http_tick_cb)(void *ctx);
 
+/* Asked before range i is started (in order): 1 when the caller has room for its bytes now; 0 and the transfer
+ * loop asks again after the next network event or http_wake(); -1 stops the download with the error set. */
+typedef int (*http_ready_cb)(void *ctx, size_t i);
+
 /*
- * GET path with up to n parallel Range requests, each continuing its range from done; if_range (or NULL) is sent
- * as If-Range. A range whose connection drops is retried from where it stopped (up to 3 tries in a row without
- * progress). A server that answers 200 to a range request, or a Content-Range that is not the one asked for, is an
- * error (QD_ECORRUPT). @return QD_OK when every range is complete, or the error of the first that failed.
+ * GET path as the n ranges, in order, at most max_active at a time, each continuing its range from done (a
+ * complete range is skipped); ready (or NULL) gates each start; if_range (or NULL) is sent as If-Range. A range
+ * whose connection drops is retried from where it stopped (up to 3 tries in a row without progress). A server
+ * that answers 200 to a range request, or a Content-Range that is not the one asked for, is an error
+ * (QD_ECORRUPT). @return QD_OK when every range is complete, or the error of the first that failed.
  */
 int http_get_ranges(http_client *c, const char *path, const char *if_range, http_range *ranges, size_t n,
-                    http_range_cb cb, http_tick_cb tick, void *ctx);
+                    size_t max_active, http_ready_cb ready, http_range_cb cb, http_tick_cb tick, void *ctx);
+
+/* Wake http_get_ranges() from another thread (it then asks ready() again at once). The one thread-safe call. */
+void http_wake(http_client *c);
 
 /* Called with each piece of a streamed 2xx body as it arrives; non-zero stops the stream (http_stream then
  * returns QD_OK: the caller chose to stop). */

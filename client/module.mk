@@ -8,5 +8,5 @@ QUANT_SRCS += client/cmd_key.c client/cmd_policy.c client/cmd_sign.c client/cmd_
 QUANT_SRCS += client/cmd_run.c client/cmd_validate.c
 QUANT_SRCS += client/cmd_token.c
 QUANT_SRCS += client/cmd_log.c client/cmd_audit.c
-QUANT_SRCS += client/http.c client/config.c client/cmd_push.c client/cmd_pull.c client/cmd_card.c client/pull_log.c
+QUANT_SRCS += client/http.c client/config.c client/cmd_push.c client/cmd_pull.c client/pull_file.c client/cmd_card.c client/pull_log.c
 QUANT_SRCS += client/cmd_jobs.c

@@ -62,5 +62,12 @@ grep -q "w2.bin" "$T/err" || fail "mismatch message does not name the subject: $
 [ "$(cat "$COUNT")" = 0 ] || fail "weights were fetched although the subjects did not match"
 [ -z "$(ls -A "$T/a")" ] || fail "a mismatched pull left files"
 stop_proxy
+
+# 5. the bytes of another range than asked (Content-Range says so): refused, nothing left on disk
+start_proxy shift
+qrun 4 pull org/m:good -o "$T/a" --registry "$PURL" --policy "$T/policy.json"
+grep -q "asked for bytes [0-9]*-[0-9]*, the server sent another range" "$T/err" || fail "wrong-range message: $(cat "$T/err")"
+[ -z "$(ls -A "$T/a")" ] || fail "a wrong-range pull left files: $(ls -A "$T/a")"
+stop_proxy
 stop_daemon
 echo ok

@@ -9,6 +9,8 @@ MODE: pass   forward unchanged
       flip   flip one byte (offset N of each such body) - tampering in transit
       drop   after N counted bytes, cut the connection mid-body and refuse every later request
       droppatch  forward N PATCH requests, then refuse every later request (an upload cut halfway)
+      shift  ask the daemon for each blob Range one byte later than the client asked (bytes=A-B -> A+1-B), and
+             pass its honest 206 and Content-Range back: the client must notice the bytes are not the ones asked for
 Request bodies over 64 KiB (upload chunks) are counted too. Each blob GET's Range and If-Range headers are appended
 to COUNT_FILE.req as "RANGE|IF-RANGE" lines.
 """
@@ -66,6 +68,9 @@ class H(BaseHTTPRequestHandler):
                 with open(count_file + ".req", "a") as f:
                     f.write("%s|%s\n" % (self.headers.get("Range", ""), self.headers.get("If-Range", "")))
         hdrs = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection", "content-length")}
+        if mode == "shift" and self.command == "GET" and hdrs.get("Range", "").startswith("bytes="):
+            a, b = hdrs["Range"][6:].split("-")
+            hdrs["Range"] = "bytes=%d-%s" % (int(a) + 1, b)
         conn = http.client.HTTPConnection("127.0.0.1", target, timeout=60)
         conn.request(self.command, self.path, body=body, headers=hdrs)
         r = conn.getresponse()
