@@ -94,6 +94,9 @@ typedef struct qd_tensor {
     int32_t permute_heads;   /**< >0: rows are stored in HF order and are reordered to GGUF (Meta) order for this
                                   many heads when read (qd_tensor_read_f32, qd_tensor_read_rows) */
     bool file_mapped;        /**< data lies in a read-only file mapping (qd_tensor_drop_pages may release it) */
+    bool file_readable;      /**< file_fd and file_pos are set: the bytes can also be read with pread */
+    int file_fd;             /**< the open file holding data (owned by the model) */
+    uint64_t file_pos;       /**< absolute offset of data in that file */
 } qd_tensor;
 
 /** Hyper-parameters of a llama-family model, from metadata or the checkpoint header. */
@@ -160,6 +163,16 @@ int64_t qd_tensor_nelements(const qd_tensor *t);
  * @return QD_OK, QD_EINVAL (range), QD_EUNSUPPORTED (no dequantizer for the type)
  */
 int qd_tensor_read_f32(const qd_tensor *t, int64_t row0, int64_t nrows, float *dst);
+
+/**
+ * qd_tensor_read_f32, reading the source bytes with pread into stage (stage_cap bytes) instead of through the
+ * mapping when the tensor allows it (file_readable, no head permutation, the rows fit): on VMs with nested paging
+ * streaming a large mapping costs a TLB miss per 4 KiB page, several times what the kernel's copy into a small
+ * buffer that stays in cache costs. Falls back to qd_tensor_read_f32 otherwise. Same bytes out either way.
+ * @return as qd_tensor_read_f32, or QD_EIO when the read fails
+ */
+int qd_tensor_read_f32_staged(const qd_tensor *t, int64_t row0, int64_t nrows, float *dst, void *stage,
+                              size_t stage_cap);
 
 /** Drop the mapped pages of a tensor from this process (they stay in the page cache): keeps resident memory small
  * while streaming a model. The data stays readable (it is faulted in again on access). */

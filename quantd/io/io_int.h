@@ -12,6 +12,7 @@ typedef struct io_map {
     const uint8_t *base;
     size_t size;
     int mapped; /* 1: munmap on free; 0: caller's memory */
+    int fd;     /* the file, kept open for pread (qd_tensor_read_f32_staged) while mapped; -1 when none */
 } io_map;
 
 struct qd_model {
@@ -51,5 +52,7 @@ int io_l2c_parse(qd_model *m, const uint8_t *p, size_t len);
 
 int io_map_file(io_map *out, const char *path);
 void io_unmap(io_map *m);
+/* Give each tensor whose data lies inside one of the model's file mappings that file's descriptor and offset. */
+void io_bind_tensor_files(qd_model *m);
 
 #endif

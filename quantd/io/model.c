@@ -198,6 +198,7 @@ int io_map_file(io_map *out, const char *path)
     struct stat st;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     memset(out, 0, sizeof(*out));
+    out->fd = -1;
     if (fd < 0)
         return qd_error_set(errno == ENOENT ? QD_ENOTFOUND : QD_EIO, QD_EC_OS, "open %s: %s", path,
                             strerror(errno));
@@ -214,9 +215,11 @@ int io_map_file(io_map *out, const char *path)
         }
         out->base = p;
         out->mapped = 1;
-    } else {
-        out->base = (const uint8_t *)"";
+        out->fd = fd; /* kept: tensors are streamed with pread (qd_tensor_read_f32_staged) */
+        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        return QD_OK;
     }
+    out->base = (const uint8_t *)"";
     close(fd);
     return QD_OK;
 }
@@ -225,7 +228,28 @@ void io_unmap(io_map *m)
 {
     if (m->mapped && m->size)
         munmap((void *)m->base, m->size);
+    if (m->fd >= 0 && m->mapped)
+        close(m->fd);
     memset(m, 0, sizeof(*m));
+    m->fd = -1;
+}
+
+void io_bind_tensor_files(qd_model *m)
+{
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        qd_tensor *t = &m->tensors[i];
+        t->file_readable = false;
+        for (size_t k = 0; k < m->n_maps && t->data; k++) {
+            const io_map *mp = &m->maps[k];
+            if (mp->mapped && mp->fd >= 0 && t->data >= mp->base && t->nbytes <= mp->size &&
+                (size_t)(t->data - mp->base) <= mp->size - t->nbytes) {
+                t->file_readable = true;
+                t->file_fd = mp->fd;
+                t->file_pos = (uint64_t)(t->data - mp->base);
+                break;
+            }
+        }
+    }
 }
 
 void qd_model_free(qd_model *m)
@@ -350,6 +374,7 @@ int qd_model_open(qd_model **out, const char *path)
             goto fail;
         for (size_t i = 0; i < m->n_tensors; i++)
             m->tensors[i].file_mapped = true;
+        io_bind_tensor_files(m);
         qd_free(dir);
         qd_free(index);
         *out = m;
@@ -384,6 +409,7 @@ int qd_model_open(qd_model **out, const char *path)
     qd_free(dir);
     for (size_t i = 0; i < m->n_tensors; i++)
         m->tensors[i].file_mapped = m->maps[0].mapped != 0;
+    io_bind_tensor_files(m);
     *out = m;
     return QD_OK;
 fail:
@@ -601,6 +627,35 @@ int qd_tensor_read_f32(const qd_tensor *t, int64_t row0, int64_t nrows, float *d
         }
     }
     return QD_OK;
+}
+
+int qd_tensor_read_f32_staged(const qd_tensor *t, int64_t row0, int64_t nrows, float *dst, void *stage,
+                              size_t stage_cap)
+{
+    int rc;
+    size_t rs = qd_row_size(t->type, t->ne[0]), len;
+    uint8_t *buf;
+    uint64_t pos;
+    if (!t->file_readable || t->permute_heads > 0 || !rs)
+        return qd_tensor_read_f32(t, row0, nrows, dst);
+    if ((rc = row_range_ok(t, row0, nrows)))
+        return rc;
+    len = (size_t)nrows * rs;
+    buf = t->type == QD_TYPE_F32 ? (uint8_t *)dst : stage;
+    if (t->type != QD_TYPE_F32 && (!stage || len > stage_cap))
+        return qd_tensor_read_f32(t, row0, nrows, dst);
+    pos = t->file_pos + (uint64_t)row0 * rs;
+    for (size_t got = 0; got < len;) {
+        ssize_t r = pread(t->file_fd, buf + got, len - got, (off_t)(pos + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return qd_error_set(QD_EIO, QD_EC_OS, "tensor %s: read: %s", t->name, r ? strerror(errno) : "short file");
+        got += (size_t)r;
+    }
+    if (t->type == QD_TYPE_F32)
+        return QD_OK;
+    return qd_dequantize_rows(t->type, buf, dst, nrows, t->ne[0]);
 }
 
 void qd_tensor_drop_pages(const qd_tensor *t)

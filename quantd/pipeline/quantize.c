@@ -208,6 +208,8 @@ typedef struct job {
     const float *imatrix;
     int64_t row0, nrows;  /* this thread's rows (absolute) */
     float *f32;           /* scratch: block_rows * ne0 */
+    uint8_t *stage;       /* scratch: block_rows source rows, read with pread (qd_tensor_read_f32_staged) */
+    size_t stage_cap;
     int64_t block_rows;   /* rows per block */
     uint8_t *out;         /* nrows * row size */
     int rc;
@@ -255,8 +257,8 @@ static void drop_rows(const qd_tensor *t, int64_t row0, int64_t nrows)
 {
     size_t irs = qd_row_size(t->type, t->ne[0]);
     uintptr_t b = (uintptr_t)t->data + (size_t)row0 * irs, e = b + (size_t)nrows * irs;
-    if (!irs || !t->data || !t->file_mapped || t->permute_heads > 0)
-        return;
+    if (!irs || !t->data || !t->file_mapped || t->file_readable || t->permute_heads > 0)
+        return; /* (a file_readable tensor was read with pread: nothing of it is mapped in) */
     b = (b + 4095) & ~(uintptr_t)4095;
     e &= ~(uintptr_t)4095;
     if (e > b)
@@ -360,11 +362,12 @@ static void *run_job(void *arg)
     size_t ors = qd_row_size(j->type, nc);
     /* block types: the kernels refuse NaN, Inf and values no block can hold, so only plain types are checked here */
     bool check = j->type != QD_TYPE_F32 && !qd_type_traits_get(j->type)->quantized;
-    prefault(j->t, j->row0, j->nrows);
+    if (!j->t->file_readable)
+        prefault(j->t, j->row0, j->nrows);
     j->rc = QD_OK;
     for (int64_t r = 0; r < j->nrows && !j->rc; r += j->block_rows) {
         int64_t nr = j->nrows - r < j->block_rows ? j->nrows - r : j->block_rows;
-        j->rc = qd_tensor_read_f32(j->t, j->row0 + r, nr, j->f32);
+        j->rc = qd_tensor_read_f32_staged(j->t, j->row0 + r, nr, j->f32, j->stage, j->stage_cap);
         if (!j->rc && check)
             j->rc = check_values(j, j->f32, j->row0 + r, nr * nc);
         if (!j->rc)
@@ -373,6 +376,100 @@ static void *run_job(void *arg)
     if (j->rc)
         snprintf(j->msg, sizeof(j->msg), "%s", qd_error_last()->message);
     return NULL;
+}
+
+/* ---- the worker pool: nth - 1 threads started once, each given its job of every chunk -------------------------------
+ * (a thread per chunk used to cost its start and a cold cache each time: ~1 ms of a ~5 ms chunk, on every chunk) */
+
+typedef struct pool pool;
+typedef struct pool_worker {
+    pool *p;
+    int idx; /* its job: jobs[idx] */
+    pthread_t tid;
+} pool_worker;
+
+struct pool {
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    job *jobs;
+    int k;           /* jobs in this round (jobs[0] is the caller's) */
+    int pending;     /* workers not finished with this round */
+    uint64_t round;
+    int stop;
+    int n;           /* workers started */
+    pool_worker w[QD_MAX_THREADS];
+};
+
+static void *pool_main(void *arg)
+{
+    pool_worker *pw = arg;
+    pool *p = pw->p;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->round == seen && !p->stop)
+            pthread_cond_wait(&p->go, &p->mu);
+        if (p->stop)
+            break;
+        seen = p->round;
+        if (pw->idx < p->k) {
+            pthread_mutex_unlock(&p->mu);
+            run_job(&p->jobs[pw->idx]);
+            pthread_mutex_lock(&p->mu);
+            if (--p->pending == 0)
+                pthread_cond_signal(&p->done);
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Start up to nworkers threads (fewer when the system refuses: the caller's thread then takes their jobs). */
+static void pool_start(pool *p, job *jobs, int nworkers)
+{
+    memset(p, 0, sizeof(*p));
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->go, NULL);
+    pthread_cond_init(&p->done, NULL);
+    p->jobs = jobs;
+    for (int i = 0; i < nworkers; i++) {
+        p->w[i] = (pool_worker){p, i + 1, 0};
+        if (pthread_create(&p->w[i].tid, NULL, pool_main, &p->w[i]) != 0)
+            break;
+        p->n++;
+    }
+}
+
+/* Run jobs[0..k) : 1..k-1 on the workers (those beyond the started workers on this thread), 0 here. */
+static void pool_run(pool *p, int k)
+{
+    int on_workers = k - 1 < p->n ? k - 1 : p->n;
+    pthread_mutex_lock(&p->mu);
+    p->k = on_workers + 1;
+    p->pending = on_workers;
+    p->round++;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    run_job(&p->jobs[0]);
+    for (int j = on_workers + 1; j < k; j++)
+        run_job(&p->jobs[j]);
+    pthread_mutex_lock(&p->mu);
+    while (p->pending)
+        pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void pool_stop(pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->n; i++)
+        pthread_join(p->w[i].tid, NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->go);
+    pthread_cond_destroy(&p->done);
 }
 
 /* ---- tensor order ---------------------------------------------------------------------------------------------- */
@@ -416,14 +513,16 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
     qd_hparams hp;
     qd_recipe_opts ropts;
     float *f32 = NULL;
+    uint8_t *stage = NULL;
     uint8_t *obufs[2] = {NULL, NULL};
-    size_t f32_cap = 0, obuf_caps[2] = {0, 0}, nf = 0;
+    size_t f32_cap = 0, stage_cap = 0, obuf_caps[2] = {0, 0}, nf = 0;
     int cur = 0;
     writer_thread wt;
     double t0 = now_s();
     int rc, nth;
     job jobs[QD_MAX_THREADS];
-    pthread_t tids[QD_MAX_THREADS];
+    pool workers; /* started at the first quantized chunk */
+    int pool_on = 0;
 
     memset(st, 0, sizeof(*st));
     memset(&wt, 0, sizeof(wt));
@@ -592,6 +691,7 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
                 } else {
                     int64_t brows = block_rows_for(nc);
                     size_t per_thread = (size_t)brows * (size_t)nc, need_f = per_thread * (size_t)nth;
+                    size_t stage_per = (size_t)brows * irs, need_s = stage_per * (size_t)nth;
                     if (need_f > f32_cap) {
                         qd_big_free(f32, f32_cap * sizeof(float));
                         f32 = need_f <= SIZE_MAX / sizeof(float) ? qd_big_alloc(need_f * sizeof(float)) : NULL;
@@ -601,23 +701,27 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
                             goto done;
                         }
                     }
-                    int k = nth < nr ? nth : (int)nr, started = 0;
+                    if (need_s > stage_cap) {
+                        qd_big_free(stage, stage_cap);
+                        stage = qd_big_alloc(need_s);
+                        stage_cap = stage ? need_s : 0;
+                        if (!stage) {
+                            rc = QD_ENOMEM;
+                            goto done;
+                        }
+                    }
+                    int k = nth < nr ? nth : (int)nr;
                     for (int j = 0; j < k; j++) {
                         int64_t a = nr * j / k, b = nr * (j + 1) / k;
-                        jobs[j] = (job){t,      ch[i].type, imv, r0 + a, b - a, f32 + (size_t)j * per_thread,
-                                        brows,  obuf + (size_t)a * ors, 0, ""};
+                        jobs[j] = (job){t,     ch[i].type, imv, r0 + a, b - a, f32 + (size_t)j * per_thread,
+                                        stage + (size_t)j * stage_per, stage_per, brows,
+                                        obuf + (size_t)a * ors, 0, ""};
                     }
-                    for (int j = 1; j < k; j++) {
-                        if (pthread_create(&tids[j], NULL, run_job, &jobs[j]) != 0) {
-                            jobs[j].rc = qd_error_set(QD_ERROR, QD_EC_OS, "pthread_create failed");
-                            snprintf(jobs[j].msg, sizeof(jobs[j].msg), "pthread_create failed");
-                            break;
-                        }
-                        started = j;
+                    if (!pool_on) {
+                        pool_start(&workers, jobs, nth - 1);
+                        pool_on = 1;
                     }
-                    run_job(&jobs[0]);
-                    for (int j = 1; j <= started; j++)
-                        pthread_join(tids[j], NULL);
+                    pool_run(&workers, k);
                     for (int j = 0; j < k; j++) {
                         if (jobs[j].rc) {
                             rc = qd_error_set(jobs[j].rc, QD_EC_ENGINE, "tensor %s: %s", t->name, jobs[j].msg);
@@ -656,10 +760,13 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
     st->file_bytes = qd_gguf_writer_file_size(w);
     st->seconds = now_s() - t0;
 done:
+    if (pool_on)
+        pool_stop(&workers);
     writer_stop(&wt);
     pthread_mutex_destroy(&wt.mu);
     pthread_cond_destroy(&wt.cv);
     qd_big_free(f32, f32_cap * sizeof(float));
+    qd_big_free(stage, stage_cap);
     qd_big_free(obufs[0], obuf_caps[0]);
     qd_big_free(obufs[1], obuf_caps[1]);
     qd_free(rts);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every kernel variant this CPU runs, with 1 and 2 threads, writes the same bytes for a whole generated model:
-# quant quantize under QD_KERNELS=ref|avx2|avx512 x -t 1|2 for Q8_0, Q4_K_M and Q6_K, all files cmp-identical.
+# quant quantize under QD_KERNELS=ref|avx2|avx512 x -t 1|2 for Q8_0, Q4_K_M and Q6_K, all files cmp-identical; and
+# the same bytes when the output goes to a file system without O_DIRECT (tmpfs: the writer's page-cache path).
 . "$(dirname "$0")/../lib/common.sh"
 "$QD_TOOLS/gen_ckpt" --out "$WORK/m.gguf" --format gguf --dtype f16 --dim 512 --ff 1376 --layers 2 --heads 8 \
     --kv-heads 4 --vocab 2048 --seed 11 || fail "gen_ckpt"
@@ -22,4 +23,12 @@ for recipe in Q8_0 Q4_K_M Q6_K; do
         done
     done
     echo "$recipe: identical across$usable x 1,2 threads ($(stat -c %s "$first") bytes)"
+    if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+        shm=$(mktemp /dev/shm/qd401.XXXXXX)
+        "$QUANT" quantize --in "$WORK/m.gguf" --type "$recipe" --out "$shm" -t 2 >/dev/null 2>&1 ||
+            { rm -f "$shm" "$shm.part"; fail "quantize $recipe to tmpfs"; }
+        cmp "$first" "$shm" || { rm -f "$shm"; fail "$recipe: the tmpfs output differs"; }
+        rm -f "$shm"
+        echo "$recipe: the same bytes through the page cache (tmpfs)"
+    fi
 done
