@@ -34,7 +34,7 @@ OPT := -O2 -g
 LDOPT :=
 endif
 
-PKGS := lmdb libzstd libcrypto jansson libgit2 libevent libcurl zlib
+PKGS := lmdb libzstd libcrypto jansson libcjson libgit2 libevent libcurl zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
@@ -169,7 +169,7 @@ bench-serve: all
 	@bench/serve.sh $${SIZE_MIB:-1024}
 
 DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev liblmdb-dev libzstd-dev libssl-dev \
-	libjansson-dev libgit2-dev libevent-dev libcurl4-openssl-dev libcmocka-dev openssl python3 \
+	libjansson-dev libcjson-dev libgit2-dev libevent-dev libcurl4-openssl-dev libcmocka-dev openssl python3 \
 	python3-jsonschema python3-cryptography python3-numpy curl skopeo git openssh-client nginx wrk zlib1g-dev
 # Node.js for the llama.cpp checks (node-llama-cpp needs node >= 20): Debian's nodejs and npm only where no node
 # is installed yet (a nodesource nodejs already ships npm and conflicts with Debian's npm package).

@@ -10,13 +10,13 @@
 #include <string.h>
 #include <time.h>
 
-#include <jansson.h>
 
 #include "policy_int.h"
 #include "qd/alloc.h"
 #include "qd/err.h"
 #include "qd/verify.h"
 #include "verify_int.h"
+#include "vjson.h"
 
 struct qd_verified {
     uint8_t *payload;       /* the verified payload bytes (NUL-terminated, not counted) */
@@ -120,24 +120,24 @@ static int hex_digest(qd_digest *d, const char *hex)
 }
 
 /* Read a subject-like entry {name, digest{sha256}} (statement subject) into name/digest. */
-static int read_subject(qd_verify_failure *why, json_t *s, size_t i, const char **name, qd_digest *d,
+static int read_subject(qd_verify_failure *why, const cJSON *s, size_t i, const char **name, qd_digest *d,
                         const char *key)
 {
-    json_t *n = json_object_get(s, "name"), *dig = json_object_get(s, "digest"), *sha;
-    if (!json_is_object(s))
+    const cJSON *n = vj_get(s, "name"), *dig = vj_get(s, "digest"), *sha;
+    if (!cJSON_IsObject(s))
         return fail(why, QD_ECORRUPT, key, "-", "statement subject[%zu] is not an object", i);
-    if (!json_is_string(n) || !json_string_length(n))
+    if (!vj_str(n) || !vj_strlen(n))
         return fail(why, QD_ECORRUPT, key, "-", "statement subject[%zu] has no name", i);
-    *name = json_string_value(n);
-    if (!json_is_object(dig) || !json_object_size(dig))
+    *name = vj_str(n);
+    if (!cJSON_IsObject(dig) || !vj_size(dig))
         return fail(why, QD_ECORRUPT, key, *name, "subject has no digest");
-    sha = json_object_get(dig, "sha256");
+    sha = vj_get(dig, "sha256");
     if (!sha) {
-        const char *alg = json_object_iter_key(json_object_iter(dig));
+        const char *alg = dig->child->string;
         return fail(why, QD_ECORRUPT, key, *name, "unsupported digest algorithm '%.40s' (only sha256 is accepted)",
                     alg ? alg : "?");
     }
-    if (!json_is_string(sha) || hex_digest(d, json_string_value(sha)) < 0)
+    if (!vj_str(sha) || hex_digest(d, vj_str(sha)) < 0)
         return fail(why, QD_ECORRUPT, key, *name, "subject sha256 is not 64 lowercase hex digits");
     return QD_OK;
 }
@@ -173,10 +173,11 @@ static int match_files(qd_verify_failure *why, const char *key, const char **nam
     return QD_OK;
 }
 
-static int check_model_signing(qd_verify_failure *why, const char *key, json_t *pred, const char *name,
+static int check_model_signing(qd_verify_failure *why, const char *key, const cJSON *pred, const char *name,
                                const qd_digest *root, const qd_subject *files, size_t n_files, bool skip)
 {
-    json_t *res = json_object_get(pred, "resources"), *r;
+    const cJSON *res = vj_get(pred, "resources"), *r;
+    size_t n_res = cJSON_IsArray(res) ? vj_size(res) : 0;
     const char **names = NULL;
     qd_digest *digests = NULL;
     qd_sha256 *h = NULL;
@@ -184,32 +185,31 @@ static int check_model_signing(qd_verify_failure *why, const char *key, json_t *
     size_t i;
     int rc;
 
-    if (!json_is_array(res) || !json_array_size(res))
+    if (!n_res)
         return fail(why, QD_ECORRUPT, key, name, "model-signing predicate has no resources");
-    if (!(names = qd_calloc(json_array_size(res), sizeof(*names))) ||
-        !(digests = qd_calloc(json_array_size(res), sizeof(*digests)))) {
+    if (!(names = qd_calloc(n_res, sizeof(*names))) || !(digests = qd_calloc(n_res, sizeof(*digests)))) {
         rc = QD_ENOMEM;
         goto done;
     }
     if ((rc = qd_sha256_new(&h)) < 0)
         goto done;
-    json_array_foreach(res, i, r) {
-        json_t *n = json_object_get(r, "name"), *alg = json_object_get(r, "algorithm"), *d = json_object_get(r, "digest");
-        if (!json_is_string(n) || !json_is_string(d)) {
+    i = 0;
+    for (r = res->child; r; r = r->next, i++) {
+        const cJSON *n = vj_get(r, "name"), *alg = vj_get(r, "algorithm"), *d = vj_get(r, "digest");
+        if (!vj_str(n) || !vj_str(d)) {
             rc = fail(why, QD_ECORRUPT, key, name, "resources[%zu] lacks a name or digest", i);
             goto done;
         }
-        if (!json_is_string(alg) || strcmp(json_string_value(alg), "sha256")) {
-            rc = fail(why, QD_ECORRUPT, key, json_string_value(n),
-                      "unsupported digest algorithm '%.40s' (only sha256 is accepted)",
-                      json_is_string(alg) ? json_string_value(alg) : "?");
+        if (!vj_str(alg) || strcmp(vj_str(alg), "sha256")) {
+            rc = fail(why, QD_ECORRUPT, key, vj_str(n), "unsupported digest algorithm '%.40s' (only sha256 is accepted)",
+                      vj_str(alg) ? vj_str(alg) : "?");
             goto done;
         }
-        if (hex_digest(&digests[i], json_string_value(d)) < 0) {
-            rc = fail(why, QD_ECORRUPT, key, json_string_value(n), "resource digest is not 64 lowercase hex digits");
+        if (hex_digest(&digests[i], vj_str(d)) < 0) {
+            rc = fail(why, QD_ECORRUPT, key, vj_str(n), "resource digest is not 64 lowercase hex digits");
             goto done;
         }
-        names[i] = json_string_value(n);
+        names[i] = vj_str(n);
         if ((rc = qd_sha256_update(h, digests[i].bytes, QD_DIGEST_LEN)) < 0)
             goto done;
     }
@@ -219,7 +219,7 @@ static int check_model_signing(qd_verify_failure *why, const char *key, json_t *
         rc = fail(why, QD_ECORRUPT, key, name, "the resources do not hash to the subject's root digest");
         goto done;
     }
-    rc = skip ? QD_OK : match_files(why, key, names, digests, json_array_size(res), files, n_files);
+    rc = skip ? QD_OK : match_files(why, key, names, digests, n_res, files, n_files);
 done:
     qd_sha256_free(h);
     qd_free(names);
@@ -227,37 +227,37 @@ done:
     return rc;
 }
 
-static int check_statement(qd_verify_failure *why, const char *key, const qd_policy *p, json_t *st,
+static int check_statement(qd_verify_failure *why, const char *key, const qd_policy *p, const cJSON *st,
                            const qd_subject *files, size_t n_files, bool skip, const char **ptype_out)
 {
-    json_t *t = json_object_get(st, "_type"), *subs = json_object_get(st, "subject"),
-           *pt = json_object_get(st, "predicateType"), *pred = json_object_get(st, "predicate"), *s;
+    const cJSON *t = vj_get(st, "_type"), *subs = vj_get(st, "subject"), *pt = vj_get(st, "predicateType"),
+                *pred = vj_get(st, "predicate"), *s;
     const char **names = NULL, *ptype;
     qd_digest *digests = NULL;
     size_t i, n;
     int rc;
 
-    if (!json_is_object(st))
+    if (!cJSON_IsObject(st))
         return fail(why, QD_ECORRUPT, key, "-", "the payload is not a JSON object");
-    if (!json_is_string(t) || strcmp(json_string_value(t), QD_STATEMENT_TYPE))
+    if (!vj_str(t) || strcmp(vj_str(t), QD_STATEMENT_TYPE))
         return fail(why, QD_ECORRUPT, key, "-", "the payload is not an in-toto Statement v1 (_type %.80s)",
-                    json_is_string(t) ? json_string_value(t) : "missing");
-    if (!json_is_array(subs) || !(n = json_array_size(subs)))
+                    vj_str(t) ? vj_str(t) : "missing");
+    if (!cJSON_IsArray(subs) || !(n = vj_size(subs)))
         return fail(why, QD_ECORRUPT, key, "-", "the statement has no subjects");
-    if (!json_is_string(pt) || !json_string_length(pt))
+    if (!vj_str(pt) || !vj_strlen(pt))
         return fail(why, QD_ECORRUPT, key, "-", "the statement has no predicateType");
-    ptype = json_string_value(pt);
+    ptype = vj_str(pt);
     *ptype_out = ptype;
-    if (pred && !json_is_object(pred))
+    if (pred && !cJSON_IsObject(pred))
         return fail(why, QD_ECORRUPT, key, "-", "the statement's predicate is not an object");
     if (!(names = qd_calloc(n, sizeof(*names))) || !(digests = qd_calloc(n, sizeof(*digests)))) {
         rc = QD_ENOMEM;
         goto done;
     }
-    json_array_foreach(subs, i, s) {
+    i = 0;
+    for (s = subs->child; s; s = s->next, i++)
         if ((rc = read_subject(why, s, i, &names[i], &digests[i], key)) < 0)
             goto done;
-    }
     if (p->n_predicate_types) {
         for (i = 0; i < p->n_predicate_types; i++)
             if (!strcmp(p->predicate_types[i], ptype))
@@ -268,15 +268,15 @@ static int check_statement(qd_verify_failure *why, const char *key, const qd_pol
         }
     }
     if (p->require_validation_pass) {
-        json_t *val = json_object_get(pred, "validation"), *verdict = json_object_get(val, "verdict");
-        if (!json_is_string(verdict)) {
+        const cJSON *verdict = vj_get(vj_get(pred, "validation"), "verdict");
+        if (!vj_str(verdict)) {
             rc = fail(why, QD_EBADSIG, key, names[0], "the policy requires a passing validation verdict and the "
                                                       "predicate has none");
             goto done;
         }
-        if (strcmp(json_string_value(verdict), "pass")) {
+        if (strcmp(vj_str(verdict), "pass")) {
             rc = fail(why, QD_EBADSIG, key, names[0], "validation verdict is '%.40s'; the policy requires 'pass'",
-                      json_string_value(verdict));
+                      vj_str(verdict));
             goto done;
         }
     }
@@ -299,16 +299,25 @@ done:
  * the failure line can say which subject the bundle claims to cover. Never used for a decision. */
 static void claimed_subject(char *out, size_t cap, const uint8_t *payload, size_t len)
 {
-    json_t *st = json_loadb((const char *)payload, len, 0, NULL), *subs = json_object_get(st, "subject");
-    const char *name = json_string_value(json_object_get(json_array_get(subs, 0), "name"));
-    size_t n = json_array_size(subs);
+    qd_vjson_arena *arena = qd_malloc(sizeof(*arena)); /* (a failure path: off the stack of the verifier) */
+    cJSON *st = NULL;
+    const cJSON *subs;
+    const char *name;
+    size_t n;
+    if (!arena || qd_vjson_parse(&st, arena, payload, len, "statement"))
+        qd_error_clear();
+    subs = vj_get(st, "subject");
+    name = cJSON_IsArray(subs) && subs->child ? vj_str(vj_get(subs->child, "name")) : NULL;
+    n = cJSON_IsArray(subs) ? vj_size(subs) : 0;
     if (name && n > 1)
         snprintf(out, cap, "%.120s (+%zu more, unverified)", name, n - 1);
     else if (name)
         snprintf(out, cap, "%.120s (unverified)", name);
     else
         snprintf(out, cap, "-");
-    json_decref(st);
+    if (st)
+        qd_vjson_free(st, arena);
+    qd_free(arena);
 }
 
 /* ------------------------------------------------------------------------------------------------- verify --- */
@@ -325,8 +334,8 @@ int qd_verify(qd_verified **out, qd_verify_failure *why, const qd_policy *p, con
     char first_key[QD_KEY_ID_LEN + 1] = "", first_why[200] = "";
     size_t *good = NULL; /* policy key indexes that counted */
     qd_verified *v = NULL;
-    json_t *st = NULL;
-    json_error_t jerr;
+    cJSON *st = NULL;
+    qd_vjson_arena arena;
     int64_t now;
     int rc;
 
@@ -422,10 +431,12 @@ int qd_verify(qd_verified **out, qd_verify_failure *why, const qd_policy *p, con
     }
 
     /* 2. the statement, read from the verified bytes */
-    st = json_loadb((const char *)payload, payload_len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!st) {
-        rc = fail(why, QD_ECORRUPT, p->keys[good[0]].id, "-", "the signed payload is not valid JSON (line %d: %s)",
-                  jerr.line, jerr.text);
+    if ((rc = qd_vjson_parse(&st, &arena, payload, payload_len, "statement"))) {
+        if (rc == QD_ENOMEM)
+            goto done;
+        char msg[200];
+        snprintf(msg, sizeof(msg), "%s", qd_error_last()->message);
+        rc = fail(why, QD_ECORRUPT, p->keys[good[0]].id, "-", "the signed payload is not valid JSON (%s)", msg);
         goto done;
     }
     if ((rc = check_statement(why, p->keys[good[0]].id, p, st, files, n_files, opts->skip_subjects, &ptype)) < 0)
@@ -449,7 +460,8 @@ int qd_verify(qd_verified **out, qd_verify_failure *why, const qd_policy *p, con
     rc = QD_OK;
 done:
     qd_verified_free(v);
-    json_decref(st);
+    if (st)
+        qd_vjson_free(st, &arena);
     qd_free(good);
     qd_buf_dispose(&pae);
     return rc;

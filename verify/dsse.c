@@ -1,8 +1,9 @@
 /*
  * dsse.c - DSSE v1.0.2 envelopes (PAE, signatures) and their Sigstore bundle v0.3 packing, read and written.
  *
- * Reading is strict: every object is checked for its type and for fields we do not know, duplicate keys are
- * refused (JSON_REJECT_DUPLICATES), and every size is bounded before anything is decoded. A bundle's signatures
+ * Reading is strict: the text goes through the verification path's JSON reader (vjson.c: UTF-8, no duplicate
+ * members, nothing after the value), every object is checked for its type and for fields we do not know, and
+ * every size is bounded before anything is decoded. A bundle's signatures
  * are not checked here; that is qd_verify()'s job, with keys from the policy and never from the bundle.
  */
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "qd/err.h"
 #include "qd/verify.h"
 #include "verify_int.h"
+#include "vjson.h"
 
 #define KEYID_MAX 256     /* longest keyid we accept on input */
 #define SIG_B64_MAX 1024  /* longest base64 signature we accept (our algorithms need at most 96) */
@@ -256,13 +258,11 @@ static int bad(const char *field, const char *what)
 }
 
 /* Refuse members other than the allowed ones (a NULL-terminated list). */
-static int only_fields(json_t *obj, const char *where, const char *const *allowed)
+static int only_fields(const cJSON *obj, const char *where, const char *const *allowed)
 {
-    const char *k;
-    json_t *v;
-    json_object_foreach(obj, k, v) {
+    for (const cJSON *m = obj->child; m; m = m->next) {
+        const char *k = m->string;
         size_t i;
-        (void)v;
         for (i = 0; allowed[i]; i++)
             if (!strcmp(k, allowed[i]))
                 break;
@@ -280,41 +280,41 @@ static size_t b64_decoded_len(const char *s, size_t n)
     return n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0);
 }
 
-static int parse_dsse(qd_envelope *e, json_t *env, const char *where, size_t max_payload)
+static int parse_dsse(qd_envelope *e, const cJSON *env, const char *where, size_t max_payload)
 {
     static const char *const fields[] = {"payload", "payloadType", "signatures", NULL};
     static const char *const sig_fields[] = {"sig", "keyid", NULL};
-    json_t *pt, *pl, *sigs, *s;
+    const cJSON *pt, *pl, *sigs, *s;
     qd_buf b = QD_BUF_INIT(0);
     size_t i, plen;
     char field[96];
     int rc;
 
-    if (!json_is_object(env))
+    if (!cJSON_IsObject(env))
         return bad(where, "not an object");
     if ((rc = only_fields(env, where, fields)) < 0)
         return rc;
-    pt = json_object_get(env, "payloadType");
-    pl = json_object_get(env, "payload");
-    sigs = json_object_get(env, "signatures");
+    pt = vj_get(env, "payloadType");
+    pl = vj_get(env, "payload");
+    sigs = vj_get(env, "signatures");
     snprintf(field, sizeof(field), "%s.payloadType", where);
     if (!pt)
         return bad(field, "missing");
-    if (!json_is_string(pt) || !json_string_length(pt))
+    if (!vj_str(pt) || !vj_strlen(pt))
         return bad(field, "not a non-empty string");
-    if (json_string_length(pt) > 256 || strlen(json_string_value(pt)) != json_string_length(pt))
-        return bad(field, "too long or contains NUL");
+    if (vj_strlen(pt) > 256)
+        return bad(field, "too long");
     snprintf(field, sizeof(field), "%s.payload", where);
     if (!pl)
         return bad(field, "missing");
-    if (!json_is_string(pl))
+    if (!vj_str(pl))
         return bad(field, "not a string");
-    plen = json_string_length(pl);
-    if (b64_decoded_len(json_string_value(pl), plen) > max_payload)
+    plen = vj_strlen(pl);
+    if (b64_decoded_len(vj_str(pl), plen) > max_payload)
         return qd_error_set(QD_EFULL, QD_EC_INVALID, "malformed bundle: %s: payload over the limit of %zu bytes",
                             field, max_payload);
     qd_buf_init(&b, max_payload);
-    if ((rc = qd_base64_decode(&b, json_string_value(pl), plen)) < 0) {
+    if ((rc = qd_base64_decode(&b, vj_str(pl), plen)) < 0) {
         qd_error_prefix("malformed bundle: %s", field);
         goto done;
     }
@@ -327,44 +327,44 @@ static int parse_dsse(qd_envelope *e, json_t *env, const char *where, size_t max
         rc = bad(field, "missing");
         goto done;
     }
-    if (!json_is_array(sigs)) {
+    if (!cJSON_IsArray(sigs)) {
         rc = bad(field, "not an array");
         goto done;
     }
-    if (json_array_size(sigs) == 0) {
+    if (vj_size(sigs) == 0) {
         rc = bad(field, "no signatures");
         goto done;
     }
-    if (!(e->payload_type = qd_strdup(json_string_value(pt)))) {
+    if (!(e->payload_type = qd_strdup(vj_str(pt)))) {
         rc = QD_ENOMEM;
         goto done;
     }
     e->payload_len = b.len;
     e->payload = (uint8_t *)qd_buf_detach(&b);
-    json_array_foreach(sigs, i, s) {
-        json_t *sig = json_object_get(s, "sig"), *kid = json_object_get(s, "keyid");
+    i = 0;
+    for (s = sigs->child; s; s = s->next, i++) {
+        const cJSON *sig = vj_get(s, "sig"), *kid = vj_get(s, "keyid");
         qd_buf sb = QD_BUF_INIT(SIG_B64_MAX);
         snprintf(field, sizeof(field), "%s.signatures[%zu]", where, i);
-        if (!json_is_object(s)) {
+        if (!cJSON_IsObject(s)) {
             rc = bad(field, "not an object");
             goto done;
         }
         if ((rc = only_fields(s, field, sig_fields)) < 0)
             goto done;
-        if (kid && (!json_is_string(kid) || json_string_length(kid) > KEYID_MAX ||
-                    strlen(json_string_value(kid)) != json_string_length(kid))) {
+        if (kid && (!vj_str(kid) || vj_strlen(kid) > KEYID_MAX)) {
             rc = bad(field, "keyid is not a string of at most 256 characters");
             goto done;
         }
-        if (!sig || !json_is_string(sig)) {
+        if (!sig || !vj_str(sig)) {
             rc = bad(field, sig ? "sig is not a string" : "sig is missing");
             goto done;
         }
-        if (json_string_length(sig) > SIG_B64_MAX) {
+        if (vj_strlen(sig) > SIG_B64_MAX) {
             rc = bad(field, "sig is too long");
             goto done;
         }
-        if ((rc = qd_base64_decode(&sb, json_string_value(sig), json_string_length(sig))) < 0) {
+        if ((rc = qd_base64_decode(&sb, vj_str(sig), vj_strlen(sig))) < 0) {
             qd_buf_dispose(&sb);
             qd_error_prefix("malformed bundle: %s.sig", field);
             goto done;
@@ -374,7 +374,7 @@ static int parse_dsse(qd_envelope *e, json_t *env, const char *where, size_t max
             rc = bad(field, "sig is empty");
             goto done;
         }
-        rc = add_sig(e, kid ? json_string_value(kid) : "", (const uint8_t *)sb.ptr, sb.len);
+        rc = add_sig(e, kid ? vj_str(kid) : "", (const uint8_t *)sb.ptr, sb.len);
         qd_buf_dispose(&sb);
         if (rc < 0)
             goto done;
@@ -392,53 +392,52 @@ static bool known_media_type(const char *mt)
            !strcmp(mt, "application/vnd.dev.sigstore.bundle+json;version=0.1");
 }
 
-static int parse_bundle(qd_envelope *e, json_t *root, size_t max_payload)
+static int parse_bundle(qd_envelope *e, const cJSON *root, size_t max_payload)
 {
     static const char *const fields[] = {"mediaType", "verificationMaterial", "dsseEnvelope", "messageSignature",
                                          NULL};
     static const char *const vm_fields[] = {"publicKey", "x509CertificateChain", "certificate", "tlogEntries",
                                             "timestampVerificationData", NULL};
-    json_t *mt = json_object_get(root, "mediaType"), *vm, *pk, *hint, *tl;
+    const cJSON *mt = vj_get(root, "mediaType"), *vm, *pk, *hint, *tl;
     int rc;
 
     if ((rc = only_fields(root, "bundle", fields)) < 0)
         return rc;
-    if (!json_is_string(mt))
+    if (!vj_str(mt))
         return bad("mediaType", "not a string");
-    if (!known_media_type(json_string_value(mt)))
+    if (!known_media_type(vj_str(mt)))
         return qd_error_set(QD_EUNSUPPORTED, QD_EC_VERIFY, "unsupported bundle mediaType '%.80s' (expected %s)",
-                            json_string_value(mt), QD_BUNDLE_MEDIA_TYPE);
-    if (json_object_get(root, "messageSignature"))
+                            vj_str(mt), QD_BUNDLE_MEDIA_TYPE);
+    if (vj_get(root, "messageSignature"))
         return qd_error_set(QD_EUNSUPPORTED, QD_EC_VERIFY,
                             "bundle holds a messageSignature: only DSSE envelopes (dsseEnvelope) are supported");
-    vm = json_object_get(root, "verificationMaterial");
+    vm = vj_get(root, "verificationMaterial");
     if (!vm)
         return bad("verificationMaterial", "missing");
-    if (!json_is_object(vm))
+    if (!cJSON_IsObject(vm))
         return bad("verificationMaterial", "not an object");
     if ((rc = only_fields(vm, "verificationMaterial", vm_fields)) < 0)
         return rc;
-    if (json_object_get(vm, "x509CertificateChain") || json_object_get(vm, "certificate"))
+    if (vj_get(vm, "x509CertificateChain") || vj_get(vm, "certificate"))
         return qd_error_set(QD_EUNSUPPORTED, QD_EC_VERIFY,
                             "certificate-based bundles are not supported: quantd trusts keys named by publicKey.hint");
-    pk = json_object_get(vm, "publicKey");
+    pk = vj_get(vm, "publicKey");
     if (!pk)
         return bad("verificationMaterial.publicKey", "missing");
-    if (!json_is_object(pk))
+    if (!cJSON_IsObject(pk))
         return bad("verificationMaterial.publicKey", "not an object");
-    hint = json_object_get(pk, "hint");
-    if (hint && (!json_is_string(hint) || json_string_length(hint) > KEYID_MAX ||
-                 strlen(json_string_value(hint)) != json_string_length(hint)))
+    hint = vj_get(pk, "hint");
+    if (hint && (!vj_str(hint) || vj_strlen(hint) > KEYID_MAX))
         return bad("verificationMaterial.publicKey.hint", "not a string of at most 256 characters");
-    tl = json_object_get(vm, "tlogEntries");
-    if (tl && !json_is_array(tl))
+    tl = vj_get(vm, "tlogEntries");
+    if (tl && !cJSON_IsArray(tl))
         return bad("verificationMaterial.tlogEntries", "not an array");
-    if (!json_object_get(root, "dsseEnvelope"))
+    if (!vj_get(root, "dsseEnvelope"))
         return bad("dsseEnvelope", "missing");
-    if ((rc = parse_dsse(e, json_object_get(root, "dsseEnvelope"), "dsseEnvelope", max_payload)) < 0)
+    if ((rc = parse_dsse(e, vj_get(root, "dsseEnvelope"), "dsseEnvelope", max_payload)) < 0)
         return rc;
     qd_free(e->hint);
-    e->hint = qd_strdup(hint ? json_string_value(hint) : "");
+    e->hint = qd_strdup(hint ? vj_str(hint) : "");
     if (!e->hint)
         return QD_ENOMEM;
     /* The hint is unauthenticated, but one that contradicts the signature's own keyid is a broken bundle. */
@@ -451,8 +450,8 @@ static int parse_bundle(qd_envelope *e, json_t *root, size_t max_payload)
 
 int qd_envelope_parse(qd_envelope **out, const void *json, size_t len, size_t max_payload)
 {
-    json_error_t jerr;
-    json_t *root;
+    cJSON *root;
+    qd_vjson_arena arena;
     qd_envelope *e;
     int rc;
 
@@ -464,28 +463,26 @@ int qd_envelope_parse(qd_envelope **out, const void *json, size_t len, size_t ma
                             len, max_payload);
     if (!len)
         return qd_error_set(QD_EINVAL, QD_EC_INVALID, "malformed bundle: empty input");
-    root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root)
-        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "malformed bundle: invalid JSON at line %d column %d: %s",
-                            jerr.line, jerr.column, jerr.text);
-    if (!json_is_object(root)) {
-        json_decref(root);
+    if ((rc = qd_vjson_parse(&root, &arena, json, len, "malformed bundle")))
+        return rc;
+    if (!cJSON_IsObject(root)) {
+        qd_vjson_free(root, &arena);
         return bad("top level", "not a JSON object");
     }
     if (!(e = qd_calloc(1, sizeof(*e)))) {
-        json_decref(root);
+        qd_vjson_free(root, &arena);
         return QD_ENOMEM;
     }
-    if (json_object_get(root, "mediaType")) {
+    if (vj_get(root, "mediaType")) {
         rc = parse_bundle(e, root, max_payload);
-    } else if (json_object_get(root, "payloadType") || json_object_get(root, "payload")) {
+    } else if (vj_get(root, "payloadType") || vj_get(root, "payload")) {
         rc = parse_dsse(e, root, "envelope", max_payload);
         if (rc == QD_OK && !(e->hint = qd_strdup("")))
             rc = QD_ENOMEM;
     } else {
         rc = bad("top level", "neither a Sigstore bundle (mediaType) nor a DSSE envelope (payloadType)");
     }
-    json_decref(root);
+    qd_vjson_free(root, &arena);
     if (rc < 0) {
         qd_envelope_free(e);
         return rc;

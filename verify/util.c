@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -58,25 +59,48 @@ int qd_base64_encode(qd_buf *out, const void *src, size_t len)
     return QD_OK;
 }
 
-/* Value of a base64 character in either alphabet; sets *kind to 1 (standard-only), 2 (URL-only) or 0 (both). */
-static int b64_val(int c, int *kind)
+/* Base64 characters of either alphabet: value + 1 in the low byte (0: not base64), and B64_STD / B64_URL for the
+ * characters only one alphabet has. Built once (pthread_once). */
+#define B64_STD 0x100
+#define B64_URL 0x200
+static uint16_t b64_table[256];
+static pthread_once_t b64_once = PTHREAD_ONCE_INIT;
+
+static void b64_build(void)
 {
-    *kind = 0;
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+' || c == '/') {
-        *kind = 1;
-        return c == '+' ? 62 : 63;
+    for (int c = 0; c < 26; c++) {
+        b64_table['A' + c] = (uint16_t)(c + 1);
+        b64_table['a' + c] = (uint16_t)(c + 26 + 1);
     }
-    if (c == '-' || c == '_') {
-        *kind = 2;
-        return c == '-' ? 62 : 63;
+    for (int c = 0; c < 10; c++)
+        b64_table['0' + c] = (uint16_t)(c + 52 + 1);
+    b64_table['+'] = B64_STD | 63;
+    b64_table['/'] = B64_STD | 64;
+    b64_table['-'] = B64_URL | 63;
+    b64_table['_'] = B64_URL | 64;
+}
+
+/* One character that the quad path did not take: value, alphabet, and the bits it adds. */
+static int b64_one(const char *src, size_t i, int *alphabet, uint32_t *acc, unsigned *bits, uint8_t **d)
+{
+    unsigned t = b64_table[(unsigned char)src[i]];
+    if (!(t & 0xFF))
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "bad base64: character %zu is %s", i,
+                            src[i] == '=' ? "'=' before the end" : "not in the base64 alphabet");
+    if (t & (B64_STD | B64_URL)) {
+        int kind = t & B64_STD ? 1 : 2;
+        if (*alphabet && *alphabet != kind)
+            return qd_error_set(QD_EINVAL, QD_EC_INVALID,
+                                "bad base64: character %zu mixes the standard and URL-safe alphabets", i);
+        *alphabet = kind;
     }
-    return -1;
+    *acc = *acc << 6 | ((t & 0xFF) - 1);
+    *bits += 6;
+    if (*bits >= 8) {
+        *bits -= 8;
+        *(*d)++ = (uint8_t)(*acc >> *bits);
+    }
+    return QD_OK;
 }
 
 int qd_base64_decode(qd_buf *out, const char *src, size_t len)
@@ -98,24 +122,27 @@ int qd_base64_decode(qd_buf *out, const char *src, size_t len)
         return qd_error_set(QD_EINVAL, QD_EC_INVALID, "bad base64: %zu characters cannot encode whole bytes", n);
     if ((rc = qd_buf_reserve(out, n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0))) < 0)
         return rc;
+    pthread_once(&b64_once, b64_build);
     d = (uint8_t *)out->ptr + out->len;
-    for (i = 0; i < n; i++) {
-        int kind, v = b64_val((unsigned char)src[i], &kind);
-        if (v < 0)
-            return qd_error_set(QD_EINVAL, QD_EC_INVALID, "bad base64: character %zu is %s", i,
-                                src[i] == '=' ? "'=' before the end" : "not in the base64 alphabet");
-        if (kind) {
-            if (alphabet && alphabet != kind)
-                return qd_error_set(QD_EINVAL, QD_EC_INVALID,
-                                    "bad base64: character %zu mixes the standard and URL-safe alphabets", i);
-            alphabet = kind;
+    for (i = 0; i < n;) {
+        /* a whole quad of characters both alphabets share: 3 bytes at once (quads keep bits at 0) */
+        if (n - i >= 4) {
+            const unsigned char *q = (const unsigned char *)src + i;
+            unsigned a = b64_table[q[0]], b = b64_table[q[1]], c = b64_table[q[2]], e = b64_table[q[3]];
+            if (!((a | b | c | e) & (B64_STD | B64_URL)) && (a & 0xFF) && (b & 0xFF) && (c & 0xFF) && (e & 0xFF)) {
+                uint32_t v = (a - 1) << 18 | (b - 1) << 12 | (c - 1) << 6 | (e - 1);
+                d[0] = (uint8_t)(v >> 16);
+                d[1] = (uint8_t)(v >> 8);
+                d[2] = (uint8_t)v;
+                d += 3;
+                i += 4;
+                continue;
+            }
         }
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            *d++ = (uint8_t)(acc >> bits);
-        }
+        /* otherwise this quad (or the tail) one character at a time */
+        for (size_t end = n - i >= 4 ? i + 4 : n; i < end; i++)
+            if ((rc = b64_one(src, i, &alphabet, &acc, &bits, &d)) < 0)
+                return rc;
     }
     /* the leftover bits must be zero (canonical encoding), else two texts would decode to the same bytes */
     if (bits && (acc & ((1u << bits) - 1)))

@@ -407,6 +407,25 @@ static void test_verify__malformed_bundles_each_get_a_clear_error(void **state)
          "{\"hint\":\"aa\"}},\"dsseEnvelope\":{\"payloadType\":\"t\",\"payload\":\"YQ==\",\"signatures\":[{\"sig\":"
          "\"YQ==\",\"keyid\":\"bb\"}]}}",
          QD_EINVAL, "hint aa does not match the signature's keyid bb"},
+        /* what the verification path's JSON reader (verify/vjson.c) refuses on top of cJSON */
+        {"{\"payloadType\":\"t\",\"payload\":\"YQ==\",\"signatures\":[{\"sig\":\"YQ==\"}]} x", QD_EINVAL,
+         "text after the value"},
+        {"\xEF\xBB\xBF{\"payloadType\":\"t\",\"payload\":\"YQ==\",\"signatures\":[{\"sig\":\"YQ==\"}]}", QD_EINVAL,
+         "byte-order mark"},
+        {"{\"payloadType\":\"t\\u0000x\",\"payload\":\"YQ==\",\"signatures\":[{\"sig\":\"YQ==\"}]}", QD_EINVAL,
+         "\\u0000"},
+        {"{\"payloadType\":\"t\x01\",\"payload\":\"YQ==\",\"signatures\":[{\"sig\":\"YQ==\"}]}", QD_EINVAL,
+         "control character"},
+        {"{\"payloadType\":\"t\xC0\x80\",\"payload\":\"YQ==\",\"signatures\":[{\"sig\":\"YQ==\"}]}", QD_EINVAL,
+         "not UTF-8"},
+        {"{\"payloadType\":\"t\xED\xA0\x80\",\"payload\":\"YQ==\",\"signatures\":[{\"sig\":\"YQ==\"}]}", QD_EINVAL,
+         "not UTF-8"},
+        {"{\"payloadType\":\"t\xF5\x80\x80\x80\",\"payload\":\"YQ==\",\"signatures\":[{\"sig\":\"YQ==\"}]}",
+         QD_EINVAL, "not UTF-8"},
+        {"{\"payloadType\":\"t\",\"payload\":\"YQ==\",\"signatures\":[{\"sig\":\"YQ==\",\"sig\":\"YQ==\"}]}", QD_EINVAL,
+         "duplicate member 'sig'"},
+        {"{\"PayloadType\":\"t\",\"payload\":\"YQ==\",\"signatures\":[{\"sig\":\"YQ==\"}]}", QD_EINVAL,
+         "unknown field 'PayloadType'"},
     };
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -417,6 +436,37 @@ static void test_verify__malformed_bundles_each_get_a_clear_error(void **state)
                      qd_error_last()->message, cases[i].words);
         assert_null(e);
     }
+}
+
+/* The reader's limits are exact: an escaped backslash before "u0000" is not the NUL escape, white space may
+ * follow the value, member names are case-sensitive, and a duplicate is found in a large object too. */
+static void test_verify__json_reader_edges(void **state)
+{
+    static const char ok[] = "{\"payloadType\":\"t\\\\u0000\",\"payload\":\"YQ==\",\"signatures\":[{\"sig\":"
+                             "\"YQ==\"}]} \n\t\r";
+    qd_envelope *e = NULL;
+    qd_buf big = QD_BUF_INIT(0);
+    (void)state;
+    assert_int_equal(qd_envelope_parse(&e, ok, strlen(ok), 0), QD_OK);
+    assert_string_equal(qd_envelope_payload_type(e), "t\\u0000");
+    qd_envelope_free(e);
+    e = NULL;
+    /* 40 members, the last one repeating the third: found by the sorted check, not only the pairwise one */
+    assert_int_equal(qd_buf_put(&big, "{\"payloadType\":\"t\",\"payload\":\"YQ==\",\"signatures\":[{\"sig\":\"YQ==\"}],"
+                                      "\"x\":{",
+                                strlen("{\"payloadType\":\"t\",\"payload\":\"YQ==\",\"signatures\":[{\"sig\":\"YQ==\"}],"
+                                       "\"x\":{")),
+                     QD_OK);
+    for (int i = 0; i < 40; i++) {
+        char m[32];
+        snprintf(m, sizeof(m), "%s\"k%d\":%d", i ? "," : "", i == 39 ? 2 : i, i);
+        assert_int_equal(qd_buf_put(&big, m, strlen(m)), QD_OK);
+    }
+    assert_int_equal(qd_buf_put(&big, "}}", 2), QD_OK);
+    assert_int_equal(qd_envelope_parse(&e, big.ptr, big.len, 0), QD_EINVAL);
+    assert_err_contains("duplicate member 'k2'");
+    assert_null(e);
+    qd_buf_dispose(&big);
 }
 
 static void test_verify__payload_size_limit(void **state)
@@ -839,6 +889,7 @@ int main(void)
         cmocka_unit_test(test_verify__one_key_shared_by_threads),
         cmocka_unit_test(test_verify__bundle_write_parse_round_trip),
         cmocka_unit_test(test_verify__malformed_bundles_each_get_a_clear_error),
+        cmocka_unit_test(test_verify__json_reader_edges),
         cmocka_unit_test(test_verify__payload_size_limit),
         cmocka_unit_test(test_verify__statement_build_rules),
         cmocka_unit_test(test_verify__model_signing_root_over_sorted_digests),
