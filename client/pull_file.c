@@ -6,7 +6,7 @@
  * If-Range: "DIGEST"); N of them run at once (--parallel), and each lands in its own buffer of a ring of slots
  * (chunk i in slot i % nslots). Two threads follow the chunks in order as they complete: one hashes each from
  * memory, the other writes it to the part file with O_DIRECT (no page-cache copy, no read-back, no writeback work),
- * and a third asks the device every 64 MiB written to make it durable (fdatasync), so that the device's flush
+ * and a third asks the device every 16 MiB written to make it durable (fdatasync), so that the device's flush
  * overlaps the transfer instead of following it: the fsync before the rename has only the last stretch left. A
  * slot is handed to a later chunk once both threads are done with it, so memory stays at nslots chunks whatever
  * the file's size, and the transfers never run further ahead of the hash than the ring.
@@ -34,7 +34,7 @@
 #define CHUNK_MIN (64ull << 10)  /* smaller files are one chunk */
 #define DIRECT_ALIGN 4096u       /* O_DIRECT alignment of offsets, lengths and memory */
 #define SLOTS_MEM (128ull << 20) /* at most this much memory in slots */
-#define SYNC_EVERY (64ull << 20) /* the syncer asks for durability after this many bytes written */
+#define SYNC_EVERY (16ull << 20) /* the syncer asks for durability after this many bytes written */
 #define STATE_EVERY_NS 200000000ull
 
 typedef struct pull_ctx {
