@@ -437,14 +437,15 @@ struct qd_gguf_writer {
 /*
  * Direct I/O: where the file system allows O_DIRECT, the output is gathered into 8 MiB aligned blocks and each is
  * written straight to the device: no copy into fresh page-cache pages (on these VMs that copy was most of the
- * writer thread's time, more than the quantization kernels), nothing dirty for the final fsync. Every 64 MiB the
- * writer's syncer thread asks the device to make what was written durable (fdatasync) while the writer goes on
- * writing, so the device's flush overlaps the writes and the computation instead of following them. The last block is padded to the alignment and the file cut to its size. Where O_DIRECT is
- * refused (tmpfs, some network file systems) the output goes through the page cache as below.
+ * writer thread's time, more than the quantization kernels), nothing dirty for the final fsync. Every 16 MiB
+ * written, the writer's syncer thread asks the device to make it durable (fdatasync) while the writer goes on, so
+ * the device's flush overlaps the writes and the computation instead of following them (what piles up during one
+ * flush goes with the next). The last block is padded to the alignment and the file cut to its size. Where
+ * O_DIRECT is refused (tmpfs, some network file systems) the output goes through the page cache as below.
  */
 #define DIRECT_BLOCK (8u << 20)
 #define DIRECT_ALIGN 4096u
-#define DIRECT_SYNC_STEP (64ull << 20) /* the syncer's step */
+#define DIRECT_SYNC_STEP (16ull << 20) /* the syncer's step */
 
 static int syncer_stop(qd_gguf_writer *w);
 
