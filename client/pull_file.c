@@ -29,6 +29,7 @@
 #include "pull_file.h"
 #include "qd/alloc.h"
 #include "qd/err.h"
+#include "qd/fileio.h"
 
 #define CHUNK_MAX (8ull << 20)   /* bytes per chunk: one Range request, one slot */
 #define CHUNK_MIN (64ull << 10)  /* smaller files are one chunk */
@@ -76,21 +77,6 @@ static uint64_t chunk_len(const pull_ctx *p, size_t i)
 
 static uint8_t *slot(const pull_ctx *p, size_t i) { return p->slots + (i % p->nslots) * p->chunk; }
 
-static int write_all(int fd, const uint8_t *data, uint64_t len, uint64_t off)
-{
-    while (len) {
-        ssize_t w = pwrite(fd, data, len, (off_t)off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return w < 0 ? -1 : (errno = EIO, -1);
-        data += w;
-        off += (uint64_t)w;
-        len -= (uint64_t)w;
-    }
-    return 0;
-}
-
 /* Write chunk i from its slot: the aligned part with O_DIRECT when the file has it, the tail (the file's last
  * partial block) through the page cache. */
 static int write_chunk(pull_ctx *p, size_t i)
@@ -98,7 +84,7 @@ static int write_chunk(pull_ctx *p, size_t i)
     const uint8_t *b = slot(p, i);
     uint64_t off = chunk_start(p, i), len = chunk_len(p, i), head = len - len % DIRECT_ALIGN;
     if (p->dfd >= 0 && head) {
-        if (write_all(p->dfd, b, head, off)) {
+        if (qd_pwrite_all(p->dfd, b, head, off)) {
             if (errno != EINVAL)
                 return -1;
             close(p->dfd); /* O_DIRECT refused after all: the page cache from now on */
@@ -108,7 +94,7 @@ static int write_chunk(pull_ctx *p, size_t i)
     } else {
         head = 0;
     }
-    return write_all(p->fd, b + head, len - head, off + head);
+    return qd_pwrite_all(p->fd, b + head, len - head, off + head);
 }
 
 /* The hashing (k = 0) or the writing (k = 1) thread: each complete chunk, in order. */
@@ -334,7 +320,7 @@ static void keep_received(pull_ctx *p)
 {
     for (size_t i = p->written; i < p->loaded; i++) {
         uint64_t have = p->ranges[i].done;
-        if (have > p->disk[i] && !write_all(p->fd, slot(p, i), have, chunk_start(p, i)))
+        if (have > p->disk[i] && !qd_pwrite_all(p->fd, slot(p, i), have, chunk_start(p, i)))
             p->disk[i] = have;
     }
 }

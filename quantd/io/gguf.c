@@ -21,6 +21,7 @@
 #include "io_int.h"
 #include "qd/alloc.h"
 #include "qd/err.h"
+#include "qd/fileio.h"
 
 #define GGUF_MAGIC "GGUF"
 
@@ -809,21 +810,6 @@ static int build_header(qd_gguf_writer *w, hbuf *b)
 
 uint64_t qd_gguf_writer_file_size(const qd_gguf_writer *w) { return w->header_size + w->data_size; }
 
-static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
-{
-    while (n) {
-        ssize_t k = pwrite(fd, p, n, (off_t)off);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        p += k;
-        n -= (size_t)k;
-        off += (uint64_t)k;
-    }
-    return 0;
-}
-
 /* Write the staged bytes at their offset: whole aligned blocks with O_DIRECT (the last one padded with zeros: the
  * file is cut to size by qd_gguf_writer_finish), or through the page cache when O_DIRECT is refused after all. */
 static int w_flush_stage(qd_gguf_writer *w)
@@ -833,13 +819,13 @@ static int w_flush_stage(qd_gguf_writer *w)
     if (!len)
         return QD_OK;
     memset(w->stage + len, 0, padded - len);
-    if (pwrite_all(w->dfd, w->stage, padded, at)) {
+    if (qd_pwrite_all(w->dfd, w->stage, padded, at)) {
         if (errno != EINVAL)
             return qd_error_set(errno == ENOSPC ? QD_EFULL : QD_EIO, QD_EC_OS, "write %s: %s", w->tmp,
                                 strerror(errno));
         close(w->dfd); /* refused after all: the page cache from here on */
         w->dfd = -1;
-        if (pwrite_all(w->fd, w->stage, len, at))
+        if (qd_pwrite_all(w->fd, w->stage, len, at))
             return qd_error_set(errno == ENOSPC ? QD_EFULL : QD_EIO, QD_EC_OS, "write %s: %s", w->tmp,
                                 strerror(errno));
     } else if (w->syncer_on) {
@@ -917,7 +903,7 @@ static int w_emit(qd_gguf_writer *w, const void *d, size_t n)
     }
     if (!n)
         return QD_OK;
-    if (pwrite_all(w->fd, p, n, w->file_pos))
+    if (qd_pwrite_all(w->fd, p, n, w->file_pos))
         return qd_error_set(errno == ENOSPC ? QD_EFULL : QD_EIO, QD_EC_OS, "write %s: %s", w->tmp, strerror(errno));
     w->file_pos += n;
     /* best effort: an I/O error also shows in the final fsync, which is checked */
