@@ -2,7 +2,7 @@
  * gen_ckpt.c - a seeded synthetic llama-shaped checkpoint, as safetensors (HF names, Q/K rows in HF order,
  * config.json beside it, optionally sharded) or GGUF (F32 or F16), for tests and benchmarks.
  *
- *   gen_ckpt --out PATH [--format gguf|safetensors] [--dtype f32|f16] [--dim 64] [--ff 172] [--layers 2]
+ *   gen_ckpt --out PATH [--format gguf|safetensors] [--dtype f32|f16|bf16] [--dim 64] [--ff 172] [--layers 2]
  *            [--heads 4] [--kv-heads 2] [--vocab 256] [--ctx 256] [--seed 1] [--shards N] [--tied] [--tokenizer]
  *
  * Statistics: weights are Student-t (5 degrees of freedom: heavy tails) scaled to std 1/sqrt(fan_in), and in
@@ -274,7 +274,8 @@ static int write_gguf(const cfg *c, tdesc *ts, size_t n)
         return rc;
     rc = qd_gguf_set_str(w, "general.architecture", "llama");
     if (!rc) rc = qd_gguf_set_str(w, "general.name", "gen_ckpt synthetic");
-    if (!rc) rc = qd_gguf_set_u32(w, "general.file_type", c->dtype == QD_TYPE_F16 ? 1 : 0);
+    if (!rc) /* llama.cpp's file types: ALL_F32 0, MOSTLY_F16 1, MOSTLY_BF16 32 */
+        rc = qd_gguf_set_u32(w, "general.file_type", c->dtype == QD_TYPE_F16 ? 1 : c->dtype == QD_TYPE_BF16 ? 32 : 0);
     if (!rc) rc = qd_gguf_set_u32(w, "llama.context_length", (uint32_t)c->ctx);
     if (!rc) rc = qd_gguf_set_u32(w, "llama.embedding_length", (uint32_t)c->dim);
     if (!rc) rc = qd_gguf_set_u32(w, "llama.block_count", (uint32_t)c->layers);
@@ -471,9 +472,10 @@ static int write_st_file(const cfg *c, tdesc *ts, size_t a, size_t b, const char
         uint64_t bytes = (uint64_t)ts[i].ne[0] * (uint64_t)ts[i].ne[1] * (t == QD_TYPE_F32 ? 4u : 2u);
         json_t *shape = ts[i].n_dims == 1 ? json_pack("[I]", (json_int_t)ts[i].ne[0])
                                           : json_pack("[I,I]", (json_int_t)ts[i].ne[1], (json_int_t)ts[i].ne[0]);
+        const char *dt = t == QD_TYPE_F32 ? "F32" : t == QD_TYPE_F16 ? "F16" : "BF16";
         json_object_set_new(h, ts[i].hf,
-                            json_pack("{s:s, s:o, s:[I,I]}", "dtype", t == QD_TYPE_F32 ? "F32" : "F16", "shape",
-                                      shape, "data_offsets", (json_int_t)off, (json_int_t)(off + bytes)));
+                            json_pack("{s:s, s:o, s:[I,I]}", "dtype", dt, "shape", shape, "data_offsets",
+                                      (json_int_t)off, (json_int_t)(off + bytes)));
         off += bytes;
     }
     json_object_set_new(h, "__metadata__", json_pack("{s:s}", "format", "pt"));
@@ -545,7 +547,7 @@ static int write_safetensors(const cfg *c, tdesc *ts, size_t n)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: gen_ckpt --out PATH [--format gguf|safetensors] [--dtype f32|f16] [--dim N] [--ff N]\n"
+    fprintf(stderr, "usage: gen_ckpt --out PATH [--format gguf|safetensors] [--dtype f32|f16|bf16] [--dim N] [--ff N]\n"
                     "                [--layers N] [--heads N] [--kv-heads N] [--vocab N] [--ctx N] [--seed N]\n"
                     "                [--shards N] [--tied] [--tokenizer] [--act-outliers F] [--preset bench]\n");
 }
@@ -570,7 +572,15 @@ int main(int argc, char **argv)
         i++;
         if (!strcmp(a, "--out")) c.out = v;
         else if (!strcmp(a, "--format")) c.format = v;
-        else if (!strcmp(a, "--dtype")) c.dtype = !strcmp(v, "f16") ? QD_TYPE_F16 : QD_TYPE_F32;
+        else if (!strcmp(a, "--dtype")) {
+            if (!strcmp(v, "f32")) c.dtype = QD_TYPE_F32;
+            else if (!strcmp(v, "f16")) c.dtype = QD_TYPE_F16;
+            else if (!strcmp(v, "bf16")) c.dtype = QD_TYPE_BF16;
+            else {
+                fprintf(stderr, "gen_ckpt: --dtype %s: f32, f16 or bf16\n", v);
+                return 2;
+            }
+        }
         else if (!strcmp(a, "--dim")) c.dim = atoll(v);
         else if (!strcmp(a, "--ff")) c.ff = atoll(v);
         else if (!strcmp(a, "--layers")) c.layers = atoll(v);

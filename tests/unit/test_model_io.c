@@ -218,6 +218,57 @@ static void test_model_io__safetensors_sharded_and_permuted_match_gguf(void **st
     free(dir);
 }
 
+/* qd_tensor_read_f32_staged (pread into a staging buffer, the quantize pipeline's way) gives the same floats as the
+ * mapping, a few rows at a time, for F16, BF16 and F32 GGUF, single and sharded safetensors (with the HF q/k rows,
+ * which fall back to the mapping); a stage too small for the rows falls back too. */
+static void test_model_io__staged_reads_match_the_mapping(void **state)
+{
+    (void)state;
+    char *dir = tu_sandbox(), path[5][600];
+    static const char *const gen[5] = {"--dtype f16", "--dtype bf16", "--dtype f32",
+                                       "--format safetensors --dtype bf16", "--format safetensors --shards 2 --dtype f16"};
+    static const char *const name[5] = {"h.gguf", "b.gguf", "f.gguf", "one.safetensors", "sharded"};
+    for (int k = 0; k < 5; k++) {
+        qd_model *m;
+        int readable = 0, fell_back = 0;
+        snprintf(path[k], sizeof(path[k]), "%s/%s", dir, name[k]);
+        assert_int_equal(run("%s/gen_ckpt --out %s %s --seed 5 --layers 1 --heads 4 --kv-heads 2", tools(), path[k],
+                             gen[k]),
+                         0);
+        assert_int_equal(qd_model_open(&m, path[k]), QD_OK);
+        for (size_t i = 0; i < qd_model_tensor_count(m); i++) {
+            const qd_tensor *t = qd_model_tensor_at(m, i);
+            int64_t nel = qd_tensor_nelements(t), nc = t->ne[0], rows = nel / nc;
+            size_t rs = qd_row_size(t->type, nc), cap = 3 * rs;
+            float *x = malloc((size_t)nel * 4), *y = malloc((size_t)nel * 4);
+            uint8_t *stage = malloc(cap);
+            assert_int_equal(qd_tensor_read_f32(t, 0, rows, x), QD_OK);
+            memset(y, 0xAB, (size_t)nel * 4);
+            for (int64_t r = 0; r < rows; r += 3) {
+                int64_t n = rows - r < 3 ? rows - r : 3;
+                assert_int_equal(qd_tensor_read_f32_staged(t, r, n, y + r * nc, stage, cap), QD_OK);
+            }
+            assert_memory_equal(x, y, (size_t)nel * 4);
+            /* a stage of one row for four rows: the mapping answers, same floats */
+            if (rows >= 4) {
+                assert_int_equal(qd_tensor_read_f32_staged(t, 0, 4, y, stage, rs), QD_OK);
+                assert_memory_equal(x, y, (size_t)(4 * nc) * 4);
+                fell_back++;
+            }
+            readable += t->file_readable;
+            assert_int_equal(qd_tensor_read_f32_staged(t, rows, 1, y, stage, cap), QD_EINVAL); /* out of range */
+            free(x);
+            free(y);
+            free(stage);
+        }
+        assert_int_equal(readable, (int)qd_model_tensor_count(m)); /* every tensor can be read with pread */
+        assert_true(fell_back > 0);
+        qd_model_free(m);
+    }
+    tu_rmtree(dir);
+    free(dir);
+}
+
 /* ---- llama2.c ----------------------------------------------------------------------------------------------- */
 
 static void test_model_io__llama2c_stories260k(void **state)
@@ -385,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_model_io__safetensors_names_shapes_data),
         cmocka_unit_test(test_model_io__safetensors_hostile_headers),
         cmocka_unit_test(test_model_io__safetensors_sharded_and_permuted_match_gguf),
+        cmocka_unit_test(test_model_io__staged_reads_match_the_mapping),
         cmocka_unit_test(test_model_io__llama2c_stories260k),
         cmocka_unit_test(test_model_io__name_mapping_three_ways),
         cmocka_unit_test(test_model_io__qk_permutation),
