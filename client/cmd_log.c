@@ -146,12 +146,6 @@ static int put(const qd_buf *b)
     return rc < 0 ? qd_fail(rc, "write") : EXIT_OK_;
 }
 
-static void hex(char *out, const uint8_t *h)
-{
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", h[i]);
-}
-
 /* Print j (stolen) as one compact JSON line. */
 static int put_json(json_t *j)
 {
@@ -275,21 +269,21 @@ static int do_proof(const char *sub, const char *dir, const opts *o)
         ret = qd_fail(rc, sub);
         goto done;
     }
-    qd_buf_printf(&out, "{\"size\":%" PRIu64 ",\"root\":\"%s\"", size, (hex(h, root), h));
+    qd_buf_printf(&out, "{\"size\":%" PRIu64 ",\"root\":\"%s\"", size, qd_hex(h, root, QD_HASH_LEN));
     if (incl) {
         if ((rc = qd_replog_entry_json(&e, log, (uint64_t)o->index)) < 0) {
             ret = qd_fail(rc, sub);
             goto done;
         }
         qd_merkle_leaf_hash(leaf, e.ptr, e.len);
-        qd_buf_printf(&out, ",\"index\":%lld,\"leaf\":\"%s\"", o->index, (hex(h, leaf), h));
+        qd_buf_printf(&out, ",\"index\":%lld,\"leaf\":\"%s\"", o->index, qd_hex(h, leaf, QD_HASH_LEN));
     } else {
         qd_merkle_root(qd_replog_merkle(log), (uint64_t)o->from, r1);
-        qd_buf_printf(&out, ",\"from\":%lld,\"from_root\":\"%s\"", o->from, (hex(h, r1), h));
+        qd_buf_printf(&out, ",\"from\":%lld,\"from_root\":\"%s\"", o->from, qd_hex(h, r1, QD_HASH_LEN));
     }
     qd_buf_puts(&out, ",\"proof\":[");
     for (i = 0; i < n; i++)
-        qd_buf_printf(&out, "%s\"%s\"", i ? "," : "", (hex(h, proof + i * QD_HASH_LEN), h));
+        qd_buf_printf(&out, "%s\"%s\"", i ? "," : "", qd_hex(h, proof + i * QD_HASH_LEN, QD_HASH_LEN));
     qd_buf_puts(&out, "]}\n");
     ret = put(&out);
 done:
@@ -323,7 +317,7 @@ static int do_verify(const char *dir, const opts *o)
         ret = qd_fail(rc, o->state);
         goto done;
     }
-    hex(h, now.root);
+    qd_hex(h, now.root, QD_HASH_LEN);
     if (o->json) {
         ret = put_json(json_pack("{s:b, s:I, s:s?, s:s}", "verified", 1, "size", (json_int_t)now.size, "head",
                                  now.head[0] ? now.head : NULL, "root", h));
@@ -424,7 +418,7 @@ static int with_key_log(const char *sub, const char *dir, const opts *o)
             ret = qd_fail(rc, sub);
         else
             ret = put_json(json_pack("{s:s, s:I, s:s, s:s}", "origin", qd_replog_origin(log), "size",
-                                     (json_int_t)size, "root", (hex(h, root), h), "note",
+                                     (json_int_t)size, "root", qd_hex(h, root, QD_HASH_LEN), "note",
                                      (const char *)(out.ptr ? out.ptr : "")));
     }
     qd_buf_dispose(&out);

@@ -742,12 +742,6 @@ static void proof_free(void *p)
     qd_free(w);
 }
 
-static void hexs(char out[65], const uint8_t h[QD_HASH_LEN])
-{
-    for (int i = 0; i < QD_HASH_LEN; i++)
-        snprintf(out + 2 * i, 3, "%02x", h[i]);
-}
-
 static void proof_work_fn(void *p)
 {
     qd_req *r = p;
@@ -814,18 +808,18 @@ static void proof_work_fn(void *p)
     o = json_object();
     json_object_set_new(o, "origin", json_string(qd_replog_origin(d->log)));
     json_object_set_new(o, "size", json_integer((json_int_t)size));
-    json_object_set_new(o, "root", json_string((hexs(h, root), h)));
+    json_object_set_new(o, "root", json_string(qd_hex(h, root, QD_HASH_LEN)));
     if (w->inclusion) {
         json_object_set_new(o, "index", json_integer((json_int_t)index));
-        json_object_set_new(o, "leaf", json_string((hexs(h, leaf), h)));
+        json_object_set_new(o, "leaf", json_string(qd_hex(h, leaf, QD_HASH_LEN)));
         json_object_set_new(o, "entry", json_stringn(e.ptr, e.len));
     } else {
         json_object_set_new(o, "from", json_integer(w->from));
-        json_object_set_new(o, "from_root", json_string((hexs(h, r1), h)));
+        json_object_set_new(o, "from_root", json_string(qd_hex(h, r1, QD_HASH_LEN)));
     }
     arr = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, json_string((hexs(h, proof + i * QD_HASH_LEN), h)));
+        json_array_append_new(arr, json_string(qd_hex(h, proof + i * QD_HASH_LEN, QD_HASH_LEN)));
     json_object_set_new(o, "proof", arr);
     {
         char *t = json_dumps(o, JSON_COMPACT);

@@ -648,8 +648,7 @@ static void handle_post(qd_req *r)
     }
     qd_sha256_buf(&w->dedup, dk.ptr, dk.len);
     qd_buf_dispose(&dk);
-    for (int i = 0; i < 8; i++)
-        snprintf(w->id + 2 * i, 3, "%02x", rnd[i]);
+    qd_hex(w->id, rnd, 8);
     w->srv = r->srv;
     r->work = w;
     r->work_free = submit_free;

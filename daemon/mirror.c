@@ -123,6 +123,14 @@ static void upath(char *out, size_t cap, const upstream *u, const char *name)
     snprintf(out, cap, "%s/%s", u->dir, name);
 }
 
+/* Entries of the upstream's log applied here so far (its "applied" file; 0 when there is none yet). */
+static uint64_t applied_count(const upstream *u)
+{
+    char path[2300], a[64];
+    upath(path, sizeof(path), u, "applied");
+    return read_small(a, sizeof(a), path) == QD_OK ? strtoull(a, NULL, 10) : 0;
+}
+
 /* ---- HTTP (libcurl) ------------------------------------------------------------------------------------------- */
 
 typedef struct sink {
@@ -718,9 +726,7 @@ static int sync_once(upstream *u)
         upath(path, sizeof(path), u, "verified.state");
         if ((rc = qd_replog_state_load(&prev, path)) < 0)
             goto fail;
-        upath(path, sizeof(path), u, "applied");
-        if (read_small(applied_s, sizeof(applied_s), path) == QD_OK)
-            applied = strtoull(applied_s, NULL, 10);
+        applied = applied_count(u);
         if (prev.size > 0 && applied == prev.size && qd_fresh_match(&ts, &prev) == QD_OK) {
             qd_error_clear();
             pthread_mutex_lock(&u->m->mu);
@@ -767,9 +773,7 @@ static int sync_once(upstream *u)
     if ((rc = qd_replog_state_save(&st, path)) < 0)
         goto fail;
     /* 5. apply, in order */
-    upath(path, sizeof(path), u, "applied");
-    if (read_small(applied_s, sizeof(applied_s), path) == QD_OK)
-        applied = strtoull(applied_s, NULL, 10);
+    applied = applied_count(u);
     pthread_mutex_lock(&u->m->mu);
     u->verified = st.size;
     u->applied = applied;
@@ -911,13 +915,10 @@ int qd_mirror_start(qd_server *srv)
         {
             /* the status starts from the persisted state */
             qd_replog_state vs;
-            char a[64];
             upath(path, sizeof(path), u, "verified.state");
             if (qd_replog_state_load(&vs, path) == QD_OK)
                 u->verified = u->upstream_size = vs.size;
-            upath(path, sizeof(path), u, "applied");
-            if (read_small(a, sizeof(a), path) == QD_OK)
-                u->applied = strtoull(a, NULL, 10);
+            u->applied = applied_count(u);
             qd_error_clear();
         }
     }

@@ -967,8 +967,7 @@ static void upload_start(qd_req *r, const char *repo)
             qd_reply_oci(r, "UNKNOWN", "no randomness", NULL);
             return;
         }
-        for (int i = 0; i < 16; i++)
-            snprintf(w->uuid + 2 * i, 3, "%02x", raw[i]);
+        qd_hex(w->uuid, raw, 16);
         upload_path(path, sizeof(path), r->srv, w->uuid, "");
         if ((fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600)) < 0) {
             qd_reply_oci(r, "UNKNOWN", "cannot create the upload session", NULL);

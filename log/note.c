@@ -324,14 +324,9 @@ done:
 
 int qd_replog_state_save(const qd_replog_state *st, const char *path)
 {
-    char line[256];
-    int n = snprintf(line, sizeof(line), "%" PRIu64 " %s ", st->size, st->head[0] ? st->head : "-");
-    for (int i = 0; i < 32; i++)
-        n += snprintf(line + n, sizeof(line) - (size_t)n, "%02x", st->root[i]);
-    n += snprintf(line + n, sizeof(line) - (size_t)n, " ");
-    for (int i = 0; i < 32; i++)
-        n += snprintf(line + n, sizeof(line) - (size_t)n, "%02x", st->tagmap.bytes[i]);
-    n += snprintf(line + n, sizeof(line) - (size_t)n, "\n");
+    char line[256], root[65], tags[65];
+    int n = snprintf(line, sizeof(line), "%" PRIu64 " %s %s %s\n", st->size, st->head[0] ? st->head : "-",
+                     qd_hex(root, st->root, 32), qd_hex(tags, st->tagmap.bytes, 32));
     return qd_log__write_file(path, line, (size_t)n);
 }
 
@@ -400,12 +395,9 @@ int qd_fresh_verify(qd_timestamp *out, qd_fresh_verdict *verdict, const char *no
         goto done;
     }
     {
-        char line[256];
-        int n = snprintf(line, sizeof(line), "%lld %llu ", (long long)ts.issued,
-                         (unsigned long long)ts.checkpoint.size);
-        for (int i = 0; i < 32; i++)
-            n += snprintf(line + n, sizeof(line) - (size_t)n, "%02x", ts.checkpoint.root[i]);
-        n += snprintf(line + n, sizeof(line) - (size_t)n, "\n");
+        char line[256], root[65];
+        int n = snprintf(line, sizeof(line), "%lld %llu %s\n", (long long)ts.issued,
+                         (unsigned long long)ts.checkpoint.size, qd_hex(root, ts.checkpoint.root, 32));
         if ((error = qd_log__write_file(state_path, line, (size_t)n)) < 0)
             goto done;
     }

@@ -86,15 +86,21 @@ int qd_digest_parse(qd_digest *out, const char *s)
     return QD_OK;
 }
 
-char *qd_digest_hex(char out[2 * QD_DIGEST_LEN + 1], const qd_digest *d)
+char *qd_hex(char *out, const void *bytes, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < QD_DIGEST_LEN; i++) {
-        out[2 * i] = hex[d->bytes[i] >> 4];
-        out[2 * i + 1] = hex[d->bytes[i] & 15];
+    const uint8_t *b = bytes;
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[b[i] >> 4];
+        out[2 * i + 1] = hex[b[i] & 15];
     }
-    out[2 * QD_DIGEST_LEN] = '\0';
+    out[2 * n] = '\0';
     return out;
+}
+
+char *qd_digest_hex(char out[2 * QD_DIGEST_LEN + 1], const qd_digest *d)
+{
+    return qd_hex(out, d->bytes, QD_DIGEST_LEN);
 }
 
 char *qd_digest_format(char out[QD_DIGEST_STR_LEN + 1], const qd_digest *d)

@@ -75,6 +75,17 @@ void qd_actstats_free(qd_actstats *s);
  */
 int qd_calib_check_disjoint(const qd_valset *calib, const qd_valset *val);
 
+/**
+ * Check a calibration set against the model it calibrates and measure what a forward pass over it needs: the set
+ * is not empty, its tokens fit m (qd_valset_check), and each of the sequences used - the first max_seqs, or all
+ * when max_seqs <= 0 - has at least 2 tokens. *n_seqs gets how many are used, *max_len the longest of them.
+ * @return QD_OK or QD_EINVAL naming the sequence
+ */
+int qd_calib_span(const qd_valset *set, const qd_llama_model *m, int max_seqs, uint32_t *n_seqs, int *max_len);
+
+/** The weights that calibrated methods transform: the linear layers of the blocks (blk.N.*, not the norms). */
+int qd_calib_is_block_linear(const char *name);
+
 #ifdef __cplusplus
 }
 #endif

@@ -32,6 +32,9 @@ char *qd_digest_format(char out[QD_DIGEST_STR_LEN + 1], const qd_digest *d);
 /** Write the 64 hex digits only into out (65 bytes). @return out */
 char *qd_digest_hex(char out[2 * QD_DIGEST_LEN + 1], const qd_digest *d);
 
+/** Write n bytes as 2n lowercase hex digits and a NUL into out (2n + 1 bytes). @return out */
+char *qd_hex(char *out, const void *bytes, size_t n);
+
 bool qd_digest_equal(const qd_digest *a, const qd_digest *b);
 
 /** An incremental SHA-256. */

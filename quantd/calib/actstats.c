@@ -111,22 +111,11 @@ int qd_actstats_collect(qd_actstats **out, const qd_llama_model *m, const qd_val
     if (!opts)
         opts = &def;
     *out = NULL;
-    if (!set || set->n_seqs == 0)
-        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "calibration set is empty");
-    int rc = qd_valset_check(set, m->cfg.vocab, m->cfg.seq_len);
+    uint32_t n_seqs;
+    int max_len;
+    int rc = qd_calib_span(set, m, opts->max_seqs, &n_seqs, &max_len);
     if (rc < 0)
         return rc;
-    uint32_t n_seqs = set->n_seqs;
-    if (opts->max_seqs > 0 && (uint32_t)opts->max_seqs < n_seqs)
-        n_seqs = (uint32_t)opts->max_seqs;
-    int max_len = 0;
-    for (uint32_t i = 0; i < n_seqs; i++) {
-        if (set->lens[i] < 2)
-            return qd_error_set(QD_EINVAL, QD_EC_INVALID, "calibration sequence %u has %u tokens (at least 2)", i,
-                                set->lens[i]);
-        if ((int)set->lens[i] > max_len)
-            max_len = (int)set->lens[i];
-    }
     qd_llama_ctx_options co = QD_LLAMA_CTX_OPTIONS_INIT;
     co.n_threads = opts->n_threads;
     co.n_ctx = max_len;
@@ -158,6 +147,27 @@ fail:
     qd_actstats_free(s);
     return rc;
 }
+
+int qd_calib_span(const qd_valset *set, const qd_llama_model *m, int max_seqs, uint32_t *n_seqs, int *max_len)
+{
+    int rc;
+    if (!set || set->n_seqs == 0 || set->n_tokens == 0)
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "calibration set is empty");
+    if ((rc = qd_valset_check(set, m->cfg.vocab, m->cfg.seq_len)) < 0)
+        return rc;
+    *n_seqs = max_seqs > 0 && (uint32_t)max_seqs < set->n_seqs ? (uint32_t)max_seqs : set->n_seqs;
+    *max_len = 0;
+    for (uint32_t i = 0; i < *n_seqs; i++) {
+        if (set->lens[i] < 2)
+            return qd_error_set(QD_EINVAL, QD_EC_INVALID, "calibration sequence %u has %u token(s) (at least 2)", i,
+                                set->lens[i]);
+        if ((int)set->lens[i] > *max_len)
+            *max_len = (int)set->lens[i];
+    }
+    return QD_OK;
+}
+
+int qd_calib_is_block_linear(const char *name) { return !strncmp(name, "blk.", 4) && !strstr(name, "norm"); }
 
 int qd_calib_check_disjoint(const qd_valset *calib, const qd_valset *val)
 {

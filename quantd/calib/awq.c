@@ -155,22 +155,11 @@ static void grams_free(gram *g, int n)
 static int collect(collector *c, const qd_llama_model *m, const qd_valset *set, int max_seqs, int n_threads,
                    uint32_t *n_used)
 {
-    if (!set || set->n_seqs == 0)
-        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "calibration set is empty");
-    int rc = qd_valset_check(set, m->cfg.vocab, m->cfg.seq_len);
+    uint32_t n_seqs;
+    int max_len;
+    int rc = qd_calib_span(set, m, max_seqs, &n_seqs, &max_len);
     if (rc < 0)
         return rc;
-    uint32_t n_seqs = set->n_seqs;
-    if (max_seqs > 0 && (uint32_t)max_seqs < n_seqs)
-        n_seqs = (uint32_t)max_seqs;
-    int max_len = 0;
-    for (uint32_t i = 0; i < n_seqs; i++) {
-        if (set->lens[i] < 2)
-            return qd_error_set(QD_EINVAL, QD_EC_INVALID, "calibration sequence %u has %u tokens (at least 2)", i,
-                                set->lens[i]);
-        if ((int)set->lens[i] > max_len)
-            max_len = (int)set->lens[i];
-    }
     qd_llama_ctx_options co = QD_LLAMA_CTX_OPTIONS_INIT;
     co.n_threads = n_threads;
     co.n_ctx = max_len;
@@ -538,11 +527,6 @@ done:
 
 /* ---------------------------------------------------------------- the quantized variant */
 
-static bool is_block_linear(const char *name)
-{
-    return !strncmp(name, "blk.", 4) && !strstr(name, "norm");
-}
-
 int qd_awq_quantize(qd_llama_model **out, const qd_llama_model *f32, const qd_awq_options *o)
 {
     *out = NULL;
@@ -559,7 +543,7 @@ int qd_awq_quantize(qd_llama_model **out, const qd_llama_model *f32, const qd_aw
     for (int i = 0; i < qd_llama_tensor_count(m); i++) {
         const char *name;
         qd_llama_tensor *t = qd_llama_tensor_at(m, i, &name);
-        if (!is_block_linear(name))
+        if (!qd_calib_is_block_linear(name))
             continue;
         if (!qd_awq_packable(t->rows, t->cols, group))
             continue; /* stays f32 (qd_awq_export writes it unconverted) */

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "qd/alloc.h"
+#include "qd/calib.h"
 #include "qd/err.h"
 #include "qd/gptq.h"
 
@@ -637,18 +638,10 @@ int qd_gptq_model(qd_gptq_run **out, const qd_llama_model *src, const qd_valset 
     memset(&hc, 0, sizeof(hc));
     if (!o)
         o = &defo;
-    if (!calib || calib->n_seqs == 0 || calib->n_tokens == 0)
-        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "gptq: the calibration set is empty");
-    if ((rc = qd_valset_check(calib, src->cfg.vocab, src->cfg.seq_len)) < 0)
-        return qd_error_prefix("gptq: calibration set");
-    int max_len = 0;
-    for (uint32_t i = 0; i < calib->n_seqs; i++) {
-        if (calib->lens[i] < 2)
-            return qd_error_set(QD_EINVAL, QD_EC_INVALID, "gptq: calibration sequence %u has %u token(s) (at least "
-                                "2)", i, calib->lens[i]);
-        if ((int)calib->lens[i] > max_len)
-            max_len = (int)calib->lens[i];
-    }
+    uint32_t n_seqs;
+    int max_len;
+    if ((rc = qd_calib_span(calib, src, 0, &n_seqs, &max_len)) < 0)
+        return qd_error_prefix("gptq");
     /* parameters checked once against a row that fits any group */
     if ((rc = check_params(&gtmp, &gtmp_group, p, p->gguf_type == QD_TYPE_COUNT && p->group_size > 0
                                                       ? p->group_size : 32)))

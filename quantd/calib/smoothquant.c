@@ -79,11 +79,6 @@ done:
     return rc;
 }
 
-static bool is_block_linear(const char *name)
-{
-    return !strncmp(name, "blk.", 4) && !strstr(name, "norm");
-}
-
 int qd_w8a8_quantize(qd_llama_model **out, const qd_llama_model *f32)
 {
     *out = NULL;
@@ -95,7 +90,7 @@ int qd_w8a8_quantize(qd_llama_model **out, const qd_llama_model *f32)
     for (int i = 0; i < qd_llama_tensor_count(m); i++) {
         const char *name;
         qd_llama_tensor *t = qd_llama_tensor_at(m, i, &name);
-        if (!is_block_linear(name))
+        if (!qd_calib_is_block_linear(name))
             continue;
         qd_hfq_opts ho = {QD_HFQ_CT, QD_HFQ_INT8, 0, false, false, NULL, false};
         qd_hfq_result r;

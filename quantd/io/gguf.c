@@ -854,7 +854,7 @@ static void *syncer_main(void *arg)
             break;
         uint64_t upto = w->direct_written;
         pthread_mutex_unlock(&w->mu);
-        int rc = fdatasync(w->dfd), e = errno;
+        int rc = fdatasync(w->fd), e = errno; /* (fd, not dfd: the writer may drop dfd on a late EINVAL) */
         pthread_mutex_lock(&w->mu);
         if (rc) {
             w->sync_err = e;
@@ -1008,7 +1008,7 @@ int qd_gguf_writer_finish(qd_gguf_writer *w)
                             w->ts[w->cur].name);
     if (w->mem)
         return QD_OK;
-    if (w->dfd >= 0) { /* the last block went out padded: cut the file to its size */
+    if (w->stage) { /* direct I/O: the last block goes out padded, then the file is cut to its size */
         int e;
         if ((rc = w_flush_stage(w)))
             return rc;
