@@ -2,20 +2,9 @@
 # 610_imatrix_cli: `quant imatrix` on a generated model writes llama.cpp's legacy .dat and GGUF imatrix files (field
 # layout checked by an independent reader here); `quant quantize --method imatrix` with --imatrix FILE and with
 # --calib SET (collected on the fly) give the same tensors; bad calibration input gets clear errors (exit 2/3).
-set -u
-ROOT=${QD_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-QUANT=${QUANT:-$ROOT/build/release/quant}
-TOOLS=${QD_TOOLS:-$ROOT/build/release/tools}
-T=$(mktemp -d "${TMPDIR:-/tmp}/qd610.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-expect() { # exit-code pattern-in-stderr command...
-    local want=$1 pat=$2; shift 2
-    "$@" >"$T/o" 2>"$T/e"
-    local rc=$?
-    [ "$rc" = "$want" ] || fail "$* exited $rc, want $want: $(cat "$T/e")"
-    grep -q -- "$pat" "$T/e" || fail "$*: stderr lacks '$pat': $(cat "$T/e")"
-}
+. "$(dirname "$0")/../lib/common.sh"
+T=$WORK
+TOOLS=$QD_TOOLS
 "$TOOLS/gen_ckpt" --out "$T/m.gguf" --seed 3 --layers 2 --dim 256 --ff 512 --heads 4 --kv-heads 2 --vocab 128 \
     --ctx 64 > /dev/null || fail "gen_ckpt"
 CAL=sample:6:32:5
@@ -115,13 +104,13 @@ print("imatrix from the file and on the fly: mean KLD", a["kld"]["mean"], "(rtn"
 PY
 # bad input
 : > "$T/empty.bin"
-expect 2 "empty" "$QUANT" imatrix --model "$T/m.gguf" --calib "$T/empty.bin" --out "$T/x.dat"
-expect 2 "empty" "$QUANT" imatrix --model "$T/m.gguf" --calib sample:0:32:1 --out "$T/x.dat"
-expect 2 "too short" "$QUANT" imatrix --model "$T/m.gguf" --calib sample:4:1:1 --out "$T/x.dat"
-expect 2 "context" "$QUANT" imatrix --model "$T/m.gguf" --calib sample:4:1000:1 --out "$T/x.dat"
-expect 2 "sample:N:LEN:SEED" "$QUANT" imatrix --model "$T/m.gguf" --calib sample:4:x --out "$T/x.dat"
-expect 3 "No such file" "$QUANT" imatrix --model "$T/m.gguf" --calib "$T/none.bin" --out "$T/x.dat"
-expect 2 "required" "$QUANT" imatrix --model "$T/m.gguf" --out "$T/x.dat"
+expect_stderr 2 "empty" "$QUANT" imatrix --model "$T/m.gguf" --calib "$T/empty.bin" --out "$T/x.dat"
+expect_stderr 2 "empty" "$QUANT" imatrix --model "$T/m.gguf" --calib sample:0:32:1 --out "$T/x.dat"
+expect_stderr 2 "too short" "$QUANT" imatrix --model "$T/m.gguf" --calib sample:4:1:1 --out "$T/x.dat"
+expect_stderr 2 "context" "$QUANT" imatrix --model "$T/m.gguf" --calib sample:4:1000:1 --out "$T/x.dat"
+expect_stderr 2 "sample:N:LEN:SEED" "$QUANT" imatrix --model "$T/m.gguf" --calib sample:4:x --out "$T/x.dat"
+expect_stderr 3 "No such file" "$QUANT" imatrix --model "$T/m.gguf" --calib "$T/none.bin" --out "$T/x.dat"
+expect_stderr 2 "required" "$QUANT" imatrix --model "$T/m.gguf" --out "$T/x.dat"
 # a set with a token outside the vocabulary (128): a QDVALSET written here
 python3 - "$T/oov.bin" <<'PY'
 import struct, sys
@@ -129,8 +118,8 @@ toks = [1, 5, 7, 500, 9]
 b = b"QDVALSET" + struct.pack("<IIII", 1, 1, 0, 0) + struct.pack("<I", len(toks)) + struct.pack(f"<{len(toks)}I", *toks)
 open(sys.argv[1], "wb").write(b)
 PY
-expect 2 "vocabulary" "$QUANT" imatrix --model "$T/m.gguf" --calib "$T/oov.bin" --out "$T/x.dat"
-expect 2 "needs --calib" "$QUANT" quantize --in "$T/m.gguf" --type q4_k_m --method imatrix --out "$T/x.gguf"
-expect 2 "unknown --method" "$QUANT" quantize --in "$T/m.gguf" --type q4_k_m --method nope --out "$T/x.gguf"
+expect_stderr 2 "vocabulary" "$QUANT" imatrix --model "$T/m.gguf" --calib "$T/oov.bin" --out "$T/x.dat"
+expect_stderr 2 "needs --calib" "$QUANT" quantize --in "$T/m.gguf" --type q4_k_m --method imatrix --out "$T/x.gguf"
+expect_stderr 2 "unknown --method" "$QUANT" quantize --in "$T/m.gguf" --type q4_k_m --method nope --out "$T/x.gguf"
 [ ! -e "$T/x.dat" ] && [ ! -e "$T/x.gguf" ] || fail "an output was written for bad input"
 echo "610 ok"

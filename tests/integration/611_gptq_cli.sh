@@ -2,20 +2,9 @@
 # 611_gptq_cli: `quant quantize --method gptq` on a generated model: GGUF Q4_0/Q8_0 blocks (validated against RTN),
 # and AutoGPTQ-layout safetensors (int4 act-order, int3, int2) read back here by an independent unpacker: shapes,
 # quantization_config, g_idx, HF row order of q_proj/k_proj, values close to the source weights; bad input.
-set -u
-ROOT=${QD_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-QUANT=${QUANT:-$ROOT/build/release/quant}
-TOOLS=${QD_TOOLS:-$ROOT/build/release/tools}
-T=$(mktemp -d "${TMPDIR:-/tmp}/qd611.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-expect() { # exit-code pattern-in-stderr command...
-    local want=$1 pat=$2; shift 2
-    "$@" >"$T/o" 2>"$T/e"
-    local rc=$?
-    [ "$rc" = "$want" ] || fail "$* exited $rc, want $want: $(cat "$T/e")"
-    grep -q -- "$pat" "$T/e" || fail "$*: stderr lacks '$pat': $(cat "$T/e")"
-}
+. "$(dirname "$0")/../lib/common.sh"
+T=$WORK
+TOOLS=$QD_TOOLS
 G="--seed 4 --layers 2 --dim 128 --ff 256 --heads 4 --kv-heads 2 --vocab 128 --ctx 64"
 "$TOOLS/gen_ckpt" --out "$T/m.gguf" $G > /dev/null || fail "gen_ckpt gguf"
 mkdir -p "$T/src"
@@ -111,20 +100,20 @@ for d, bits, group, act, sym in (("a4", 4, 32, True, False), ("a3", 3, 64, False
     print(f"{d}: int{bits} g{group} act_order={act} sym={sym}: worst relative error {worst:.3f} against the source")
 PY
 # bad input
-expect 2 "Q4_0, Q4_1, Q5_0 or Q8_0" "$QUANT" quantize --in "$T/m.gguf" --type q4_k_m --method gptq --calib "$CAL" \
+expect_stderr 2 "Q4_0, Q4_1, Q5_0 or Q8_0" "$QUANT" quantize --in "$T/m.gguf" --type q4_k_m --method gptq --calib "$CAL" \
     --out "$T/x.gguf"
-expect 2 "int2|int3|int4|int8" "$QUANT" quantize --in "$T/src" --format autogptq --type int5 --method gptq \
+expect_stderr 2 "int2|int3|int4|int8" "$QUANT" quantize --in "$T/src" --format autogptq --type int5 --method gptq \
     --calib "$CAL" --out "$T/x"
-expect 2 "integer grid" "$QUANT" quantize --in "$T/m.gguf" --type q4_0 --method gptq --sym --calib "$CAL" \
+expect_stderr 2 "integer grid" "$QUANT" quantize --in "$T/m.gguf" --type q4_0 --method gptq --sym --calib "$CAL" \
     --out "$T/x.gguf"
-expect 2 "groups of 32" "$QUANT" quantize --in "$T/m.gguf" --type q4_0 --method gptq --group 64 --calib "$CAL" \
+expect_stderr 2 "groups of 32" "$QUANT" quantize --in "$T/m.gguf" --type q4_0 --method gptq --group 64 --calib "$CAL" \
     --out "$T/x.gguf"
-expect 2 "does not split" "$QUANT" quantize --in "$T/src" --format autogptq --type int4 --group 96 --method gptq \
+expect_stderr 2 "does not split" "$QUANT" quantize --in "$T/src" --format autogptq --type int4 --group 96 --method gptq \
     --calib "$CAL" --out "$T/x"
-expect 2 "needs --calib" "$QUANT" quantize --in "$T/m.gguf" --type q4_0 --method gptq --out "$T/x.gguf"
-expect 2 "too short" "$QUANT" quantize --in "$T/m.gguf" --type q4_0 --method gptq --calib sample:2:1:1 \
+expect_stderr 2 "needs --calib" "$QUANT" quantize --in "$T/m.gguf" --type q4_0 --method gptq --out "$T/x.gguf"
+expect_stderr 2 "too short" "$QUANT" quantize --in "$T/m.gguf" --type q4_0 --method gptq --calib sample:2:1:1 \
     --out "$T/x.gguf"
-expect 2 "--damp" "$QUANT" quantize --in "$T/m.gguf" --type q4_0 --method gptq --damp -1 --calib "$CAL" \
+expect_stderr 2 "--damp" "$QUANT" quantize --in "$T/m.gguf" --type q4_0 --method gptq --damp -1 --calib "$CAL" \
     --out "$T/x.gguf"
 [ ! -e "$T/x.gguf" ] || fail "a GGUF was written for bad input"
 echo "611 ok"

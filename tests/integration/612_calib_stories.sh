@@ -2,17 +2,13 @@
 # 612_calib_stories: on stories260K, imatrix Q4_K_M and GPTQ int4 g32 (as Q4_0 GGUF blocks) each give a lower mean
 # KLD than round-to-nearest Q4_0 in `quant validate`, on a validation set disjoint from the calibration set (checked
 # by --val); prints the figures and the ratios; the predicates record method, params and calibration.
-set -u
-ROOT=${QD_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-QUANT=${QUANT:-$ROOT/build/release/quant}
-M=$ROOT/../shared/models/stories260K.bin
+. "$(dirname "$0")/../lib/common.sh"
+M=$SHARED/models/stories260K.bin
 if [ ! -f "$M" ]; then
     echo "../shared/models/stories260K.bin is absent"
     exit 77
 fi
-T=$(mktemp -d "${TMPDIR:-/tmp}/qd612.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+T=$WORK
 CAL=sample:16:256:7
 
 # validation set: 16 sequences of 256 tokens sampled with seed 42 (saved: every variant is scored on it)

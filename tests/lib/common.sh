@@ -16,6 +16,14 @@ expect_exit() {
     local got=$?
     [ "$got" -eq "$want" ] || { cat "$WORK/err" >&2; fail "'$*' exited $got, expected $want"; }
 }
+# expect_stderr CODE PATTERN cmd...: run cmd, require its exit code and PATTERN (grep) in what it wrote to stderr
+expect_stderr() {
+    local want=$1 pat=$2; shift 2
+    "$@" >"$WORK/out" 2>"$WORK/err"
+    local got=$?
+    [ "$got" -eq "$want" ] || fail "'$*' exited $got, expected $want: $(cat "$WORK/err")"
+    grep -q -- "$pat" "$WORK/err" || fail "'$*': stderr lacks '$pat': $(cat "$WORK/err")"
+}
 # a python that has jsonschema (Debian's python3-jsonschema)
 schema_python() {
     for py in /usr/bin/python3 python3; do
