@@ -30,6 +30,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: quant quantize --in SRC --type RECIPE --out OUT.gguf [--imatrix FILE] [-t N] [--pure]\n"
                "                      [--allow-requantize] [--output-tensor-type T] [--token-embedding-type T] [--json]\n"
+               "                      [--fsync]\n"
                "       quant quantize SRC --recipe RECIPE --out OUT.gguf ...   (the same, SRC a local file or dir)\n"
                "       quant quantize NAME[:TAG|@DIGEST] --recipe RECIPE [--calib C] [--hardware H] [--follow]\n"
                "                      [--json] [--registry URL]   (a job on a registry: quant quantize NAME --help)\n"
@@ -41,7 +42,10 @@ static void usage(FILE *f)
     qd_ftype ft;
     for (size_t i = 0; qd_recipe_at(i, &ft); i++)
         fprintf(f, "%s ", qd_recipe_name(ft));
-    fprintf(f, "\n-t N: threads (default: one per CPU); the output does not depend on N.\n\n"
+    fprintf(f, "\n-t N: threads (default: one per CPU); the output does not depend on N.\n"
+               "--fsync: make OUT durable before it is renamed into place (written with O_DIRECT where the file\n"
+               "system allows it); without it OUT is written through the page cache, as cp and llama-quantize do,\n"
+               "and a crash soon after may leave it missing or short (never another file's bytes).\n\n"
                "       quant quantize --in SRC --format bnb|compressed-tensors --type T --out DIR [--method rtn]\n"
                "                      [--group N] [--double-quant] [--per-tensor] [--weight-only]\n"
                "writes a Transformers/vLLM folder (model.safetensors, config.json with quantization_config,\n"
@@ -249,6 +253,9 @@ int cmd_quantize(int argc, char **argv)
             continue;
         } else if (!strcmp(s, "--allow-requantize")) {
             o.allow_requantize = true;
+            continue;
+        } else if (!strcmp(s, "--fsync")) {
+            o.durable = true;
             continue;
         } else if (!strcmp(s, "--act-order") || !strcmp(s, "--desc-act")) {
             a.act_order = true;

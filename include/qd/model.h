@@ -243,6 +243,11 @@ void qd_gguf_del(qd_gguf_writer *w, const char *key);
  * row not a multiple of the block size), QD_EEXISTS (duplicate name) */
 int qd_gguf_add_tensor(qd_gguf_writer *w, const char *name, qd_type type, uint32_t n_dims, const int64_t *ne);
 
+/** Whether qd_gguf_writer_finish makes the file durable (fsync) before renaming it into place; call before
+ * qd_gguf_writer_begin. Default true. false writes through the page cache and leaves the flush to the kernel (a
+ * temporary file that is copied elsewhere, or a tool writing as cp does): after a crash the file may be missing or
+ * short, never another file's bytes. */
+void qd_gguf_writer_set_durable(qd_gguf_writer *w, bool durable);
 /** Create path.part, write the header, metadata and tensor infos. @return QD_OK, QD_EIO */
 int qd_gguf_writer_begin(qd_gguf_writer *w, const char *path);
 /** Append data of tensor i; the tensors must come in declaration order, each with exactly its byte size (given in

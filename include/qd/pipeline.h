@@ -1,10 +1,11 @@
 /*
  * pipeline.h - quantize a whole model into a GGUF file, tensor by tensor, with a pool of threads over row ranges.
  *
- * The source (any file qd_model_open reads) stays mapped; each tensor is converted to f32 one chunk of rows at a
- * time, quantized by qd_quantize_rows() on N threads (each thread a disjoint row range, so the bytes do not depend
- * on N), and appended to the output. Source pages of a finished tensor are dropped from the process, so peak memory
- * is about one chunk in f32 plus its output, not the model.
+ * The source (any file qd_model_open reads) is read one chunk of rows at a time (with pread where the file allows,
+ * else through its mapping); N threads claim the chunk's row blocks as they come free, convert each to f32 and
+ * quantize it with qd_quantize_rows() into its own place in the output (so the bytes do not depend on N), and a
+ * writer thread appends the chunk while the next one is computed. Peak memory is a few blocks in f32 plus two
+ * chunks of output, not the model.
  */
 #ifndef QD_PIPELINE_H
 #define QD_PIPELINE_H
@@ -36,6 +37,9 @@ typedef struct qd_quantize_opts {
     size_t chunk_elems;             /**< source elements per chunk (0: 4 Mi) */
     bool allow_requantize;          /**< convert tensors that are already quantized (refused otherwise, as
                                          llama-quantize refuses without --allow-requantize) */
+    bool durable;                   /**< make the output durable (fsync, written with O_DIRECT where the file
+                                         system allows) before it is renamed into place; false (the default, as
+                                         llama-quantize and cp) leaves the flush to the kernel */
     void (*progress)(const qd_quantize_progress *p, void *payload);
     /** Asked after every chunk (may be NULL): true stops the run, which returns QD_ECANCELED and leaves no
      *  output file. The daemon's job cancel (DELETE /v1/jobs/ID) uses it. */

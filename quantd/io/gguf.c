@@ -433,16 +433,22 @@ struct qd_gguf_writer {
     pthread_cond_t cv;
     uint64_t direct_written; /* bytes written with dfd (under mu) */
     int syncer_stop, sync_err; /* (under mu) */
+    bool durable;         /* fsync before the rename (qd_gguf_writer_set_durable) */
 };
 
 /*
- * Direct I/O: where the file system allows O_DIRECT, the output is gathered into 8 MiB aligned blocks and each is
- * written straight to the device: no copy into fresh page-cache pages (on these VMs that copy was most of the
- * writer thread's time, more than the quantization kernels), nothing dirty for the final fsync. Every 16 MiB
- * written, the writer's syncer thread asks the device to make it durable (fdatasync) while the writer goes on, so
- * the device's flush overlaps the writes and the computation instead of following them (what piles up during one
- * flush goes with the next). The last block is padded to the alignment and the file cut to its size. Where
- * O_DIRECT is refused (tmpfs, some network file systems) the output goes through the page cache as below.
+ * Durability: a durable writer (the default) makes the file durable before it is renamed into place, so a crash
+ * never leaves a torn file under the final name; one that is not (qd_gguf_writer_set_durable false: a temporary
+ * file that is copied elsewhere, or a tool that writes as cp and llama-quantize do) writes through the page cache
+ * and leaves the flush to the kernel, which is several times faster where the disk is slower than memory.
+ *
+ * Direct I/O (durable writers): where the file system allows O_DIRECT, the output is gathered into 8 MiB aligned
+ * blocks and each is written straight to the device: no copy into fresh page-cache pages, nothing dirty for the
+ * final fsync. Every 16 MiB written, the writer's syncer thread asks the device to make it durable (fdatasync)
+ * while the writer goes on, so the device's flush overlaps the writes and the computation instead of following
+ * them (what piles up during one flush goes with the next). The last block is padded to the alignment and the file
+ * cut to its size. Where O_DIRECT is refused (tmpfs, some network file systems) the output goes through the page
+ * cache with early write-back, as below.
  */
 #define DIRECT_BLOCK (8u << 20)
 #define DIRECT_ALIGN 4096u
@@ -451,11 +457,11 @@ struct qd_gguf_writer {
 static int syncer_stop(qd_gguf_writer *w);
 
 /*
- * Write-back while writing: the file is fsync'ed before it is renamed into place (a crash never leaves a torn file
- * under the final name), and that fsync used to find the whole output dirty. Instead writeback of every WB_STEP
- * written is started at once (sync_file_range WRITE: queues the I/O, does not wait), so the disk works while the
- * next chunks are computed and the final fsync finds little left; and once more than WB_DIRTY_MAX is in flight the
- * writer waits for the older part, so a large output never holds gigabytes of dirty page cache.
+ * Write-back while writing (durable writers without O_DIRECT): the final fsync used to find the whole output
+ * dirty. Instead writeback of every WB_STEP written is started at once (sync_file_range WRITE: queues the I/O, does
+ * not wait), so the disk works while the next chunks are computed and the final fsync finds little left; and once
+ * more than WB_DIRTY_MAX is in flight the writer waits for the older part, so a large output never holds gigabytes
+ * of dirty page cache.
  */
 #define WB_STEP (8ull << 20)
 #define WB_DIRTY_MAX (256ull << 20)
@@ -473,6 +479,7 @@ int qd_gguf_writer_new(qd_gguf_writer **out, uint32_t alignment)
         return QD_ENOMEM;
     w->alignment = alignment;
     w->fd = w->dfd = -1;
+    w->durable = true;
     *out = w;
     if (alignment != QD_GGUF_DEFAULT_ALIGNMENT)
         return qd_gguf_set_u32(w, "general.alignment", alignment);
@@ -810,6 +817,8 @@ static int build_header(qd_gguf_writer *w, hbuf *b)
 
 uint64_t qd_gguf_writer_file_size(const qd_gguf_writer *w) { return w->header_size + w->data_size; }
 
+void qd_gguf_writer_set_durable(qd_gguf_writer *w, bool durable) { w->durable = durable; }
+
 /* Write the staged bytes at their offset: whole aligned blocks with O_DIRECT (the last one padded with zeros: the
  * file is cut to size by qd_gguf_writer_finish), or through the page cache when O_DIRECT is refused after all. */
 static int w_flush_stage(qd_gguf_writer *w)
@@ -907,7 +916,7 @@ static int w_emit(qd_gguf_writer *w, const void *d, size_t n)
         return qd_error_set(errno == ENOSPC ? QD_EFULL : QD_EIO, QD_EC_OS, "write %s: %s", w->tmp, strerror(errno));
     w->file_pos += n;
     /* best effort: an I/O error also shows in the final fsync, which is checked */
-    if (w->file_pos - w->wb_started >= WB_STEP) {
+    if (w->durable && w->file_pos - w->wb_started >= WB_STEP) {
         (void)sync_file_range(w->fd, (off_t)w->wb_started, (off_t)(w->file_pos - w->wb_started),
                               SYNC_FILE_RANGE_WRITE);
         w->wb_started = w->file_pos;
@@ -942,7 +951,8 @@ int qd_gguf_writer_begin(qd_gguf_writer *w, const char *path)
         return qd_error_set(errno == ENOENT ? QD_ENOTFOUND : QD_EIO, QD_EC_OS, "create %s: %s", w->tmp,
                             strerror(errno));
     }
-    w->dfd = open(w->tmp, O_WRONLY | O_DIRECT | O_CLOEXEC); /* -1 (e.g. tmpfs): the page cache it is */
+    /* -1 (not durable, or e.g. tmpfs): the page cache it is */
+    w->dfd = w->durable ? open(w->tmp, O_WRONLY | O_DIRECT | O_CLOEXEC) : -1;
     if (w->dfd >= 0 && !(w->stage = qd_big_alloc(DIRECT_BLOCK))) {
         close(w->dfd);
         w->dfd = -1;
@@ -1021,7 +1031,7 @@ int qd_gguf_writer_finish(qd_gguf_writer *w)
         close(w->dfd);
         w->dfd = -1;
     }
-    if (fsync(w->fd) != 0 || close(w->fd) != 0) {
+    if ((w->durable && fsync(w->fd) != 0) || close(w->fd) != 0) {
         w->fd = -1;
         unlink(w->tmp);
         return qd_error_set(QD_EIO, QD_EC_OS, "write %s: %s", w->tmp, strerror(errno));

@@ -295,8 +295,9 @@ static float max_abs_for(qd_type t) { return t == QD_TYPE_MXFP4 ? 1e37f : 3e8f; 
 
 /*
  * Whether every value is finite and within max_abs: the magnitude bits of a float order like its value, and NaN
- * and Inf sit above every finite one, so one integer compare per value, OR-ed over 1024 values, decides (a loop the compiler vectorizes;
- * the value-by-value scan that names the culprit runs only when this fails).
+ * and Inf sit above every finite one, so one integer compare per value, OR-ed over 1024 values, decides (a loop the
+ * compiler vectorizes for the baseline ISA; the SIMD variants bring their own, arch/x86/groups.h gr_within). The
+ * value-by-value scan that names the culprit runs only when this fails.
  */
 static bool all_within(const float *x, int64_t n, float max_abs)
 {
@@ -410,7 +411,8 @@ int qd_quantize_rows(qd_type t, const float *src, void *dst, int64_t nrows, int6
         return qd_error_set(QD_EINVAL, QD_EC_INVALID, "quantize %s: NULL buffer", tr->name);
     if (qd_ref_iq_prepare(t) < 0)
         return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "quantize %s: out of memory building its grid tables", tr->name);
-    if (tr->quantized && !all_within(src, nrows * ncols, max_abs_for(t))) {
+    qd_within_fn within = qd_kernels_table()->within ? qd_kernels_table()->within : all_within;
+    if (tr->quantized && !within(src, nrows * ncols, max_abs_for(t))) {
         const int64_t n = nrows * ncols;
         const float max_abs = max_abs_for(t);
         for (int64_t i = 0; i < n; i++) {

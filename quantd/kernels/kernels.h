@@ -8,6 +8,7 @@
 #ifndef QD_KERNELS_KERNELS_H
 #define QD_KERNELS_KERNELS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "qd/quant.h"
@@ -31,11 +32,16 @@ typedef struct qd_kernel_ops {
     qd_dequantize_fn dequantize;
 } qd_kernel_ops;
 
-/** A variant: a name and an ops entry per type (all-NULL for a type it lacks). */
+/** Whether every one of n values is finite with |x| <= max_abs (the input check of qd_quantize_rows). */
+typedef bool (*qd_within_fn)(const float *x, int64_t n, float max_abs);
+
+/** A variant: a name, an ops entry per type (all-NULL for a type it lacks) and its input check (NULL: the
+ *  reference's). */
 typedef struct qd_kernel_table {
     qd_kernel_variant variant;
     const char *name;
     qd_kernel_ops ops[QD_TYPE_COUNT];
+    qd_within_fn within;
 } qd_kernel_table;
 
 /** The scalar reference (ref.c): complete, and the definition every other variant must match. */

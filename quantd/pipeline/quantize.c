@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,24 +196,33 @@ static int write_metadata(qd_gguf_writer *w, const qd_model *m, const qd_hparams
 /* ---- threads ----------------------------------------------------------------------------------------------------- */
 
 /*
- * Each thread converts, checks and quantizes its rows a small row block at a time: the block's F32 values (at most
- * BLOCK_F32_BYTES, unless one row is larger) stay in the core's L2 cache between the conversion that writes them and
- * the kernel that reads them, instead of a whole chunk of F32 going out to memory and back. Rows are independent in
- * every format, so the bytes are the same for any block size (and any thread count).
+ * A chunk of rows is cut into row blocks (each at most BLOCK_F32_BYTES of F32, unless one row is larger) that the
+ * threads claim one at a time as they come free: a thread reads its block's source bytes with one pread, converts,
+ * checks and quantizes them while the F32 values stay in its core's L2 cache, and a thread that lost its core for a
+ * while (to the writer, or to another process) takes fewer blocks instead of holding the others at the end of the
+ * chunk. Rows are independent in every format and each block has its place in the output, so the bytes are the
+ * same for any block size, thread count and claiming order.
  */
-#define BLOCK_F32_BYTES (128u << 10)
+#define BLOCK_F32_BYTES (256u << 10)
 
-typedef struct job {
+typedef struct task {
     const qd_tensor *t;
     qd_type type;
     const float *imatrix;
-    int64_t row0, nrows;  /* this thread's rows (absolute) */
-    float *f32;           /* scratch: block_rows * ne0 */
-    uint8_t *stage;       /* scratch: block_rows source rows, read with pread (qd_tensor_read_f32_staged) */
+    int64_t row0, nrows;      /* the chunk's rows (absolute) */
+    int64_t block_rows;       /* rows per block */
+    uint8_t *out;             /* nrows * row size */
+    atomic_llong next;        /* the next block to claim */
+    atomic_int failed;        /* set by the first error: no more claims */
+} task;
+
+typedef struct job {
+    task *k;
+    float *f32;               /* scratch: block_rows * ne0 */
+    uint8_t *stage;           /* scratch: block_rows source rows, read with pread (qd_tensor_read_f32_staged) */
     size_t stage_cap;
-    int64_t block_rows;   /* rows per block */
-    uint8_t *out;         /* nrows * row size */
     int rc;
+    int64_t fail_block;       /* the block that failed (the lowest one's error is reported) */
     char msg[256];
 } job;
 
@@ -223,16 +233,16 @@ static int64_t block_rows_for(int64_t nc)
     return b < 1 ? 1 : b;
 }
 
-static int check_values(const job *j, const float *x, int64_t row, int64_t n)
+static int check_values(const task *k, const float *x, int64_t row, int64_t n)
 {
-    int64_t nc = j->t->ne[0];
+    int64_t nc = k->t->ne[0];
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
-        if (!isfinite(v) || (j->type == QD_TYPE_F16 && fabsf(v) >= 65520.0f))
+        if (!isfinite(v) || (k->type == QD_TYPE_F16 && fabsf(v) >= 65520.0f))
             return qd_error_set(QD_EINVAL, QD_EC_ENGINE,
-                                "tensor %s row %lld col %lld: value %g cannot be stored as %s", j->t->name,
+                                "tensor %s row %lld col %lld: value %g cannot be stored as %s", k->t->name,
                                 (long long)(row + i / nc), (long long)(i % nc), (double)v,
-                                qd_type_traits_get(j->type)->name);
+                                qd_type_traits_get(k->type)->name);
     }
     return QD_OK;
 }
@@ -358,23 +368,31 @@ static void writer_stop(writer_thread *wt)
 static void *run_job(void *arg)
 {
     job *j = arg;
-    int64_t nc = j->t->ne[0];
-    size_t ors = qd_row_size(j->type, nc);
+    task *k = j->k;
+    int64_t nc = k->t->ne[0];
+    size_t ors = qd_row_size(k->type, nc);
     /* block types: the kernels refuse NaN, Inf and values no block can hold, so only plain types are checked here */
-    bool check = j->type != QD_TYPE_F32 && !qd_type_traits_get(j->type)->quantized;
-    if (!j->t->file_readable)
-        prefault(j->t, j->row0, j->nrows);
+    bool check = k->type != QD_TYPE_F32 && !qd_type_traits_get(k->type)->quantized;
     j->rc = QD_OK;
-    for (int64_t r = 0; r < j->nrows && !j->rc; r += j->block_rows) {
-        int64_t nr = j->nrows - r < j->block_rows ? j->nrows - r : j->block_rows;
-        j->rc = qd_tensor_read_f32_staged(j->t, j->row0 + r, nr, j->f32, j->stage, j->stage_cap);
+    while (!atomic_load_explicit(&k->failed, memory_order_relaxed)) {
+        int64_t b = atomic_fetch_add_explicit(&k->next, 1, memory_order_relaxed), r = b * k->block_rows;
+        if (r >= k->nrows)
+            break;
+        int64_t nr = k->nrows - r < k->block_rows ? k->nrows - r : k->block_rows, row = k->row0 + r;
+        if (!k->t->file_readable)
+            prefault(k->t, row, nr);
+        j->rc = qd_tensor_read_f32_staged(k->t, row, nr, j->f32, j->stage, j->stage_cap);
         if (!j->rc && check)
-            j->rc = check_values(j, j->f32, j->row0 + r, nr * nc);
+            j->rc = check_values(k, j->f32, row, nr * nc);
         if (!j->rc)
-            j->rc = qd_quantize_rows(j->type, j->f32, j->out + (size_t)r * ors, nr, nc, j->imatrix);
+            j->rc = qd_quantize_rows(k->type, j->f32, k->out + (size_t)r * ors, nr, nc, k->imatrix);
+        if (j->rc) {
+            j->fail_block = b;
+            snprintf(j->msg, sizeof(j->msg), "%s", qd_error_last()->message);
+            atomic_store(&k->failed, 1);
+            break;
+        }
     }
-    if (j->rc)
-        snprintf(j->msg, sizeof(j->msg), "%s", qd_error_last()->message);
     return NULL;
 }
 
@@ -521,6 +539,7 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
     double t0 = now_s();
     int rc, nth;
     job jobs[QD_MAX_THREADS];
+    task tk;
     pool workers; /* started at the first quantized chunk */
     int pool_on = 0;
 
@@ -620,6 +639,7 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
             qd_log(QD_LOG_WARN, "quantize", "%s: row of %lld: fallback to %s%s", t->name, (long long)t->ne[0],
                    qd_type_traits_get(ch[i].type)->name, ch[i].beyond_llama ? " (llama.cpp refuses this tensor)" : "");
     }
+    qd_gguf_writer_set_durable(w, o->durable);
     if ((rc = qd_gguf_writer_begin(w, out_path)))
         goto done;
     wt.w = w;
@@ -710,23 +730,31 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
                             goto done;
                         }
                     }
-                    int k = nth < nr ? nth : (int)nr;
-                    for (int j = 0; j < k; j++) {
-                        int64_t a = nr * j / k, b = nr * (j + 1) / k;
-                        jobs[j] = (job){t,     ch[i].type, imv, r0 + a, b - a, f32 + (size_t)j * per_thread,
-                                        stage + (size_t)j * stage_per, stage_per, brows,
-                                        obuf + (size_t)a * ors, 0, ""};
-                    }
+                    int64_t nblocks = (nr + brows - 1) / brows;
+                    int k = nth < nblocks ? nth : (int)nblocks, bad = -1;
+                    tk.t = t;
+                    tk.type = ch[i].type;
+                    tk.imatrix = imv;
+                    tk.row0 = r0;
+                    tk.nrows = nr;
+                    tk.block_rows = brows;
+                    tk.out = obuf;
+                    atomic_init(&tk.next, 0);
+                    atomic_init(&tk.failed, 0);
+                    for (int j = 0; j < k; j++)
+                        jobs[j] = (job){&tk, f32 + (size_t)j * per_thread, stage + (size_t)j * stage_per, stage_per,
+                                        0, 0, ""};
                     if (!pool_on) {
                         pool_start(&workers, jobs, nth - 1);
                         pool_on = 1;
                     }
                     pool_run(&workers, k);
-                    for (int j = 0; j < k; j++) {
-                        if (jobs[j].rc) {
-                            rc = qd_error_set(jobs[j].rc, QD_EC_ENGINE, "tensor %s: %s", t->name, jobs[j].msg);
-                            goto done;
-                        }
+                    for (int j = 0; j < k; j++)
+                        if (jobs[j].rc && (bad < 0 || jobs[j].fail_block < jobs[bad].fail_block))
+                            bad = j;
+                    if (bad >= 0) {
+                        rc = qd_error_set(jobs[bad].rc, QD_EC_ENGINE, "tensor %s: %s", t->name, jobs[bad].msg);
+                        goto done;
                     }
                     drop_rows(t, r0, nr);
                 }

@@ -6,6 +6,7 @@
  * every dequantizer on the reference's output and on random block bytes; F16/BF16 on all 2^16 halves and on the
  * float edges of every rounding boundary. (The golden vectors under each variant are in test_kernels.c.)
  */
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -291,6 +292,93 @@ static void test_kernels_simd__edge_blocks(void **state)
     printf("edge-mode blocks: %ld cases identical\n", cases);
 }
 
+/* The rounding groups.h uses for Q8_0, trunc(v + copysign(0x1.fffffep-2f, v)), is roundf(v) on every float within
+ * 64 ulps of each half-integer up to 128 (where it could go wrong), on both signs, and on a sweep of the rest. */
+static void test_kernels_simd__round_half_away(void **state)
+{
+    (void)state;
+    long n = 0;
+    for (int k = 0; k <= 256; k++) {
+        const float h = (float)k * 0.5f;
+        uint32_t u;
+        memcpy(&u, &h, 4);
+        for (int64_t d = -64; d <= 64; d++) {
+            if ((int64_t)u + d < 0)
+                continue;
+            const float v = from_bits((uint32_t)((int64_t)u + d));
+            for (int sgn = 0; sgn < 2; sgn++) {
+                const float x = sgn ? -v : v;
+                const float r = truncf(x + copysignf(0x1.fffffep-2f, x));
+                if (r != roundf(x))
+                    fail_msg("%a: %a, roundf %a", (double)x, (double)r, (double)roundf(x));
+                n++;
+            }
+        }
+    }
+    for (uint32_t u = 0; u < 0x43000000u; u += 4099) { /* [0, 128) */
+        const float x = from_bits(u);
+        if (truncf(x + copysignf(0x1.fffffep-2f, x)) != roundf(x) ||
+            truncf(-x + copysignf(0x1.fffffep-2f, -x)) != roundf(-x))
+            fail_msg("%a", (double)x);
+        n += 2;
+    }
+    printf("round half away: %ld floats as roundf\n", n);
+}
+
+/* The input check of every variant: one bad value (NaN, +-Inf, just beyond the accepted magnitude, either sign)
+ * anywhere in rows of many lengths (inside the 1024-value runs the SIMD check compares at once, and in the tail)
+ * is refused with the reference's message, and the largest accepted magnitude passes the check as under the
+ * reference (Q8_0 then refuses it for its fp16 scale, with the reference's message too). */
+static void test_kernels_simd__input_check(void **state)
+{
+    (void)state;
+    if (!usable_count())
+        skip();
+    tu_rng r;
+    tu_rng_seed(&r, tu_seed() + 8);
+    const float lim = 3e8f, beyond = nextafterf(3e8f, INFINITY);
+    const float vals[] = {NAN, -NAN, INFINITY, -INFINITY, beyond, -beyond, FLT_MAX, lim, -lim, 8e6f};
+    static const int64_t lens[] = {32, 1024, 1056, 2048, 4096 + 32 * 7};
+    float *x = malloc(sizeof(float) * 4320);
+    uint8_t *q = malloc(qd_row_size(QD_TYPE_Q8_0, 4320));
+    char want_msg[512];
+    assert_non_null(x);
+    assert_non_null(q);
+    long cases = 0;
+    for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+        const int64_t n = lens[li];
+        for (int64_t i = 0; i < n; i++)
+            x[i] = (float)(gauss(&r) * 1e3);
+        for (int k = 0; k < 24; k++) {
+            const int64_t at = k < 2 ? (k ? n - 1 : 0) : (int64_t)(tu_next(&r) % (uint64_t)n);
+            const float keep = x[at];
+            for (size_t b = 0; b < sizeof(vals) / sizeof(vals[0]); b++) {
+                x[at] = vals[b];
+                use(QD_KERNELS_REF);
+                const int want = qd_quantize_rows(QD_TYPE_Q8_0, x, q, 1, n, NULL);
+                assert_true(b + 1 < sizeof(vals) / sizeof(vals[0]) ? want == QD_EINVAL : want == QD_OK);
+                snprintf(want_msg, sizeof(want_msg), "%s", want ? qd_error_last()->message : "");
+                for (size_t vi = 0; vi < sizeof(simd_variants) / sizeof(simd_variants[0]); vi++) {
+                    if (!qd_kernels_usable(simd_variants[vi]))
+                        continue;
+                    use(simd_variants[vi]);
+                    const int got = qd_quantize_rows(QD_TYPE_Q8_0, x, q, 1, n, NULL);
+                    if (got != want || (want && strcmp(qd_error_last()->message, want_msg)))
+                        fail_msg("%s: %g at %lld of %lld: %d (%s), the reference %d (%s)",
+                                 qd_kernels_name(simd_variants[vi]), (double)x[at], (long long)at, (long long)n, got,
+                                 got ? qd_error_last()->message : "", want, want_msg);
+                    cases++;
+                }
+            }
+            x[at] = keep;
+        }
+    }
+    use_default();
+    free(x);
+    free(q);
+    printf("input check: %ld cases as the reference\n", cases);
+}
+
 /* F16 and BF16 both ways: all 2^16 halves, and around every fp16 rounding boundary, NaN payloads, Inf. */
 static void test_kernels_simd__conversions(void **state)
 {
@@ -454,6 +542,8 @@ int main(void)
         cmocka_unit_test(test_kernels_simd__conversions),
         cmocka_unit_test(test_kernels_simd__quantize_matches_reference),
         cmocka_unit_test(test_kernels_simd__edge_blocks),
+        cmocka_unit_test(test_kernels_simd__input_check),
+        cmocka_unit_test(test_kernels_simd__round_half_away),
         cmocka_unit_test(test_kernels_simd__model_variants_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -21,6 +21,7 @@
 #include "deq.h"
 #include "lanes.h"
 #include "legacy.h"
+#include "groups.h"
 
 #define QD_SIMD_TABLE qd_kernels_avx2
 #define QD_SIMD_VARIANT QD_KERNELS_AVX2

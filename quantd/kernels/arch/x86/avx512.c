@@ -15,6 +15,7 @@
 #include "deq.h"
 #include "lanes.h"
 #include "legacy.h"
+#include "groups.h"
 
 #define QD_SIMD_TABLE qd_kernels_avx512
 #define QD_SIMD_VARIANT QD_KERNELS_AVX512

@@ -10,11 +10,11 @@ const qd_kernel_table QD_SIMD_TABLE = {
     .ops = {
         [QD_TYPE_F16] = OPS(lg_quantize_f16, NULL, lg_dequantize_f16),
         [QD_TYPE_BF16] = OPS(lg_quantize_bf16, NULL, lg_dequantize_bf16),
-        [QD_TYPE_Q4_0] = OPS(lg_quantize_q4_0, lq_quantize_q4_0_imatrix, dq_dequantize_q4_0),
+        [QD_TYPE_Q4_0] = OPS(gr_quantize_q4_0, lq_quantize_q4_0_imatrix, dq_dequantize_q4_0),
         [QD_TYPE_Q4_1] = OPS(lg_quantize_q4_1, lq_quantize_q4_1_imatrix, dq_dequantize_q4_1),
         [QD_TYPE_Q5_0] = OPS(lg_quantize_q5_0, lq_quantize_q5_0_imatrix, dq_dequantize_q5_0),
         [QD_TYPE_Q5_1] = OPS(lg_quantize_q5_1, lq_quantize_q5_1_imatrix, dq_dequantize_q5_1),
-        [QD_TYPE_Q8_0] = OPS(lg_quantize_q8_0, NULL, dq_dequantize_q8_0),
+        [QD_TYPE_Q8_0] = OPS(gr_quantize_q8_0, NULL, dq_dequantize_q8_0),
         [QD_TYPE_Q2_K] = OPS(lq_quantize_q2_K, lq_quantize_q2_K_imatrix, dq_dequantize_q2_K),
         [QD_TYPE_Q3_K] = OPS(lq_quantize_q3_K, lq_quantize_q3_K_imatrix, dq_dequantize_q3_K),
         [QD_TYPE_Q4_K] = OPS(lq_quantize_q4_K, lq_quantize_q4_K_imatrix, dq_dequantize_q4_K),
@@ -23,6 +23,7 @@ const qd_kernel_table QD_SIMD_TABLE = {
         [QD_TYPE_IQ4_NL] = OPS(lq_quantize_iq4_nl, lq_quantize_iq4_nl_imatrix, dq_dequantize_iq4_nl),
         [QD_TYPE_IQ4_XS] = OPS(lq_quantize_iq4_xs, lq_quantize_iq4_xs_imatrix, dq_dequantize_iq4_xs),
     },
+    .within = gr_within,
 };
 
 #undef OPS

@@ -1,0 +1,373 @@
+/*
+ * groups.h - Q8_0 and Q4_0 a group of blocks at a time: 8 blocks (AVX2) or 16 (AVX-512) share one reduction of
+ * their block maxima, one vector division for their scales and one fp16 conversion, where legacy.h spends a
+ * horizontal maximum and two scalar divisions on every block. Included by avx2.c and avx512.c after legacy.h
+ * (whose per-block kernels take the tail of a row range and any group with a subnormal scale). Also here: the
+ * input check of qd_quantize_rows (gr_within), 8 or 16 values an instruction.
+ *
+ * Bit-identity with ref_legacy.c:
+ *  - the block maximum is order-independent, and the scales are the reference's single IEEE operations, lane-wise
+ *    (d = amax / 127 or max / -8, id = 1.0f / d, or 0 where d is 0); the fp16 scale is vcvtps2ph, as lg_fp16
+ *    (finite inputs: the kernels never see NaN or Inf);
+ *  - Q8_0 rounds x * id half away from zero as trunc(v + copysign(0x1.fffffep-2f, v)): equal to roundf(v) for every
+ *    float of magnitude up to 2^22 (checked once over all of them; test_kernels_simd checks the half-integers'
+ *    neighbourhoods), and |x * id| <= 127 * (1 + 2^-23)^2 here, so the result fits an int8 and the saturating
+ *    narrowing (vpmovsdb / packs) is the reference's (int8_t) store;
+ *  - Q4_0 is min(15, trunc(x * id + 8.5f)) as in the reference, with x * id + 8.5f within a few ulps of [0.5, 16.5],
+ *    where the truncation to int32 and the reference's (int8_t) agree;
+ *  - Q4_0's signed maximum is the first value of the block's largest magnitude (the reference's strict-compare
+ *    scan), or +0 when every value is zero;
+ *  - both bounds on x * id need 1 / d to be accurate, i.e. d a normal float: a group where some d is subnormal
+ *    (amax below about 1.5e-36) goes through legacy.h's per-block path, which follows the reference to the byte
+ *    whatever the magnitudes (tests/unit/test_kernels_simd.c has such blocks, alone and mixed into groups).
+ */
+#ifndef QD_KERNELS_ARCH_X86_GROUPS_H
+#define QD_KERNELS_ARCH_X86_GROUPS_H
+
+#include <float.h>
+#include <immintrin.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "../../formats.h"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+
+#define GR_N 16 /* blocks per group */
+
+/* The input check (dispatch.c all_within): with the sign shifted out, the magnitude bits order as unsigned
+ * integers like the magnitudes, NaN and Inf above every finite value; the running maximum of 1024 values is
+ * compared once. */
+static bool gr_within(const float *x, int64_t n, float max_abs)
+{
+    uint32_t lim;
+    memcpy(&lim, &max_abs, sizeof(lim));
+    const __m512i vl = _mm512_set1_epi32((int)(lim << 1));
+    int64_t i = 0;
+    for (; i + 1024 <= n; i += 1024) {
+        __m512i m0 = _mm512_setzero_si512(), m1 = m0, m2 = m0, m3 = m0;
+        for (int j = 0; j < 1024; j += 64) {
+            m0 = _mm512_max_epu32(m0, _mm512_slli_epi32(_mm512_loadu_si512(x + i + j), 1));
+            m1 = _mm512_max_epu32(m1, _mm512_slli_epi32(_mm512_loadu_si512(x + i + j + 16), 1));
+            m2 = _mm512_max_epu32(m2, _mm512_slli_epi32(_mm512_loadu_si512(x + i + j + 32), 1));
+            m3 = _mm512_max_epu32(m3, _mm512_slli_epi32(_mm512_loadu_si512(x + i + j + 48), 1));
+        }
+        __m512i m = _mm512_max_epu32(_mm512_max_epu32(m0, m1), _mm512_max_epu32(m2, m3));
+        if (_mm512_cmpgt_epu32_mask(m, vl))
+            return false;
+    }
+    for (; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, x + i, sizeof(u));
+        if ((u << 1) > (lim << 1))
+            return false;
+    }
+    return true;
+}
+
+/* |x| of the block's 32 values, maximum lane-wise: 16 partial maxima */
+static inline __m512 gr_block_max(const float *x)
+{
+    const __m512i mag = _mm512_set1_epi32(0x7fffffff);
+    __m512 a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_loadu_si512(x), mag));
+    __m512 b = _mm512_castsi512_ps(_mm512_and_si512(_mm512_loadu_si512(x + 16), mag));
+    return _mm512_max_ps(a, b);
+}
+
+/* 16 vectors of partial maxima -> one vector whose lane b is the maximum of m[b]'s lanes. */
+static inline __m512 gr_hmax(const __m512 *m)
+{
+    __m512 r1[8], r2[4];
+    for (int p = 0; p < 8; p++) /* 128-bit chunks: block 2p in chunks 0-1, block 2p+1 in chunks 2-3 */
+        r1[p] = _mm512_max_ps(_mm512_shuffle_f32x4(m[2 * p], m[2 * p + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm512_shuffle_f32x4(m[2 * p], m[2 * p + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    for (int q = 0; q < 4; q++) /* chunk c: block 4q + c, 4 partials */
+        r2[q] = _mm512_max_ps(_mm512_shuffle_f32x4(r1[2 * q], r1[2 * q + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                              _mm512_shuffle_f32x4(r1[2 * q], r1[2 * q + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    /* a 4x4 reduction within each chunk: lane j of chunk c ends as the maximum of block 4j + c */
+    __m512 u0 = _mm512_max_ps(_mm512_unpacklo_ps(r2[0], r2[1]), _mm512_unpackhi_ps(r2[0], r2[1]));
+    __m512 u1 = _mm512_max_ps(_mm512_unpacklo_ps(r2[2], r2[3]), _mm512_unpackhi_ps(r2[2], r2[3]));
+    __m512 v = _mm512_max_ps(_mm512_shuffle_ps(u0, u1, _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(u0, u1, _MM_SHUFFLE(3, 2, 3, 2)));
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), v);
+}
+
+/* lane-wise d ? 1 / d : 0; *bad gets whether some d is subnormal (see above) */
+static inline __m512 gr_inverse(__m512 d, int *bad)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    __mmask16 nz = _mm512_cmp_ps_mask(d, zero, _CMP_NEQ_OQ);
+    __m512 ad = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(d), _mm512_set1_epi32(0x7fffffff)));
+    *bad = (nz & _mm512_cmp_ps_mask(ad, _mm512_set1_ps(FLT_MIN), _CMP_LT_OQ)) != 0;
+    return _mm512_maskz_div_ps(nz, _mm512_set1_ps(1.0f), d);
+}
+
+static inline void gr_halves(__m512 d, qd_fp16 *h)
+{
+    _mm256_storeu_si256((__m256i *)h, _mm512_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+/* roundf(x * id) of 16 values as int32 (|x * id| <= 127.00004) */
+static inline __m512i gr_round(__m512 x, __m512 vid)
+{
+    const __m512i sgn = _mm512_set1_epi32((int)0x80000000u), h = _mm512_castps_si512(_mm512_set1_ps(0x1.fffffep-2f));
+    __m512 v = _mm512_mul_ps(x, vid);
+    __m512 a = _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(v), sgn), h));
+    return _mm512_cvttps_epi32(_mm512_add_ps(v, a));
+}
+
+static void gr_quantize_q8_0(const float *src, void *dst, int64_t nrows, int64_t ncols)
+{
+    qd_block_q8_0 *y = dst;
+    const int64_t nb = nrows * ncols / 32;
+    int64_t i = 0;
+    for (; i + GR_N <= nb; i += GR_N) {
+        const float *x = src + 32 * i;
+        __m512 m[GR_N];
+        float id[GR_N];
+        qd_fp16 h[GR_N];
+        int bad;
+        for (int b = 0; b < GR_N; b++)
+            m[b] = gr_block_max(x + 32 * b);
+        const __m512 d = _mm512_div_ps(gr_hmax(m), _mm512_set1_ps(127.0f));
+        _mm512_storeu_ps(id, gr_inverse(d, &bad));
+        if (bad) {
+            lg_quantize_q8_0(x, y + i, 1, 32 * GR_N);
+            continue;
+        }
+        gr_halves(d, h);
+        for (int b = 0; b < GR_N; b++) {
+            const __m512 vid = _mm512_set1_ps(id[b]);
+            y[i + b].d = h[b];
+            _mm_storeu_si128((__m128i *)y[i + b].qs, _mm512_cvtsepi32_epi8(gr_round(_mm512_loadu_ps(x + 32 * b), vid)));
+            _mm_storeu_si128((__m128i *)(y[i + b].qs + 16),
+                             _mm512_cvtsepi32_epi8(gr_round(_mm512_loadu_ps(x + 32 * b + 16), vid)));
+        }
+    }
+    if (i < nb)
+        lg_quantize_q8_0(src + 32 * i, y + i, 1, 32 * (nb - i));
+}
+
+static void gr_quantize_q4_0(const float *src, void *dst, int64_t nrows, int64_t ncols)
+{
+    qd_block_q4_0 *y = dst;
+    const int64_t nb = nrows * ncols / 32;
+    const __m512i zero = _mm512_setzero_si512(), top = _mm512_set1_epi32(15);
+    const __m512 bias = _mm512_set1_ps(8.5f);
+    int64_t i = 0;
+    for (; i + GR_N <= nb; i += GR_N) {
+        const float *x = src + 32 * i;
+        __m512 m[GR_N];
+        float amax[GR_N], id[GR_N];
+        qd_fp16 h[GR_N];
+        uint32_t neg = 0; /* bit b: block b's first value of largest magnitude is negative */
+        int bad;
+        for (int b = 0; b < GR_N; b++)
+            m[b] = gr_block_max(x + 32 * b);
+        const __m512 am = gr_hmax(m);
+        _mm512_storeu_ps(amax, am);
+        for (int b = 0; b < GR_N; b++) {
+            const __m512 a = _mm512_set1_ps(amax[b]);
+            const __m512i x0 = _mm512_loadu_si512(x + 32 * b), x1 = _mm512_loadu_si512(x + 32 * b + 16);
+            const __m512i mag = _mm512_set1_epi32(0x7fffffff);
+            uint32_t eq = _mm512_cmpeq_epi32_mask(_mm512_and_si512(x0, mag), _mm512_castps_si512(a)) |
+                          (uint32_t)_mm512_cmpeq_epi32_mask(_mm512_and_si512(x1, mag), _mm512_castps_si512(a)) << 16;
+            uint32_t sg = _mm512_cmplt_epi32_mask(x0, zero) | (uint32_t)_mm512_cmplt_epi32_mask(x1, zero) << 16;
+            /* amax 0: every value is a zero and the reference keeps +0 */
+            neg |= (amax[b] != 0.0f && ((sg >> __builtin_ctz(eq)) & 1u)) << b;
+        }
+        /* max / -8 with max = -amax where negative: the sign flip is exact */
+        const __m512 max = _mm512_mask_sub_ps(am, (__mmask16)neg, _mm512_setzero_ps(), am);
+        const __m512 d = _mm512_div_ps(max, _mm512_set1_ps(-8.0f));
+        _mm512_storeu_ps(id, gr_inverse(d, &bad));
+        if (bad) {
+            lg_quantize_q4_0(x, y + i, 1, 32 * GR_N);
+            continue;
+        }
+        gr_halves(d, h);
+        for (int b = 0; b < GR_N; b++) {
+            const __m512 vid = _mm512_set1_ps(id[b]);
+            __m512i q0 = _mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(x + 32 * b), vid), bias));
+            __m512i q1 = _mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(x + 32 * b + 16), vid), bias));
+            q0 = _mm512_min_epi32(q0, top);
+            q1 = _mm512_min_epi32(q1, top);
+            y[i + b].d = h[b];
+            /* byte j: element j in the low nibble, element j + 16 in the high one */
+            __m512i nib = _mm512_or_si512(q0, _mm512_slli_epi32(q1, 4));
+            _mm_storeu_si128((__m128i *)y[i + b].qs, _mm512_cvtepi32_epi8(nib));
+        }
+    }
+    if (i < nb)
+        lg_quantize_q4_0(src + 32 * i, y + i, 1, 32 * (nb - i));
+}
+
+#else /* AVX2 */
+
+#define GR_N 8
+
+/* The input check (dispatch.c all_within): with the sign shifted out, the magnitude bits order as unsigned
+ * integers like the magnitudes, NaN and Inf above every finite value; the running maximum of 1024 values is
+ * compared once. */
+static bool gr_within(const float *x, int64_t n, float max_abs)
+{
+    uint32_t lim;
+    memcpy(&lim, &max_abs, sizeof(lim));
+    const __m256i vl = _mm256_set1_epi32((int)(lim << 1));
+    int64_t i = 0;
+    for (; i + 1024 <= n; i += 1024) {
+        __m256i m0 = _mm256_setzero_si256(), m1 = m0, m2 = m0, m3 = m0;
+        for (int j = 0; j < 1024; j += 32) {
+            m0 = _mm256_max_epu32(m0, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(x + i + j)), 1));
+            m1 = _mm256_max_epu32(m1, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(x + i + j + 8)), 1));
+            m2 = _mm256_max_epu32(m2, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(x + i + j + 16)), 1));
+            m3 = _mm256_max_epu32(m3, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(x + i + j + 24)), 1));
+        }
+        __m256i m = _mm256_max_epu32(_mm256_max_epu32(m0, m1), _mm256_max_epu32(m2, m3));
+        /* unsigned m > vl: max(m, vl) differs from vl */
+        if (!_mm256_testc_si256(_mm256_cmpeq_epi32(_mm256_max_epu32(m, vl), vl), _mm256_set1_epi32(-1)))
+            return false;
+    }
+    for (; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, x + i, sizeof(u));
+        if ((u << 1) > (lim << 1))
+            return false;
+    }
+    return true;
+}
+
+/* |x| of the block's 32 values, maximum lane-wise: 8 partial maxima */
+static inline __m256 gr_block_max(const float *x)
+{
+    __m256 a = _mm256_max_ps(lg_abs(_mm256_loadu_ps(x)), lg_abs(_mm256_loadu_ps(x + 8)));
+    __m256 b = _mm256_max_ps(lg_abs(_mm256_loadu_ps(x + 16)), lg_abs(_mm256_loadu_ps(x + 24)));
+    return _mm256_max_ps(a, b);
+}
+
+/* 8 vectors of partial maxima -> one vector whose lane b is the maximum of m[b]'s lanes. */
+static inline __m256 gr_hmax(const __m256 *m)
+{
+    __m256 r[4];
+    for (int p = 0; p < 4; p++) /* 128-bit halves: block 2p in the low, block 2p+1 in the high, 4 partials */
+        r[p] = _mm256_max_ps(_mm256_permute2f128_ps(m[2 * p], m[2 * p + 1], 0x20),
+                             _mm256_permute2f128_ps(m[2 * p], m[2 * p + 1], 0x31));
+    /* a 4x4 reduction within each half: lane j of half c ends as the maximum of block 2j + c */
+    __m256 u0 = _mm256_max_ps(_mm256_unpacklo_ps(r[0], r[1]), _mm256_unpackhi_ps(r[0], r[1]));
+    __m256 u1 = _mm256_max_ps(_mm256_unpacklo_ps(r[2], r[3]), _mm256_unpackhi_ps(r[2], r[3]));
+    __m256 v = _mm256_max_ps(_mm256_shuffle_ps(u0, u1, _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm256_shuffle_ps(u0, u1, _MM_SHUFFLE(3, 2, 3, 2)));
+    return _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static inline __m256 gr_inverse(__m256 d, int *bad)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 nz = _mm256_cmp_ps(d, zero, _CMP_NEQ_OQ);
+    *bad = _mm256_movemask_ps(_mm256_and_ps(nz, _mm256_cmp_ps(lg_abs(d), _mm256_set1_ps(FLT_MIN), _CMP_LT_OQ))) != 0;
+    return _mm256_and_ps(nz, _mm256_div_ps(_mm256_set1_ps(1.0f), d)); /* (1/0 = inf where d is 0: masked out) */
+}
+
+static inline void gr_halves(__m256 d, qd_fp16 *h)
+{
+    _mm_storeu_si128((__m128i *)h, _mm256_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+static inline __m256i gr_round(__m256 x, __m256 vid)
+{
+    const __m256 sgn = _mm256_set1_ps(-0.0f), h = _mm256_set1_ps(0x1.fffffep-2f);
+    __m256 v = _mm256_mul_ps(x, vid);
+    return _mm256_cvttps_epi32(_mm256_add_ps(v, _mm256_or_ps(_mm256_and_ps(v, sgn), h)));
+}
+
+static void gr_quantize_q8_0(const float *src, void *dst, int64_t nrows, int64_t ncols)
+{
+    qd_block_q8_0 *y = dst;
+    const int64_t nb = nrows * ncols / 32;
+    int64_t i = 0;
+    for (; i + GR_N <= nb; i += GR_N) {
+        const float *x = src + 32 * i;
+        __m256 m[GR_N];
+        float id[GR_N];
+        qd_fp16 h[GR_N];
+        int bad;
+        for (int b = 0; b < GR_N; b++)
+            m[b] = gr_block_max(x + 32 * b);
+        const __m256 d = _mm256_div_ps(gr_hmax(m), _mm256_set1_ps(127.0f));
+        _mm256_storeu_ps(id, gr_inverse(d, &bad));
+        if (bad) {
+            lg_quantize_q8_0(x, y + i, 1, 32 * GR_N);
+            continue;
+        }
+        gr_halves(d, h);
+        for (int b = 0; b < GR_N; b++) {
+            const __m256 vid = _mm256_set1_ps(id[b]);
+            const float *xb = x + 32 * b;
+            __m256i ab = _mm256_packs_epi32(gr_round(_mm256_loadu_ps(xb), vid), gr_round(_mm256_loadu_ps(xb + 8), vid));
+            __m256i cd = _mm256_packs_epi32(gr_round(_mm256_loadu_ps(xb + 16), vid),
+                                            gr_round(_mm256_loadu_ps(xb + 24), vid));
+            __m256i r = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd),
+                                                    _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            y[i + b].d = h[b];
+            _mm256_storeu_si256((__m256i *)y[i + b].qs, r);
+        }
+    }
+    if (i < nb)
+        lg_quantize_q8_0(src + 32 * i, y + i, 1, 32 * (nb - i));
+}
+
+static void gr_quantize_q4_0(const float *src, void *dst, int64_t nrows, int64_t ncols)
+{
+    qd_block_q4_0 *y = dst;
+    const int64_t nb = nrows * ncols / 32;
+    int64_t i = 0;
+    for (; i + GR_N <= nb; i += GR_N) {
+        const float *x = src + 32 * i;
+        __m256 m[GR_N];
+        float amax[GR_N], id[GR_N];
+        qd_fp16 h[GR_N];
+        uint32_t neg = 0; /* bit b: block b's first value of largest magnitude is negative */
+        int bad;
+        for (int b = 0; b < GR_N; b++)
+            m[b] = gr_block_max(x + 32 * b);
+        const __m256 am = gr_hmax(m);
+        _mm256_storeu_ps(amax, am);
+        for (int b = 0; b < GR_N; b++) {
+            __m256 xv[4];
+            lg_load32(x + 32 * b, xv);
+            const __m256 a = _mm256_set1_ps(amax[b]);
+            uint32_t eq = 0, sg = 0;
+            for (int k = 0; k < 4; k++) {
+                eq |= (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(lg_abs(xv[k]), a, _CMP_EQ_OQ)) << (8 * k);
+                sg |= (uint32_t)_mm256_movemask_ps(xv[k]) << (8 * k);
+            }
+            /* amax 0: every value is a zero and the reference keeps +0 */
+            neg |= (amax[b] != 0.0f && ((sg >> __builtin_ctz(eq)) & 1u)) << b;
+        }
+        const __m256 sign = _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)neg), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
+                             _mm256_set1_epi32(1)),
+            31));
+        /* max / -8 with max = -amax where negative: the sign flip is exact */
+        const __m256 d = _mm256_div_ps(_mm256_xor_ps(am, sign), _mm256_set1_ps(-8.0f));
+        _mm256_storeu_ps(id, gr_inverse(d, &bad));
+        if (bad) {
+            lg_quantize_q4_0(x, y + i, 1, 32 * GR_N);
+            continue;
+        }
+        gr_halves(d, h);
+        for (int b = 0; b < GR_N; b++) {
+            __m256 xv[4];
+            __m256i q[4];
+            lg_load32(x + 32 * b, xv);
+            lg_levels_sym(xv, id[b], 8.5f, 15, q);
+            y[i + b].d = h[b];
+            lg_pack_nibbles(q, y[i + b].qs);
+        }
+    }
+    if (i < nb)
+        lg_quantize_q4_0(src + 32 * i, y + i, 1, 32 * (nb - i));
+}
+
+#endif
+#endif
