@@ -8,6 +8,8 @@
 
 #define QD_LANES 8
 #define LQ_SQRT(v) ((lq_vf)_mm256_sqrt_ps((__m256)(v)))
+#define LQ_MINF(a, b) ((lq_vf)_mm256_min_ps((__m256)(a), (__m256)(b)))
+#define LQ_MAXF(a, b) ((lq_vf)_mm256_max_ps((__m256)(a), (__m256)(b)))
 #define LQ_ANY(m) (_mm256_movemask_ps((__m256)(m)) != 0)
 /* 16-entry lane lookup from two 8-entry permutes */
 #define LQ_LOOKUP16(tab, idx)                                                                                      \

@@ -8,6 +8,8 @@
 
 #define QD_LANES 16
 #define LQ_SQRT(v) ((lq_vf)_mm512_sqrt_ps((__m512)(v)))
+#define LQ_MINF(a, b) ((lq_vf)_mm512_min_ps((__m512)(a), (__m512)(b)))
+#define LQ_MAXF(a, b) ((lq_vf)_mm512_max_ps((__m512)(a), (__m512)(b)))
 #define LQ_ANY(m) (_mm512_test_epi32_mask((__m512i)(m), (__m512i)(m)) != 0)
 #define LQ_LOOKUP16(tab, idx) ((lq_vf)_mm512_permutexvar_ps((__m512i)(idx), _mm512_loadu_ps(tab)))
 

@@ -3,7 +3,9 @@
  *
  * Included by avx2.c (QD_LANES 8) and avx512.c (QD_LANES 16), each compiled with its own -m flags; everything
  * here is static, so no SIMD code reaches generic objects. The including file defines QD_LANES, LQ_SQRT(v)
- * (a correctly rounded lane-wise square root) and LQ_ANY(mask) (nonzero when any lane of an int mask is set).
+ * (a correctly rounded lane-wise square root), LQ_MINF/LQ_MAXF(a, b) (lane-wise minimum and maximum of floats;
+ * only ever given non-NaN values where the result is kept) and LQ_ANY(mask) (nonzero when any lane of an int mask
+ * is set).
  *
  * Every lane runs the reference's exact sequence of float operations (ref_util.c, ref_kquants.c, ref_other.c,
  * ref_legacy.c): the same operands in the same order, IEEE single precision add/sub/mul/div/sqrt (which are
@@ -59,6 +61,33 @@ static inline lq_vi lq_nearest(lq_vf f)
     lq_vf v = f + 12582912.f;
     return ((lq_vi)v & 0x007fffff) - 0x00400000;
 }
+/*
+ * QD_MAX(lo, QD_MIN(hi, qd_nearest_int(f))) for integer bounds, with the level also as a float (*fl): clamping
+ * before rounding gives the same level (rounding is monotone and the bounds are integers), and after the same add
+ * as lq_nearest the float level is that sum minus 12582912 exactly (|level| < 2^22). NaN lanes (discarded ones,
+ * e.g. an all-zero sub-block's infinite inverse scale) get some level; they are never stored.
+ */
+static inline lq_vi lq_level(lq_vf f, float lo, float hi, lq_vf *fl)
+{
+    lq_vf v = LQ_MINF(LQ_MAXF(f, lq_splat(lo)), lq_splat(hi)) + 12582912.f;
+    *fl = v - 12582912.f;
+    return (lq_vi)v - 0x4B400000; /* the bits of 12582912.f */
+}
+/*
+ * Whether lq_level may stand for the reference's nearest-then-clamp on iscale * (x - min) for every x of a block
+ * within [dmin, max]: |x - min| <= span = max(max - min, min - dmin), so the products stay below 2^21 when
+ * |iscale| * span does (the float operations are monotone), where qd_nearest_int is the true rounding. Beyond that
+ * (an overflowing inverse scale over a subnormal range, a fitted min far from the data) the reference's magic-add
+ * rounding gives other levels, so those passes take lq_nearest and lq_clampi as the reference does. Lanes in skip
+ * are discarded by the caller.
+ */
+static inline bool lq_level_ok(lq_vf iscale, lq_vf max, lq_vf min, lq_vf dmin, lq_vi skip)
+{
+    lq_vf span = LQ_MAXF(max - min, min - dmin);
+    lq_vi ok = lq_abs(iscale) * span < 2097152.f; /* (false for NaN) */
+    return !LQ_ANY(~(ok | skip));
+}
+
 /* (int8_t) and (uint8_t) casts of an int. */
 static inline lq_vi lq_i8(lq_vi v) { return (v << 24) >> 24; }
 static inline lq_vi lq_u8(lq_vi v) { return v & 0xff; }
@@ -146,6 +175,7 @@ static inline __attribute__((always_inline)) void lq_make_qx_n(const int NS, int
                                                                lq_vi *L, const lq_vf *w, lq_vf *scale_out)
 {
     lq_vi Laux[LQ_MAXNS * 32];
+    lq_vf wx[LQ_MAXNS * 32]; /* w * x: the reference's w * x[i] * l is (w * x[i]) * l, the same in every pass */
     lq_vf max[LQ_MAXNS], amax[LQ_MAXNS], sumlx[LQ_MAXNS], suml2[LQ_MAXNS], scale[LQ_MAXNS], best[LQ_MAXNS],
         iscale[LQ_MAXNS];
     lq_vi small[LQ_MAXNS];
@@ -158,10 +188,11 @@ static inline __attribute__((always_inline)) void lq_make_qx_n(const int NS, int
     for (int i = 0; i < n; ++i) {
         for (int s = 0; s < NS; s++) {
             const lq_vf xi = x[s * n + i], wi = w[s * n + i];
-            lq_vi l = lq_clampi(lq_nearest(iscale[s] * xi), -nmax, nmax - 1);
+            lq_vf fl;
+            lq_vi l = lq_level(iscale[s] * xi, (float)-nmax, (float)(nmax - 1), &fl);
             L[s * n + i] = l + nmax;
-            lq_vf fl = lq_tof(l);
-            sumlx[s] += wi * xi * fl;
+            wx[s * n + i] = wi * xi;
+            sumlx[s] += wx[s * n + i] * fl;
             suml2[s] += wi * fl * fl;
         }
     }
@@ -179,12 +210,10 @@ static inline __attribute__((always_inline)) void lq_make_qx_n(const int NS, int
         }
         for (int i = 0; i < n; ++i) {
             for (int s = 0; s < NS; s++) {
-                const lq_vf xi = x[s * n + i], wi = w[s * n + i];
-                lq_vi l = lq_clampi(lq_nearest(iscale[s] * xi), -nmax, nmax - 1);
-                Laux[s * n + i] = l;
-                lq_vf fl = lq_tof(l);
-                sumlx[s] += wi * xi * fl;
-                suml2[s] += wi * fl * fl;
+                lq_vf fl;
+                Laux[s * n + i] = lq_level(iscale[s] * x[s * n + i], (float)-nmax, (float)(nmax - 1), &fl);
+                sumlx[s] += wx[s * n + i] * fl;
+                suml2[s] += w[s * n + i] * fl * fl;
             }
         }
         for (int s = 0; s < NS; s++) {
@@ -282,9 +311,10 @@ static inline __attribute__((always_inline)) void lq_make_qkx_n(const int NS, in
                                                                 lq_vf *the_min, float rmin, float rdelta, int nstep,
                                                                 bool use_mad, bool v3)
 {
-    lq_vi Laux[LQ_MAXNS * 32];
+    lq_vf Laux[LQ_MAXNS * 32]; /* a pass's levels, as floats (lq_level) */
     lq_vf min[LQ_MAXNS], max[LQ_MAXNS], sum_w[LQ_MAXNS], sum_x[LQ_MAXNS], min0[LQ_MAXNS], scale[LQ_MAXNS],
-        best_err[LQ_MAXNS], range[LQ_MAXNS];
+        best_err[LQ_MAXNS], range[LQ_MAXNS], dmin[LQ_MAXNS];
+    bool fast = true; /* lq_level for this pass (lq_level_ok) */
     lq_vi degenerate[LQ_MAXNS];
     for (int s = 0; s < NS; s++) {
         const lq_vf *xs = x + s * n, *ws = w + s * n;
@@ -304,19 +334,26 @@ static inline __attribute__((always_inline)) void lq_make_qkx_n(const int NS, in
     }
     lq_vf iscale[LQ_MAXNS];
     for (int s = 0; s < NS; s++) {
+        dmin[s] = min[s];
         min[s] = lq_self(min[s] > 0.f, lq_splat(0.f), min[s]);
         min0[s] = min[s];
         degenerate[s] = v3 ? (max[s] <= min[s]) : (max[s] == min[s]);
         iscale[s] = (float)nmax / (max[s] - min[s]);
         scale[s] = 1.f / iscale[s];
         best_err[s] = lq_splat(0.f);
+        fast = fast && lq_level_ok(iscale[s], max[s], min[s], dmin[s], degenerate[s]);
     }
     for (int i = 0; i < n; ++i) {
         for (int s = 0; s < NS; s++) {
             const lq_vf xi = x[s * n + i];
-            lq_vi l = lq_clampi(lq_nearest(iscale[s] * (xi - min[s])), 0, nmax);
-            L[s * n + i] = l;
-            lq_vf diff = scale[s] * lq_tof(l) + min[s] - xi;
+            lq_vf fl, f = iscale[s] * (xi - min[s]);
+            if (fast) {
+                L[s * n + i] = lq_level(f, 0.f, (float)nmax, &fl);
+            } else {
+                L[s * n + i] = lq_clampi(lq_nearest(f), 0, nmax);
+                fl = lq_tof(L[s * n + i]);
+            }
+            lq_vf diff = scale[s] * fl + min[s] - xi;
             diff = use_mad ? lq_abs(diff) : diff * diff;
             best_err[s] += w[s * n + i] * diff;
         }
@@ -324,17 +361,22 @@ static inline __attribute__((always_inline)) void lq_make_qkx_n(const int NS, in
     for (int is = 0; is <= nstep; ++is) {
         const float num = rmin + rdelta * is + nmax;
         lq_vf sum_l[LQ_MAXNS], sum_l2[LQ_MAXNS], sum_xl[LQ_MAXNS];
+        fast = true;
         for (int s = 0; s < NS; s++) {
             range[s] = max[s] - min[s];
             iscale[s] = num / range[s];
             sum_l[s] = sum_l2[s] = sum_xl[s] = lq_splat(0.f);
+            fast = fast && lq_level_ok(iscale[s], max[s], min[s], dmin[s], degenerate[s]);
         }
         for (int i = 0; i < n; ++i) {
             for (int s = 0; s < NS; s++) {
                 const lq_vf xi = x[s * n + i], wi = w[s * n + i];
-                lq_vi l = lq_clampi(lq_nearest(iscale[s] * (xi - min[s])), 0, nmax);
-                Laux[s * n + i] = l;
-                lq_vf fl = lq_tof(l);
+                lq_vf fl, f = iscale[s] * (xi - min[s]);
+                if (fast)
+                    (void)lq_level(f, 0.f, (float)nmax, &fl);
+                else
+                    fl = lq_tof(lq_clampi(lq_nearest(f), 0, nmax));
+                Laux[s * n + i] = fl;
                 sum_l[s] += wi * fl;
                 sum_l2[s] += wi * fl * fl;
                 sum_xl[s] += wi * fl * xi;
@@ -354,7 +396,7 @@ static inline __attribute__((always_inline)) void lq_make_qkx_n(const int NS, in
         }
         for (int i = 0; i < n; ++i) {
             for (int s = 0; s < NS; s++) {
-                lq_vf diff = this_scale[s] * lq_tof(Laux[s * n + i]) + this_min[s] - x[s * n + i];
+                lq_vf diff = this_scale[s] * Laux[s * n + i] + this_min[s] - x[s * n + i];
                 diff = use_mad ? lq_abs(diff) : diff * diff;
                 err[s] += w[s * n + i] * diff;
             }
@@ -363,7 +405,7 @@ static inline __attribute__((always_inline)) void lq_make_qkx_n(const int NS, in
             lq_vi upd = ok[s] & (err[s] < best_err[s]);
             if (LQ_ANY(upd)) {
                 for (int i = 0; i < n; ++i)
-                    L[s * n + i] = lq_seli(upd, Laux[s * n + i], L[s * n + i]);
+                    L[s * n + i] = lq_seli(upd, __builtin_convertvector(Laux[s * n + i], lq_vi), L[s * n + i]);
                 best_err[s] = lq_self(upd, err[s], best_err[s]);
                 scale[s] = lq_self(upd, this_scale[s], scale[s]);
                 min[s] = lq_self(upd, this_min[s], min[s]);
