@@ -174,7 +174,7 @@ static inline void lq_signed_absmax(const lq_vf *x, int n, lq_vf *max_out, lq_vf
 static inline __attribute__((always_inline)) void lq_make_qx_n(const int NS, int n, int nmax, const lq_vf *x,
                                                                lq_vi *L, const lq_vf *w, lq_vf *scale_out)
 {
-    lq_vi Laux[LQ_MAXNS * 32];
+    lq_vf Laux[LQ_MAXNS * 32]; /* a pass's levels, as floats (lq_level) */
     lq_vf wx[LQ_MAXNS * 32]; /* w * x: the reference's w * x[i] * l is (w * x[i]) * l, the same in every pass */
     lq_vf max[LQ_MAXNS], amax[LQ_MAXNS], sumlx[LQ_MAXNS], suml2[LQ_MAXNS], scale[LQ_MAXNS], best[LQ_MAXNS],
         iscale[LQ_MAXNS];
@@ -211,7 +211,8 @@ static inline __attribute__((always_inline)) void lq_make_qx_n(const int NS, int
         for (int i = 0; i < n; ++i) {
             for (int s = 0; s < NS; s++) {
                 lq_vf fl;
-                Laux[s * n + i] = lq_level(iscale[s] * x[s * n + i], (float)-nmax, (float)(nmax - 1), &fl);
+                (void)lq_level(iscale[s] * x[s * n + i], (float)-nmax, (float)(nmax - 1), &fl);
+                Laux[s * n + i] = fl;
                 sumlx[s] += wx[s * n + i] * fl;
                 suml2[s] += w[s * n + i] * fl * fl;
             }
@@ -220,7 +221,7 @@ static inline __attribute__((always_inline)) void lq_make_qx_n(const int NS, int
             lq_vi upd = (suml2[s] > 0.f) & (sumlx[s] * sumlx[s] > best[s] * suml2[s]);
             if (LQ_ANY(upd)) {
                 for (int i = 0; i < n; ++i)
-                    L[s * n + i] = lq_seli(upd, Laux[s * n + i] + nmax, L[s * n + i]);
+                    L[s * n + i] = lq_seli(upd, __builtin_convertvector(Laux[s * n + i], lq_vi) + nmax, L[s * n + i]);
                 scale[s] = lq_self(upd, sumlx[s] / suml2[s], scale[s]);
                 best[s] = lq_self(upd, scale[s] * sumlx[s], best[s]);
             }
