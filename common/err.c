@@ -59,6 +59,21 @@ void qd_error_clear(void)
     tl_err.message = tl_msg;
 }
 
+void qd_error_save(qd_error_saved *s, int code)
+{
+    const qd_error *e = qd_error_last();
+    s->code = code < 0 ? code : 0;
+    s->klass = code < 0 ? e->klass : 0;
+    snprintf(s->message, sizeof(s->message), "%s", code >= 0 ? "" : e->message[0] ? e->message : qd_strerror(code));
+}
+
+int qd_error_restore(const qd_error_saved *s)
+{
+    if (s->code < 0)
+        qd_error_set(s->code, s->klass, "%s", s->message);
+    return s->code;
+}
+
 const char *qd_strerror(int code)
 {
     switch (code) {

@@ -47,9 +47,7 @@ typedef struct audit_work {
     /* result */
     qd_server *srv;
     qd_buf out;
-    int rc;
-    int klass;
-    char msg[512];
+    qd_error_saved err;
 } audit_work;
 
 static void work_free(void *p)
@@ -115,15 +113,6 @@ static bool allow_repo(const char *repo, void *payload)
     return w->all || qd_token_scopes_allow(w->scopes, repo, QD_TOKEN_SCOPE_PULL);
 }
 
-static void work_error(audit_work *w, int rc)
-{
-    w->rc = rc;
-    if (rc < 0) {
-        w->klass = qd_error_last()->klass;
-        snprintf(w->msg, sizeof(w->msg), "%s", qd_error_last()->message[0] ? qd_error_last()->message : qd_strerror(rc));
-    }
-}
-
 /* ---- query ------------------------------------------------------------------------------------------------- */
 
 typedef struct qout {
@@ -162,7 +151,7 @@ static void query_work(void *p)
             rc = qd_buf_printf(&w->out, "],%s", text + 1); /* the tail object's members after the results */
         free(text); /* jansson */
     }
-    work_error(w, rc);
+    qd_error_save(&w->err, rc);
 }
 
 /* ---- lineage ----------------------------------------------------------------------------------------------- */
@@ -212,20 +201,20 @@ static void lineage_work(void *p)
                            (int)l.edges.len, l.edges.ptr ? (const char *)l.edges.ptr : "");
     qd_buf_dispose(&l.nodes);
     qd_buf_dispose(&l.edges);
-    work_error(w, rc);
+    qd_error_save(&w->err, rc);
 }
 
 static void audit_done(void *p)
 {
     qd_req *r = p;
     audit_work *w = r->work;
-    if (w->rc < 0) {
-        qd_error_set(w->rc, w->klass, "%s", w->msg);
-        if (w->rc == QD_EINVAL) {
-            bad(r, "QUERY_INVALID", w->msg);
+    int rc = qd_error_restore(&w->err);
+    if (rc < 0) {
+        if (rc == QD_EINVAL) {
+            bad(r, "QUERY_INVALID", w->err.message);
             return;
         }
-        qd_reply_err(r, w->rc, w->rc == QD_ENOTFOUND ? "MANIFEST_UNKNOWN" : "UNKNOWN");
+        qd_reply_err(r, rc, rc == QD_ENOTFOUND ? "MANIFEST_UNKNOWN" : "UNKNOWN");
         return;
     }
     qd_req_header(r, "Cache-Control", "no-store");

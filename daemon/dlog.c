@@ -729,9 +729,8 @@ typedef struct proof_work {
     bool by_manifest;
     qd_digest manifest;
     int64_t index, from, size; /* -1: not given */
-    int rc;
     int status;
-    char msg[512];
+    qd_error_saved err;
     qd_buf out;
 } proof_work;
 
@@ -830,20 +829,18 @@ done:
     pthread_mutex_unlock(&d->mu);
     json_decref(o);
     qd_buf_dispose(&e);
-    w->rc = rc;
-    if (rc < 0) {
-        if (!w->status)
-            w->status = rc == QD_EINVAL ? 400 : rc == QD_ENOTFOUND ? 404 : 500;
-        snprintf(w->msg, sizeof(w->msg), "%s", qd_error_last()->message);
-    }
+    qd_error_save(&w->err, rc);
+    if (rc < 0 && !w->status)
+        w->status = rc == QD_EINVAL ? 400 : rc == QD_ENOTFOUND ? 404 : 500;
 }
 
 static void proof_done(void *p)
 {
     qd_req *r = p;
     proof_work *w = r->work;
-    if (w->rc < 0) {
-        reply_error(r, w->status, w->status == 404 ? "NOT_FOUND" : w->status == 400 ? "INVALID" : "UNKNOWN", w->msg);
+    if (w->err.code < 0) {
+        reply_error(r, w->status, w->status == 404 ? "NOT_FOUND" : w->status == 400 ? "INVALID" : "UNKNOWN",
+                    w->err.message);
         return;
     }
     qd_reply_json(r, 200, qd_buf_cstr(&w->out));
@@ -868,8 +865,7 @@ static bool int_arg(qd_req *r, const char *name, int64_t *out)
 typedef struct entry_work {
     qd_dlog *d;
     uint64_t index;
-    int rc;
-    char msg[256];
+    qd_error_saved err;
     qd_buf out;
 } entry_work;
 
@@ -885,18 +881,18 @@ static void entry_work_fn(void *p)
     qd_req *r = p;
     entry_work *w = r->work;
     pthread_mutex_lock(&w->d->mu);
-    w->rc = qd_replog_entry_json(&w->out, w->d->log, w->index);
+    int rc = qd_replog_entry_json(&w->out, w->d->log, w->index);
+    qd_error_save(&w->err, rc);
     pthread_mutex_unlock(&w->d->mu);
-    if (w->rc < 0)
-        snprintf(w->msg, sizeof(w->msg), "%s", qd_error_last()->message);
 }
 
 static void entry_done(void *p)
 {
     qd_req *r = p;
     entry_work *w = r->work;
-    if (w->rc < 0) {
-        reply_error(r, w->rc == QD_ENOTFOUND ? 404 : 500, w->rc == QD_ENOTFOUND ? "NOT_FOUND" : "UNKNOWN", w->msg);
+    int rc = w->err.code;
+    if (rc < 0) {
+        reply_error(r, rc == QD_ENOTFOUND ? 404 : 500, rc == QD_ENOTFOUND ? "NOT_FOUND" : "UNKNOWN", w->err.message);
         return;
     }
     qd_reply_json(r, 200, qd_buf_cstr(&w->out));
@@ -1022,8 +1018,7 @@ typedef struct git_work {
     bool gzipped;
     char *body;
     size_t len;
-    int rc;
-    char msg[512];
+    qd_error_saved err;
     qd_buf out;
 } git_work;
 
@@ -1040,10 +1035,8 @@ static void git_work_fn(void *p)
     qd_req *r = p;
     git_work *w = r->work;
     /* no lock: upload.c opens its own repository handle, and git readers never see a half-written ref */
-    w->rc = w->advertise ? qd_replog_git_advertise(&w->out, w->d->dir)
-                         : qd_replog_git_upload_pack(&w->out, w->d->dir, w->body, w->len, w->gzipped);
-    if (w->rc < 0)
-        snprintf(w->msg, sizeof(w->msg), "%s", qd_error_last()->message);
+    qd_error_save(&w->err, w->advertise ? qd_replog_git_advertise(&w->out, w->d->dir)
+                                        : qd_replog_git_upload_pack(&w->out, w->d->dir, w->body, w->len, w->gzipped));
 }
 
 static void git_done(void *p)
@@ -1051,11 +1044,12 @@ static void git_done(void *p)
     qd_req *r = p;
     git_work *w = r->work;
     struct evbuffer *b;
-    if (w->rc < 0) {
+    int rc = w->err.code;
+    if (rc < 0) {
         qd_log(QD_LOG_WARN, "log", "req=%llu git %s: %s", (unsigned long long)r->id,
-               w->advertise ? "info/refs" : "upload-pack", w->msg);
-        reply_error(r, w->rc == QD_ENOTFOUND ? 404 : w->rc == QD_EIO ? 500 : 400,
-                    w->rc == QD_ENOTFOUND ? "NOT_FOUND" : w->rc == QD_EIO ? "UNKNOWN" : "INVALID", w->msg);
+               w->advertise ? "info/refs" : "upload-pack", w->err.message);
+        reply_error(r, rc == QD_ENOTFOUND ? 404 : rc == QD_EIO ? 500 : 400,
+                    rc == QD_ENOTFOUND ? "NOT_FOUND" : rc == QD_EIO ? "UNKNOWN" : "INVALID", w->err.message);
         return;
     }
     if (!(b = evbuffer_new())) {

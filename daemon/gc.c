@@ -32,7 +32,6 @@
 typedef struct gc_work {
     int64_t grace;
     bool dry_run;
-    int rc;
     bool jobs_running;
     uint64_t examined, kept_held, kept_referenced, kept_recent, removed_bytes;
     qd_digest *cand;
@@ -40,7 +39,7 @@ typedef struct gc_work {
     qd_digest *removed;
     size_t n_removed;
     qd_gc_stats gc;
-    char msg[256];
+    qd_error_saved err;
 } gc_work;
 
 static void gc_work_free(void *p)
@@ -131,8 +130,7 @@ static void gc_run(void *p)
     qd_error_clear();
     return;
 fail:
-    w->rc = rc;
-    snprintf(w->msg, sizeof(w->msg), "%s", qd_error_last()->message);
+    qd_error_save(&w->err, rc);
 }
 
 static void gc_done(void *p)
@@ -145,9 +143,8 @@ static void gc_done(void *p)
         qd_reply(r, 200, NULL);
         return;
     }
-    if (w->rc < 0) {
-        qd_error_set(w->rc, QD_EC_STORE, "%s", w->msg);
-        qd_reply_err(r, w->rc, "UNKNOWN");
+    if (qd_error_restore(&w->err) < 0) {
+        qd_reply_err(r, w->err.code, "UNKNOWN");
         return;
     }
     if (w->jobs_running) {

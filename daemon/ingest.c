@@ -36,7 +36,7 @@ typedef struct pending {
     int rc;
     bool signed_by_pusher;
     qd_digest ref;
-    char msg[256];
+    qd_error_saved err; /* rc's message where it failed */
     char pusher_why[512]; /* why the pusher's bundle did not count (trust policy), or "" */
 } pending;
 
@@ -254,8 +254,7 @@ static void sign_work(void *p)
     }
 done:
     it->rc = rc;
-    if (rc < 0)
-        snprintf(it->msg, sizeof(it->msg), "%s", qd_error_last()->message);
+    qd_error_save(&it->err, rc);
     free(pj);    /* jansson */
     free(rtext); /* jansson */
     json_decref(rm);
@@ -275,7 +274,7 @@ static void sign_done(void *p)
     char ds[QD_DIGEST_STR_LEN + 1], rs[QD_DIGEST_STR_LEN + 1];
     qd_digest_format(ds, &it->d);
     if (it->rc < 0)
-        qd_log(QD_LOG_WARN, "ingest", "req=0 checkpoint %s@%s not signed: %s", it->repo, ds, it->msg);
+        qd_log(QD_LOG_WARN, "ingest", "req=0 checkpoint %s@%s not signed: %s", it->repo, ds, it->err.message);
     else if (it->signed_by_pusher)
         qd_log(QD_LOG_INFO, "ingest", "req=0 checkpoint %s@%s signed by its pusher", it->repo, ds);
     else {

@@ -477,7 +477,7 @@ typedef struct submit_work {
     char existing[QD_JOB_ID_LEN + 1];
     json_t *existing_rec;
     int rc;
-    char msg[512];
+    qd_error_saved err; /* rc's message where it failed */
     /* cancel */
     bool cancel;
     int status;
@@ -512,7 +512,8 @@ static void submit_work_fn(void *p)
     json_object_set_new(w->rec, "seq", json_integer((json_int_t)J->seq++));
     pthread_mutex_unlock(&J->mu);
     if (!(text = json_dumps(w->rec, JSON_COMPACT))) {
-        w->rc = QD_ENOMEM;
+        w->rc = qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "cannot store the job: out of memory");
+        qd_error_save(&w->err, w->rc);
         return;
     }
     w->rc = qd_job_submit(w->existing, w->srv->store, &w->dedup, w->id, text, keep_existing, NULL);
@@ -520,7 +521,7 @@ static void submit_work_fn(void *p)
     if (w->rc == QD_EEXISTS)
         w->existing_rec = load_rec(w->srv->store, w->existing);
     else if (w->rc < 0)
-        snprintf(w->msg, sizeof(w->msg), "%s", qd_error_last()->message);
+        qd_error_save(&w->err, w->rc);
     else
         wake(J);
 }
@@ -536,7 +537,7 @@ static void submit_done(void *p)
         return;
     }
     if (w->rc < 0) {
-        reply_error(r, 500, "UNKNOWN", w->msg[0] ? w->msg : "cannot store the job");
+        reply_error(r, 500, "UNKNOWN", w->err.message);
         return;
     }
     qd_log(QD_LOG_INFO, "jobs", "req=%llu job=%s queued source=%s recipe=%s", (unsigned long long)r->id, w->id,

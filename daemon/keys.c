@@ -29,9 +29,7 @@ typedef struct key_work {
     char revoke[QD_KEY_ID_LEN + 8];
     bool list;
     uint64_t first;
-    int rc;
-    int klass;
-    char msg[512];
+    qd_error_saved err;
     json_t *out;
 } key_work;
 
@@ -47,16 +45,14 @@ static void key_work_fn(void *p)
 {
     qd_req *r = p;
     key_work *w = r->work;
+    int rc;
     if (w->list) {
         w->out = json_array();
-        w->rc = w->out ? qd_dlog_keys_json(w->srv->dlog, w->out) : QD_ENOMEM;
+        rc = w->out ? qd_dlog_keys_json(w->srv->dlog, w->out) : QD_ENOMEM;
     } else {
-        w->rc = qd_dlog_key_event(w->srv->dlog, &w->first, w->add, w->comment, w->revoke[0] ? w->revoke : NULL);
+        rc = qd_dlog_key_event(w->srv->dlog, &w->first, w->add, w->comment, w->revoke[0] ? w->revoke : NULL);
     }
-    if (w->rc < 0) {
-        w->klass = qd_error_last()->klass;
-        snprintf(w->msg, sizeof(w->msg), "%s", qd_error_last()->message);
-    }
+    qd_error_save(&w->err, rc);
 }
 
 static void key_done(void *p)
@@ -65,14 +61,13 @@ static void key_done(void *p)
     key_work *w = r->work;
     json_t *o;
     char *text;
-    if (w->rc < 0) {
-        qd_error_set(w->rc, w->klass, "%s", w->msg);
-        switch (w->rc) {
-        case QD_EINVAL: qd_reply_oci(r, "NAME_INVALID", w->msg, NULL); break;
-        case QD_ENOTFOUND: qd_reply_oci(r, "NAME_UNKNOWN", w->msg, NULL); break;
+    if (qd_error_restore(&w->err) < 0) {
+        switch (w->err.code) {
+        case QD_EINVAL: qd_reply_oci(r, "NAME_INVALID", w->err.message, NULL); break;
+        case QD_ENOTFOUND: qd_reply_oci(r, "NAME_UNKNOWN", w->err.message, NULL); break;
         case QD_EEXISTS:
-        case QD_EREFERENCED: qd_reply_oci(r, "REFERENCED", w->msg, NULL); break;
-        default: qd_reply_err(r, w->rc, "UNKNOWN"); break;
+        case QD_EREFERENCED: qd_reply_oci(r, "REFERENCED", w->err.message, NULL); break;
+        default: qd_reply_err(r, w->err.code, "UNKNOWN"); break;
         }
         return;
     }

@@ -70,8 +70,7 @@ typedef struct oci_work {
     size_t n_blobs, n_children;
     /* result */
     int rc;
-    int klass;
-    char msg[512];
+    qd_error_saved err;         /* rc's class and message where it failed */
     bool log_refused;           /* the signed log could not take the entry: nothing stored */
     bool log_failed;            /* stored, but the log append failed (dlog.c keeps the intent) */
     uint64_t size;              /* upload: bytes received */
@@ -110,19 +109,14 @@ static oci_work *work_new(qd_req *r, int kind, const char *repo)
 
 static void work_result(oci_work *w, int rc)
 {
-    const qd_error *e = qd_error_last();
     w->rc = rc;
-    if (rc < 0) {
-        w->klass = e->klass;
-        snprintf(w->msg, sizeof(w->msg), "%s", e->message[0] ? e->message : qd_strerror(rc));
-    }
+    qd_error_save(&w->err, rc);
 }
 
 /* Back on the loop thread: make the worker's error this thread's error. */
 static int work_error(oci_work *w)
 {
-    if (w->rc < 0)
-        qd_error_set(w->rc, w->klass, "%s", w->msg);
+    qd_error_restore(&w->err);
     return w->rc;
 }
 
@@ -408,19 +402,19 @@ static void manifest_put_done(void *p)
     char ds[QD_DIGEST_STR_LEN + 1];
     int rc = work_error(w);
     if (w->log_refused && rc == QD_EINVAL) {
-        qd_reply_oci(r, "NAME_INVALID", w->msg, NULL);
+        qd_reply_oci(r, "NAME_INVALID", w->err.message, NULL);
         return;
     }
     if (w->log_refused && rc == QD_EBADSIG) { /* signed by a key the log has revoked */
-        qd_reply_oci(r, "DENIED", w->msg, NULL);
+        qd_reply_oci(r, "DENIED", w->err.message, NULL);
         return;
     }
     if (w->log_refused || w->log_failed) {
-        qd_reply_oci(r, "UNKNOWN", w->msg, NULL);
+        qd_reply_oci(r, "UNKNOWN", w->err.message, NULL);
         return;
     }
     if (rc == QD_ENOTFOUND) {
-        qd_reply_oci(r, "MANIFEST_BLOB_UNKNOWN", w->msg, NULL);
+        qd_reply_oci(r, "MANIFEST_BLOB_UNKNOWN", w->err.message, NULL);
         return;
     }
     if (rc < 0) {
@@ -882,11 +876,11 @@ static void upload_done(void *p)
     int rc = work_error(w);
     if (rc < 0) {
         switch (w->upload_err) {
-        case UP_UNKNOWN: qd_reply_oci(r, "BLOB_UPLOAD_UNKNOWN", w->msg, NULL); return;
-        case UP_BUSY: qd_reply_oci(r, "TOOMANYREQUESTS", w->msg, NULL); return;
+        case UP_UNKNOWN: qd_reply_oci(r, "BLOB_UPLOAD_UNKNOWN", w->err.message, NULL); return;
+        case UP_BUSY: qd_reply_oci(r, "TOOMANYREQUESTS", w->err.message, NULL); return;
         case UP_RANGE:
             upload_headers(r, w->repo, w->uuid, w->size);
-            qd_reply_oci(r, "RANGE_INVALID", w->msg, NULL);
+            qd_reply_oci(r, "RANGE_INVALID", w->err.message, NULL);
             return;
         default: qd_reply_err(r, rc, "BLOB_UPLOAD_INVALID"); return;
         }

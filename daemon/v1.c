@@ -23,9 +23,7 @@ typedef struct tok_work {
     bool create;
     char token[QD_TOKEN_LEN + 1];
     qd_token_info info;
-    int rc;
-    int klass;
-    char msg[512];
+    qd_error_saved err;
 } tok_work;
 
 static void tok_free(void *p)
@@ -39,21 +37,16 @@ static void tok_work_fn(void *p)
 {
     qd_req *r = p;
     tok_work *w = r->work;
-    w->rc = w->create ? qd_registry_token_create(w->token, &w->info, w->srv->store, w->name, w->scopes)
-                      : qd_registry_token_revoke(w->srv->store, w->id);
-    if (w->rc < 0) {
-        w->klass = qd_error_last()->klass;
-        snprintf(w->msg, sizeof(w->msg), "%s", qd_error_last()->message);
-    }
+    qd_error_save(&w->err, w->create ? qd_registry_token_create(w->token, &w->info, w->srv->store, w->name, w->scopes)
+                                     : qd_registry_token_revoke(w->srv->store, w->id));
 }
 
 static void tok_done(void *p)
 {
     qd_req *r = p;
     tok_work *w = r->work;
-    if (w->rc < 0) {
-        qd_error_set(w->rc, w->klass, "%s", w->msg);
-        qd_reply_err(r, w->rc, w->rc == QD_ENOTFOUND ? "NAME_UNKNOWN" : "UNSUPPORTED");
+    if (qd_error_restore(&w->err) < 0) {
+        qd_reply_err(r, w->err.code, w->err.code == QD_ENOTFOUND ? "NAME_UNKNOWN" : "UNSUPPORTED");
         return;
     }
     if (w->create) {

@@ -81,6 +81,21 @@ const qd_error *qd_error_last(void);
 /** Clear the last error of this thread. */
 void qd_error_clear(void);
 
+/** An error carried from one thread to another: a worker saves what its call returned, the thread that answers
+ * restores it (the daemon's work items). */
+typedef struct qd_error_saved {
+    int code;          /**< the qd_err the call returned; 0 when it succeeded */
+    int klass;         /**< a qd_error_class */
+    char message[512]; /**< the call's message, or the code's name where it set none; "" on success */
+} qd_error_saved;
+
+/** Save the result of a call that returned code: on failure (code < 0), with this thread's last class and
+ * message. */
+void qd_error_save(qd_error_saved *s, int code);
+
+/** Make a saved failure this thread's last error. @return s->code */
+int qd_error_restore(const qd_error_saved *s);
+
 /** A short constant name for a code ("not found", "corrupt", ...). */
 const char *qd_strerror(int code);
 

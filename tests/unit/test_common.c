@@ -1,6 +1,8 @@
 /*
  * test_common.c - errors, bounded buffers, digests and SHA-256 known answers.
  */
+#include <pthread.h>
+
 #include "testutil.h"
 
 #include "qd/qd.h"
@@ -89,6 +91,40 @@ static void test_common__errors_are_thread_local_and_prefixable(void **state)
     assert_string_equal(qd_strerror(QD_EDIGEST), "digest mismatch");
 }
 
+/* An error saved on a worker thread comes back on another thread with its code, class and message; a success saves
+ * nothing, and a failure without a message gets the code's name. */
+static void *save_on_worker(void *arg)
+{
+    qd_error_saved *s = arg;
+    qd_error_save(&s[0], qd_error_set(QD_ENOTFOUND, QD_EC_STORE, "blob %s is not here", "sha256:00"));
+    qd_error_save(&s[1], 3);
+    qd_error_clear();
+    qd_error_save(&s[2], QD_EIO);
+    return NULL;
+}
+
+static void test_common__errors_cross_threads_saved(void **state)
+{
+    (void)state;
+    qd_error_saved s[3];
+    pthread_t t;
+    memset(s, 0x5a, sizeof(s));
+    qd_error_set(QD_EINVAL, QD_EC_INVALID, "this thread's own");
+    assert_int_equal(pthread_create(&t, NULL, save_on_worker, s), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_string_equal(qd_error_last()->message, "this thread's own"); /* saving did not touch this thread */
+    assert_int_equal(qd_error_restore(&s[0]), QD_ENOTFOUND);
+    assert_int_equal(qd_error_last()->code, QD_ENOTFOUND);
+    assert_int_equal(qd_error_last()->klass, QD_EC_STORE);
+    assert_string_equal(qd_error_last()->message, "blob sha256:00 is not here");
+    assert_int_equal(s[1].code, 0);
+    assert_string_equal(s[1].message, "");
+    assert_int_equal(qd_error_restore(&s[1]), 0);
+    assert_int_equal(qd_error_last()->code, QD_ENOTFOUND); /* a success restores nothing */
+    assert_int_equal(qd_error_restore(&s[2]), QD_EIO);
+    assert_string_equal(qd_error_last()->message, qd_strerror(QD_EIO));
+}
+
 static void test_common__alloc_checks_overflow(void **state)
 {
     (void)state;
@@ -104,6 +140,7 @@ int main(void)
         cmocka_unit_test(test_common__digest_parse_and_format),
         cmocka_unit_test(test_common__buf_respects_its_limit),
         cmocka_unit_test(test_common__errors_are_thread_local_and_prefixable),
+        cmocka_unit_test(test_common__errors_cross_threads_saved),
         cmocka_unit_test(test_common__alloc_checks_overflow),
     };
     return cmocka_run_group_tests_name("common", tests, NULL, NULL);
