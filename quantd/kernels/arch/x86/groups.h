@@ -3,7 +3,8 @@
  * their block maxima, one vector division for their scales and one fp16 conversion, where legacy.h spends a
  * horizontal maximum and two scalar divisions on every block. Included by avx2.c and avx512.c after legacy.h
  * (whose per-block kernels take the tail of a row range and any group with a subnormal scale). Also here: the
- * input check of qd_quantize_rows (gr_within), 8 or 16 values an instruction.
+ * input check of qd_quantize_rows (gr_within), 8 or 16 values an instruction. Each width supplies the same few
+ * primitives (gr_block_max, gr_hmax, gr_inverse, gr_q8_block, ...); the kernels are written once, at the end.
  *
  * Bit-identity with ref_legacy.c:
  *  - the block maximum is order-independent, and the scales are the reference's single IEEE operations, lane-wise
@@ -35,35 +36,20 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 
 #define GR_N 16 /* blocks per group */
+typedef __m512 gr_vf;
 
-/* The input check (dispatch.c all_within): with the sign shifted out, the magnitude bits order as unsigned
- * integers like the magnitudes, NaN and Inf above every finite value; the running maximum of 1024 values is
- * compared once. */
-static bool gr_within(const float *x, int64_t n, float max_abs)
+/* Whether none of 1024 values has magnitude bits (sign shifted out) above lim2 (see gr_within). */
+static inline bool gr_run_ok(const float *x, uint32_t lim2)
 {
-    uint32_t lim;
-    memcpy(&lim, &max_abs, sizeof(lim));
-    const __m512i vl = _mm512_set1_epi32((int)(lim << 1));
-    int64_t i = 0;
-    for (; i + 1024 <= n; i += 1024) {
-        __m512i m0 = _mm512_setzero_si512(), m1 = m0, m2 = m0, m3 = m0;
-        for (int j = 0; j < 1024; j += 64) {
-            m0 = _mm512_max_epu32(m0, _mm512_slli_epi32(_mm512_loadu_si512(x + i + j), 1));
-            m1 = _mm512_max_epu32(m1, _mm512_slli_epi32(_mm512_loadu_si512(x + i + j + 16), 1));
-            m2 = _mm512_max_epu32(m2, _mm512_slli_epi32(_mm512_loadu_si512(x + i + j + 32), 1));
-            m3 = _mm512_max_epu32(m3, _mm512_slli_epi32(_mm512_loadu_si512(x + i + j + 48), 1));
-        }
-        __m512i m = _mm512_max_epu32(_mm512_max_epu32(m0, m1), _mm512_max_epu32(m2, m3));
-        if (_mm512_cmpgt_epu32_mask(m, vl))
-            return false;
+    __m512i m0 = _mm512_setzero_si512(), m1 = m0, m2 = m0, m3 = m0;
+    for (int j = 0; j < 1024; j += 64) {
+        m0 = _mm512_max_epu32(m0, _mm512_slli_epi32(_mm512_loadu_si512(x + j), 1));
+        m1 = _mm512_max_epu32(m1, _mm512_slli_epi32(_mm512_loadu_si512(x + j + 16), 1));
+        m2 = _mm512_max_epu32(m2, _mm512_slli_epi32(_mm512_loadu_si512(x + j + 32), 1));
+        m3 = _mm512_max_epu32(m3, _mm512_slli_epi32(_mm512_loadu_si512(x + j + 48), 1));
     }
-    for (; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, x + i, sizeof(u));
-        if ((u << 1) > (lim << 1))
-            return false;
-    }
-    return true;
+    __m512i m = _mm512_max_epu32(_mm512_max_epu32(m0, m1), _mm512_max_epu32(m2, m3));
+    return !_mm512_cmpgt_epu32_mask(m, _mm512_set1_epi32((int)lim2));
 }
 
 /* |x| of the block's 32 values, maximum lane-wise: 16 partial maxima */
@@ -108,133 +94,72 @@ static inline void gr_halves(__m512 d, qd_fp16 *h)
     _mm256_storeu_si256((__m256i *)h, _mm512_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
-/* roundf(x * id) of 16 values as int32 (|x * id| <= 127.00004) */
-static inline __m512i gr_round(__m512 x, __m512 vid)
+/* d / c for a constant c, lane-wise */
+static inline gr_vf gr_divc(gr_vf d, float c) { return _mm512_div_ps(d, _mm512_set1_ps(c)); }
+
+static inline void gr_store(float *p, gr_vf v) { _mm512_storeu_ps(p, v); }
+
+/* The 32 values of a Q8_0 block times id, rounded half away from zero (|x * id| <= 127.00004), into qs. */
+static inline void gr_q8_block(const float *x, float id, int8_t *qs)
 {
+    const __m512 vid = _mm512_set1_ps(id);
     const __m512i sgn = _mm512_set1_epi32((int)0x80000000u), h = _mm512_castps_si512(_mm512_set1_ps(0x1.fffffep-2f));
-    __m512 v = _mm512_mul_ps(x, vid);
-    __m512 a = _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(v), sgn), h));
-    return _mm512_cvttps_epi32(_mm512_add_ps(v, a));
+    for (int k = 0; k < 2; k++) {
+        __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + 16 * k), vid);
+        __m512 a = _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(v), sgn), h));
+        _mm_storeu_si128((__m128i *)(qs + 16 * k), _mm512_cvtsepi32_epi8(_mm512_cvttps_epi32(_mm512_add_ps(v, a))));
+    }
 }
 
-static void gr_quantize_q8_0(const float *src, void *dst, int64_t nrows, int64_t ncols)
+/* Whether the first of the block's values of magnitude amax (!= 0) is negative. */
+static inline uint32_t gr_first_negative(const float *x, float amax)
 {
-    qd_block_q8_0 *y = dst;
-    const int64_t nb = nrows * ncols / 32;
-    int64_t i = 0;
-    for (; i + GR_N <= nb; i += GR_N) {
-        const float *x = src + 32 * i;
-        __m512 m[GR_N];
-        float id[GR_N];
-        qd_fp16 h[GR_N];
-        int bad;
-        for (int b = 0; b < GR_N; b++)
-            m[b] = gr_block_max(x + 32 * b);
-        const __m512 d = _mm512_div_ps(gr_hmax(m), _mm512_set1_ps(127.0f));
-        _mm512_storeu_ps(id, gr_inverse(d, &bad));
-        if (bad) {
-            lg_quantize_q8_0(x, y + i, 1, 32 * GR_N);
-            continue;
-        }
-        gr_halves(d, h);
-        for (int b = 0; b < GR_N; b++) {
-            const __m512 vid = _mm512_set1_ps(id[b]);
-            y[i + b].d = h[b];
-            _mm_storeu_si128((__m128i *)y[i + b].qs, _mm512_cvtsepi32_epi8(gr_round(_mm512_loadu_ps(x + 32 * b), vid)));
-            _mm_storeu_si128((__m128i *)(y[i + b].qs + 16),
-                             _mm512_cvtsepi32_epi8(gr_round(_mm512_loadu_ps(x + 32 * b + 16), vid)));
-        }
-    }
-    if (i < nb)
-        lg_quantize_q8_0(src + 32 * i, y + i, 1, 32 * (nb - i));
+    const __m512i a = _mm512_castps_si512(_mm512_set1_ps(amax)), mag = _mm512_set1_epi32(0x7fffffff);
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i x0 = _mm512_loadu_si512(x), x1 = _mm512_loadu_si512(x + 16);
+    uint32_t eq = _mm512_cmpeq_epi32_mask(_mm512_and_si512(x0, mag), a) |
+                  (uint32_t)_mm512_cmpeq_epi32_mask(_mm512_and_si512(x1, mag), a) << 16;
+    uint32_t sg = _mm512_cmplt_epi32_mask(x0, zero) | (uint32_t)_mm512_cmplt_epi32_mask(x1, zero) << 16;
+    return (sg >> __builtin_ctz(eq)) & 1u;
 }
 
-static void gr_quantize_q4_0(const float *src, void *dst, int64_t nrows, int64_t ncols)
+/* -v in the lanes whose bit is set in neg (an exact sign flip) */
+static inline gr_vf gr_negate(gr_vf v, uint32_t neg)
 {
-    qd_block_q4_0 *y = dst;
-    const int64_t nb = nrows * ncols / 32;
-    const __m512i zero = _mm512_setzero_si512(), top = _mm512_set1_epi32(15);
-    const __m512 bias = _mm512_set1_ps(8.5f);
-    int64_t i = 0;
-    for (; i + GR_N <= nb; i += GR_N) {
-        const float *x = src + 32 * i;
-        __m512 m[GR_N];
-        float amax[GR_N], id[GR_N];
-        qd_fp16 h[GR_N];
-        uint32_t neg = 0; /* bit b: block b's first value of largest magnitude is negative */
-        int bad;
-        for (int b = 0; b < GR_N; b++)
-            m[b] = gr_block_max(x + 32 * b);
-        const __m512 am = gr_hmax(m);
-        _mm512_storeu_ps(amax, am);
-        for (int b = 0; b < GR_N; b++) {
-            const __m512 a = _mm512_set1_ps(amax[b]);
-            const __m512i x0 = _mm512_loadu_si512(x + 32 * b), x1 = _mm512_loadu_si512(x + 32 * b + 16);
-            const __m512i mag = _mm512_set1_epi32(0x7fffffff);
-            uint32_t eq = _mm512_cmpeq_epi32_mask(_mm512_and_si512(x0, mag), _mm512_castps_si512(a)) |
-                          (uint32_t)_mm512_cmpeq_epi32_mask(_mm512_and_si512(x1, mag), _mm512_castps_si512(a)) << 16;
-            uint32_t sg = _mm512_cmplt_epi32_mask(x0, zero) | (uint32_t)_mm512_cmplt_epi32_mask(x1, zero) << 16;
-            /* amax 0: every value is a zero and the reference keeps +0 */
-            neg |= (amax[b] != 0.0f && ((sg >> __builtin_ctz(eq)) & 1u)) << b;
-        }
-        /* max / -8 with max = -amax where negative: the sign flip is exact */
-        const __m512 max = _mm512_mask_sub_ps(am, (__mmask16)neg, _mm512_setzero_ps(), am);
-        const __m512 d = _mm512_div_ps(max, _mm512_set1_ps(-8.0f));
-        _mm512_storeu_ps(id, gr_inverse(d, &bad));
-        if (bad) {
-            lg_quantize_q4_0(x, y + i, 1, 32 * GR_N);
-            continue;
-        }
-        gr_halves(d, h);
-        for (int b = 0; b < GR_N; b++) {
-            const __m512 vid = _mm512_set1_ps(id[b]);
-            __m512i q0 = _mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(x + 32 * b), vid), bias));
-            __m512i q1 = _mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(x + 32 * b + 16), vid), bias));
-            q0 = _mm512_min_epi32(q0, top);
-            q1 = _mm512_min_epi32(q1, top);
-            y[i + b].d = h[b];
-            /* byte j: element j in the low nibble, element j + 16 in the high one */
-            __m512i nib = _mm512_or_si512(q0, _mm512_slli_epi32(q1, 4));
-            _mm_storeu_si128((__m128i *)y[i + b].qs, _mm512_cvtepi32_epi8(nib));
-        }
+    return _mm512_mask_sub_ps(v, (__mmask16)neg, _mm512_setzero_ps(), v);
+}
+
+/* Q4_0 levels min(15, trunc(x * id + 8.5f)) of a block, two to a byte (element j low, j + 16 high), into qs. */
+static inline void gr_q4_block(const float *x, float id, uint8_t *qs)
+{
+    const __m512 vid = _mm512_set1_ps(id), bias = _mm512_set1_ps(8.5f);
+    const __m512i top = _mm512_set1_epi32(15);
+    __m512i q[2];
+    for (int k = 0; k < 2; k++) {
+        __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * k), vid), bias);
+        q[k] = _mm512_min_epi32(_mm512_cvttps_epi32(v), top);
     }
-    if (i < nb)
-        lg_quantize_q4_0(src + 32 * i, y + i, 1, 32 * (nb - i));
+    _mm_storeu_si128((__m128i *)qs, _mm512_cvtepi32_epi8(_mm512_or_si512(q[0], _mm512_slli_epi32(q[1], 4))));
 }
 
 #else /* AVX2 */
 
 #define GR_N 8
+typedef __m256 gr_vf;
 
-/* The input check (dispatch.c all_within): with the sign shifted out, the magnitude bits order as unsigned
- * integers like the magnitudes, NaN and Inf above every finite value; the running maximum of 1024 values is
- * compared once. */
-static bool gr_within(const float *x, int64_t n, float max_abs)
+static inline bool gr_run_ok(const float *x, uint32_t lim2)
 {
-    uint32_t lim;
-    memcpy(&lim, &max_abs, sizeof(lim));
-    const __m256i vl = _mm256_set1_epi32((int)(lim << 1));
-    int64_t i = 0;
-    for (; i + 1024 <= n; i += 1024) {
-        __m256i m0 = _mm256_setzero_si256(), m1 = m0, m2 = m0, m3 = m0;
-        for (int j = 0; j < 1024; j += 32) {
-            m0 = _mm256_max_epu32(m0, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(x + i + j)), 1));
-            m1 = _mm256_max_epu32(m1, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(x + i + j + 8)), 1));
-            m2 = _mm256_max_epu32(m2, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(x + i + j + 16)), 1));
-            m3 = _mm256_max_epu32(m3, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(x + i + j + 24)), 1));
-        }
-        __m256i m = _mm256_max_epu32(_mm256_max_epu32(m0, m1), _mm256_max_epu32(m2, m3));
-        /* unsigned m > vl: max(m, vl) differs from vl */
-        if (!_mm256_testc_si256(_mm256_cmpeq_epi32(_mm256_max_epu32(m, vl), vl), _mm256_set1_epi32(-1)))
-            return false;
+    __m256i m0 = _mm256_setzero_si256(), m1 = m0, m2 = m0, m3 = m0;
+    for (int j = 0; j < 1024; j += 32) {
+        m0 = _mm256_max_epu32(m0, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(x + j)), 1));
+        m1 = _mm256_max_epu32(m1, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(x + j + 8)), 1));
+        m2 = _mm256_max_epu32(m2, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(x + j + 16)), 1));
+        m3 = _mm256_max_epu32(m3, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(x + j + 24)), 1));
     }
-    for (; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, x + i, sizeof(u));
-        if ((u << 1) > (lim << 1))
-            return false;
-    }
-    return true;
+    __m256i m = _mm256_max_epu32(_mm256_max_epu32(m0, m1), _mm256_max_epu32(m2, m3));
+    const __m256i vl = _mm256_set1_epi32((int)lim2);
+    /* unsigned m <= vl in every lane: max(m, vl) is vl */
+    return _mm256_testc_si256(_mm256_cmpeq_epi32(_mm256_max_epu32(m, vl), vl), _mm256_set1_epi32(-1));
 }
 
 /* |x| of the block's 32 values, maximum lane-wise: 8 partial maxima */
@@ -273,11 +198,73 @@ static inline void gr_halves(__m256 d, qd_fp16 *h)
     _mm_storeu_si128((__m128i *)h, _mm256_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
-static inline __m256i gr_round(__m256 x, __m256 vid)
+static inline gr_vf gr_divc(gr_vf d, float c) { return _mm256_div_ps(d, _mm256_set1_ps(c)); }
+
+static inline void gr_store(float *p, gr_vf v) { _mm256_storeu_ps(p, v); }
+
+static inline void gr_q8_block(const float *x, float id, int8_t *qs)
 {
-    const __m256 sgn = _mm256_set1_ps(-0.0f), h = _mm256_set1_ps(0x1.fffffep-2f);
-    __m256 v = _mm256_mul_ps(x, vid);
-    return _mm256_cvttps_epi32(_mm256_add_ps(v, _mm256_or_ps(_mm256_and_ps(v, sgn), h)));
+    const __m256 vid = _mm256_set1_ps(id), sgn = _mm256_set1_ps(-0.0f), h = _mm256_set1_ps(0x1.fffffep-2f);
+    __m256i q[4];
+    for (int k = 0; k < 4; k++) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), vid);
+        q[k] = _mm256_cvttps_epi32(_mm256_add_ps(v, _mm256_or_ps(_mm256_and_ps(v, sgn), h)));
+    }
+    __m256i r = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    _mm256_storeu_si256((__m256i *)qs, _mm256_permutevar8x32_epi32(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+}
+
+static inline uint32_t gr_first_negative(const float *x, float amax)
+{
+    __m256 xv[4];
+    const __m256 a = _mm256_set1_ps(amax);
+    uint32_t eq = 0, sg = 0;
+    lg_load32(x, xv);
+    for (int k = 0; k < 4; k++) {
+        eq |= (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(lg_abs(xv[k]), a, _CMP_EQ_OQ)) << (8 * k);
+        sg |= (uint32_t)_mm256_movemask_ps(xv[k]) << (8 * k);
+    }
+    return (sg >> __builtin_ctz(eq)) & 1u;
+}
+
+static inline gr_vf gr_negate(gr_vf v, uint32_t neg)
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i bit = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)neg), lane), _mm256_set1_epi32(1));
+    return _mm256_xor_ps(v, _mm256_castsi256_ps(_mm256_slli_epi32(bit, 31)));
+}
+
+static inline void gr_q4_block(const float *x, float id, uint8_t *qs)
+{
+    __m256 xv[4];
+    __m256i q[4];
+    lg_load32(x, xv);
+    lg_levels_sym(xv, id, 8.5f, 15, q);
+    lg_pack_nibbles(q, qs);
+}
+
+#endif
+
+/* ---- the kernels, written once over the width's primitives above ---- */
+
+/* The input check (dispatch.c all_within): with the sign shifted out, the magnitude bits order as unsigned
+ * integers like the magnitudes, NaN and Inf above every finite value; the running maximum of 1024 values is
+ * compared once. */
+static bool gr_within(const float *x, int64_t n, float max_abs)
+{
+    uint32_t lim;
+    memcpy(&lim, &max_abs, sizeof(lim));
+    int64_t i = 0;
+    for (; i + 1024 <= n; i += 1024)
+        if (!gr_run_ok(x + i, lim << 1))
+            return false;
+    for (; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, x + i, sizeof(u));
+        if ((u << 1) > (lim << 1))
+            return false;
+    }
+    return true;
 }
 
 static void gr_quantize_q8_0(const float *src, void *dst, int64_t nrows, int64_t ncols)
@@ -287,29 +274,22 @@ static void gr_quantize_q8_0(const float *src, void *dst, int64_t nrows, int64_t
     int64_t i = 0;
     for (; i + GR_N <= nb; i += GR_N) {
         const float *x = src + 32 * i;
-        __m256 m[GR_N];
+        gr_vf m[GR_N];
         float id[GR_N];
         qd_fp16 h[GR_N];
         int bad;
         for (int b = 0; b < GR_N; b++)
             m[b] = gr_block_max(x + 32 * b);
-        const __m256 d = _mm256_div_ps(gr_hmax(m), _mm256_set1_ps(127.0f));
-        _mm256_storeu_ps(id, gr_inverse(d, &bad));
+        const gr_vf d = gr_divc(gr_hmax(m), 127.0f);
+        gr_store(id, gr_inverse(d, &bad));
         if (bad) {
             lg_quantize_q8_0(x, y + i, 1, 32 * GR_N);
             continue;
         }
         gr_halves(d, h);
         for (int b = 0; b < GR_N; b++) {
-            const __m256 vid = _mm256_set1_ps(id[b]);
-            const float *xb = x + 32 * b;
-            __m256i ab = _mm256_packs_epi32(gr_round(_mm256_loadu_ps(xb), vid), gr_round(_mm256_loadu_ps(xb + 8), vid));
-            __m256i cd = _mm256_packs_epi32(gr_round(_mm256_loadu_ps(xb + 16), vid),
-                                            gr_round(_mm256_loadu_ps(xb + 24), vid));
-            __m256i r = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd),
-                                                    _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
             y[i + b].d = h[b];
-            _mm256_storeu_si256((__m256i *)y[i + b].qs, r);
+            gr_q8_block(x + 32 * b, id[b], y[i + b].qs);
         }
     }
     if (i < nb)
@@ -323,51 +303,32 @@ static void gr_quantize_q4_0(const float *src, void *dst, int64_t nrows, int64_t
     int64_t i = 0;
     for (; i + GR_N <= nb; i += GR_N) {
         const float *x = src + 32 * i;
-        __m256 m[GR_N];
+        gr_vf m[GR_N];
         float amax[GR_N], id[GR_N];
         qd_fp16 h[GR_N];
         uint32_t neg = 0; /* bit b: block b's first value of largest magnitude is negative */
         int bad;
         for (int b = 0; b < GR_N; b++)
             m[b] = gr_block_max(x + 32 * b);
-        const __m256 am = gr_hmax(m);
-        _mm256_storeu_ps(amax, am);
-        for (int b = 0; b < GR_N; b++) {
-            __m256 xv[4];
-            lg_load32(x + 32 * b, xv);
-            const __m256 a = _mm256_set1_ps(amax[b]);
-            uint32_t eq = 0, sg = 0;
-            for (int k = 0; k < 4; k++) {
-                eq |= (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(lg_abs(xv[k]), a, _CMP_EQ_OQ)) << (8 * k);
-                sg |= (uint32_t)_mm256_movemask_ps(xv[k]) << (8 * k);
-            }
-            /* amax 0: every value is a zero and the reference keeps +0 */
-            neg |= (amax[b] != 0.0f && ((sg >> __builtin_ctz(eq)) & 1u)) << b;
-        }
-        const __m256 sign = _mm256_castsi256_ps(_mm256_slli_epi32(
-            _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)neg), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
-                             _mm256_set1_epi32(1)),
-            31));
-        /* max / -8 with max = -amax where negative: the sign flip is exact */
-        const __m256 d = _mm256_div_ps(_mm256_xor_ps(am, sign), _mm256_set1_ps(-8.0f));
-        _mm256_storeu_ps(id, gr_inverse(d, &bad));
+        const gr_vf am = gr_hmax(m);
+        gr_store(amax, am);
+        for (int b = 0; b < GR_N; b++) /* amax 0: every value is a zero and the reference keeps +0 */
+            neg |= (amax[b] != 0.0f ? gr_first_negative(x + 32 * b, amax[b]) : 0u) << b;
+        /* max / -8 with max = -amax where negative */
+        const gr_vf d = gr_divc(gr_negate(am, neg), -8.0f);
+        gr_store(id, gr_inverse(d, &bad));
         if (bad) {
             lg_quantize_q4_0(x, y + i, 1, 32 * GR_N);
             continue;
         }
         gr_halves(d, h);
         for (int b = 0; b < GR_N; b++) {
-            __m256 xv[4];
-            __m256i q[4];
-            lg_load32(x + 32 * b, xv);
-            lg_levels_sym(xv, id[b], 8.5f, 15, q);
             y[i + b].d = h[b];
-            lg_pack_nibbles(q, y[i + b].qs);
+            gr_q4_block(x + 32 * b, id[b], y[i + b].qs);
         }
     }
     if (i < nb)
         lg_quantize_q4_0(src + 32 * i, y + i, 1, 32 * (nb - i));
 }
 
-#endif
 #endif
