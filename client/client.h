@@ -17,7 +17,8 @@ enum {
     EXIT_CONFLICT = 6,   /* the object is referenced, or the store is held by another writer */
     EXIT_BADSTORE = 7,   /* the directory is not a store, or a newer quantd made it */
     EXIT_FULL = 8,       /* the store or the disk is full */
-    EXIT_VALIDATION = 9  /* quant validate: the variant failed its validation policy */
+    EXIT_VALIDATION = 9, /* quant validate: the variant failed its validation policy */
+    EXIT_INTERRUPTED = 130 /* stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report it) */
 };
 
 /* Map a qd_err to an exit code (the one table in that direction). */
@@ -37,6 +38,12 @@ typedef struct progress {
     uint64_t start_ns;
     bool active;
 } progress;
+
+/* interrupt.c: between interrupt_catch() and interrupt_release(), SIGINT and SIGTERM are noted instead of ending
+ * the process (a second one still does); interrupted() is the signal number, or 0. */
+void interrupt_catch(void);
+void interrupt_release(void);
+int interrupted(void);
 
 void progress_start(progress *p, const char *label, uint64_t total);
 void progress_update(uint64_t done, uint64_t total, void *payload);

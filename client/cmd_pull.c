@@ -321,16 +321,20 @@ int cmd_pull(int argc, char **argv)
     /* 2b. the signed log (pull_log.c) */
     if (require_log && (rc = pull_check_log(c, man_digest, log_key)))
         goto cleanup;
-    /* 3. the files */
+    /* 3. the files (Ctrl-C stops at the next round of the transfer, keeping what arrived) */
+    interrupt_catch();
     for (size_t i = 0; i < n; i++) {
         snprintf(path, sizeof(path), "/v2/%s/blobs/%s", ref.name, L[i].digest_str);
         if ((rc = pull_file(c, path, dir, &L[i], (size_t)parallel, &R[i]))) {
             qd_error_prefix("%s", L[i].name);
-            goto cleanup;
+            break;
         }
         total += L[i].size;
         fetched += R[i].fetched;
     }
+    interrupt_release();
+    if (rc)
+        goto cleanup;
     {
         double secs = (double)(now_ns() - t0) / 1e9;
         fprintf(stderr, "quant pull: %zu file%s, %llu bytes, %llu fetched in %.2f s (%.1f MB/s)\n", n,
@@ -362,7 +366,7 @@ int cmd_pull(int argc, char **argv)
 cleanup:
     if (rc) {
         ex = qd_fail(rc, "pull");
-        if (ex == EXIT_UNREACHABLE && n)
+        if ((ex == EXIT_UNREACHABLE || ex == EXIT_INTERRUPTED) && n)
             fprintf(stderr, "quant pull: the partial download is kept; run the same pull again to resume\n");
     }
     qd_verified_free(ver);

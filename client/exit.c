@@ -26,6 +26,7 @@ int qd_exit_code(int err)
     case QD_ENOTSTORE:
     case QD_EVERSION: return EXIT_BADSTORE;
     case QD_EFULL: return EXIT_FULL;
+    case QD_ECANCELED: return EXIT_INTERRUPTED;
     default: return EXIT_ERR;
     }
 }

@@ -290,6 +290,8 @@ static int on_tick(void *ctx)
     pthread_mutex_unlock(&p->mu);
     if (err)
         return qd_error_set(err, QD_EC_OS, "%s", p->msg);
+    if (interrupted())
+        return qd_error_set(QD_ECANCELED, QD_EC_NET, "interrupted (signal %d)", interrupted());
     if (t - p->last_state_ns > STATE_EVERY_NS) {
         int rc;
         p->last_state_ns = t;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """client_proxy.py - a small forwarding HTTP proxy for the client tests (8NN_*.sh); not a test itself.
 
-  client_proxy.py TARGET_PORT PORT_FILE COUNT_FILE MODE [N]
+  client_proxy.py TARGET_PORT PORT_FILE COUNT_FILE MODE [N [FIFO]]
 
 Listens on 127.0.0.1 port 0 (the port goes to PORT_FILE) and forwards every request to 127.0.0.1:TARGET_PORT.
 Blob bodies larger than 64 KiB (weights, not bundles or configs) are counted; COUNT_FILE holds the running total.
@@ -11,6 +11,8 @@ MODE: pass   forward unchanged
       droppatch  forward N PATCH requests, then refuse every later request (an upload cut halfway)
       shift  ask the daemon for each blob Range one byte later than the client asked (bytes=A-B -> A+1-B), and
              pass its honest 206 and Content-Range back: the client must notice the bytes are not the ones asked for
+      stall  after N counted bytes, hold every blob response open without sending more, and write a line to FIFO
+             (once): the test reads it to know the transfer is stuck mid-way (e.g. to interrupt the client then)
 Request bodies over 64 KiB (upload chunks) are counted too. Each blob GET's Range and If-Range headers are appended
 to COUNT_FILE.req as "RANGE|IF-RANGE" lines.
 """
@@ -22,7 +24,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 target, port_file, count_file, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 at = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+fifo = sys.argv[6] if len(sys.argv) > 6 else None
 lock = threading.Lock()
+stalled = threading.Event()
 state = {"count": 0, "dead": False, "patches": 0}
 BIG = 64 * 1024
 
@@ -90,6 +94,22 @@ class H(BaseHTTPRequestHandler):
                 b = bytearray(chunk)
                 b[at - off] ^= 0x01
                 chunk = bytes(b)
+            if big and mode == "stall":
+                with lock:
+                    room = at - state["count"]
+                    first = room <= len(chunk) and not stalled.is_set()
+                    if room <= len(chunk):
+                        stalled.set()
+                if stalled.is_set():
+                    part = chunk[:max(room, 0)]
+                    self.wfile.write(part)
+                    with lock:
+                        state["count"] += len(part)
+                        save()
+                    if first and fifo:
+                        with open(fifo, "w") as f:
+                            f.write("stalled\n")
+                    threading.Event().wait()  # hold the connection until the proxy is killed
             if big and mode == "drop":
                 with lock:
                     room = at - state["count"]
