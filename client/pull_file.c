@@ -327,17 +327,6 @@ static void keep_received(pull_ctx *p)
     }
 }
 
-static int sync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
-    if (fd < 0)
-        return -1;
-    if (fsync(fd) && errno != EINVAL)
-        rc = -1;
-    close(fd);
-    return rc;
-}
-
 static int os_error(const char *what)
 {
     return qd_error_set(errno == ENOSPC ? QD_EFULL : QD_EIO, QD_EC_OS, "%s: %s", what, strerror(errno));
@@ -460,7 +449,7 @@ int pull_file(http_client *c, const char *blob_path, const char *dir, const laye
         goto cleanup;
     }
     /* the bytes on the device before the name appears, and the name on the device before we say so */
-    if (fsync(p.fd) || rename(part, target) || sync_dir(dir)) {
+    if (fsync(p.fd) || rename(part, target) || qd_fsync_dir(dir)) {
         rc = os_error(target);
         keep = 0;
         goto cleanup;

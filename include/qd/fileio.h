@@ -18,6 +18,15 @@ extern "C" {
  */
 int qd_pwrite_all(int fd, const void *p, size_t n, uint64_t off);
 
+/**
+ * Make a directory's entries durable (fsync of the directory: after a rename into it). File systems that cannot
+ * sync a directory (EINVAL) count as done. @return 0, or -1 with errno set
+ */
+int qd_fsync_dir(const char *dir);
+
+/** qd_fsync_dir of the directory that holds path ("." for a bare name). @return as qd_fsync_dir */
+int qd_fsync_parent(const char *path);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1042,6 +1042,9 @@ int qd_gguf_writer_finish(qd_gguf_writer *w)
         unlink(w->tmp);
         return rc;
     }
+    /* durable: the new name too */
+    if (w->durable && qd_fsync_parent(w->path) != 0)
+        return qd_error_set(QD_EIO, QD_EC_OS, "sync the folder of %s: %s", w->path, strerror(errno));
     return QD_OK;
 }
 

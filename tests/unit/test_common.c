@@ -1,10 +1,12 @@
 /*
  * test_common.c - errors, bounded buffers, digests and SHA-256 known answers.
  */
+#include <errno.h>
 #include <pthread.h>
 
 #include "testutil.h"
 
+#include "qd/fileio.h"
 #include "qd/qd.h"
 
 static void test_common__sha256_known_answers(void **state)
@@ -125,6 +127,24 @@ static void test_common__errors_cross_threads_saved(void **state)
     assert_string_equal(qd_error_last()->message, qd_strerror(QD_EIO));
 }
 
+/* qd_fsync_parent syncs the folder that holds a path: a nested path, a bare name (the current folder), and a
+ * missing folder refused with ENOENT. */
+static void test_common__fsync_parent(void **state)
+{
+    (void)state;
+    char *dir = tu_sandbox(), path[700];
+    snprintf(path, sizeof(path), "%s/file.bin", dir);
+    assert_int_equal(qd_fsync_parent(path), 0);
+    assert_int_equal(qd_fsync_dir(dir), 0);
+    assert_int_equal(qd_fsync_parent("bare-name"), 0);
+    snprintf(path, sizeof(path), "%s/missing/file.bin", dir);
+    errno = 0;
+    assert_int_equal(qd_fsync_parent(path), -1);
+    assert_int_equal(errno, ENOENT);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 static void test_common__alloc_checks_overflow(void **state)
 {
     (void)state;
@@ -141,6 +161,7 @@ int main(void)
         cmocka_unit_test(test_common__buf_respects_its_limit),
         cmocka_unit_test(test_common__errors_are_thread_local_and_prefixable),
         cmocka_unit_test(test_common__errors_cross_threads_saved),
+        cmocka_unit_test(test_common__fsync_parent),
         cmocka_unit_test(test_common__alloc_checks_overflow),
     };
     return cmocka_run_group_tests_name("common", tests, NULL, NULL);
