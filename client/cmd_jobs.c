@@ -33,13 +33,16 @@
 #define SSE_LINE_MAX (4u << 20)
 
 static const char quantize_remote_usage[] =
-    "usage: quant quantize NAME[:TAG|@DIGEST] --recipe RECIPE [--calib CLASS] [--hardware H[,H...]] [--follow]\n"
-    "                      [--json] [--registry URL] [--cacert FILE]\n"
+    "usage: quant quantize NAME[:TAG|@DIGEST] --recipe RECIPE [--calib sample:N:LEN:SEED [--calib-class C]]\n"
+    "                      [--hardware H[,H...]] [--follow] [--json] [--registry URL] [--cacert FILE]\n"
     "  Asks the registry for a variant of NAME quantized with RECIPE (one of llama-quantize's names, e.g. Q4_K_M):\n"
     "  POST /v1/jobs. An identical request (same source, recipe, calibration, converter) returns the existing job.\n"
     "  stdout: the job id (--json: the job record). --follow: follow the job to its end (a progress bar when\n"
     "  stderr is a terminal), then print NAME:TAG@DIGEST of the published variant.\n"
-    "  --calib CLASS: the calibration class (default none); --hardware: target hardware names (x86_64-avx2, ...).\n"
+    "  --calib sample:N:LEN:SEED: an importance-weighted variant (method imatrix): the registry samples N sequences\n"
+    "  of LEN tokens from the source with SEED (N <= 256, LEN <= 1024), none of them its validation sequences,\n"
+    "  and records the set's digest; --calib-class C: what the set stands for (generic-text, code, multilingual,\n"
+    "  domain:NAME; default domain:self-sampled). --hardware: target hardware names (x86_64-avx2, ...).\n"
     "  The token comes from QUANT_TOKEN or 'token' in the config file (it needs the quantize scope).\n"
     "  exit codes: 0 ok (with --follow: the verdict passed), 1 the job failed or was cancelled, 2 usage, 3 not\n"
     "  found, 5 registry unreachable, 9 the variant failed validation (kept for audit, untagged)\n"
@@ -343,6 +346,7 @@ int cmd_quantize_remote(int argc, char **argv)
 {
     static const struct option opts[] = {{"recipe", required_argument, NULL, 'R'},
                                          {"calib", required_argument, NULL, 'c'},
+                                         {"calib-class", required_argument, NULL, 'k'},
                                          {"hardware", required_argument, NULL, 'H'},
                                          {"follow", no_argument, NULL, 'f'},
                                          {"json", no_argument, NULL, 'J'},
@@ -351,7 +355,7 @@ int cmd_quantize_remote(int argc, char **argv)
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     reg_opts o;
-    const char *recipe = NULL, *calib = "none";
+    const char *recipe = NULL, *calib = NULL, *calib_class = NULL;
     bool do_follow = false;
     image_ref ref;
     json_t *req = NULL, *hw = NULL, *rec = NULL;
@@ -370,6 +374,7 @@ int cmd_quantize_remote(int argc, char **argv)
         switch (ch) {
         case 'R': recipe = optarg; break;
         case 'c': calib = optarg; break;
+        case 'k': calib_class = optarg; break;
         case 'H': {
             char *dup = qd_strdup(optarg), *save = NULL;
             for (char *t = dup ? strtok_r(dup, ",", &save) : NULL; t; t = strtok_r(NULL, ",", &save))
@@ -404,7 +409,14 @@ int cmd_quantize_remote(int argc, char **argv)
         return EXIT_USAGE;
     }
     snprintf(source, sizeof(source), "%s%s%s", ref.name, ref.by_digest ? "@" : ":", ref.ref);
-    req = json_pack("{s:s,s:s,s:{s:s}}", "source", source, "recipe", recipe, "calibration", "class", calib);
+    /* --calib is a dataset (sample:...); a bare class (the older form) is passed as it is, and the registry says
+     * that a class needs a dataset */
+    if (calib && strncmp(calib, "sample:", 7) && !calib_class) {
+        calib_class = calib;
+        calib = NULL;
+    }
+    req = json_pack("{s:s,s:s,s:{s:s,s:s*}}", "source", source, "recipe", recipe, "calibration", "class",
+                    calib_class ? calib_class : calib ? "domain:self-sampled" : "none", "dataset", calib);
     if (req && json_array_size(hw))
         json_object_set(req, "target_hardware", hw);
     if (!req || !(body = json_dumps(req, JSON_COMPACT))) {
@@ -458,7 +470,16 @@ static void show_human(json_t *rec)
     printf("progress     %.1f%%\n", 100.0 * json_number_value(json_object_get(rec, "progress")));
     printf("source       %s (%s)\n", jstr(src, "name"), jstr(src, "digest"));
     printf("recipe       %s\n", jstr(rec, "recipe"));
-    printf("calibration  %s\n", jstr(json_object_get(rec, "calibration"), "class"));
+    {
+        json_t *cal = json_object_get(rec, "calibration");
+        printf("calibration  %s", jstr(cal, "class"));
+        if (json_is_string(json_object_get(cal, "dataset")))
+            printf(" on %s", jstr(cal, "dataset"));
+        if (json_is_string(json_object_get(cal, "dataset_digest")))
+            printf(" (%lld sequences, %lld tokens, %s)", (long long)json_integer_value(json_object_get(cal, "samples")),
+                   (long long)json_integer_value(json_object_get(cal, "tokens")), jstr(cal, "dataset_digest"));
+        printf("\n");
+    }
     printf("hardware    ");
     json_array_foreach(hw, i, x) printf(" %s", json_string_value(x) ? json_string_value(x) : "?");
     printf("\n");

@@ -104,38 +104,6 @@ fail:
     return qd_fail(rc, "calibration");
 }
 
-/* In-memory importance matrix with the values a GGUF imatrix file of the same statistics reads back to. */
-static int imatrix_from_stats(qd_imatrix **out, const qd_actstats *s, const char *dataset, int32_t chunks)
-{
-    qd_imatrix *im = NULL;
-    float *v = NULL;
-    int rc = qd_imatrix_new(&im);
-    for (size_t i = 0; !rc && i < qd_actstats_count(s); i++) {
-        const qd_actstats_entry *e = qd_actstats_at(s, i);
-        if (e->site == QD_SITE_OUTPUT || e->n_rows == 0)
-            continue; /* as llama-imatrix without --process-output */
-        qd_free(v);
-        v = qd_mallocarray((size_t)e->cols, sizeof(float));
-        if (!v) {
-            rc = qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "imatrix: out of memory");
-            break;
-        }
-        float cnt = (float)e->n_rows;
-        for (int64_t j = 0; j < e->cols; j++)
-            v[j] = (float)e->sum_sq[j] / cnt;
-        rc = qd_imatrix_add(im, e->name, v, e->cols);
-    }
-    qd_free(v);
-    if (!rc)
-        rc = qd_imatrix_set_info(im, dataset, chunks);
-    if (rc) {
-        qd_imatrix_free(im);
-        return rc;
-    }
-    *out = im;
-    return QD_OK;
-}
-
 int method_imatrix(const qmethod_args *a)
 {
     if (a->format && strcmp(a->format, "gguf")) {
@@ -171,7 +139,7 @@ int method_imatrix(const qmethod_args *a)
     qd_calib_options co = QD_CALIB_OPTIONS_INIT;
     co.n_threads = a->threads;
     if ((rc = qd_actstats_collect(&s, m, cs.set, &co)) < 0 ||
-        (rc = imatrix_from_stats(&im, s, cs.name, (int32_t)cs.set->n_seqs)) < 0) {
+        (rc = qd_imatrix_from_actstats(&im, s, cs.name, (int32_t)cs.set->n_seqs)) < 0) {
         ec = qd_fail(rc, "imatrix");
         goto done;
     }

@@ -175,7 +175,8 @@ static qd_job_run *claim(qd_jobs *J)
     return run;
 }
 
-static const char *const STAGE_NAMES[5] = {"load", "quantize", "validate", "sign", "publish"};
+static const char *const STAGE_NAMES[QD_JOB_STAGES] = {"load",     "calibrate", "quantize",
+                                                       "validate", "sign",      "publish"};
 
 /* Under J->mu: metrics of an ended run. */
 static void count_end(qd_jobs *J, json_t *rec)
@@ -184,7 +185,7 @@ static void count_end(qd_jobs *J, json_t *rec)
     json_t *t = json_object_get(rec, "timings");
     if (!terminal(st))
         return; /* interrupted by shutdown */
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < QD_JOB_STAGES; i++) {
         json_t *x = json_object_get(t, STAGE_NAMES[i]);
         if (json_is_number(x)) {
             J->stage_seconds[i] += json_number_value(x);
@@ -229,12 +230,12 @@ void qd_jobs_metrics(qd_server *srv, struct evbuffer *out)
     pthread_mutex_lock(&J->mu);
     evbuffer_add_printf(out, "# HELP quantd_job_stage_seconds_total Time jobs spent per stage (ended jobs).\n"
                              "# TYPE quantd_job_stage_seconds_total counter\n");
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < QD_JOB_STAGES; i++)
         evbuffer_add_printf(out, "quantd_job_stage_seconds_total{stage=\"%s\"} %.6f\n", STAGE_NAMES[i],
                             J->stage_seconds[i]);
     evbuffer_add_printf(out, "# HELP quantd_job_stage_runs_total Stages completed by ended jobs.\n"
                              "# TYPE quantd_job_stage_runs_total counter\n");
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < QD_JOB_STAGES; i++)
         evbuffer_add_printf(out, "quantd_job_stage_runs_total{stage=\"%s\"} %llu\n", STAGE_NAMES[i],
                             (unsigned long long)J->stage_count[i]);
     evbuffer_add_printf(out,
@@ -469,6 +470,95 @@ static bool hw_valid(const char *s)
     return true;
 }
 
+/* Digits at *p (1 to 10 of them, no sign or space) into *v; *p moves past them. */
+static bool dec(const char **p, uint64_t *v)
+{
+    int k = 0;
+    *v = 0;
+    while (**p >= '0' && **p <= '9' && k < 10) {
+        *v = *v * 10 + (uint64_t)(**p - '0');
+        (*p)++;
+        k++;
+    }
+    return k > 0 && !(**p >= '0' && **p <= '9');
+}
+
+/* A calibration class of the predicate schema other than none: generic-text, code, multilingual, domain:NAME
+ * (NAME of [A-Za-z0-9._-], at most 64 characters). */
+static bool class_valid(const char *c)
+{
+    if (!strcmp(c, "generic-text") || !strcmp(c, "code") || !strcmp(c, "multilingual"))
+        return true;
+    if (strncmp(c, "domain:", 7) || !c[7] || strlen(c) > 71)
+        return false;
+    for (const char *p = c + 7; *p; p++)
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '.' ||
+              *p == '_' || *p == '-'))
+            return false;
+    return true;
+}
+
+/*
+ * The "calibration" of a job request: absent, null, "none" or {"class": "none"}: none. {"dataset":
+ * "sample:N:LEN:SEED"} (N 1..256, LEN 2..1024): an importance matrix collected on N sequences of LEN tokens that
+ * the daemon samples from the source with SEED (the only data it has: it takes no uploads of calibration sets),
+ * with "class" recorded as given (generic-text, code, multilingual, domain:NAME; default domain:self-sampled).
+ * A class other than none without a dataset: QD_EUNSUPPORTED. *why says what is wrong.
+ */
+static int parse_calibration(json_t *jcal, const char **cls, const char **data, const char **why)
+{
+    json_t *jc = jcal, *jd = NULL;
+    const char *k;
+    json_t *v;
+    *cls = "none";
+    *data = NULL;
+    if (!jcal || json_is_null(jcal))
+        return QD_OK;
+    if (json_is_object(jcal)) {
+        json_object_foreach(jcal, k, v) {
+            if (strcmp(k, "class") && strcmp(k, "dataset")) {
+                *why = "calibration takes \"class\" and \"dataset\" only";
+                return QD_EINVAL;
+            }
+        }
+        jc = json_object_get(jcal, "class");
+        jd = json_object_get(jcal, "dataset");
+    }
+    if (jc && !json_is_null(jc) && !json_is_string(jc)) {
+        *why = "calibration must be \"none\" or {\"class\": C, \"dataset\": \"sample:N:LEN:SEED\"}";
+        return QD_EINVAL;
+    }
+    if (jd && !json_is_null(jd)) {
+        uint64_t n = 0, len = 0, seed = 0;
+        const char *d = json_string_value(jd), *p = d;
+        bool ok = d && !strncmp(d, "sample:", 7) && (p = d + 7) && dec(&p, &n) && *p++ == ':' && dec(&p, &len) &&
+                  *p++ == ':' && dec(&p, &seed) && !*p;
+        if (!ok || n < 1 || n > 256 || len < 2 || len > 1024 || seed > UINT32_MAX) {
+            *why = "calibration dataset must be \"sample:N:LEN:SEED\" (N 1..256 sequences of LEN 2..1024 tokens "
+                   "sampled from the source)";
+            return QD_EINVAL;
+        }
+        *data = d;
+        *cls = "domain:self-sampled";
+    }
+    if (jc && json_is_string(jc))
+        *cls = json_string_value(jc);
+    if (strcmp(*cls, "none") && !class_valid(*cls)) {
+        *why = "calibration class must be none, generic-text, code, multilingual or domain:NAME";
+        return QD_EINVAL;
+    }
+    if (*data && !strcmp(*cls, "none")) {
+        *why = "a calibration dataset needs a class other than none";
+        return QD_EINVAL;
+    }
+    if (!*data && strcmp(*cls, "none")) {
+        *why = "a calibration class needs a dataset: the daemon calibrates on sequences it samples from the source, "
+               "{\"class\": C, \"dataset\": \"sample:N:LEN:SEED\"}";
+        return QD_EUNSUPPORTED;
+    }
+    return QD_OK;
+}
+
 typedef struct submit_work {
     qd_server *srv;
     json_t *rec;
@@ -556,8 +646,9 @@ static void handle_post(qd_req *r)
     struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
     size_t n = evbuffer_get_length(in);
     json_t *body, *jsrc, *jrecipe, *jcal, *jhw, *hw = NULL, *rec;
-    char repo[QD_REPO_MAX + 1], ref[QD_TAG_MAX + 80], cls[64], ds[QD_DIGEST_STR_LEN + 1], name[512], now[32];
-    const char *recipe_name, *cal_class = "none";
+    char repo[QD_REPO_MAX + 1], ref[QD_TAG_MAX + 80], cls[80], ds[QD_DIGEST_STR_LEN + 1], name[512], now[32];
+    const char *recipe_name, *cal_class = "none", *cal_data = NULL;
+    char cdata[64] = "";
     qd_ftype ft;
     qd_manifest_info info;
     submit_work *w;
@@ -590,22 +681,18 @@ static void handle_post(qd_req *r)
         return;
     }
     recipe_name = qd_recipe_name(ft);
-    if (json_is_object(jcal))
-        jcal = json_object_get(jcal, "class");
-    if (jcal && !json_is_null(jcal)) {
-        if (!json_is_string(jcal)) {
+    {
+        const char *why = NULL;
+        int crc = parse_calibration(jcal, &cal_class, &cal_data, &why);
+        if (crc) {
             json_decref(body);
-            reply_error(r, 400, "JOB_INVALID", "calibration must be {\"class\": \"none\"} or \"none\"");
+            reply_error(r, 400, crc == QD_EUNSUPPORTED ? "CALIBRATION_UNSUPPORTED" : "JOB_INVALID", why);
             return;
         }
-        cal_class = json_string_value(jcal);
-    }
-    if (strcmp(cal_class, "none")) {
-        json_decref(body);
-        reply_error(r, 400, "CALIBRATION_UNSUPPORTED", "only calibration class \"none\" is supported so far");
-        return;
     }
     snprintf(cls, sizeof(cls), "%s", cal_class);
+    if (cal_data)
+        snprintf(cdata, sizeof(cdata), "%s", cal_data);
     hw = json_array();
     if (json_is_string(jhw))
         json_array_append(hw, jhw);
@@ -639,8 +726,10 @@ static void handle_post(qd_req *r)
         return;
     }
     qd_digest_format(ds, &info.digest);
-    /* dedup: sha256(source digest \0 recipe \0 calibration class \0 converter version) */
+    /* dedup: sha256(source digest \0 recipe \0 calibration class \0 converter version [\0 calibration dataset]) */
     qd_buf_printf(&dk, "%s%c%s%c%s%c%s", ds, 0, recipe_name, 0, cls, 0, qd_version_string());
+    if (cdata[0])
+        qd_buf_printf(&dk, "%c%s", 0, cdata);
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd) || !(w = qd_calloc(1, sizeof(*w)))) {
         qd_buf_dispose(&dk);
         json_decref(hw);
@@ -658,10 +747,11 @@ static void handle_post(qd_req *r)
     else
         snprintf(name, sizeof(name), "%s:%s", repo, ref);
     qd_jobs__now_text(now);
-    rec = json_pack("{s:s,s:s,s:n,s:f,s:i,s:{s:s,s:s,s:s,s:s},s:s,s:{s:s},s:o,s:s,s:s,s:{},s:n,s:n}", "id", w->id,
-                    "state", "queued", "stage", "progress", 0.0, "attempt", 1, "source", "repo", repo, "ref", ref,
-                    "digest", ds, "name", name, "recipe", recipe_name, "calibration", "class", cls, "target_hardware",
-                    hw, "converter_version", qd_version_string(), "created", now, "timings", "result", "error");
+    rec = json_pack("{s:s,s:s,s:n,s:f,s:i,s:{s:s,s:s,s:s,s:s},s:s,s:{s:s,s:s*},s:o,s:s,s:s,s:{},s:n,s:n}", "id",
+                    w->id, "state", "queued", "stage", "progress", 0.0, "attempt", 1, "source", "repo", repo, "ref",
+                    ref, "digest", ds, "name", name, "recipe", recipe_name, "calibration", "class", cls, "dataset",
+                    cdata[0] ? cdata : NULL, "target_hardware", hw, "converter_version", qd_version_string(),
+                    "created", now, "timings", "result", "error");
     if (!rec) {
         reply_error(r, 500, "UNKNOWN", "out of memory");
         return;

@@ -2,7 +2,7 @@
  * jobs_int.h - private to daemon/jobs*.c: the job runner's state.
  *
  * jobs.c owns the HTTP side (/v1/jobs), the queue and the runner threads; jobs_run.c runs one job's stages
- * (load, quantize, validate, sign, publish). The job record (JSON, in the store's `jobs` database) is the truth:
+ * (load, calibrate when the job has a calibration dataset, quantize, validate, sign, publish). The job record (JSON, in the store's `jobs` database) is the truth:
  * state changes are written there before anyone is told.
  */
 #ifndef QD_JOBS_INT_H
@@ -18,6 +18,8 @@
 #include "qd/verify.h"
 
 enum { QD_JOB_CANCEL_NONE = 0, QD_JOB_CANCEL_USER = 1, QD_JOB_CANCEL_SHUTDOWN = 2 };
+
+#define QD_JOB_STAGES 6 /* load, calibrate, quantize, validate, sign, publish */
 
 typedef struct qd_job_run {
     char id[QD_JOB_ID_LEN + 1];
@@ -41,8 +43,8 @@ struct qd_jobs {
     char builder_id[256];
     char *tmp_dir;               /* <store>/jobs-tmp */
     /* metrics, under mu */
-    double stage_seconds[5];
-    uint64_t stage_count[5];
+    double stage_seconds[QD_JOB_STAGES];
+    uint64_t stage_count[QD_JOB_STAGES];
     uint64_t ended[3];           /* done, failed, cancelled (by a runner) */
     uint64_t verdicts[2];        /* pass, fail */
 };

@@ -3,7 +3,10 @@
  *
  * load      resolve the source manifest, pick its weight layer, copy the blob from the store into a temp file
  *           under <store>/jobs-tmp (the engine maps files; the store may hold the blob compressed)
- * quantize  qd_quantize_model() into a GGUF temp file, then store it as a blob (invisible until published)
+ * calibrate (jobs with a calibration dataset) the source's importance matrix on sequences sampled from it, none of
+ *           them the validation stage's, as `quant quantize --method imatrix --calib sample:...` collects it
+ * quantize  qd_quantize_model() into a GGUF temp file (with that importance matrix), then store it as a blob
+ *           (invisible until published)
  * validate  job_validate(): the one call a better runtime adapter replaces (see there)
  * sign      an in-toto statement with the https://quantd.dev/variant/v1 predicate, DSSE-signed with the daemon
  *           key, packed as a Sigstore bundle
@@ -23,6 +26,7 @@
 
 #include "jobs_int.h"
 #include "qd/audit.h"
+#include "qd/gptq.h"
 #include "qd/pipeline.h"
 #include "qd/recipe.h"
 #include "qd/runtime.h"
@@ -34,13 +38,14 @@
 #define MT_WEIGHT_RAW "application/vnd.cncf.model.weight.v1.raw"
 #define MT_EMPTY "application/vnd.oci.empty.v1+json"
 
-/* Overall progress: where each stage starts, and its share. */
+/* Overall progress: where each stage starts, and its share (a job without calibration gives its share to quantize:
+ * stage_range). */
 static const struct {
     const char *name;
     double at, share;
-} STAGES[] = {{"load", 0.0, 0.1}, {"quantize", 0.1, 0.5}, {"validate", 0.6, 0.25}, {"sign", 0.85, 0.05},
-              {"publish", 0.9, 0.1}};
-enum { ST_LOAD, ST_QUANTIZE, ST_VALIDATE, ST_SIGN, ST_PUBLISH };
+} STAGES[QD_JOB_STAGES] = {{"load", 0.0, 0.1},     {"calibrate", 0.1, 0.25}, {"quantize", 0.35, 0.25},
+                           {"validate", 0.6, 0.25}, {"sign", 0.85, 0.05},     {"publish", 0.9, 0.1}};
+enum { ST_LOAD, ST_CALIBRATE, ST_QUANTIZE, ST_VALIDATE, ST_SIGN, ST_PUBLISH };
 
 typedef struct job_ctx {
     qd_jobs *J;
@@ -60,15 +65,29 @@ typedef struct job_ctx {
     qd_digest var_blob;
     uint64_t var_size;
     char var_file[128];
+    const char *cal_spec; /* the calibration dataset ("sample:N:LEN:SEED"), or NULL */
+    qd_imatrix *im;       /* what the calibrate stage collected */
 } job_ctx;
+
+static void stage_range(const job_ctx *c, int st, double *at, double *share)
+{
+    *at = STAGES[st].at;
+    *share = STAGES[st].share;
+    if (st == ST_QUANTIZE && !c->cal_spec) {
+        *at = STAGES[ST_CALIBRATE].at;
+        *share += STAGES[ST_CALIBRATE].share;
+    }
+}
 
 static void stage_begin(job_ctx *c, int st)
 {
+    double at, share;
+    stage_range(c, st, &at, &share);
     c->stage = st;
     c->stage_t0 = qd_now_ns();
     json_object_set_new(c->run->rec, "stage", json_string(STAGES[st].name));
-    json_object_set_new(c->run->rec, "progress", json_real(STAGES[st].at));
-    c->last_saved = STAGES[st].at;
+    json_object_set_new(c->run->rec, "progress", json_real(at));
+    c->last_saved = at;
     qd_jobs__save(c->J, c->run);
 }
 
@@ -84,7 +103,9 @@ static void stage_end(job_ctx *c)
 
 static void stage_progress(job_ctx *c, double frac)
 {
-    double p = STAGES[c->stage].at + STAGES[c->stage].share * (frac < 0 ? 0 : frac > 1 ? 1 : frac);
+    double at, share, p;
+    stage_range(c, c->stage, &at, &share);
+    p = at + share * (frac < 0 ? 0 : frac > 1 ? 1 : frac);
     if (p - c->last_saved < 0.02)
         return;
     json_object_set_new(c->run->rec, "progress", json_real(p));
@@ -175,6 +196,51 @@ out:
     return rc;
 }
 
+/* ---- calibrate -------------------------------------------------------------------------------------------------- */
+
+/* The validation stage's sequences (4 of 64 tokens, seed 1); calibration sets must not share one with them. */
+static int validation_set(qd_valset **out, const qd_llama_model *m, int threads)
+{
+    return qd_valset_sample(out, m, 4, 64, 1, threads);
+}
+
+static int stage_calibrate(job_ctx *c)
+{
+    qd_llama_model *m = NULL;
+    qd_valset *val = NULL;
+    qd_calibset cs;
+    qd_actstats *s = NULL;
+    qd_calib_options co = QD_CALIB_OPTIONS_INIT;
+    int threads = (int)c->J->srv->cfg->job_threads, rc;
+    json_t *cal = json_object_get(c->run->rec, "calibration");
+
+    memset(&cs, 0, sizeof(cs));
+    if ((rc = qd_llama_load_model(&m, c->src_path)) < 0) {
+        qd_error_prefix("calibration: the runtime cannot load the source");
+        goto out;
+    }
+    if ((rc = validation_set(&val, m, threads)) < 0 || (rc = qd_calibset_open(&cs, c->cal_spec, m, val, threads)) < 0) {
+        qd_error_prefix("calibration %s", c->cal_spec);
+        goto out;
+    }
+    stage_progress(c, 0.1);
+    if ((rc = cancelled(c)) < 0)
+        goto out;
+    co.n_threads = threads;
+    if ((rc = qd_actstats_collect(&s, m, cs.set, &co)) < 0 ||
+        (rc = qd_imatrix_from_actstats(&c->im, s, cs.name, (int32_t)cs.set->n_seqs)) < 0)
+        goto out;
+    json_object_set_new(cal, "dataset_digest", json_string(cs.digest));
+    json_object_set_new(cal, "samples", json_integer((json_int_t)cs.set->n_seqs));
+    json_object_set_new(cal, "tokens", json_integer((json_int_t)cs.set->n_tokens));
+out:
+    qd_actstats_free(s);
+    qd_calibset_free(&cs);
+    qd_valset_free(val);
+    qd_llama_free(m);
+    return rc;
+}
+
 /* ---- quantize --------------------------------------------------------------------------------------------------- */
 
 static void on_progress(const qd_quantize_progress *p, void *payload)
@@ -207,6 +273,7 @@ static int stage_quantize(job_ctx *c)
     o.progress = on_progress;
     o.cancel = quantize_cancel;
     o.payload = c;
+    o.imatrix = c->im;
     snprintf(c->out_path, sizeof(c->out_path), "%s/%s.gguf", c->J->tmp_dir, c->run->id);
     if ((rc = qd_quantize_model(&st, c->src_path, c->out_path, &o)) < 0)
         return rc;
@@ -265,7 +332,7 @@ static int job_validate(job_ctx *c, json_t **validation, json_t **report_out, bo
     stage_progress(c, 0.2);
     if ((rc = cancelled(c)) < 0)
         goto out;
-    if ((rc = qd_valset_sample(&set, ref, 4, 64, 1, (int)c->J->srv->cfg->job_threads)) < 0)
+    if ((rc = validation_set(&set, ref, (int)c->J->srv->cfg->job_threads)) < 0)
         goto out;
     if ((rc = qd_valset_serialize(&ser, &ser_len, set)) < 0)
         goto out;
@@ -335,7 +402,7 @@ int qd_jobs__recipe_facts(json_t **out, const char *recipe)
 
 static int stage_sign(job_ctx *c, json_t *validation, qd_buf *bundle, json_t **predicate_out)
 {
-    json_t *rec = c->run->rec, *pred, *recipe = NULL;
+    json_t *rec = c->run->rec, *pred, *recipe = NULL, *cal;
     const char *k = qd_kernels_name(qd_kernels_current());
     char now[32], build[64];
     const char *vs = qd_version_string(), *paren = strchr(vs, '(');
@@ -347,6 +414,14 @@ static int stage_sign(job_ctx *c, json_t *validation, qd_buf *bundle, json_t **p
 
     if ((rc = qd_jobs__recipe_facts(&recipe, c->recipe)) < 0)
         return rc;
+    if (c->im) /* importance-weighted: the calibrate stage's matrix */
+        json_object_set_new(recipe, "method", json_string("imatrix"));
+    /* the predicate's calibration: the record's, less the dataset spec (the digest, samples and tokens say it) */
+    if (!(cal = json_deep_copy(json_object_get(rec, "calibration")))) {
+        json_decref(recipe);
+        return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "cannot build the predicate");
+    }
+    json_object_del(cal, "dataset");
     if (paren) {
         snprintf(build, sizeof(build), "%s", paren + 1);
         build[strcspn(build, ")")] = 0;
@@ -354,10 +429,10 @@ static int stage_sign(job_ctx *c, json_t *validation, qd_buf *bundle, json_t **p
         snprintf(build, sizeof(build), "unknown");
     }
     qd_jobs__now_text(now);
-    pred = json_pack("{s:{s:s,s:s},s:o,s:O,s:{s:s,s:s,s:s,s:s},s:O,s:O,s:s,s:{s:s,s:s}}", "source", "digest",
+    pred = json_pack("{s:{s:s,s:s},s:o,s:o,s:{s:s,s:s,s:s,s:s},s:O,s:O,s:s,s:{s:s,s:s}}", "source", "digest",
                      json_string_value(json_object_get(json_object_get(rec, "source"), "digest")), "name",
                      json_string_value(json_object_get(json_object_get(rec, "source"), "name")), "recipe", recipe,
-                     "calibration", json_object_get(rec, "calibration"), "converter", "name", "quantd", "version",
+                     "calibration", cal, "converter", "name", "quantd", "version",
                      QD_VERSION, "build", build, "kernel", !strcmp(k, "ref") ? "scalar" : k, "target_hardware",
                      json_object_get(rec, "target_hardware"), "validation", validation, "created_at", now, "builder",
                      "id", c->J->builder_id, "key_id", c->J->key_id);
@@ -585,10 +660,17 @@ void qd_jobs__execute(qd_jobs *J, qd_job_run *run)
         finish_failed(&c, QD_ECORRUPT, "the job record is malformed");
         return;
     }
+    c.cal_spec = json_string_value(json_object_get(json_object_get(rec, "calibration"), "dataset"));
     stage_begin(&c, ST_LOAD);
     if ((rc = stage_load(&c)) < 0 || (rc = cancelled(&c)) < 0)
         goto fail;
     stage_end(&c);
+    if (c.cal_spec) {
+        stage_begin(&c, ST_CALIBRATE);
+        if ((rc = stage_calibrate(&c)) < 0 || (rc = cancelled(&c)) < 0)
+            goto fail;
+        stage_end(&c);
+    }
     stage_begin(&c, ST_QUANTIZE);
     if ((rc = stage_quantize(&c)) < 0 || (rc = cancelled(&c)) < 0)
         goto fail;
@@ -623,6 +705,7 @@ out:
     json_decref(report);
     json_decref(predicate);
     qd_buf_dispose(&bundle);
+    qd_imatrix_free(c.im);
     if (c.src_path[0])
         unlink(c.src_path);
     if (c.out_path[0])

@@ -52,6 +52,8 @@ void qd_calibset_free(qd_calibset *c);
 /** Read a QDVALSET file or sample by the same spec grammar (for --val). */
 int qd_calibset_load_set(qd_valset **out, const char *spec, const qd_llama_model *m, int n_threads);
 
+struct qd_imatrix;
+
 /* ---- imatrix ------------------------------------------------------------------------------------------------- */
 
 typedef enum qd_imatrix_format {
@@ -66,6 +68,13 @@ typedef enum qd_imatrix_format {
  */
 int qd_imatrix_write(const qd_actstats *s, const char *path, qd_imatrix_format f, const char *dataset,
                      int32_t n_chunks, int32_t chunk_size, bool with_output);
+
+/**
+ * The importance matrix of s in memory, with the values a GGUF imatrix file of the same statistics reads back to
+ * (in_sum2 / count; the classifier left out, as llama-imatrix without --process-output), for qd_quantize_opts.imatrix.
+ * dataset and chunks are recorded as qd_imatrix_info reports them. @return QD_OK, QD_ENOMEM
+ */
+int qd_imatrix_from_actstats(struct qd_imatrix **out, const qd_actstats *s, const char *dataset, int32_t chunks);
 
 /* ---- GPTQ ----------------------------------------------------------------------------------------------------- */
 

@@ -22,6 +22,7 @@
 #include "qd/err.h"
 #include "qd/gptq.h"
 #include "qd/model.h"
+#include "qd/pipeline.h"
 
 static bool keep(const qd_actstats_entry *e, bool with_output)
 {
@@ -144,4 +145,36 @@ int qd_imatrix_write(const qd_actstats *s, const char *path, qd_imatrix_format f
                                   : write_dat(s, idx, n, path, dataset, n_chunks);
     qd_free(idx);
     return rc;
+}
+
+int qd_imatrix_from_actstats(qd_imatrix **out, const qd_actstats *s, const char *dataset, int32_t chunks)
+{
+    qd_imatrix *im = NULL;
+    float *v = NULL;
+    int rc = qd_imatrix_new(&im);
+    *out = NULL;
+    for (size_t i = 0; !rc && i < qd_actstats_count(s); i++) {
+        const qd_actstats_entry *e = qd_actstats_at(s, i);
+        if (!keep(e, false))
+            continue;
+        qd_free(v);
+        v = qd_mallocarray((size_t)e->cols, sizeof(float));
+        if (!v) {
+            rc = qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "imatrix: out of memory");
+            break;
+        }
+        float cnt = (float)e->n_rows;
+        for (int64_t j = 0; j < e->cols; j++)
+            v[j] = (float)e->sum_sq[j] / cnt;
+        rc = qd_imatrix_add(im, e->name, v, e->cols);
+    }
+    qd_free(v);
+    if (!rc)
+        rc = qd_imatrix_set_info(im, dataset, chunks);
+    if (rc) {
+        qd_imatrix_free(im);
+        return rc;
+    }
+    *out = im;
+    return QD_OK;
 }

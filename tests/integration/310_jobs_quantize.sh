@@ -2,7 +2,9 @@
 # Quantize on demand: push stories260K as a checkpoint (a manifest with one weight layer), request Q8_0 and Q4_K_M
 # through /v1/jobs, wait (bounded poll) for both, pull both variants, find each bundle through the referrers API,
 # verify it with `quant verify` against a policy trusting the daemon key, and check what the statement records.
-# Also: auth (quantize scope), bad requests, deduplication, the job list and the event stream.
+# Also: auth (quantize scope), bad requests, deduplication, the job list and the event stream; and a calibrated job
+# (Q4_K_M with an importance matrix the daemon collects on sequences it samples from the source): method imatrix,
+# the calibration set's digest, samples and tokens in the statement, the imatrix keys in the GGUF.
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/daemon_lib.sh"
 MODEL=$(cd "$here/../.." && pwd)/../shared/models/stories260K.bin
@@ -51,7 +53,16 @@ expect 400 "an unknown recipe"
 job '{"source":"org/stories:nope","recipe":"Q8_0"}' -H "$AUTH"
 expect 404 "an unknown source"
 job '{"source":"org/stories:ckpt","recipe":"Q8_0","calibration":{"class":"code"}}' -H "$AUTH"
-expect 400 "a calibration class that is not supported yet"
+expect 400 "a calibration class without a dataset"
+[ "$(jq_py "j['errors'][0]['code']")" = CALIBRATION_UNSUPPORTED ] || fail "class without a dataset: code"
+for bad in '{"dataset":"sample:0:32:7"}' '{"dataset":"sample:4:32"}' '{"dataset":"sample:4:2000:7"}' \
+    '{"dataset":"sample: 4:32:7"}' '{"dataset":"sample:4:32:7x"}' '{"dataset":"/etc/passwd"}' \
+    '{"class":"none","dataset":"sample:4:32:7"}' '{"class":"Domain X","dataset":"sample:4:32:7"}' \
+    '{"dataset":"sample:4:32:7","extra":1}' '{"dataset":7}'; do
+    job '{"source":"org/stories:ckpt","recipe":"Q4_K_M","calibration":'"$bad"'}' -H "$AUTH"
+    expect 400 "calibration $bad"
+    [ "$(jq_py "j['errors'][0]['code']")" = JOB_INVALID ] || fail "calibration $bad: code"
+done
 job '{"source":"org/stories:ckpt","recipe":"Q8_0","target_hardware":["Bad Name"]}' -H "$AUTH"
 expect 400 "a bad target_hardware name"
 job '{"source":"../etc:ckpt","recipe":"Q8_0"}' -H "$AUTH"
@@ -66,6 +77,11 @@ job '{"source":"org/stories@'"$CKPT"'","recipe":"Q4_K_M","calibration":"none","t
 expect 202 "POST Q4_K_M job"
 J4=$(jq_py "j['id']")
 [ "$J8" != "$J4" ] || fail "two jobs share an id"
+job '{"source":"org/stories:ckpt","recipe":"Q4_K_M","calibration":{"dataset":"sample:8:32:7"},"target_hardware":"x86_64-avx2"}' -H "$AUTH"
+expect 202 "POST a calibrated Q4_K_M job"
+JI=$(jq_py "j['id']")
+[ "$JI" != "$J4" ] || fail "the calibrated job joined the plain one"
+[ "$(jq_py "j['calibration']['class']")" = domain:self-sampled ] || fail "default class of a sampled set"
 
 wait_job() { # wait_job ID: bounded poll until the job ends; leaves its record in $T/body
     local st
@@ -79,17 +95,18 @@ wait_job() { # wait_job ID: bounded poll until the job ends; leaves its record i
     fail "job $1 did not end within 60 s (state $st)"
 }
 
-check_variant() { # check_variant JOB_ID RECIPE BITS METHOD
-    local id=$1 recipe=$2 bits=$3 method=$4 lower man blob bman bundle
+check_variant() { # check_variant JOB_ID RECIPE BITS METHOD [CALIBRATION_DATASET]
+    local id=$1 recipe=$2 bits=$3 method=$4 cal=${5:-} lower man blob bman bundle
     lower=$(echo "$recipe" | tr 'A-Z' 'a-z')
     wait_job "$id"
-    read -r man verdict < <(python3 - "$T/body" "$recipe" <<'PY'
+    read -r man verdict < <(python3 - "$T/body" "$recipe" "$cal" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
 assert j["state"] == "done", ("job", sys.argv[2], j.get("error"))
 assert j["progress"] == 1.0, j["progress"]
-for st in ("load", "quantize", "validate", "sign", "publish"):
+for st in ("load", "quantize", "validate", "sign", "publish") + (("calibrate",) if sys.argv[3] else ()):
     assert j["timings"][st] >= 0, st
+assert ("calibrate" in j["timings"]) == bool(sys.argv[3]), j["timings"]
 print(j["result"]["manifest"], j["result"]["verdict"])
 PY
 ) || fail "job $recipe record"
@@ -144,9 +161,9 @@ PY
     "$QUANT" verify --policy "$T/policy.json" --bundle "$T/$lower.bundle" "$T/bad/model-$lower.gguf" >/dev/null 2>&1 &&
         fail "a tampered variant verified"
     # what the statement records
-    python3 - "$T/$lower.bundle" "$recipe" "$bits" "$method" "$CKPT" "$KEYID" "$blob" "$T/job-$lower.json" <<'PY' ||
+    python3 - "$T/$lower.bundle" "$recipe" "$bits" "$method" "$CKPT" "$KEYID" "$blob" "$T/job-$lower.json" "$cal" <<'PY' ||
 import base64, json, sys
-b, recipe, bits, method, ckpt, keyid, blob, jobf = sys.argv[1:]
+b, recipe, bits, method, ckpt, keyid, blob, jobf, cal = sys.argv[1:]
 st = json.loads(base64.b64decode(json.load(open(b))["dsseEnvelope"]["payload"]))
 job = json.load(open(jobf))
 p = st["predicate"]
@@ -155,7 +172,17 @@ assert st["subject"][0]["digest"]["sha256"] == blob.split(":")[1], st["subject"]
 assert p["source"]["digest"] == ckpt, p["source"]
 assert p["recipe"]["method"] == method and p["recipe"]["format"] == recipe, p["recipe"]
 assert p["recipe"]["weight_bits"] == int(bits), p["recipe"]
-assert p["calibration"]["class"] == "none", p["calibration"]
+c = p["calibration"]
+if cal:
+    n, length = int(cal.split(":")[1]), int(cal.split(":")[2])
+    assert c["class"] == "domain:self-sampled", c
+    assert c["samples"] == n and c["tokens"] == n * length, c
+    assert c["dataset_digest"].startswith("sha256:") and len(c["dataset_digest"]) == 71, c
+    assert c["dataset_digest"] == job["calibration"]["dataset_digest"], (c, job["calibration"])
+    assert "dataset" not in c, c
+    print("%s calibrated on %s: %d sequences, %d tokens, %s" % (recipe, cal, c["samples"], c["tokens"], c["dataset_digest"]))
+else:
+    assert c == {"class": "none"}, c
 assert p["converter"]["name"] == "quantd" and p["converter"]["version"] == job["converter_version"].split(" ")[0], p["converter"]
 assert p["converter"]["kernel"] in ("scalar", "avx2", "avx512", "neon", "cuda"), p["converter"]
 assert p["target_hardware"] == ["x86_64-avx2"], p["target_hardware"]
@@ -194,13 +221,28 @@ check_variant "$J8" Q8_0 8 rtn
 [ "$verdict" = pass ] || fail "Q8_0 of stories260K should pass mean KLD <= 0.1"
 check_variant "$J4" Q4_K_M 4 k-quant
 [ "$verdict" = fail ] || fail "Q4_K_M of stories260K should fail mean KLD <= 0.1 (kept untagged)"
+cp "$T/model-q4_k_m.gguf" "$T/plain-q4_k_m.gguf"
+check_variant "$JI" Q4_K_M 4 imatrix sample:8:32:7
+"$QUANT" inspect "$T/model-q4_k_m.gguf" --json >"$T/inspect.json" || fail "inspect the calibrated variant"
+python3 - "$T/inspect.json" <<'PY' || fail "the calibrated variant's imatrix keys"
+import json, sys
+j = json.load(open(sys.argv[1]))
+kv = {m["key"]: m.get("value") for m in j["metadata"]} if isinstance(j.get("metadata"), list) else j.get("metadata", {})
+assert kv.get("quantize.imatrix.dataset") == "sample:8:32:7", kv.get("quantize.imatrix.dataset")
+assert kv.get("quantize.imatrix.chunks_count") == 8, kv.get("quantize.imatrix.chunks_count")
+PY
+cmp -s "$T/model-q4_k_m.gguf" "$T/plain-q4_k_m.gguf" && fail "the calibrated variant has the plain one's bytes"
+# the same calibrated request joins its job
+job '{"source":"org/stories:ckpt","recipe":"Q4_K_M","calibration":{"class":"domain:self-sampled","dataset":"sample:8:32:7"},"target_hardware":"x86_64-avx2"}' -H "$AUTH"
+expect 200 "an identical calibrated request"
+[ "$(jq_py "j['id']")" = "$JI" ] || fail "the identical calibrated request got another job"
 
 # both variants are referrers of the checkpoint, and lineage is recorded in the job
 req GET "/v2/org/stories/referrers/$CKPT" -H "$AUTH"
 expect 200 "referrers of the checkpoint"
 # (besides, once ingest-sign-delay has passed, the daemon's own bundle for the unsigned checkpoint: not counted)
-[ "$(jq_py "len([m for m in j['manifests'] if m.get('artifactType') != 'application/vnd.dev.sigstore.bundle.v0.3+json'])")" = 2 ] ||
-    fail "the checkpoint should have two variant referrers"
+[ "$(jq_py "len([m for m in j['manifests'] if m.get('artifactType') != 'application/vnd.dev.sigstore.bundle.v0.3+json'])")" = 3 ] ||
+    fail "the checkpoint should have three variant referrers"
 
 # ---- an identical request returns the existing job (and its variant)
 job '{"source":"org/stories:ckpt","recipe":"q8_0","target_hardware":["x86_64-avx2"]}' -H "$AUTH"
@@ -213,9 +255,9 @@ expect 200 "identical request"
 # ---- the list and the event stream
 req GET /v1/jobs -H "$AUTH"
 expect 200 "list jobs"
-[ "$(jq_py "sorted(x['id'] for x in j)")" = "$(python3 -c "print(sorted(['$J8','$J4']))")" ] || fail "job list"
+[ "$(jq_py "sorted(x['id'] for x in j)")" = "$(python3 -c "print(sorted(['$J8','$J4','$JI']))")" ] || fail "job list"
 req GET "/v1/jobs?state=done" -H "$AUTH"
-[ "$(jq_py "len(j)")" = 2 ] || fail "job list by state"
+[ "$(jq_py "len(j)")" = 3 ] || fail "job list by state"
 req GET /v1/jobs -H "Authorization: Bearer $PUSHONLY"
 expect 403 "a push-only token lists no jobs"
 curl -sS -N --max-time 10 -H "$AUTH" "$URL/v1/jobs/$J8/events" >"$T/events" || fail "event stream"
@@ -230,9 +272,10 @@ expect 409 "cancel a finished job"
 req GET /metrics
 expect 200 "metrics"
 grep -q '^quantd_validation_verdicts_total{verdict="pass"} 1$' "$T/body" || fail "metrics: pass verdicts"
-grep -q '^quantd_validation_verdicts_total{verdict="fail"} 1$' "$T/body" || fail "metrics: fail verdicts"
-grep -q '^quantd_job_stage_runs_total{stage="publish"} 2$' "$T/body" || fail "metrics: publish stages"
-grep -q '^quantd_jobs_ended_total{state="done"} 2$' "$T/body" || fail "metrics: jobs done"
+grep -q '^quantd_validation_verdicts_total{verdict="fail"} 2$' "$T/body" || fail "metrics: fail verdicts"
+grep -q '^quantd_job_stage_runs_total{stage="publish"} 3$' "$T/body" || fail "metrics: publish stages"
+grep -q '^quantd_job_stage_runs_total{stage="calibrate"} 1$' "$T/body" || fail "metrics: calibrate stages"
+grep -q '^quantd_jobs_ended_total{state="done"} 3$' "$T/body" || fail "metrics: jobs done"
 grep -q '^quantd_jobs_queued 0$' "$T/body" || fail "metrics: queue depth"
 
 stop_daemon

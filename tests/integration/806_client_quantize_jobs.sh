@@ -96,6 +96,16 @@ stop_daemon
 
 # ---- max-jobs=0 keeps a job queued: follow it in the background, cancel it, the follower ends with exit 1
 start_daemon --max-jobs=0
+# a calibrated request (queued, then cancelled): the record carries the class and the dataset; a class without a
+# dataset is refused with the registry's reason
+qrun 0 quantize org/stories:ckpt --recipe Q4_K_M --calib sample:4:16:3 --calib-class code --registry "$URL" --json
+JC=$("$PYTHON" -c "import json; c = json.load(open('$T/out'))['calibration']; assert c == {'class': 'code', 'dataset': 'sample:4:16:3'}, c; print(json.load(open('$T/out'))['id'])") ||
+    fail "calibrated job record: $(cat "$T/out")"
+qrun 0 jobs show "$JC" --registry "$URL"
+grep -q "^calibration  code on sample:4:16:3$" "$T/out" || fail "jobs show calibration: $(cat "$T/out")"
+qrun 0 jobs cancel "$JC" --registry "$URL"
+qrun 2 quantize org/stories:ckpt --recipe Q4_K_M --calib code --registry "$URL"
+grep -q "CALIBRATION_UNSUPPORTED" "$T/err" || fail "a class without a dataset: $(cat "$T/err")"
 qrun 0 quantize org/stories:ckpt --recipe Q5_0 --registry "$URL" --json
 JQ=$("$PYTHON" -c "import json; print(json.load(open('$T/out'))['id'])")
 "$QUANT" jobs follow "$JQ" --registry "$URL" >"$T/fout" 2>"$T/ferr" &
