@@ -144,7 +144,7 @@ test check:
 	@$(MAKE) --no-print-directory FLAVOUR=asan unit-bins
 	@tests/run.sh
 
-demo: all
+demo: all $(TOOL_BINS)
 	@scripts/demo.sh
 
 bench-store: all $(TOOL_BINS) $(BENCH_BINS)
