@@ -8,8 +8,7 @@ client_setup
 start_daemon --auth=false
 
 SIZE=8000000
-head -c $SIZE /dev/urandom >"$T/big.bin"
-qrun 0 push org/r:v1 "$T/big.bin" --sign "$T/good" --registry "$URL"
+push_random org/r:v1 "$T/big.bin" $SIZE
 
 mkdir "$T/dl"
 start_proxy drop 3000000

@@ -7,9 +7,8 @@
 client_setup
 start_daemon --auth=false
 SIZE=3000000
-head -c $SIZE /dev/urandom >"$T/w.bin"
+push_random org/ir:v1 "$T/w.bin" $SIZE
 D=$(sha "$T/w.bin")
-qrun 0 push org/ir:v1 "$T/w.bin" --sign "$T/good" --registry "$URL"
 B=/v2/org/ir/blobs/$D
 
 req GET "$B"

@@ -4,6 +4,7 @@
 # start_proxy MODE [N]    client_proxy.py in front of the daemon; sets PPORT, PURL, PPID_, COUNT (its count file)
 # stop_proxy
 # qrun EXPECT_RC ARGS...  run $QUANT, fail unless the exit status is EXPECT_RC; stderr in $T/err, stdout in $T/out
+# push_random NAME:TAG FILE SIZE   SIZE random bytes into FILE, pushed signed with the good key (the daemon at $URL)
 client_setup() {
     export HOME="$T/home" XDG_CACHE_HOME="$T/home/.cache"
     unset QUANT_TOKEN QUANT_REGISTRY QUANT_POLICY QUANT_CONFIG XDG_CONFIG_HOME
@@ -35,6 +36,11 @@ start_proxy() {
 stop_proxy() {
     [ -n "$PPID_" ] && { kill "$PPID_" 2>/dev/null; wait "$PPID_" 2>/dev/null; }
     PPID_=
+}
+
+push_random() {
+    head -c "$3" /dev/urandom >"$2"
+    qrun 0 push "$1" "$2" --sign "$T/good" --registry "$URL"
 }
 
 qrun() {
