@@ -14,8 +14,9 @@
  *           bundle as a referrer of it, the lineage edge, the job record "done"; the tag <repo>:<recipe> moves
  *           only when the verdict passes the validation policy
  *
- * Cancellation is checked between stages, and inside qd_quantize_model() after every chunk of rows (its cancel
- * hook), so DELETE /v1/jobs/ID stops a running quantization within one chunk.
+ * Cancellation is checked between stages, inside the calibration after every sequence and inside
+ * qd_quantize_model() after every chunk of rows (their cancel hooks), so DELETE /v1/jobs/ID stops a running job
+ * within one sequence or one chunk.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -123,6 +124,13 @@ static int cancelled(job_ctx *c)
     return 0;
 }
 
+/* The engine's cancel hook (qd_quantize_opts.cancel, qd_calib_options.cancel): a cancel of any kind was asked. */
+static bool quantize_cancel(void *payload)
+{
+    job_ctx *c = payload;
+    return atomic_load(&c->run->cancel) != 0;
+}
+
 /* ---- load ------------------------------------------------------------------------------------------------------- */
 
 static int file_sink(const void *data, size_t len, void *payload)
@@ -204,6 +212,11 @@ static int validation_set(qd_valset **out, const qd_llama_model *m, int threads)
     return qd_valset_sample(out, m, 4, 64, 1, threads);
 }
 
+static void on_calib_progress(uint32_t done, uint32_t total, void *payload)
+{
+    stage_progress(payload, 0.1 + 0.9 * (double)done / (double)(total ? total : 1));
+}
+
 static int stage_calibrate(job_ctx *c)
 {
     qd_llama_model *m = NULL;
@@ -227,6 +240,9 @@ static int stage_calibrate(job_ctx *c)
     if ((rc = cancelled(c)) < 0)
         goto out;
     co.n_threads = threads;
+    co.progress = on_calib_progress;
+    co.cancel = quantize_cancel;
+    co.payload = c;
     if ((rc = qd_actstats_collect(&s, m, cs.set, &co)) < 0 ||
         (rc = qd_imatrix_from_actstats(&c->im, s, cs.name, (int32_t)cs.set->n_seqs)) < 0)
         goto out;
@@ -248,12 +264,6 @@ static void on_progress(const qd_quantize_progress *p, void *payload)
     job_ctx *c = payload;
     if (p->bytes_in_total)
         stage_progress(c, 0.9 * (double)p->bytes_in_done / (double)p->bytes_in_total);
-}
-
-static bool quantize_cancel(void *payload)
-{
-    job_ctx *c = payload;
-    return atomic_load(&c->run->cancel) != 0;
 }
 
 static int stage_quantize(job_ctx *c)

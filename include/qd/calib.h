@@ -14,6 +14,7 @@
 #define QD_CALIB_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "qd/runtime.h"
@@ -40,15 +41,20 @@ typedef struct qd_actstats qd_actstats;
 typedef struct qd_calib_options {
     int n_threads;        /**< per matmul; <= 0 means 2 */
     int max_seqs;         /**< use at most this many sequences; <= 0 means all */
+    /** Called after each sequence (may be NULL): done of total sequences. */
+    void (*progress)(uint32_t done, uint32_t total, void *payload);
+    /** Asked after each sequence (may be NULL): true stops the collection with QD_ECANCELED. */
+    bool (*cancel)(void *payload);
+    void *payload;
 } qd_calib_options;
 
-#define QD_CALIB_OPTIONS_INIT {2, 0}
+#define QD_CALIB_OPTIONS_INIT {2, 0, NULL, NULL, NULL}
 
 /**
  * Run m over every sequence of set (each from position 0, a fresh KV cache per sequence) and accumulate the
  * statistics of every matmul input.
  * @return QD_OK, QD_EINVAL (empty set, a sequence shorter than 2 tokens, a token outside the vocabulary, a
- *         sequence longer than the model's context: the message says which), QD_ENOMEM
+ *         sequence longer than the model's context: the message says which), QD_ENOMEM, QD_ECANCELED (opts->cancel)
  */
 int qd_actstats_collect(qd_actstats **out, const qd_llama_model *m, const qd_valset *set,
                         const qd_calib_options *opts);

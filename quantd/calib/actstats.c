@@ -136,6 +136,13 @@ int qd_actstats_collect(qd_actstats **out, const qd_llama_model *m, const qd_val
             goto fail;
         if ((rc = s->status) < 0)
             goto fail;
+        if (opts->progress)
+            opts->progress(i + 1, n_seqs, opts->payload);
+        if (opts->cancel && i + 1 < n_seqs && opts->cancel(opts->payload)) {
+            rc = qd_error_set(QD_ECANCELED, QD_EC_ENGINE, "calibration cancelled after %u of %u sequences", i + 1,
+                              n_seqs);
+            goto fail;
+        }
     }
     qd_free(last);
     qd_llama_ctx_free(ctx);

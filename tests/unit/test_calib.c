@@ -99,11 +99,60 @@ static void test_bad_sets(void **state)
     qd_llama_free(m);
 }
 
+/* Progress after every sequence, and a cancel asked after the second of four stops the collection there with
+ * QD_ECANCELED and no statistics; without a cancel the same options collect all four. */
+typedef struct calib_watch {
+    uint32_t calls, last_done, last_total, cancel_after;
+} calib_watch;
+
+static void watch_progress(uint32_t done, uint32_t total, void *payload)
+{
+    calib_watch *w = payload;
+    w->calls++;
+    w->last_done = done;
+    w->last_total = total;
+}
+
+static bool watch_cancel(void *payload)
+{
+    calib_watch *w = payload;
+    return w->cancel_after && w->last_done >= w->cancel_after;
+}
+
+static void test_progress_and_cancel(void **state)
+{
+    (void)state;
+    qd_llama_model *m = small_model();
+    qd_valset *set = NULL;
+    qd_actstats *s = NULL;
+    calib_watch w = {0, 0, 0, 2};
+    qd_calib_options co = QD_CALIB_OPTIONS_INIT;
+    co.n_threads = 1;
+    co.progress = watch_progress;
+    co.cancel = watch_cancel;
+    co.payload = &w;
+    assert_int_equal(qd_valset_sample(&set, m, 4, 9, 5, 1), QD_OK);
+    assert_int_equal(qd_actstats_collect(&s, m, set, &co), QD_ECANCELED);
+    assert_null(s);
+    assert_int_equal(w.calls, 2);
+    assert_non_null(strstr(qd_error_last()->message, "2 of 4"));
+    w = (calib_watch){0, 0, 0, 0};
+    assert_int_equal(qd_actstats_collect(&s, m, set, &co), QD_OK);
+    assert_non_null(s);
+    assert_int_equal(w.calls, 4);
+    assert_int_equal(w.last_done, 4);
+    assert_int_equal(w.last_total, 4);
+    qd_actstats_free(s);
+    qd_valset_free(set);
+    qd_llama_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layer0_matches_hand),
         cmocka_unit_test(test_bad_sets),
+        cmocka_unit_test(test_progress_and_cancel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
