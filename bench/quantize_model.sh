@@ -10,7 +10,8 @@
 # Every figure is the best of 3 (ours as well as the bounds), each timed command after a `sync`, so that no run pays
 # for the write-back of the one before it (on these VMs a page-cache dd moves by 5x with what is left to flush).
 # LLAMA_QUANTIZE=/path/to/llama-quantize runs it on the same GGUF too and prints the ratios.
-#   RECIPES="Q8_0 Q4_K_M" VARIANTS="avx2 avx512" THREADS=2 RUNS=3 bench/quantize_model.sh
+#   RECIPES="Q8_0 Q4_K_M Q4_0+pure" VARIANTS="avx2 avx512" THREADS=2 RUNS=3 bench/quantize_model.sh
+# (RECIPE+pure: quant quantize --pure, every tensor in the recipe's base type)
 set -eu
 cd "$(dirname "$0")/.."
 B=build/release
@@ -65,10 +66,14 @@ anchor() { case $1 in Q8_0) echo 0.23 ;; Q4_0) echo 0.36 ;; Q4_K_M) echo 0.057 ;
 printf '%-7s %-7s %6s %8s %6s %8s %8s %8s | %7s %8s %8s %8s | %9s\n' recipe kernels s "GB/s in" "cpu s" "RSS MiB" \
     bound "vs bound" "fsync s" "GB/s in" durable "vs dur." "vs anchor"
 for r in $RECIPES; do
+    type=${r%+pure}
+    pure=$([ "$type" != "$r" ] && echo --pure || true)
     for v in $VARIANTS; do
         out=$dir/out-$r.gguf
-        read -r secs cpu rss <<<"$(bestq "$out" env QD_KERNELS="$v" "$Q" quantize --in "$src" --type "$r" --out "$out" -t "$THREADS")"
-        read -r fsecs _ _ <<<"$(bestq "$out" env QD_KERNELS="$v" "$Q" quantize --in "$src" --type "$r" --out "$out" -t "$THREADS" --fsync)"
+        # shellcheck disable=SC2086 # $pure: nothing or --pure
+        read -r secs cpu rss <<<"$(bestq "$out" env QD_KERNELS="$v" "$Q" quantize --in "$src" --type "$type" $pure --out "$out" -t "$THREADS")"
+        # shellcheck disable=SC2086
+        read -r fsecs _ _ <<<"$(bestq "$out" env QD_KERNELS="$v" "$Q" quantize --in "$src" --type "$type" $pure --out "$out" -t "$THREADS" --fsync)"
         ob=$(stat -c %s "$out")
         rm -f "$out"
         ws=$(best "$dir/dd.bin" dd if=/dev/zero of="$dir/dd.bin" bs=1M count=$(( (ob + 1048575) / 1048576 )))
@@ -77,7 +82,7 @@ for r in $RECIPES; do
         # the bounds as F16-input GB/s: read the input (read_s), then write this output (ws, or ds durably)
         bs=$(awk -v a="$read_s" -v b="$ws" 'BEGIN{print a + b}')
         bd=$(awk -v a="$read_s" -v b="$ds" 'BEGIN{print a + b}')
-        a=$(anchor "$r")
+        a=$([ -z "$pure" ] && anchor "$r" || true)
         va=$([ -n "$a" ] && awk -v g="$(gbs "$in_bytes" "$secs")" -v a="$a" 'BEGIN{printf "%.2fx", g / a}' || echo -)
         printf '%-7s %-7s %6.2f %8s %6s %8d %8s %8s | %7.2f %8s %8s %8s | %9s\n' "$r" "$v" "$secs" "$(gbs "$in_bytes" "$secs")" \
             "$cpu" $((rss / 1024)) "$(gbs "$in_bytes" "$bs")" "$(ratio "$secs" "$bs")" "$fsecs" "$(gbs "$in_bytes" "$fsecs")" \
