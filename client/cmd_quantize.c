@@ -32,7 +32,7 @@ static void usage(FILE *f)
                "                      [--allow-requantize] [--output-tensor-type T] [--token-embedding-type T] [--json]\n"
                "                      [--fsync]\n"
                "       quant quantize SRC --recipe RECIPE --out OUT.gguf ...   (the same, SRC a local file or dir)\n"
-               "       quant quantize NAME[:TAG|@DIGEST] --recipe RECIPE [--calib C] [--hardware H] [--follow]\n"
+               "       quant quantize NAME[:TAG|@DIGEST] --recipe RECIPE [--calib sample:N:LEN:SEED] [--follow]\n"
                "                      [--json] [--registry URL]   (a job on a registry: quant quantize NAME --help)\n"
                "Which form: --in, or a first operand that exists as a local file or directory, is the local form;\n"
                "any other operand is a reference quantized on the registry (--registry, QUANT_REGISTRY or the\n"

@@ -56,22 +56,6 @@ static const char *calib_class(const qmethod_args *a, bool sampled)
     return sampled ? "domain:self-sampled" : "generic-text";
 }
 
-static int check_class(const char *c)
-{
-    static const char *const fixed[] = {"none", "generic-text", "code", "multilingual"};
-    for (size_t i = 0; i < 4; i++)
-        if (!strcmp(c, fixed[i]))
-            return 0;
-    if (!strncmp(c, "domain:", 7) && c[7]) {
-        for (const char *p = c + 7; *p; p++)
-            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.' ||
-                  *p == '_' || *p == '-'))
-                return -1;
-        return 0;
-    }
-    return -1;
-}
-
 /* The reference model and the calibration set (checked against --val when given). */
 static int open_calib(qd_llama_model **m, qd_calibset *cs, const char *model, const qmethod_args *a)
 {
@@ -82,7 +66,7 @@ static int open_calib(qd_llama_model **m, qd_calibset *cs, const char *model, co
         fprintf(stderr, "quant: --method %s needs --calib SET (a QDVALSET file or sample:N:LEN:SEED)\n", a->method);
         return EXIT_USAGE;
     }
-    if (a->calib_class && check_class(a->calib_class)) {
+    if (a->calib_class && !qd_calib_class_valid(a->calib_class)) {
         fprintf(stderr, "quant: --calib-class %s: want none, generic-text, code, multilingual or domain:NAME\n",
                 a->calib_class);
         return EXIT_USAGE;
@@ -116,7 +100,7 @@ int method_imatrix(const qmethod_args *a)
     a->o->meta_fn = write_meta;
     a->o->method_payload = &mm;
     if (a->imatrix_path && !a->calib) { /* a file made earlier (by quant imatrix or llama-imatrix) */
-        if (a->calib_class && check_class(a->calib_class)) {
+        if (a->calib_class && !qd_calib_class_valid(a->calib_class)) {
             fprintf(stderr, "quant: --calib-class %s: want none, generic-text, code, multilingual or "
                             "domain:NAME\n", a->calib_class);
             return EXIT_USAGE;

@@ -6,10 +6,10 @@
  * If-Range: "DIGEST"); N of them run at once (--parallel), and each lands in its own buffer of a ring of slots
  * (chunk i in slot i % nslots). Two threads follow the chunks in order as they complete: one hashes each from
  * memory, the other writes it to the part file with O_DIRECT (no page-cache copy, no read-back, no writeback work),
- * and a third asks the device every 16 MiB written to make it durable (fdatasync), so that the device's flush
- * overlaps the transfer instead of following it: the fsync before the rename has only the last stretch left. A
- * slot is handed to a later chunk once both threads are done with it, so memory stays at nslots chunks whatever
- * the file's size, and the transfers never run further ahead of the hash than the ring.
+ * and a syncer thread (qd_syncer) asks the device every 16 MiB written to make it durable (fdatasync), so that the
+ * device's flush overlaps the transfer instead of following it: the fsync before the rename has only the last
+ * stretch left. A slot is handed to a later chunk once both threads are done with it, so memory stays at nslots
+ * chunks whatever the file's size, and the transfers never run further ahead of the hash than the ring.
  *
  * Resume: DIR/.NAME.quant-state says, per chunk, how many bytes from its start are in the part file: every chunk
  * the writer finished, and, when a pull stops on an error, the bytes each unfinished chunk had received (written
@@ -55,13 +55,13 @@ typedef struct pull_ctx {
     uint64_t last_state_ns;
     progress prog;
     qd_sha256 *h;
+    qd_syncer *syncer; /* fdatasync every SYNC_EVERY bytes the writer reports, or NULL (the final fsync does it) */
     /* the two threads: mu guards complete[], hashed, written, finished, err */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    pthread_t th[3];
-    int started[3];
+    pthread_t th[2];
+    int started[2];
     size_t hashed, written; /* chunks done by each, in order */
-    uint64_t written_bytes; /* bytes the writer has written (for the syncer) */
     int finished;           /* no more chunks will complete */
     int err;                /* a thread's error (qd_err), with msg */
     char msg[256];
@@ -109,21 +109,25 @@ static void *follow(void *arg, int k)
         if (p->err || *seq >= p->nchunks || !p->complete[*seq])
             break;
         size_t i = *seq;
-        int failed = 0;
+        int failed = 0, e;
+        const char *what = "write";
         pthread_mutex_unlock(&p->mu);
         if (!k) {
             qd_sha256_update(p->h, slot(p, i), chunk_len(p, i));
         } else if (p->disk[i] < chunk_len(p, i)) {
             failed = write_chunk(p, i);
+            if (!failed && p->syncer && (e = qd_syncer_wrote(p->syncer, chunk_len(p, i)))) { /* an earlier flush */
+                errno = e;
+                failed = -1;
+                what = "fdatasync";
+            }
         }
         pthread_mutex_lock(&p->mu);
         if (failed) {
             p->err = errno == ENOSPC ? QD_EFULL : QD_EIO;
-            snprintf(p->msg, sizeof(p->msg), "%s: write: %s", p->part, strerror(errno));
+            snprintf(p->msg, sizeof(p->msg), "%s: %s: %s", p->part, what, strerror(errno));
         } else {
             (*seq)++;
-            if (k)
-                p->written_bytes += chunk_len(p, i);
         }
         pthread_cond_broadcast(&p->cv);
         pthread_mutex_unlock(&p->mu);
@@ -138,35 +142,6 @@ static void *follow(void *arg, int k)
 static void *hasher(void *arg) { return follow(arg, 0); }
 static void *writer(void *arg) { return follow(arg, 1); }
 
-/* The third thread: O_DIRECT bytes may still sit in the device's cache, so every SYNC_EVERY bytes written it asks
- * for them to be made durable (fdatasync), while the writer goes on writing and the transfers go on; the fsync
- * before the rename then has only the last stretch left. */
-static void *syncer(void *arg)
-{
-    pull_ctx *p = arg;
-    uint64_t synced = 0;
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        while (!p->finished && !p->err && p->written_bytes - synced < SYNC_EVERY)
-            pthread_cond_wait(&p->cv, &p->mu);
-        if (p->finished || p->err)
-            break;
-        uint64_t upto = p->written_bytes;
-        pthread_mutex_unlock(&p->mu);
-        int failed = fdatasync(p->fd);
-        pthread_mutex_lock(&p->mu);
-        if (failed) {
-            p->err = errno == ENOSPC ? QD_EFULL : QD_EIO;
-            snprintf(p->msg, sizeof(p->msg), "%s: fdatasync: %s", p->part, strerror(errno));
-            pthread_cond_broadcast(&p->cv);
-            break;
-        }
-        synced = upto;
-    }
-    pthread_mutex_unlock(&p->mu);
-    http_wake(p->c);
-    return NULL;
-}
 
 static void mark_complete(pull_ctx *p, size_t i)
 {
@@ -189,18 +164,9 @@ static int on_ready(void *ctx, size_t i)
     pthread_mutex_unlock(&p->mu);
     if (err || i >= behind + p->nslots)
         return 0; /* an error is reported by the next tick */
-    if (p->disk[i]) {
-        uint64_t got = 0;
-        while (got < p->disk[i]) {
-            ssize_t r = pread(p->fd, slot(p, i) + got, p->disk[i] - got, (off_t)(chunk_start(p, i) + got));
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r <= 0) {
-                qd_error_set(QD_EIO, QD_EC_OS, "%s: read back: %s", p->part, r ? strerror(errno) : "short file");
-                return -1;
-            }
-            got += (uint64_t)r;
-        }
+    if (p->disk[i] && qd_pread_all(p->fd, slot(p, i), p->disk[i], chunk_start(p, i))) {
+        qd_error_set(QD_EIO, QD_EC_OS, "%s: read back: %s", p->part, strerror(errno));
+        return -1;
     }
     p->loaded = i + 1;
     if (p->ranges[i].done >= chunk_len(p, i))
@@ -302,18 +268,25 @@ static int on_tick(void *ctx)
     return 0;
 }
 
-/* Stop the threads once they have followed every complete chunk. @return a thread's error or QD_OK */
+/* Stop the threads once they have followed every complete chunk, and the syncer. @return a thread's error or
+ * QD_OK */
 static int threads_join(pull_ctx *p)
 {
+    int e;
     pthread_mutex_lock(&p->mu);
     p->finished = 1;
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 2; k++)
         if (p->started[k]) {
             pthread_join(p->th[k], NULL);
             p->started[k] = 0;
         }
+    if ((e = qd_syncer_stop(p->syncer)) && !p->err) {
+        p->err = QD_EIO;
+        snprintf(p->msg, sizeof(p->msg), "%s: fdatasync: %s", p->part, strerror(e));
+    }
+    p->syncer = NULL;
     return p->err ? qd_error_set(p->err, QD_EC_OS, "%s", p->msg) : QD_OK;
 }
 
@@ -409,8 +382,9 @@ int pull_file(http_client *c, const char *blob_path, const char *dir, const laye
     }
     if ((rc = write_state(&p)))
         goto cleanup;
-    for (int k = 0; k < 3; k++) {
-        if (pthread_create(&p.th[k], NULL, k == 0 ? hasher : k == 1 ? writer : syncer, &p)) {
+    (void)qd_syncer_start(&p.syncer, p.fd, SYNC_EVERY); /* (fd: it covers the O_DIRECT writes through dfd too) */
+    for (int k = 0; k < 2; k++) {
+        if (pthread_create(&p.th[k], NULL, k == 0 ? hasher : writer, &p)) {
             rc = qd_error_set(QD_ERROR, QD_EC_OS, "cannot start a thread");
             goto cleanup;
         }

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "jobs_int.h"
+#include "qd/gptq.h"
 #include "qd/recipe.h"
 #include "qd/version.h"
 
@@ -470,34 +471,6 @@ static bool hw_valid(const char *s)
     return true;
 }
 
-/* Digits at *p (1 to 10 of them, no sign or space) into *v; *p moves past them. */
-static bool dec(const char **p, uint64_t *v)
-{
-    int k = 0;
-    *v = 0;
-    while (**p >= '0' && **p <= '9' && k < 10) {
-        *v = *v * 10 + (uint64_t)(**p - '0');
-        (*p)++;
-        k++;
-    }
-    return k > 0 && !(**p >= '0' && **p <= '9');
-}
-
-/* A calibration class of the predicate schema other than none: generic-text, code, multilingual, domain:NAME
- * (NAME of [A-Za-z0-9._-], at most 64 characters). */
-static bool class_valid(const char *c)
-{
-    if (!strcmp(c, "generic-text") || !strcmp(c, "code") || !strcmp(c, "multilingual"))
-        return true;
-    if (strncmp(c, "domain:", 7) || !c[7] || strlen(c) > 71)
-        return false;
-    for (const char *p = c + 7; *p; p++)
-        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '.' ||
-              *p == '_' || *p == '-'))
-            return false;
-    return true;
-}
-
 /*
  * The "calibration" of a job request: absent, null, "none" or {"class": "none"}: none. {"dataset":
  * "sample:N:LEN:SEED"} (N 1..256, LEN 2..1024): an importance matrix collected on N sequences of LEN tokens that
@@ -529,11 +502,10 @@ static int parse_calibration(json_t *jcal, const char **cls, const char **data, 
         return QD_EINVAL;
     }
     if (jd && !json_is_null(jd)) {
-        uint64_t n = 0, len = 0, seed = 0;
-        const char *d = json_string_value(jd), *p = d;
-        bool ok = d && !strncmp(d, "sample:", 7) && (p = d + 7) && dec(&p, &n) && *p++ == ':' && dec(&p, &len) &&
-                  *p++ == ':' && dec(&p, &seed) && !*p;
-        if (!ok || n < 1 || n > 256 || len < 2 || len > 1024 || seed > UINT32_MAX) {
+        unsigned long long n = 0, len = 0, seed = 0;
+        const char *d = json_string_value(jd);
+        if (!d || strlen(d) > 48 || qd_calib_parse_sample(d, &n, &len, &seed) != 1 || n < 1 || n > 256 || len < 2 ||
+            len > 1024) {
             *why = "calibration dataset must be \"sample:N:LEN:SEED\" (N 1..256 sequences of LEN 2..1024 tokens "
                    "sampled from the source)";
             return QD_EINVAL;
@@ -543,8 +515,9 @@ static int parse_calibration(json_t *jcal, const char **cls, const char **data, 
     }
     if (jc && json_is_string(jc))
         *cls = json_string_value(jc);
-    if (strcmp(*cls, "none") && !class_valid(*cls)) {
-        *why = "calibration class must be none, generic-text, code, multilingual or domain:NAME";
+    if (!qd_calib_class_valid(*cls) || strlen(*cls) > 72) {
+        *why = "calibration class must be none, generic-text, code, multilingual or domain:NAME (at most 72 "
+               "characters)";
         return QD_EINVAL;
     }
     if (*data && !strcmp(*cls, "none")) {

@@ -68,6 +68,9 @@ typedef struct job_ctx {
     char var_file[128];
     const char *cal_spec; /* the calibration dataset ("sample:N:LEN:SEED"), or NULL */
     qd_imatrix *im;       /* what the calibrate stage collected */
+    /* made once, by the first stage that needs them (calibrate or validate): source_model, validation_set */
+    qd_llama_model *ref;  /* the source loaded by the runtime */
+    qd_valset *val;       /* the validation sequences */
 } job_ctx;
 
 static void stage_range(const job_ctx *c, int st, double *at, double *share)
@@ -206,10 +209,17 @@ out:
 
 /* ---- calibrate -------------------------------------------------------------------------------------------------- */
 
-/* The validation stage's sequences (4 of 64 tokens, seed 1); calibration sets must not share one with them. */
-static int validation_set(qd_valset **out, const qd_llama_model *m, int threads)
+/* The source loaded by the runtime (c->ref), once per job. */
+static int source_model(job_ctx *c)
 {
-    return qd_valset_sample(out, m, 4, 64, 1, threads);
+    return c->ref ? QD_OK : qd_llama_load_model(&c->ref, c->src_path);
+}
+
+/* The validation stage's sequences (c->val: 4 of 64 tokens sampled from the source with seed 1), once per job;
+ * calibration sets must not share one with them. */
+static int validation_set(job_ctx *c)
+{
+    return c->val ? QD_OK : qd_valset_sample(&c->val, c->ref, 4, 64, 1, (int)c->J->srv->cfg->job_threads);
 }
 
 static void on_calib_progress(uint32_t done, uint32_t total, void *payload)
@@ -219,8 +229,6 @@ static void on_calib_progress(uint32_t done, uint32_t total, void *payload)
 
 static int stage_calibrate(job_ctx *c)
 {
-    qd_llama_model *m = NULL;
-    qd_valset *val = NULL;
     qd_calibset cs;
     qd_actstats *s = NULL;
     qd_calib_options co = QD_CALIB_OPTIONS_INIT;
@@ -228,11 +236,11 @@ static int stage_calibrate(job_ctx *c)
     json_t *cal = json_object_get(c->run->rec, "calibration");
 
     memset(&cs, 0, sizeof(cs));
-    if ((rc = qd_llama_load_model(&m, c->src_path)) < 0) {
+    if ((rc = source_model(c)) < 0) {
         qd_error_prefix("calibration: the runtime cannot load the source");
         goto out;
     }
-    if ((rc = validation_set(&val, m, threads)) < 0 || (rc = qd_calibset_open(&cs, c->cal_spec, m, val, threads)) < 0) {
+    if ((rc = validation_set(c)) < 0 || (rc = qd_calibset_open(&cs, c->cal_spec, c->ref, c->val, threads)) < 0) {
         qd_error_prefix("calibration %s", c->cal_spec);
         goto out;
     }
@@ -243,7 +251,7 @@ static int stage_calibrate(job_ctx *c)
     co.progress = on_calib_progress;
     co.cancel = quantize_cancel;
     co.payload = c;
-    if ((rc = qd_actstats_collect(&s, m, cs.set, &co)) < 0 ||
+    if ((rc = qd_actstats_collect(&s, c->ref, cs.set, &co)) < 0 ||
         (rc = qd_imatrix_from_actstats(&c->im, s, cs.name, (int32_t)cs.set->n_seqs)) < 0)
         goto out;
     json_object_set_new(cal, "dataset_digest", json_string(cs.digest));
@@ -252,8 +260,6 @@ static int stage_calibrate(job_ctx *c)
 out:
     qd_actstats_free(s);
     qd_calibset_free(&cs);
-    qd_valset_free(val);
-    qd_llama_free(m);
     return rc;
 }
 
@@ -321,8 +327,7 @@ static int stage_quantize(job_ctx *c)
 
 static int job_validate(job_ctx *c, json_t **validation, json_t **report_out, bool *pass, const char **path_note)
 {
-    qd_llama_model *ref = NULL, *var = NULL;
-    qd_valset *set = NULL;
+    qd_llama_model *var = NULL;
     qd_validation_report *rep = NULL;
     qd_validate_options vo = QD_VALIDATE_OPTIONS_INIT;
     void *ser = NULL;
@@ -333,7 +338,7 @@ static int job_validate(job_ctx *c, json_t **validation, json_t **report_out, bo
 
     *validation = *report_out = NULL;
     *path_note = PATH_FILE;
-    if ((rc = qd_llama_load_model(&ref, c->src_path)) < 0) {
+    if ((rc = source_model(c)) < 0) {
         qd_error_prefix("validation unavailable: the runtime cannot load the source; no verdict, nothing published");
         goto out;
     }
@@ -342,14 +347,14 @@ static int job_validate(job_ctx *c, json_t **validation, json_t **report_out, bo
     stage_progress(c, 0.2);
     if ((rc = cancelled(c)) < 0)
         goto out;
-    if ((rc = validation_set(&set, ref, (int)c->J->srv->cfg->job_threads)) < 0)
+    if ((rc = validation_set(c)) < 0)
         goto out;
-    if ((rc = qd_valset_serialize(&ser, &ser_len, set)) < 0)
+    if ((rc = qd_valset_serialize(&ser, &ser_len, c->val)) < 0)
         goto out;
     qd_sha256_buf(&set_d, ser, ser_len);
     stage_progress(c, 0.4);
     vo.n_threads = (int)c->J->srv->cfg->job_threads;
-    if ((rc = qd_validate_run(&rep, ref, var, set, &vo)) < 0)
+    if ((rc = qd_validate_run(&rep, c->ref, var, c->val, &vo)) < 0)
         goto out;
     if ((rc = qd_validation_judge(rep, &c->J->policy, NULL)) < 0)
         goto out;
@@ -370,9 +375,7 @@ static int job_validate(job_ctx *c, json_t **validation, json_t **report_out, bo
 out:
     qd_validation_report_free(rep);
     qd_free(ser);
-    qd_valset_free(set);
     qd_llama_free(var);
-    qd_llama_free(ref);
     return rc;
 }
 
@@ -716,6 +719,8 @@ out:
     json_decref(predicate);
     qd_buf_dispose(&bundle);
     qd_imatrix_free(c.im);
+    qd_valset_free(c.val);
+    qd_llama_free(c.ref);
     if (c.src_path[0])
         unlink(c.src_path);
     if (c.out_path[0])

@@ -49,6 +49,14 @@ int qd_calibset_open(qd_calibset *out, const char *spec, const qd_llama_model *m
                      int n_threads);
 void qd_calibset_free(qd_calibset *c);
 
+/** "sample:N:LEN:SEED" (decimal digits only): 1 and the numbers; 0 when spec is not a sample spec (a file path);
+ *  QD_EINVAL when it starts like one and is malformed. The bounds are the caller's. */
+int qd_calib_parse_sample(const char *spec, unsigned long long *n, unsigned long long *len, unsigned long long *seed);
+
+/** A calibration class the variant predicate accepts: none, generic-text, code, multilingual, domain:NAME (NAME of
+ *  [A-Za-z0-9._-]). */
+bool qd_calib_class_valid(const char *c);
+
 /** Read a QDVALSET file or sample by the same spec grammar (for --val). */
 int qd_calibset_load_set(qd_valset **out, const char *spec, const qd_llama_model *m, int n_threads);
 

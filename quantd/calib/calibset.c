@@ -3,6 +3,7 @@
  * validation set: calibration and validation must be disjoint).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,37 +49,50 @@ static int read_all(void **out, size_t *len, const char *path)
     return QD_OK;
 }
 
-/* "sample:N:LEN:SEED" -> 1 and the numbers; 0 when spec is not a sample spec; QD_EINVAL when malformed */
-static int parse_sample(const char *spec, unsigned long *n, unsigned long *len, unsigned long long *seed)
+/* Decimal digits at *p (1 to 19, no sign or space) into *v; *p moves past them. */
+static bool digits(const char **p, unsigned long long *v)
 {
+    int k = 0;
+    *v = 0;
+    for (; **p >= '0' && **p <= '9'; (*p)++, k++) {
+        if (k == 19)
+            return false;
+        *v = *v * 10 + (unsigned long long)(**p - '0');
+    }
+    return k > 0;
+}
+
+int qd_calib_parse_sample(const char *spec, unsigned long long *n, unsigned long long *len, unsigned long long *seed)
+{
+    const char *p = spec + 7;
     if (strncmp(spec, "sample:", 7))
         return 0;
-    const char *p = spec + 7;
-    char *end;
-    errno = 0;
-    *n = strtoul(p, &end, 10);
-    if (end == p || *end != ':')
-        goto bad;
-    p = end + 1;
-    *len = strtoul(p, &end, 10);
-    if (end == p || *end != ':')
-        goto bad;
-    p = end + 1;
-    *seed = strtoull(p, &end, 10);
-    if (end == p || *end || errno)
-        goto bad;
+    if (!digits(&p, n) || *p++ != ':' || !digits(&p, len) || *p++ != ':' || !digits(&p, seed) || *p)
+        return qd_error_set(QD_EINVAL, QD_EC_INVALID, "calibration spec '%s': want sample:N:LEN:SEED (decimal "
+                            "numbers)", spec);
     return 1;
-bad:
-    return qd_error_set(QD_EINVAL, QD_EC_INVALID, "calibration spec '%s': want sample:N:LEN:SEED (decimal numbers)",
-                        spec);
+}
+
+bool qd_calib_class_valid(const char *c)
+{
+    static const char *const fixed[] = {"none", "generic-text", "code", "multilingual"};
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        if (!strcmp(c, fixed[i]))
+            return true;
+    if (strncmp(c, "domain:", 7) || !c[7])
+        return false;
+    for (const char *p = c + 7; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.' ||
+              *p == '_' || *p == '-'))
+            return false;
+    return true;
 }
 
 int qd_calibset_load_set(qd_valset **out, const char *spec, const qd_llama_model *m, int n_threads)
 {
-    unsigned long n = 0, len = 0;
-    unsigned long long seed = 0;
+    unsigned long long n = 0, len = 0, seed = 0;
     *out = NULL;
-    int rc = parse_sample(spec, &n, &len, &seed);
+    int rc = qd_calib_parse_sample(spec, &n, &len, &seed);
     if (rc < 0)
         return rc;
     if (rc == 1) {
@@ -86,10 +100,10 @@ int qd_calibset_load_set(qd_valset **out, const char *spec, const qd_llama_model
             return qd_error_set(QD_EINVAL, QD_EC_INVALID, "calibration spec '%s': the set is empty (N must be 1 or "
                                 "more)", spec);
         if (len < 2)
-            return qd_error_set(QD_EINVAL, QD_EC_INVALID, "calibration spec '%s': sequences of %lu tokens are too "
+            return qd_error_set(QD_EINVAL, QD_EC_INVALID, "calibration spec '%s': sequences of %llu tokens are too "
                                 "short (at least 2)", spec, len);
-        if (len > (unsigned long)m->cfg.seq_len)
-            return qd_error_set(QD_EINVAL, QD_EC_INVALID, "calibration spec '%s': sequences of %lu tokens exceed "
+        if (len > (unsigned long long)m->cfg.seq_len)
+            return qd_error_set(QD_EINVAL, QD_EC_INVALID, "calibration spec '%s': sequences of %llu tokens exceed "
                                 "the model's context of %d", spec, len, m->cfg.seq_len);
         return qd_valset_sample(out, m, (uint32_t)n, (uint32_t)len, seed, n_threads);
     }

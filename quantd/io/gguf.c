@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -426,13 +425,7 @@ struct qd_gguf_writer {
     int dfd;              /* the output opened O_DIRECT, or -1: buffered writes with write-back */
     uint8_t *stage;       /* DIRECT_BLOCK bytes: the output gathered into whole aligned blocks for dfd */
     size_t stage_len;     /* bytes in it; they belong at file offset file_pos - stage_len */
-    /* the syncer thread: fdatasync every DIRECT_SYNC_STEP written, while the writer goes on */
-    pthread_t syncer;
-    int syncer_on;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    uint64_t direct_written; /* bytes written with dfd (under mu) */
-    int syncer_stop, sync_err; /* (under mu) */
+    qd_syncer *syncer;    /* fdatasync every DIRECT_SYNC_STEP written with dfd, while the writer goes on */
     bool durable;         /* fsync before the rename (qd_gguf_writer_set_durable) */
 };
 
@@ -453,8 +446,6 @@ struct qd_gguf_writer {
 #define DIRECT_BLOCK (8u << 20)
 #define DIRECT_ALIGN 4096u
 #define DIRECT_SYNC_STEP (16ull << 20) /* the syncer's step */
-
-static int syncer_stop(qd_gguf_writer *w);
 
 /*
  * Write-back while writing (durable writers without O_DIRECT): the final fsync used to find the whole output
@@ -494,7 +485,7 @@ void qd_gguf_writer_free(qd_gguf_writer *w)
         io_kv_clear(&w->kvs[i]);
     qd_free(w->kvs);
     qd_free(w->ts);
-    syncer_stop(w);
+    qd_syncer_stop(w->syncer);
     if (w->dfd >= 0)
         close(w->dfd);
     if (w->fd >= 0) {
@@ -837,58 +828,13 @@ static int w_flush_stage(qd_gguf_writer *w)
         if (qd_pwrite_all(w->fd, w->stage, len, at))
             return qd_error_set(errno == ENOSPC ? QD_EFULL : QD_EIO, QD_EC_OS, "write %s: %s", w->tmp,
                                 strerror(errno));
-    } else if (w->syncer_on) {
-        int err;
-        pthread_mutex_lock(&w->mu);
-        w->direct_written += padded;
-        err = w->sync_err;
-        pthread_cond_signal(&w->cv);
-        pthread_mutex_unlock(&w->mu);
+    } else if (w->syncer) {
+        int err = qd_syncer_wrote(w->syncer, padded);
         if (err)
             return qd_error_set(QD_EIO, QD_EC_OS, "write %s: %s", w->tmp, strerror(err));
     }
     w->stage_len = 0;
     return QD_OK;
-}
-
-static void *syncer_main(void *arg)
-{
-    qd_gguf_writer *w = arg;
-    uint64_t synced = 0;
-    pthread_mutex_lock(&w->mu);
-    for (;;) {
-        while (!w->syncer_stop && w->direct_written - synced < DIRECT_SYNC_STEP)
-            pthread_cond_wait(&w->cv, &w->mu);
-        if (w->syncer_stop)
-            break;
-        uint64_t upto = w->direct_written;
-        pthread_mutex_unlock(&w->mu);
-        int rc = fdatasync(w->fd), e = errno; /* (fd, not dfd: the writer may drop dfd on a late EINVAL) */
-        pthread_mutex_lock(&w->mu);
-        if (rc) {
-            w->sync_err = e;
-            break;
-        }
-        synced = upto;
-    }
-    pthread_mutex_unlock(&w->mu);
-    return NULL;
-}
-
-/* Stop the syncer (the final fsync covers what it did not get to). @return its error (errno) or 0 */
-static int syncer_stop(qd_gguf_writer *w)
-{
-    if (!w->syncer_on)
-        return 0;
-    pthread_mutex_lock(&w->mu);
-    w->syncer_stop = 1;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    pthread_join(w->syncer, NULL);
-    pthread_mutex_destroy(&w->mu);
-    pthread_cond_destroy(&w->cv);
-    w->syncer_on = 0;
-    return w->sync_err;
 }
 
 static int w_emit(qd_gguf_writer *w, const void *d, size_t n)
@@ -957,16 +903,9 @@ int qd_gguf_writer_begin(qd_gguf_writer *w, const char *path)
         close(w->dfd);
         w->dfd = -1;
     }
-    if (w->dfd >= 0) {
-        pthread_mutex_init(&w->mu, NULL);
-        pthread_cond_init(&w->cv, NULL);
-        if (pthread_create(&w->syncer, NULL, syncer_main, w) == 0) {
-            w->syncer_on = 1;
-        } else { /* no thread: the final fsync does it all */
-            pthread_mutex_destroy(&w->mu);
-            pthread_cond_destroy(&w->cv);
-        }
-    }
+    /* (fd, not dfd: the writer drops dfd if O_DIRECT is refused late; without a thread the final fsync does it) */
+    if (w->dfd >= 0)
+        (void)qd_syncer_start(&w->syncer, w->fd, DIRECT_SYNC_STEP);
     rc = w_emit(w, b.p, b.len);
     qd_free(b.p);
     w->cur = 0;
@@ -1022,7 +961,9 @@ int qd_gguf_writer_finish(qd_gguf_writer *w)
         int e;
         if ((rc = w_flush_stage(w)))
             return rc;
-        if ((e = syncer_stop(w)))
+        e = qd_syncer_stop(w->syncer);
+        w->syncer = NULL;
+        if (e)
             return qd_error_set(QD_EIO, QD_EC_OS, "write %s: %s", w->tmp, strerror(e));
         if (ftruncate(w->fd, (off_t)w->file_pos) != 0)
             return qd_error_set(QD_EIO, QD_EC_OS, "write %s: %s", w->tmp, strerror(errno));

@@ -15,6 +15,7 @@
 #include "io_int.h"
 #include "qd/alloc.h"
 #include "qd/err.h"
+#include "qd/fileio.h"
 
 /* ---- kv and tensor tables -------------------------------------------------------------------------------------- */
 
@@ -645,14 +646,8 @@ int qd_tensor_read_f32_staged(const qd_tensor *t, int64_t row0, int64_t nrows, f
     if (t->type != QD_TYPE_F32 && (!stage || len > stage_cap))
         return qd_tensor_read_f32(t, row0, nrows, dst);
     pos = t->file_pos + (uint64_t)row0 * rs;
-    for (size_t got = 0; got < len;) {
-        ssize_t r = pread(t->file_fd, buf + got, len - got, (off_t)(pos + got));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return qd_error_set(QD_EIO, QD_EC_OS, "tensor %s: read: %s", t->name, r ? strerror(errno) : "short file");
-        got += (size_t)r;
-    }
+    if (qd_pread_all(t->file_fd, buf, len, pos))
+        return qd_error_set(QD_EIO, QD_EC_OS, "tensor %s: read: %s", t->name, strerror(errno));
     if (t->type == QD_TYPE_F32)
         return QD_OK;
     return qd_dequantize_rows(t->type, buf, dst, nrows, t->ne[0]);

@@ -93,6 +93,8 @@ size_t qd_row_size(qd_type t, int64_t ncols)
 
 #define OPS(q, qi, dq) {q, qi, dq}
 
+static bool all_within(const float *x, int64_t n, float max_abs);
+
 const qd_kernel_table qd_kernels_ref = {
     .variant = QD_KERNELS_REF,
     .name = "ref",
@@ -125,6 +127,7 @@ const qd_kernel_table qd_kernels_ref = {
         [QD_TYPE_TQ1_0] = OPS(qd_ref_quantize_tq1_0, NULL, qd_ref_dequantize_tq1_0),
         [QD_TYPE_TQ2_0] = OPS(qd_ref_quantize_tq2_0, NULL, qd_ref_dequantize_tq2_0),
     },
+    .within = all_within,
 };
 
 /* Every variant this build has, best first (arch/x86/avx512.c, avx2.c). */
@@ -294,10 +297,11 @@ bool qd_kernels_accelerated(qd_type t)
 static float max_abs_for(qd_type t) { return t == QD_TYPE_MXFP4 ? 1e37f : 3e8f; }
 
 /*
- * Whether every value is finite and within max_abs: the magnitude bits of a float order like its value, and NaN
- * and Inf sit above every finite one, so one integer compare per value, OR-ed over 1024 values, decides (a loop the
- * compiler vectorizes for the baseline ISA; the SIMD variants bring their own, arch/x86/groups.h gr_within). The
- * value-by-value scan that names the culprit runs only when this fails.
+ * The reference's input check (qd_kernels_ref.within): whether every value is finite and within max_abs. The
+ * magnitude bits of a float order like its value, and NaN and Inf sit above every finite one, so one integer compare
+ * per value, OR-ed over 1024 values, decides (a loop the compiler vectorizes for the baseline ISA; the SIMD variants
+ * bring their own, arch/x86/groups.h gr_within). The value-by-value scan that names the culprit runs only when this
+ * fails.
  */
 static bool all_within(const float *x, int64_t n, float max_abs)
 {
@@ -411,8 +415,7 @@ int qd_quantize_rows(qd_type t, const float *src, void *dst, int64_t nrows, int6
         return qd_error_set(QD_EINVAL, QD_EC_INVALID, "quantize %s: NULL buffer", tr->name);
     if (qd_ref_iq_prepare(t) < 0)
         return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "quantize %s: out of memory building its grid tables", tr->name);
-    qd_within_fn within = qd_kernels_table()->within ? qd_kernels_table()->within : all_within;
-    if (tr->quantized && !within(src, nrows * ncols, max_abs_for(t))) {
+    if (tr->quantized && !qd_kernels_table()->within(src, nrows * ncols, max_abs_for(t))) {
         const int64_t n = nrows * ncols;
         const float max_abs = max_abs_for(t);
         for (int64_t i = 0; i < n; i++) {

@@ -35,8 +35,8 @@ typedef struct qd_kernel_ops {
 /** Whether every one of n values is finite with |x| <= max_abs (the input check of qd_quantize_rows). */
 typedef bool (*qd_within_fn)(const float *x, int64_t n, float max_abs);
 
-/** A variant: a name, an ops entry per type (all-NULL for a type it lacks) and its input check (NULL: the
- *  reference's). */
+/** A variant: a name, an ops entry per type (all-NULL for a type it lacks) and its input check (every table has
+ *  one). */
 typedef struct qd_kernel_table {
     qd_kernel_variant variant;
     const char *name;

@@ -458,7 +458,8 @@ static void pool_start(pool *p, job *jobs, int nworkers)
     }
 }
 
-/* Run jobs[0..k) : 1..k-1 on the workers (those beyond the started workers on this thread), 0 here. */
+/* Run jobs[0..k): 1..k-1 on the workers, 0 here. Jobs claim the chunk's blocks, so when fewer workers started,
+ * those that did (and this thread) take every block between them. */
 static void pool_run(pool *p, int k)
 {
     int on_workers = k - 1 < p->n ? k - 1 : p->n;
@@ -469,8 +470,6 @@ static void pool_run(pool *p, int k)
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
     run_job(&p->jobs[0]);
-    for (int j = on_workers + 1; j < k; j++)
-        run_job(&p->jobs[j]);
     pthread_mutex_lock(&p->mu);
     while (p->pending)
         pthread_cond_wait(&p->done, &p->mu);
@@ -488,6 +487,18 @@ static void pool_stop(pool *p)
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->go);
     pthread_cond_destroy(&p->done);
+}
+
+/* buf grown to at least need bytes (a large anonymous buffer, qd_big_alloc; the old contents are not kept), *cap its
+ * size; NULL (buf freed, *cap 0) when out of memory. */
+static void *grow(void *buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return buf;
+    qd_big_free(buf, *cap);
+    buf = qd_big_alloc(need);
+    *cap = buf ? need : 0;
+    return buf;
 }
 
 /* ---- tensor order ---------------------------------------------------------------------------------------------- */
@@ -533,7 +544,7 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
     float *f32 = NULL;
     uint8_t *stage = NULL;
     uint8_t *obufs[2] = {NULL, NULL};
-    size_t f32_cap = 0, stage_cap = 0, obuf_caps[2] = {0, 0}, nf = 0;
+    size_t f32_cap = 0, stage_cap = 0, obuf_caps[2] = {0, 0}, nf = 0; /* (bytes) */
     int cur = 0;
     writer_thread wt;
     double t0 = now_s();
@@ -694,17 +705,11 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
             } else {
                 /* two output buffers: this chunk's is computed while the previous one is being written; large
                  * anonymous buffers with MADV_HUGEPAGE, reused across tensors (qd_big_alloc) */
-                uint8_t *obuf;
-                if (need_o > obuf_caps[cur]) {
-                    qd_big_free(obufs[cur], obuf_caps[cur]);
-                    obufs[cur] = qd_big_alloc(need_o);
-                    obuf_caps[cur] = obufs[cur] ? need_o : 0;
-                    if (!obufs[cur]) {
-                        rc = QD_ENOMEM;
-                        goto done;
-                    }
+                uint8_t *obuf = obufs[cur] = grow(obufs[cur], &obuf_caps[cur], need_o);
+                if (!obuf) {
+                    rc = QD_ENOMEM;
+                    goto done;
                 }
-                obuf = obufs[cur];
                 if (!ch[i].quantize) {
                     if ((rc = qd_tensor_read_rows(t, r0, nr, obuf)))
                         goto done;
@@ -712,23 +717,10 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
                     int64_t brows = block_rows_for(nc);
                     size_t per_thread = (size_t)brows * (size_t)nc, need_f = per_thread * (size_t)nth;
                     size_t stage_per = (size_t)brows * irs, need_s = stage_per * (size_t)nth;
-                    if (need_f > f32_cap) {
-                        qd_big_free(f32, f32_cap * sizeof(float));
-                        f32 = need_f <= SIZE_MAX / sizeof(float) ? qd_big_alloc(need_f * sizeof(float)) : NULL;
-                        f32_cap = f32 ? need_f : 0;
-                        if (!f32) {
-                            rc = QD_ENOMEM;
-                            goto done;
-                        }
-                    }
-                    if (need_s > stage_cap) {
-                        qd_big_free(stage, stage_cap);
-                        stage = qd_big_alloc(need_s);
-                        stage_cap = stage ? need_s : 0;
-                        if (!stage) {
-                            rc = QD_ENOMEM;
-                            goto done;
-                        }
+                    if (need_f > SIZE_MAX / sizeof(float) || !(f32 = grow(f32, &f32_cap, need_f * sizeof(float))) ||
+                        !(stage = grow(stage, &stage_cap, need_s))) {
+                        rc = QD_ENOMEM;
+                        goto done;
                     }
                     int64_t nblocks = (nr + brows - 1) / brows;
                     int k = nth < nblocks ? nth : (int)nblocks, bad = -1;
@@ -793,7 +785,7 @@ done:
     writer_stop(&wt);
     pthread_mutex_destroy(&wt.mu);
     pthread_cond_destroy(&wt.cv);
-    qd_big_free(f32, f32_cap * sizeof(float));
+    qd_big_free(f32, f32_cap);
     qd_big_free(stage, stage_cap);
     qd_big_free(obufs[0], obuf_caps[0]);
     qd_big_free(obufs[1], obuf_caps[1]);

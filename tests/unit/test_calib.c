@@ -9,6 +9,7 @@
 #include "qd/alloc.h"
 #include "qd/calib.h"
 #include "qd/err.h"
+#include "qd/gptq.h"
 
 static qd_llama_model *small_model(void)
 {
@@ -147,12 +148,39 @@ static void test_progress_and_cancel(void **state)
     qd_llama_free(m);
 }
 
+/* The calibration spec grammar: sample:N:LEN:SEED in decimal digits only; a path is not a spec; anything else
+ * that starts like one is refused. And the classes the predicate accepts. */
+static void test_spec_and_class(void **state)
+{
+    (void)state;
+    unsigned long long n, len, seed;
+    assert_int_equal(qd_calib_parse_sample("sample:8:32:7", &n, &len, &seed), 1);
+    assert_true(n == 8 && len == 32 && seed == 7);
+    assert_int_equal(qd_calib_parse_sample("sample:1:2:18446744073", &n, &len, &seed), 1);
+    assert_int_equal(qd_calib_parse_sample("calib.qdvalset", &n, &len, &seed), 0);
+    static const char *const bad[] = {"sample:",         "sample:8:32",    "sample: 8:32:7",
+                                      "sample:+8:32:7",  "sample:-1:32:7", "sample:8:32:7x",
+                                      "sample:8::7",     "sample:8:32:7:1", "sample:99999999999999999999:2:1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (qd_calib_parse_sample(bad[i], &n, &len, &seed) != QD_EINVAL)
+            fail_msg("%s was not refused", bad[i]);
+    static const char *const good[] = {"none",         "generic-text",        "code",
+                                       "multilingual", "domain:self-sampled", "domain:A.b_c-9"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        assert_true(qd_calib_class_valid(good[i]));
+    static const char *const nope[] = {"", "Code", "domain:", "domain:a b", "domain:x/y", "text"};
+    for (size_t i = 0; i < sizeof(nope) / sizeof(nope[0]); i++)
+        if (qd_calib_class_valid(nope[i]))
+            fail_msg("class '%s' was accepted", nope[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layer0_matches_hand),
         cmocka_unit_test(test_bad_sets),
         cmocka_unit_test(test_progress_and_cancel),
+        cmocka_unit_test(test_spec_and_class),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

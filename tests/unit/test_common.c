@@ -2,7 +2,9 @@
  * test_common.c - errors, bounded buffers, digests and SHA-256 known answers.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -128,7 +130,7 @@ static void test_common__errors_cross_threads_saved(void **state)
 }
 
 /* qd_fsync_parent syncs the folder that holds a path: a nested path, a bare name (the current folder), and a
- * missing folder refused with ENOENT. */
+ * missing folder refused with ENOENT; qd_pread_all reads a whole range or fails. */
 static void test_common__fsync_parent(void **state)
 {
     (void)state;
@@ -137,6 +139,21 @@ static void test_common__fsync_parent(void **state)
     assert_int_equal(qd_fsync_parent(path), 0);
     assert_int_equal(qd_fsync_dir(dir), 0);
     assert_int_equal(qd_fsync_parent("bare-name"), 0);
+    /* qd_pread_all: the whole range, and EIO past the end of the file */
+    {
+        char buf[16];
+        int fd;
+        snprintf(path, sizeof(path), "%s/ten", dir);
+        fd = open(path, O_RDWR | O_CREAT, 0644);
+        assert_true(fd >= 0);
+        assert_int_equal(qd_pwrite_all(fd, "0123456789", 10, 0), 0);
+        assert_int_equal(qd_pread_all(fd, buf, 6, 4), 0);
+        assert_memory_equal(buf, "456789", 6);
+        errno = 0;
+        assert_int_equal(qd_pread_all(fd, buf, 8, 4), -1);
+        assert_int_equal(errno, EIO);
+        close(fd);
+    }
     snprintf(path, sizeof(path), "%s/missing/file.bin", dir);
     errno = 0;
     assert_int_equal(qd_fsync_parent(path), -1);
