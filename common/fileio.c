@@ -10,11 +10,12 @@
 #include "qd/alloc.h"
 #include "qd/fileio.h"
 
-int qd_pwrite_all(int fd, const void *p, size_t n, uint64_t off)
+/* pread or pwrite of all n bytes at off, short transfers continued, EINTR retried; EIO when the file gives or takes
+ * no byte. */
+static int rw_all(int fd, unsigned char *b, size_t n, uint64_t off, int wr)
 {
-    const unsigned char *b = p;
     while (n) {
-        ssize_t k = pwrite(fd, b, n, (off_t)off);
+        ssize_t k = wr ? pwrite(fd, b, n, (off_t)off) : pread(fd, b, n, (off_t)off);
         if (k < 0 && errno == EINTR)
             continue;
         if (k <= 0) {
@@ -29,24 +30,9 @@ int qd_pwrite_all(int fd, const void *p, size_t n, uint64_t off)
     return 0;
 }
 
-int qd_pread_all(int fd, void *p, size_t n, uint64_t off)
-{
-    unsigned char *b = p;
-    while (n) {
-        ssize_t k = pread(fd, b, n, (off_t)off);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0) {
-            if (k == 0)
-                errno = EIO;
-            return -1;
-        }
-        b += k;
-        n -= (size_t)k;
-        off += (uint64_t)k;
-    }
-    return 0;
-}
+int qd_pwrite_all(int fd, const void *p, size_t n, uint64_t off) { return rw_all(fd, (unsigned char *)p, n, off, 1); }
+
+int qd_pread_all(int fd, void *p, size_t n, uint64_t off) { return rw_all(fd, p, n, off, 0); }
 
 struct qd_syncer {
     int fd;
