@@ -12,11 +12,16 @@
 #   make bench-audit     1M artifacts in the audit indexes: p50/p99 of lineage and field queries vs a full scan
 #   make fuzz            libFuzzer builds of tests/fuzz/fuzz_*.c (clang) in build/fuzz/libfuzzer
 #   make bench-quantize  a 1.5 GB F16 checkpoint quantized per variant (GB/s, RSS), then kernel GB/s per variant
+#                        (with CUDA=1: the GPU path against the CPU and the card's copy bandwidth, bench/cuda.sh)
+#   make CUDA=1          the GPU path too (nvcc; build/release-cuda)
 #   make bench-serve     quantd against nginx (same bytes): manifest req/s (wrk, 64 conn), 1 GiB blob MB/s; 60 s mixed load
 #   make FLAVOUR=asan    a sanitizer build in build/asan (clang)
 
 FLAVOUR ?= release
 B := build/$(FLAVOUR)
+# Objects: shared by the CUDA build of a flavour, which only adds quantd/cuda/'s own (so make CUDA=1 after make
+# compiles two files).
+O := build/$(FLAVOUR)/obj
 
 ifeq ($(FLAVOUR),asan)
 CC := clang
@@ -34,6 +39,22 @@ OPT := -O2 -g
 LDOPT :=
 endif
 
+# make CUDA=1: the GPU path (quantd/cuda/, include/qd/cuda.h) with nvcc; libraries and programs in
+# build/<flavour>-cuda. Without it the build needs no CUDA at all (quantd/cuda/none.c answers "not built").
+CUDA ?= 0
+ifeq ($(CUDA),1)
+B := build/$(FLAVOUR)-cuda
+NVCC ?= nvcc
+CUDA_HOME ?= $(abspath $(dir $(shell command -v $(NVCC) 2>/dev/null))..)
+CUDA_ARCH ?= 90
+# Machine code for CUDA_ARCH and its PTX (newer GPUs compile that at load). The kernels are the scalar reference:
+# no contraction, IEEE division and square root, subnormals kept (see quantd/cuda/kernels.cu).
+NVCC_FLAGS := -std=c++17 -O3 -gencode arch=compute_$(CUDA_ARCH),code=[sm_$(CUDA_ARCH),compute_$(CUDA_ARCH)] \
+	-fmad=false -prec-div=true -prec-sqrt=true -ftz=false -Iinclude -Werror all-warnings \
+	-Xcompiler -Wall,-Wextra,-Werror
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcudart_static -lrt -ldl -lstdc++
+endif
+
 PKGS := lmdb libzstd libcrypto jansson libcjson libgit2 libevent libcurl zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -42,18 +63,19 @@ CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wformat=2
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -pthread -Iinclude $(WARN) $(OPT) $(PKG_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL := -pthread $(LDOPT) $(LDFLAGS)
-LIBS := $(PKG_LIBS) -lm
+LIBS := $(PKG_LIBS) $(CUDA_LIBS) -lm
 
 QD_BUILD_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 # Filled by the module.mk files.
 LIBQD_SRCS :=
+LIBQD_CU_SRCS :=
 QUANT_SRCS :=
 QUANTD_SRCS :=
 include common/module.mk verify/module.mk store/module.mk log/module.mk quantd/module.mk client/module.mk daemon/module.mk
 
-obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
-LIBQD_OBJS := $(call obj,$(LIBQD_SRCS))
+obj = $(patsubst %.c,$(O)/%.o,$(1))
+LIBQD_OBJS := $(call obj,$(LIBQD_SRCS)) $(patsubst %.cu,$(O)/%.o,$(LIBQD_CU_SRCS))
 QUANT_OBJS := $(call obj,$(QUANT_SRCS))
 QUANTD_OBJS := $(call obj,$(QUANTD_SRCS))
 
@@ -91,19 +113,24 @@ $(B)/quantd: $(QUANTD_OBJS) $(B)/libqd.a
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS_ALL) -o $@ $(QUANTD_OBJS) $(B)/libqd.a $(LIBS)
 
-$(B)/obj/common/version.o: CFLAGS_ALL += -DQD_BUILD_COMMIT='"$(QD_BUILD_COMMIT)"'
+$(O)/common/version.o: CFLAGS_ALL += -DQD_BUILD_COMMIT='"$(QD_BUILD_COMMIT)"'
 
-$(B)/obj/%.o: %.c
+$(O)/%.o: %.c
 	@mkdir -p $(@D)
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS_ALL) $(CFLAGS_$(subst /,_,$*)) -MMD -MP -c -o $@ $<
 
-$(B)/tests/%: tests/unit/%.c $(B)/libqd.a tests/unit/testutil.h tests/unit/store_fixture.h
+$(O)/%.o: %.cu
+	@mkdir -p $(@D)
+	@echo "  NVCC    $<"
+	@$(NVCC) $(NVCC_FLAGS) -MMD -MP -c -o $@ $<
+
+$(B)/tests/%: tests/unit/%.c $(B)/libqd.a tests/unit/testutil.h tests/unit/store_fixture.h tests/unit/kernel_data.h
 	@mkdir -p $(@D)
 	@echo "  TEST    $@"
 	@$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS) $(CMOCKA_LIBS)
 
-$(B)/tests/%: tests/stress/%.c $(B)/libqd.a tests/unit/testutil.h tests/unit/store_fixture.h
+$(B)/tests/%: tests/stress/%.c $(B)/libqd.a tests/unit/testutil.h tests/unit/store_fixture.h tests/unit/kernel_data.h
 	@mkdir -p $(@D)
 	@echo "  TEST    $@"
 	@$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS) $(CMOCKA_LIBS)
@@ -161,9 +188,15 @@ bench-pull: all
 # tokens/s of the reference runtime on a generated dim-2048 llama (LAYERS=2 by default; 4.4 GB of f32 per 22 layers)
 bench-runtime: all $(B)/bench/runtime_bench
 	@$(B)/bench/runtime_bench speed $${LAYERS:-2}
+# with CUDA=1: the GPU path against the CPU and the card's copy bandwidth instead (bench/cuda.sh)
+ifeq ($(CUDA),1)
+bench-quantize: all $(B)/bench/cuda_bench $(TOOL_BINS)
+	@B=$(B) bench/cuda.sh
+else
 bench-quantize: all $(B)/bench/quantize_bench $(TOOL_BINS)
 	@bench/quantize_model.sh
 	@bench/quantize.sh
+endif
 # quantd against nginx on the same bytes: wrk on a 4 KiB manifest, curl on a 1 GiB blob; then 60 s of mixed load
 bench-serve: all
 	@bench/serve.sh $${SIZE_MIB:-1024}

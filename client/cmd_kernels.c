@@ -7,14 +7,25 @@
 #include <string.h>
 
 #include "client.h"
+#include "qd/cuda.h"
 #include "qd/err.h"
 #include "qd/quant.h"
+
+/* The GPU path: the device it would use (*c, closed by the caller) or why there is none (reason). */
+static void gpu_probe(qd_cuda **c, char *reason, size_t n)
+{
+    *c = NULL;
+    reason[0] = 0;
+    if (qd_cuda_open(c, 0) != QD_OK)
+        snprintf(reason, n, "%s", qd_error_last()->message);
+}
 
 int cmd_kernels(int argc, char **argv)
 {
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         printf("usage: quant kernels [--json]\n\nPrints the kernel variant in use (QD_KERNELS=ref|avx2|avx512 forces one), the "
-               "variants this build has, the CPU features seen, and the types it can quantize.\n"
+               "variants this build has, the CPU features seen, the types it can quantize, and the GPU the GPU path would "
+               "use (make CUDA=1 builds it) or why there is none.\n"
                "--json: the same as one object (schemas/client.schema.json#/$defs/kernels).\n");
         return 0;
     }
@@ -26,10 +37,17 @@ int cmd_kernels(int argc, char **argv)
     int rc = qd_kernels_select();
     if (rc < 0)
         return qd_fail(rc, "kernels");
+    qd_cuda *gpu;
+    char why[256];
+    gpu_probe(&gpu, why, sizeof(why));
     if (json) {
-        json_t *o = json_pack("{s:s,s:[],s:s,s:[],s:[]}", "kernels", qd_kernels_name(qd_kernels_current()), "built",
-                              "cpu", qd_kernels_cpu_features(), "quantize", "vectorized");
+        json_t *o = json_pack("{s:s,s:[],s:s,s:[],s:[],s:{s:b,s:s?,s:s?,s:s?}}", "kernels",
+                              qd_kernels_name(qd_kernels_current()), "built", "cpu", qd_kernels_cpu_features(),
+                              "quantize", "vectorized", "gpu", "built", qd_cuda_built(), "device",
+                              gpu ? qd_cuda_device(gpu)->name : NULL, "kernel", gpu ? qd_cuda_kernel_name(gpu) : NULL,
+                              "reason", gpu ? NULL : why);
         char *text;
+        qd_cuda_close(gpu);
         if (!o)
             return qd_fail(QD_ENOMEM, "kernels");
         for (int v = QD_KERNELS_REF; v <= QD_KERNELS_CUDA; v++)
@@ -72,5 +90,11 @@ int cmd_kernels(int argc, char **argv)
         if (qd_kernels_accelerated((qd_type)t))
             printf(" %s", qd_type_traits_get((qd_type)t)->name);
     printf("%s\n", qd_kernels_current() == QD_KERNELS_REF ? " (none: the reference)" : "");
+    if (gpu)
+        printf("gpu: %s, sm_%d, %d multiprocessors: kernels %s (quant quantize --device)\n", qd_cuda_device(gpu)->name,
+               qd_cuda_device(gpu)->sm, qd_cuda_device(gpu)->multiprocessors, qd_cuda_kernel_name(gpu));
+    else
+        printf("gpu: none (%s)\n", why);
+    qd_cuda_close(gpu);
     return 0;
 }

@@ -30,7 +30,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: quant quantize --in SRC --type RECIPE --out OUT.gguf [--imatrix FILE] [-t N] [--pure]\n"
                "                      [--allow-requantize] [--output-tensor-type T] [--token-embedding-type T] [--json]\n"
-               "                      [--fsync]\n"
+               "                      [--fsync] [--device auto|cpu|cuda]\n"
                "       quant quantize SRC --recipe RECIPE --out OUT.gguf ...   (the same, SRC a local file or dir)\n"
                "       quant quantize NAME[:TAG|@DIGEST] --recipe RECIPE [--calib sample:N:LEN:SEED] [--follow]\n"
                "                      [--json] [--registry URL]   (a job on a registry: quant quantize NAME --help)\n"
@@ -45,7 +45,11 @@ static void usage(FILE *f)
     fprintf(f, "\n-t N: threads (default: one per CPU); the output does not depend on N.\n"
                "--fsync: make OUT durable before it is renamed into place (written with O_DIRECT where the file\n"
                "system allows it); without it OUT is written through the page cache, as cp and llama-quantize do,\n"
-               "and a crash soon after may leave it missing or short (never another file's bytes).\n\n"
+               "and a crash soon after may leave it missing or short (never another file's bytes).\n"
+               "--device: where tensors are quantized. auto (default): the GPU, in a build with it (make CUDA=1)\n"
+               "where a device answers, for large tensors whose scale search is the work (K-quants, IQ4, importance-\n"
+               "weighted types), the CPU for the rest; cuda: the GPU for every tensor it can take (an error without\n"
+               "one); cpu: never the GPU. The bytes are the same on either.\n\n"
                "       quant quantize --in SRC --format bnb|compressed-tensors --type T --out DIR [--method rtn]\n"
                "                      [--group N] [--double-quant] [--per-tensor] [--weight-only]\n"
                "writes a Transformers/vLLM folder (model.safetensors, config.json with quantization_config,\n"
@@ -139,12 +143,12 @@ int quantize_gguf_run(const qmethod_args *a, qd_quantize_opts *o)
         return qd_fail(rc, rc == QD_EUNSUPPORTED ? "quantize: unsupported" : "quantize");
     double bpw = st.n_elements ? (double)st.tensor_bytes * 8.0 / (double)st.n_elements : 0;
     if (a->json) {
-        print_json(json_pack("{s:s,s:s,s:I,s:f,s:i,s:i,s:i,s:i,s:i,s:f,s:i,s:s}", "out", a->out, "recipe",
+        print_json(json_pack("{s:s,s:s,s:I,s:f,s:i,s:i,s:i,s:i,s:i,s:f,s:i,s:s,s:i}", "out", a->out, "recipe",
                              qd_recipe_name(o->ftype), "file_bytes", (json_int_t)st.file_bytes, "bits_per_weight", bpw,
                              "tensors", (int)st.n_tensors, "quantized", (int)st.n_quantized, "fallback",
                              (int)st.n_fallback, "beyond_llama", (int)st.n_beyond_llama, "imatrix", (int)st.n_imatrix,
-                             "seconds", st.seconds, "threads", st.threads, "kernels",
-                             qd_kernels_name(qd_kernels_current())));
+                             "seconds", st.seconds, "threads", st.threads, "kernels", st.kernel, "gpu_tensors",
+                             (int)st.n_cuda));
         return EXIT_OK_;
     }
     printf("%s: %s %llu bytes (%.2f MiB), %.4f bits per weight, %zu tensors (%zu quantized, %zu fallback",
@@ -156,7 +160,9 @@ int quantize_gguf_run(const qmethod_args *a, qd_quantize_opts *o)
         printf(", %zu with imatrix", st.n_imatrix);
     if (st.n_method)
         printf(", %zu by %s", st.n_method, a->method);
-    printf("), %.2f s, %d threads, kernels %s\n", st.seconds, st.threads, qd_kernels_name(qd_kernels_current()));
+    if (st.n_cuda)
+        printf(", %zu on the GPU", st.n_cuda);
+    printf("), %.2f s, %d threads, kernels %s\n", st.seconds, st.threads, st.kernel);
     return EXIT_OK_;
 }
 
@@ -188,7 +194,7 @@ static bool takes_value(const char *a)
     static const char *const v[] = {"--in", "--out", "--type", "--imatrix", "--format", "--method", "--group", "-t",
                                     "--threads", "--output-tensor-type", "--token-embedding-type", "--recipe",
                                     "--calib", "--val", "--calib-class", "--bits", "--damp", "--alpha", "--n-grid",
-                                    "--seqs", "--hardware", "--registry", "--cacert", NULL};
+                                    "--seqs", "--hardware", "--registry", "--cacert", "--device", NULL};
     for (size_t i = 0; v[i]; i++)
         if (!strcmp(a, v[i]))
             return true;
@@ -256,6 +262,19 @@ int cmd_quantize(int argc, char **argv)
             continue;
         } else if (!strcmp(s, "--fsync")) {
             o.durable = true;
+            continue;
+        } else if (!strcmp(s, "--device") && v) {
+            if (!strcmp(v, "auto"))
+                o.device = QD_DEVICE_AUTO;
+            else if (!strcmp(v, "cpu"))
+                o.device = QD_DEVICE_CPU;
+            else if (!strcmp(v, "cuda"))
+                o.device = QD_DEVICE_CUDA;
+            else {
+                fprintf(stderr, "quant quantize: --device %s: auto, cpu or cuda\n", v);
+                return EXIT_USAGE;
+            }
+            i++;
             continue;
         } else if (!strcmp(s, "--act-order") || !strcmp(s, "--desc-act")) {
             a.act_order = true;

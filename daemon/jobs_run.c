@@ -66,6 +66,7 @@ typedef struct job_ctx {
     qd_digest var_blob;
     uint64_t var_size;
     char var_file[128];
+    char kernel[48];      /* the kernels that made the variant's bytes (qd_quantize_stats.kernel) */
     const char *cal_spec; /* the calibration dataset ("sample:N:LEN:SEED"), or NULL */
     qd_imatrix *im;       /* what the calibrate stage collected */
     /* made once, by the first stage that needs them (calibrate or validate): source_model, validation_set */
@@ -302,6 +303,7 @@ static int stage_quantize(job_ctx *c)
     if (rc < 0)
         return rc;
     c->var_size = st.file_bytes;
+    snprintf(c->kernel, sizeof(c->kernel), "%s", st.kernel);
     snprintf(lower, sizeof(lower), "%s", c->recipe);
     for (char *q = lower; *q; q++)
         if (*q >= 'A' && *q <= 'Z')
@@ -416,8 +418,8 @@ int qd_jobs__recipe_facts(json_t **out, const char *recipe)
 static int stage_sign(job_ctx *c, json_t *validation, qd_buf *bundle, json_t **predicate_out)
 {
     json_t *rec = c->run->rec, *pred, *recipe = NULL, *cal;
-    const char *k = qd_kernels_name(qd_kernels_current());
-    char now[32], build[64];
+    const char *k = c->kernel[0] ? c->kernel : qd_kernels_name(qd_kernels_current()), *plus = strchr(k, '+');
+    char now[32], build[64], kbuf[64];
     const char *vs = qd_version_string(), *paren = strchr(vs, '(');
     qd_subject subj;
     qd_buf stmt = QD_BUF_INIT(0);
@@ -441,12 +443,19 @@ static int stage_sign(job_ctx *c, json_t *validation, qd_buf *bundle, json_t **p
     } else {
         snprintf(build, sizeof(build), "unknown");
     }
+    /* the predicate names the scalar reference "scalar" (also after a GPU's name: "cuda-sm90+scalar") */
+    if (!strcmp(k, "ref"))
+        k = "scalar";
+    else if (plus && !strcmp(plus + 1, "ref")) {
+        snprintf(kbuf, sizeof(kbuf), "%.*s+scalar", (int)(plus - k), k);
+        k = kbuf;
+    }
     qd_jobs__now_text(now);
     pred = json_pack("{s:{s:s,s:s},s:o,s:o,s:{s:s,s:s,s:s,s:s},s:O,s:O,s:s,s:{s:s,s:s}}", "source", "digest",
                      json_string_value(json_object_get(json_object_get(rec, "source"), "digest")), "name",
                      json_string_value(json_object_get(json_object_get(rec, "source"), "name")), "recipe", recipe,
                      "calibration", cal, "converter", "name", "quantd", "version",
-                     QD_VERSION, "build", build, "kernel", !strcmp(k, "ref") ? "scalar" : k, "target_hardware",
+                     QD_VERSION, "build", build, "kernel", k, "target_hardware",
                      json_object_get(rec, "target_hardware"), "validation", validation, "created_at", now, "builder",
                      "id", c->J->builder_id, "key_id", c->J->key_id);
     if (!pred)

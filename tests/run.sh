@@ -3,8 +3,10 @@
 #
 #   1. cmocka unit tests (build/release/tests/test_*, from tests/unit/)
 #   2. stress tests: crash and concurrency (build/release/tests/test_*, from tests/stress/)
-#   3. integration tests (tests/integration/NNN_*.sh): exit 0 pass, 77 skip, anything else fail
-#   4. the unit tests again, built with clang ASan+UBSan (build/asan)
+#   3. where nvcc exists: the GPU path built (make CUDA=1, a test of its own) and its unit test (skips without a GPU)
+#   4. integration tests (tests/integration/NNN_*.sh): exit 0 pass, 77 skip, anything else fail (402 also runs the
+#      CUDA build's quant when there is one)
+#   5. the unit tests again, built with clang ASan+UBSan (build/asan)
 # T=name runs only the unit/stress binaries and scripts whose name contains it.
 set -u
 cd "$(dirname "$0")/.."
@@ -87,6 +89,22 @@ for src in tests/fuzz/fuzz_*.c; do
     name=$(basename "$src" .c); matches "$name" || continue
     run_fuzz "fuzz/$name" "build/release/fuzz/$name" "tests/fuzz/corpus/$name"
 done
+nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+if matches cuda && [ -x "$nvcc" ]; then
+    echo "== GPU path (make CUDA=1 with $nvcc)"
+    t0=$SECONDS
+    if make --no-print-directory CUDA=1 NVCC="$nvcc" build/release-cuda/quant build/release-cuda/tests/test_cuda \
+        >"$log_dir/cuda_build.log" 2>&1; then
+        passed=$((passed + 1)); printf '%-44s pass  (%ds)\n' "cuda/build" $((SECONDS - t0))
+        run_cmocka "cuda/test_cuda" "build/release-cuda/tests/test_cuda"
+    else
+        failed=$((failed + 1)); failures+=("cuda/build")
+        printf '%-44s FAIL\n' "cuda/build"
+        tail -n 30 "$log_dir/cuda_build.log" | sed 's/^/   /'
+    fi
+elif matches cuda; then
+    echo "== GPU path: no nvcc here, not built (make CUDA=1 where CUDA is installed)"
+fi
 echo "== integration tests"
 for script in tests/integration/[0-9]*.sh; do
     [ -e "$script" ] || continue

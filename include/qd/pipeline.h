@@ -29,6 +29,17 @@ typedef struct qd_quantize_progress {
     uint64_t bytes_in_total;
 } qd_quantize_progress;
 
+/** Where tensors are quantized (qd_quantize_opts.device). */
+typedef enum qd_device {
+    QD_DEVICE_AUTO = 0, /**< the GPU (include/qd/cuda.h) for large tensors whose scale search dominates the work
+                             (K-quants, IQ4, any importance-weighted type), where this build has the GPU path and a
+                             device answers; the CPU for the rest (the plain and legacy types run at memory
+                             bandwidth on the CPU, where the GPU's copies only add host traffic) */
+    QD_DEVICE_CPU = 1,  /**< never the GPU */
+    QD_DEVICE_CUDA = 2  /**< the GPU for every tensor it can take (a source it reads, a type it has); QD_EUNSUPPORTED
+                             when there is no GPU path or device */
+} qd_device;
+
 typedef struct qd_quantize_opts {
     qd_ftype ftype;                 /**< the recipe */
     int threads;                    /**< 0: one per online CPU */
@@ -37,6 +48,8 @@ typedef struct qd_quantize_opts {
     size_t chunk_elems;             /**< source elements per chunk (0: 4 Mi) */
     bool allow_requantize;          /**< convert tensors that are already quantized (refused otherwise, as
                                          llama-quantize refuses without --allow-requantize) */
+    qd_device device;               /**< CPU, GPU or the choice per tensor (the default) */
+    int64_t cuda_min_elems;         /**< AUTO: smallest tensor (values) sent to the GPU (0: 1 Mi) */
     bool durable;                   /**< make the output durable (fsync, written with O_DIRECT where the file
                                          system allows) before it is renamed into place; false (the default, as
                                          llama-quantize and cp) leaves the flush to the kernel */
@@ -69,6 +82,9 @@ typedef struct qd_quantize_stats {
     size_t n_imatrix;       /**< tensors quantized with importance weights */
     size_t n_method;        /**< tensors whose bytes the method's tensor_fn supplied */
     int threads;
+    size_t n_cuda;          /**< tensors quantized on the GPU */
+    char kernel[48];        /**< the kernels that made the bytes: "avx512", "cuda-sm90", or both as "cuda-sm90+avx512"
+                                 when the tensors were split between them */
     double seconds;
     uint64_t type_bytes[QD_TYPE_COUNT]; /**< tensor bytes per written type */
 } qd_quantize_stats;

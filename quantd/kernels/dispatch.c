@@ -294,7 +294,7 @@ bool qd_kernels_accelerated(qd_type t)
  * (Q6_K and IQ4_XS: 65504 x 128 x 32), and beyond that the reference's float sums (of x^2, and weights x^2 times
  * squared errors) start to overflow. MXFP4's shared exponent reaches much further; NVFP4 saturates.
  */
-static float max_abs_for(qd_type t) { return t == QD_TYPE_MXFP4 ? 1e37f : 3e8f; }
+float qd_kernels_max_abs(qd_type t) { return t == QD_TYPE_MXFP4 ? 1e37f : 3e8f; }
 
 /*
  * The reference's input check (qd_kernels_ref.within): whether every value is finite and within max_abs. The
@@ -343,8 +343,27 @@ static bool fp16_finite(const uint8_t *p) { return ((p[0] | p[1] << 8) & 0x7c00)
  * The output check of ggml_validate_row_data: a block scale that overflowed fp16 (input too large for the type)
  * makes the tensor unusable, so it is an error here rather than a file llama.cpp would refuse.
  */
-static int check_scales(qd_type t, const qd_type_traits *tr, const void *dst, int64_t nrows, int64_t ncols)
+void qd_kernels_fp16_fields(qd_type t, int out[2])
 {
+    const qd_type_traits *tr = qd_type_traits_get(t);
+    out[0] = out[1] = -1;
+    /* (as check_scales: MXFP4/NVFP4 have no fp16 scale, IQ1_M's is split over four words and checked there) */
+    if (tr && tr->quantized && t != QD_TYPE_MXFP4 && t != QD_TYPE_NVFP4 && t != QD_TYPE_IQ1_M) {
+        out[0] = fp16_fields[t][0];
+        out[1] = fp16_fields[t][1];
+    }
+}
+
+int qd_kernels_scale_error(qd_type t, int64_t row)
+{
+    const char *n = qd_type_traits_get(t)->name;
+    return qd_error_set(QD_EINVAL, QD_EC_INVALID, "quantize %s: row %lld holds values too large for %s (a block scale "
+                        "overflows fp16)", n, (long long)row, n);
+}
+
+static int check_scales(qd_type t, const void *dst, int64_t nrows, int64_t ncols)
+{
+    const qd_type_traits *tr = qd_type_traits_get(t);
     if (!tr->quantized || t == QD_TYPE_MXFP4 || t == QD_TYPE_NVFP4)
         return QD_OK;
     const uint8_t *b = dst;
@@ -362,9 +381,18 @@ static int check_scales(qd_type t, const qd_type_traits *tr, const void *dst, in
                     ok = false;
         }
         if (!ok)
-            return qd_error_set(QD_EINVAL, QD_EC_INVALID, "quantize %s: row %lld holds values too large for %s (a "
-                                "block scale overflows fp16)", tr->name, (long long)(i / (ncols / tr->block_size)),
-                                tr->name);
+            return qd_kernels_scale_error(t, i / (ncols / tr->block_size));
+    }
+    return QD_OK;
+}
+
+int qd_kernels_check_imatrix(qd_type t, const float *imatrix, int64_t ncols)
+{
+    for (int64_t j = 0; j < ncols; j++) {
+        if (!isfinite(imatrix[j]) || imatrix[j] < 0)
+            return qd_error_set(QD_EINVAL, QD_EC_INVALID, "quantize %s: importance matrix column %lld is %g; weights "
+                                "must be finite and non-negative", qd_type_traits_get(t)->name, (long long)j,
+                                (double)imatrix[j]);
     }
     return QD_OK;
 }
@@ -415,9 +443,9 @@ int qd_quantize_rows(qd_type t, const float *src, void *dst, int64_t nrows, int6
         return qd_error_set(QD_EINVAL, QD_EC_INVALID, "quantize %s: NULL buffer", tr->name);
     if (qd_ref_iq_prepare(t) < 0)
         return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "quantize %s: out of memory building its grid tables", tr->name);
-    if (tr->quantized && !qd_kernels_table()->within(src, nrows * ncols, max_abs_for(t))) {
+    if (tr->quantized && !qd_kernels_table()->within(src, nrows * ncols, qd_kernels_max_abs(t))) {
         const int64_t n = nrows * ncols;
-        const float max_abs = max_abs_for(t);
+        const float max_abs = qd_kernels_max_abs(t);
         for (int64_t i = 0; i < n; i++) {
             if (!isfinite(src[i]))
                 return qd_error_set(QD_EINVAL, QD_EC_INVALID, "quantize %s: row %lld column %lld is %s; %s cannot "
@@ -430,19 +458,15 @@ int qd_quantize_rows(qd_type t, const float *src, void *dst, int64_t nrows, int6
         }
     }
     if (imatrix && qi) {
-        for (int64_t j = 0; j < ncols; j++) {
-            if (!isfinite(imatrix[j]) || imatrix[j] < 0)
-                return qd_error_set(QD_EINVAL, QD_EC_INVALID, "quantize %s: importance matrix column %lld is %g; "
-                                    "weights must be finite and non-negative", tr->name, (long long)j,
-                                    (double)imatrix[j]);
-        }
+        if ((rc = qd_kernels_check_imatrix(t, imatrix, ncols)))
+            return rc;
         qi(src, dst, nrows, ncols, imatrix);
-        return check_scales(t, tr, dst, nrows, ncols);
+        return check_scales(t, dst, nrows, ncols);
     }
     if (!q)
         return qd_error_set(QD_EINVAL, QD_EC_INVALID, "quantize %s: this type needs an importance matrix", tr->name);
     q(src, dst, nrows, ncols);
-    return check_scales(t, tr, dst, nrows, ncols);
+    return check_scales(t, dst, nrows, ncols);
 }
 
 int qd_dequantize_rows(qd_type t, const void *src, float *dst, int64_t nrows, int64_t ncols)

@@ -13,6 +13,8 @@
 
 #include "qd/quant.h"
 
+#include "formats.h" /* QD_KFN */
+
 /** Quantize nrows rows of ncols values into dst (rows packed back to back). */
 typedef void (*qd_quantize_fn)(const float *src, void *dst, int64_t nrows, int64_t ncols);
 /** The importance-weighted quantizer: imatrix holds ncols weights, applied to every row. */
@@ -52,64 +54,76 @@ extern const qd_kernel_table qd_kernels_ref;
 extern const qd_kernel_table qd_kernels_avx2;
 extern const qd_kernel_table qd_kernels_avx512;
 
+/** The largest magnitude qd_quantize_rows accepts for block type t (a bound no block can exceed in range). */
+float qd_kernels_max_abs(qd_type t);
+
+/* The checks qd_quantize_rows makes around a kernel, for other paths to the same kernels (quantd/cuda/). */
+/** Importance weights finite and non-negative. @return QD_OK or QD_EINVAL (the message names the column) */
+int qd_kernels_check_imatrix(qd_type t, const float *imatrix, int64_t ncols);
+/** Byte offsets of a block's fp16 scales, -1 for none: each must be finite after quantizing (an overflowed scale
+ *  means the input was too large for the type). */
+void qd_kernels_fp16_fields(qd_type t, int out[2]);
+/** The error for a block scale that overflowed in row. @return QD_EINVAL */
+int qd_kernels_scale_error(qd_type t, int64_t row);
+
 /** The table chosen by qd_kernels_select() (selecting implicitly on first use). */
 const qd_kernel_table *qd_kernels_table(void);
 
 /* Reference kernels, by file. */
 /* ref_legacy.c */
-void qd_ref_quantize_f32(const float *src, void *dst, int64_t nrows, int64_t ncols);
-void qd_ref_dequantize_f32(const void *src, float *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_f16(const float *src, void *dst, int64_t nrows, int64_t ncols);
-void qd_ref_dequantize_f16(const void *src, float *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_bf16(const float *src, void *dst, int64_t nrows, int64_t ncols);
-void qd_ref_dequantize_bf16(const void *src, float *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_q4_0(const float *src, void *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_q4_0_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
-void qd_ref_dequantize_q4_0(const void *src, float *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_q4_1(const float *src, void *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_q4_1_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
-void qd_ref_dequantize_q4_1(const void *src, float *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_q5_0(const float *src, void *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_q5_0_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
-void qd_ref_dequantize_q5_0(const void *src, float *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_q5_1(const float *src, void *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_q5_1_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
-void qd_ref_dequantize_q5_1(const void *src, float *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_q8_0(const float *src, void *dst, int64_t nrows, int64_t ncols);
-void qd_ref_dequantize_q8_0(const void *src, float *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_f32(const float *src, void *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_dequantize_f32(const void *src, float *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_f16(const float *src, void *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_dequantize_f16(const void *src, float *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_bf16(const float *src, void *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_dequantize_bf16(const void *src, float *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_q4_0(const float *src, void *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_q4_0_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+QD_KFN void qd_ref_dequantize_q4_0(const void *src, float *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_q4_1(const float *src, void *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_q4_1_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+QD_KFN void qd_ref_dequantize_q4_1(const void *src, float *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_q5_0(const float *src, void *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_q5_0_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+QD_KFN void qd_ref_dequantize_q5_0(const void *src, float *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_q5_1(const float *src, void *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_q5_1_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+QD_KFN void qd_ref_dequantize_q5_1(const void *src, float *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_q8_0(const float *src, void *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_dequantize_q8_0(const void *src, float *dst, int64_t nrows, int64_t ncols);
 /* ref_kquants.c */
-void qd_ref_quantize_q2_K(const float *src, void *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_q2_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
-void qd_ref_dequantize_q2_K(const void *src, float *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_q3_K(const float *src, void *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_q3_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
-void qd_ref_dequantize_q3_K(const void *src, float *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_q4_K(const float *src, void *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_q4_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
-void qd_ref_dequantize_q4_K(const void *src, float *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_q5_K(const float *src, void *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_q5_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
-void qd_ref_dequantize_q5_K(const void *src, float *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_q6_K(const float *src, void *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_q6_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
-void qd_ref_dequantize_q6_K(const void *src, float *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_q8_K(const float *src, void *dst, int64_t nrows, int64_t ncols);
-void qd_ref_dequantize_q8_K(const void *src, float *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_q2_K(const float *src, void *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_q2_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+QD_KFN void qd_ref_dequantize_q2_K(const void *src, float *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_q3_K(const float *src, void *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_q3_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+QD_KFN void qd_ref_dequantize_q3_K(const void *src, float *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_q4_K(const float *src, void *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_q4_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+QD_KFN void qd_ref_dequantize_q4_K(const void *src, float *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_q5_K(const float *src, void *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_q5_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+QD_KFN void qd_ref_dequantize_q5_K(const void *src, float *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_q6_K(const float *src, void *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_q6_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+QD_KFN void qd_ref_dequantize_q6_K(const void *src, float *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_q8_K(const float *src, void *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_dequantize_q8_K(const void *src, float *dst, int64_t nrows, int64_t ncols);
 /* ref_other.c: non-linear, microscaling and ternary formats */
-void qd_ref_quantize_iq4_nl(const float *src, void *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_iq4_nl_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
-void qd_ref_dequantize_iq4_nl(const void *src, float *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_iq4_xs(const float *src, void *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_iq4_xs_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
-void qd_ref_dequantize_iq4_xs(const void *src, float *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_mxfp4(const float *src, void *dst, int64_t nrows, int64_t ncols);
-void qd_ref_dequantize_mxfp4(const void *src, float *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_nvfp4(const float *src, void *dst, int64_t nrows, int64_t ncols);
-void qd_ref_dequantize_nvfp4(const void *src, float *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_tq1_0(const float *src, void *dst, int64_t nrows, int64_t ncols);
-void qd_ref_dequantize_tq1_0(const void *src, float *dst, int64_t nrows, int64_t ncols);
-void qd_ref_quantize_tq2_0(const float *src, void *dst, int64_t nrows, int64_t ncols);
-void qd_ref_dequantize_tq2_0(const void *src, float *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_iq4_nl(const float *src, void *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_iq4_nl_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+QD_KFN void qd_ref_dequantize_iq4_nl(const void *src, float *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_iq4_xs(const float *src, void *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_iq4_xs_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);
+QD_KFN void qd_ref_dequantize_iq4_xs(const void *src, float *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_mxfp4(const float *src, void *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_dequantize_mxfp4(const void *src, float *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_nvfp4(const float *src, void *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_dequantize_nvfp4(const void *src, float *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_tq1_0(const float *src, void *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_dequantize_tq1_0(const void *src, float *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_quantize_tq2_0(const float *src, void *dst, int64_t nrows, int64_t ncols);
+QD_KFN void qd_ref_dequantize_tq2_0(const void *src, float *dst, int64_t nrows, int64_t ncols);
 /* ref_iquants.c: grid quants (their tables are built on first use; prepare them before calling a kernel) */
 int qd_ref_iq_prepare(qd_type t);
 void qd_ref_quantize_iq1_s_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw);

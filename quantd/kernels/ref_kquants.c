@@ -11,7 +11,7 @@
 #define QK QD_QK_K
 
 /* Four 2-bit planes: byte l of each 32-byte group holds elements l, l+32, l+64, l+96 of a 128-chunk. */
-static void pack_2bit(const uint8_t *L, uint8_t *qs)
+QD_KFN static void pack_2bit(const uint8_t *L, uint8_t *qs)
 {
     for (int j = 0; j < QK; j += 128)
         for (int l = 0; l < 32; ++l)
@@ -20,7 +20,7 @@ static void pack_2bit(const uint8_t *L, uint8_t *qs)
 }
 
 /* Requantize the 16-sub-blocks of Q2_K with the stored scales. */
-static void q2_K_requantize(const float *x, const qd_block_q2_K *y, uint8_t *L)
+QD_KFN static void q2_K_requantize(const float *x, const qd_block_q2_K *y, uint8_t *L)
 {
     const float dall = qd_fp16_to_fp32(y->d), mall = qd_fp16_to_fp32(y->dmin);
     for (int j = 0; j < QK / 16; ++j) {
@@ -37,9 +37,9 @@ static void q2_K_requantize(const float *x, const qd_block_q2_K *y, uint8_t *L)
 
 /* ---- Q2_K ---- */
 
-void qd_ref_quantize_q2_K(const float *src, void *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_quantize_q2_K(const float *src, void *dst, int64_t nrows, int64_t ncols)
 {
-    qd_block_q2_K *y = dst;
+    qd_block_q2_K *y = (qd_block_q2_K *)dst;
     uint8_t L[QK], Laux[16];
     float weights[16], mins[QK / 16], scales[QK / 16];
     const float q4scale = 15.f;
@@ -80,9 +80,9 @@ void qd_ref_quantize_q2_K(const float *src, void *dst, int64_t nrows, int64_t nc
     }
 }
 
-void qd_ref_quantize_q2_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
+QD_KFN void qd_ref_quantize_q2_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
 {
-    qd_block_q2_K *y = dst;
+    qd_block_q2_K *y = (qd_block_q2_K *)dst;
     uint8_t L[QK], Laux[16], Ls[QK / 16], Lm[QK / 16];
     float mins[QK / 16], scales[QK / 16], sw[QK / 16], weight[16];
     const int64_t nb = ncols / QK;
@@ -116,10 +116,10 @@ void qd_ref_quantize_q2_K_imatrix(const float *src, void *dst, int64_t nrows, in
     }
 }
 
-void qd_ref_dequantize_q2_K(const void *src, float *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_dequantize_q2_K(const void *src, float *dst, int64_t nrows, int64_t ncols)
 {
-    const qd_block_q2_K *x = src;
-    float *y = dst;
+    const qd_block_q2_K *x = (const qd_block_q2_K *)src;
+    float *y = (float *)dst;
     for (int64_t i = 0; i < nrows * ncols / QK; i++) {
         const float d = qd_fp16_to_fp32(x[i].d);
         const float min = qd_fp16_to_fp32(x[i].dmin);
@@ -141,7 +141,7 @@ void qd_ref_dequantize_q2_K(const void *src, float *dst, int64_t nrows, int64_t 
 
 /* ---- Q3_K ---- */
 
-static void q3_K_set_scale(uint8_t *scales, int j, int l)
+QD_KFN static void q3_K_set_scale(uint8_t *scales, int j, int l)
 {
     if (j < 8)
         scales[j] = (uint8_t)(l & 0xF);
@@ -150,14 +150,14 @@ static void q3_K_set_scale(uint8_t *scales, int j, int l)
     scales[j % 4 + 8] = (uint8_t)(scales[j % 4 + 8] | ((l >> 4) << (2 * (j / 4))));
 }
 
-static int q3_K_get_scale(const uint8_t *scales, int j)
+QD_KFN static int q3_K_get_scale(const uint8_t *scales, int j)
 {
     int sc = j < 8 ? scales[j] & 0xF : scales[j - 8] >> 4;
     return (sc | (((scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
 }
 
 /* Requantize with the stored scales, then split the third bit into hmask and pack the low two bits. */
-static void q3_K_finish(const float *x, qd_block_q3_K *y, int8_t *L)
+QD_KFN static void q3_K_finish(const float *x, qd_block_q3_K *y, int8_t *L)
 {
     const float dall = qd_fp16_to_fp32(y->d);
     for (int j = 0; j < QK / 16; ++j) {
@@ -186,9 +186,9 @@ static void q3_K_finish(const float *x, qd_block_q3_K *y, int8_t *L)
     pack_2bit((const uint8_t *)L, y->qs);
 }
 
-void qd_ref_quantize_q3_K(const float *src, void *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_quantize_q3_K(const float *src, void *dst, int64_t nrows, int64_t ncols)
 {
-    qd_block_q3_K *y = dst;
+    qd_block_q3_K *y = (qd_block_q3_K *)dst;
     int8_t L[QK];
     float scales[QK / 16];
     for (int64_t i = 0; i < nrows * ncols / QK; i++) {
@@ -218,9 +218,9 @@ void qd_ref_quantize_q3_K(const float *src, void *dst, int64_t nrows, int64_t nc
     }
 }
 
-void qd_ref_quantize_q3_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
+QD_KFN void qd_ref_quantize_q3_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
 {
-    qd_block_q3_K *y = dst;
+    qd_block_q3_K *y = (qd_block_q3_K *)dst;
     int8_t L[QK], Ls[QK / 16];
     float scales[QK / 16], weight[16], sw[QK / 16];
     const int64_t nb = ncols / QK;
@@ -252,10 +252,10 @@ void qd_ref_quantize_q3_K_imatrix(const float *src, void *dst, int64_t nrows, in
     }
 }
 
-void qd_ref_dequantize_q3_K(const void *src, float *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_dequantize_q3_K(const void *src, float *dst, int64_t nrows, int64_t ncols)
 {
-    const qd_block_q3_K *x = src;
-    float *y = dst;
+    const qd_block_q3_K *x = (const qd_block_q3_K *)src;
+    float *y = (float *)dst;
     for (int64_t i = 0; i < nrows * ncols / QK; i++) {
         const float d_all = qd_fp16_to_fp32(x[i].d);
         const uint8_t *q = x[i].qs;
@@ -280,7 +280,7 @@ void qd_ref_dequantize_q3_K(const void *src, float *dst, int64_t nrows, int64_t 
 
 /* ---- Q4_K and Q5_K ---- */
 
-static void k4_set_scales(uint8_t *scales, int j, uint8_t ls, uint8_t lm)
+QD_KFN static void k4_set_scales(uint8_t *scales, int j, uint8_t ls, uint8_t lm)
 {
     if (j < 4) {
         scales[j] = ls;
@@ -292,7 +292,7 @@ static void k4_set_scales(uint8_t *scales, int j, uint8_t ls, uint8_t lm)
     }
 }
 
-static void k4_get_scales(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
+QD_KFN static void k4_get_scales(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
 {
     if (j < 4) {
         *d = q[j] & 63;
@@ -304,7 +304,7 @@ static void k4_get_scales(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
 }
 
 /* Requantize the 32-sub-blocks of Q4_K/Q5_K (nmax 15 or 31) with the stored d, dmin and 6-bit scales. */
-static void k45_requantize(const float *x, qd_fp16 dh, qd_fp16 dminh, const uint8_t *scales, int nmax, uint8_t *L)
+QD_KFN static void k45_requantize(const float *x, qd_fp16 dh, qd_fp16 dminh, const uint8_t *scales, int nmax, uint8_t *L)
 {
     for (int j = 0; j < QK / 32; ++j) {
         uint8_t sc, m;
@@ -321,7 +321,7 @@ static void k45_requantize(const float *x, qd_fp16 dh, qd_fp16 dminh, const uint
 }
 
 /* The reference (no imatrix) sub-block search of Q4_K/Q5_K and the 6-bit scale coding; fills scales, d, dmin. */
-static void k45_ref_scales(const float *x, int nmax, float rmin, float rdelta, int nstep, uint8_t *L,
+QD_KFN static void k45_ref_scales(const float *x, int nmax, float rmin, float rdelta, int nstep, uint8_t *L,
                            uint8_t *scales_out, qd_fp16 *d_out, qd_fp16 *dmin_out)
 {
     uint8_t Laux[32];
@@ -355,7 +355,7 @@ static void k45_ref_scales(const float *x, int nmax, float rmin, float rdelta, i
 }
 
 /* The importance-weighted sub-block search of Q4_K/Q5_K. */
-static void k45_imatrix_scales(const float *x, const float *qw, int nmax, uint8_t *L, uint8_t *scales_out,
+QD_KFN static void k45_imatrix_scales(const float *x, const float *qw, int nmax, uint8_t *L, uint8_t *scales_out,
                                qd_fp16 *d_out, qd_fp16 *dmin_out)
 {
     uint8_t Laux[32], Ls[QK / 32], Lm[QK / 32];
@@ -382,7 +382,7 @@ static void k45_imatrix_scales(const float *x, const float *qw, int nmax, uint8_
     *dmin_out = qd_fp32_to_fp16(m_block);
 }
 
-static void q4_K_pack(const uint8_t *L, uint8_t *q)
+QD_KFN static void q4_K_pack(const uint8_t *L, uint8_t *q)
 {
     for (int j = 0; j < QK; j += 64) {
         for (int l = 0; l < 32; ++l)
@@ -391,7 +391,7 @@ static void q4_K_pack(const uint8_t *L, uint8_t *q)
     }
 }
 
-static void q5_K_pack(const uint8_t *L, uint8_t *ql, uint8_t *qh)
+QD_KFN static void q5_K_pack(const uint8_t *L, uint8_t *ql, uint8_t *qh)
 {
     memset(qh, 0, QK / 8);
     uint8_t m1 = 1, m2 = 2;
@@ -415,9 +415,9 @@ static void q5_K_pack(const uint8_t *L, uint8_t *ql, uint8_t *qh)
     }
 }
 
-void qd_ref_quantize_q4_K(const float *src, void *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_quantize_q4_K(const float *src, void *dst, int64_t nrows, int64_t ncols)
 {
-    qd_block_q4_K *y = dst;
+    qd_block_q4_K *y = (qd_block_q4_K *)dst;
     uint8_t L[QK];
     for (int64_t i = 0; i < nrows * ncols / QK; i++) {
         const float *x = src + QK * i;
@@ -428,9 +428,9 @@ void qd_ref_quantize_q4_K(const float *src, void *dst, int64_t nrows, int64_t nc
     }
 }
 
-void qd_ref_quantize_q4_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
+QD_KFN void qd_ref_quantize_q4_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
 {
-    qd_block_q4_K *y = dst;
+    qd_block_q4_K *y = (qd_block_q4_K *)dst;
     uint8_t L[QK];
     const int64_t nb = ncols / QK;
     for (int64_t r = 0; r < nrows; r++) {
@@ -445,10 +445,10 @@ void qd_ref_quantize_q4_K_imatrix(const float *src, void *dst, int64_t nrows, in
     }
 }
 
-void qd_ref_dequantize_q4_K(const void *src, float *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_dequantize_q4_K(const void *src, float *dst, int64_t nrows, int64_t ncols)
 {
-    const qd_block_q4_K *x = src;
-    float *y = dst;
+    const qd_block_q4_K *x = (const qd_block_q4_K *)src;
+    float *y = (float *)dst;
     for (int64_t i = 0; i < nrows * ncols / QK; i++) {
         const uint8_t *q = x[i].qs;
         const float d = qd_fp16_to_fp32(x[i].d);
@@ -470,9 +470,9 @@ void qd_ref_dequantize_q4_K(const void *src, float *dst, int64_t nrows, int64_t 
     }
 }
 
-void qd_ref_quantize_q5_K(const float *src, void *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_quantize_q5_K(const float *src, void *dst, int64_t nrows, int64_t ncols)
 {
-    qd_block_q5_K *y = dst;
+    qd_block_q5_K *y = (qd_block_q5_K *)dst;
     uint8_t L[QK];
     for (int64_t i = 0; i < nrows * ncols / QK; i++) {
         const float *x = src + QK * i;
@@ -483,9 +483,9 @@ void qd_ref_quantize_q5_K(const float *src, void *dst, int64_t nrows, int64_t nc
     }
 }
 
-void qd_ref_quantize_q5_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
+QD_KFN void qd_ref_quantize_q5_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
 {
-    qd_block_q5_K *y = dst;
+    qd_block_q5_K *y = (qd_block_q5_K *)dst;
     uint8_t L[QK];
     const int64_t nb = ncols / QK;
     for (int64_t r = 0; r < nrows; r++) {
@@ -500,10 +500,10 @@ void qd_ref_quantize_q5_K_imatrix(const float *src, void *dst, int64_t nrows, in
     }
 }
 
-void qd_ref_dequantize_q5_K(const void *src, float *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_dequantize_q5_K(const void *src, float *dst, int64_t nrows, int64_t ncols)
 {
-    const qd_block_q5_K *x = src;
-    float *y = dst;
+    const qd_block_q5_K *x = (const qd_block_q5_K *)src;
+    float *y = (float *)dst;
     for (int64_t i = 0; i < nrows * ncols / QK; i++) {
         const uint8_t *ql = x[i].qs;
         const uint8_t *qh = x[i].qh;
@@ -531,7 +531,7 @@ void qd_ref_dequantize_q5_K(const void *src, float *dst, int64_t nrows, int64_t 
 
 /* ---- Q6_K ---- */
 
-static void q6_K_block(const float *x, qd_block_q6_K *y, const float *qw)
+QD_KFN static void q6_K_block(const float *x, qd_block_q6_K *y, const float *qw)
 {
     int8_t L[QK];
     float scales[QK / 16];
@@ -580,26 +580,26 @@ static void q6_K_block(const float *x, qd_block_q6_K *y, const float *qw)
     }
 }
 
-void qd_ref_quantize_q6_K(const float *src, void *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_quantize_q6_K(const float *src, void *dst, int64_t nrows, int64_t ncols)
 {
-    qd_block_q6_K *y = dst;
+    qd_block_q6_K *y = (qd_block_q6_K *)dst;
     for (int64_t i = 0; i < nrows * ncols / QK; i++)
         q6_K_block(src + QK * i, y + i, NULL);
 }
 
-void qd_ref_quantize_q6_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
+QD_KFN void qd_ref_quantize_q6_K_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
 {
-    qd_block_q6_K *y = dst;
+    qd_block_q6_K *y = (qd_block_q6_K *)dst;
     const int64_t nb = ncols / QK;
     for (int64_t r = 0; r < nrows; r++)
         for (int64_t i = 0; i < nb; i++)
             q6_K_block(src + r * ncols + QK * i, y + r * nb + i, qw + QK * i);
 }
 
-void qd_ref_dequantize_q6_K(const void *src, float *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_dequantize_q6_K(const void *src, float *dst, int64_t nrows, int64_t ncols)
 {
-    const qd_block_q6_K *x = src;
-    float *y = dst;
+    const qd_block_q6_K *x = (const qd_block_q6_K *)src;
+    float *y = (float *)dst;
     for (int64_t i = 0; i < nrows * ncols / QK; i++) {
         const float d = qd_fp16_to_fp32(x[i].d);
         const uint8_t *ql = x[i].ql;
@@ -627,9 +627,9 @@ void qd_ref_dequantize_q6_K(const void *src, float *dst, int64_t nrows, int64_t 
 
 /* ---- Q8_K (activations of K-quant dot products; not a storage type) ---- */
 
-void qd_ref_quantize_q8_K(const float *src, void *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_quantize_q8_K(const float *src, void *dst, int64_t nrows, int64_t ncols)
 {
-    qd_block_q8_K *y = dst;
+    qd_block_q8_K *y = (qd_block_q8_K *)dst;
     for (int64_t i = 0; i < nrows * ncols / QK; i++) {
         const float *x = src + QK * i;
         float max = 0, amax = 0;
@@ -656,9 +656,9 @@ void qd_ref_quantize_q8_K(const float *src, void *dst, int64_t nrows, int64_t nc
     }
 }
 
-void qd_ref_dequantize_q8_K(const void *src, float *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_dequantize_q8_K(const void *src, float *dst, int64_t nrows, int64_t ncols)
 {
-    const qd_block_q8_K *x = src;
+    const qd_block_q8_K *x = (const qd_block_q8_K *)src;
     for (int64_t i = 0; i < nrows * ncols / QK; i++)
         for (int j = 0; j < QK; ++j)
             dst[QK * i + j] = x[i].d * x[i].qs[j];

@@ -10,28 +10,28 @@
 
 /* ---- plain types ---- */
 
-void qd_ref_quantize_f32(const float *src, void *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_quantize_f32(const float *src, void *dst, int64_t nrows, int64_t ncols)
 {
     memcpy(dst, src, (size_t)(nrows * ncols) * sizeof(float));
 }
 
-void qd_ref_dequantize_f32(const void *src, float *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_dequantize_f32(const void *src, float *dst, int64_t nrows, int64_t ncols)
 {
     memcpy(dst, src, (size_t)(nrows * ncols) * sizeof(float));
 }
 
-void qd_ref_quantize_f16(const float *src, void *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_quantize_f16(const float *src, void *dst, int64_t nrows, int64_t ncols)
 {
-    uint8_t *out = dst;
+    uint8_t *out = (uint8_t *)dst;
     for (int64_t i = 0; i < nrows * ncols; i++) {
         qd_fp16 h = qd_fp32_to_fp16(src[i]);
         memcpy(out + 2 * i, &h, 2);
     }
 }
 
-void qd_ref_dequantize_f16(const void *src, float *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_dequantize_f16(const void *src, float *dst, int64_t nrows, int64_t ncols)
 {
-    const uint8_t *in = src;
+    const uint8_t *in = (const uint8_t *)src;
     for (int64_t i = 0; i < nrows * ncols; i++) {
         qd_fp16 h;
         memcpy(&h, in + 2 * i, 2);
@@ -39,18 +39,18 @@ void qd_ref_dequantize_f16(const void *src, float *dst, int64_t nrows, int64_t n
     }
 }
 
-void qd_ref_quantize_bf16(const float *src, void *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_quantize_bf16(const float *src, void *dst, int64_t nrows, int64_t ncols)
 {
-    uint8_t *out = dst;
+    uint8_t *out = (uint8_t *)dst;
     for (int64_t i = 0; i < nrows * ncols; i++) {
         qd_bf16 h = qd_fp32_to_bf16(src[i]);
         memcpy(out + 2 * i, &h, 2);
     }
 }
 
-void qd_ref_dequantize_bf16(const void *src, float *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_dequantize_bf16(const void *src, float *dst, int64_t nrows, int64_t ncols)
 {
-    const uint8_t *in = src;
+    const uint8_t *in = (const uint8_t *)src;
     for (int64_t i = 0; i < nrows * ncols; i++) {
         qd_bf16 h;
         memcpy(&h, in + 2 * i, 2);
@@ -61,7 +61,7 @@ void qd_ref_dequantize_bf16(const void *src, float *dst, int64_t nrows, int64_t 
 /* ---- helpers ---- */
 
 /* The value with the largest magnitude (the first one on ties). */
-static inline float signed_absmax(const float *x, int n, float *amax_out)
+QD_KFN static inline float signed_absmax(const float *x, int n, float *amax_out)
 {
     float amax = 0, max = 0;
     for (int j = 0; j < n; j++) {
@@ -76,7 +76,7 @@ static inline float signed_absmax(const float *x, int n, float *amax_out)
 }
 
 /* Per-row importance weights of the legacy types: qw * sqrt(sigma2 + x^2), sigma2 the row's mean square. */
-static float row_sigma2(const float *x, int64_t n)
+QD_KFN static float row_sigma2(const float *x, int64_t n)
 {
     float sum_x2 = 0;
     for (int64_t j = 0; j < n; ++j)
@@ -84,7 +84,7 @@ static float row_sigma2(const float *x, int64_t n)
     return sum_x2 / n;
 }
 
-static void pack_q5_bits(const uint8_t *L, uint8_t qs[16], uint8_t qh_out[4])
+QD_KFN static void pack_q5_bits(const uint8_t *L, uint8_t qs[16], uint8_t qh_out[4])
 {
     uint32_t qh = 0;
     for (int j = 0; j < 16; ++j) {
@@ -97,14 +97,14 @@ static void pack_q5_bits(const uint8_t *L, uint8_t qs[16], uint8_t qh_out[4])
         qh_out[b] = (uint8_t)(qh >> (8 * b));
 }
 
-static inline uint32_t load_u32le(const uint8_t b[4])
+QD_KFN static inline uint32_t load_u32le(const uint8_t b[4])
 {
     return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
 }
 
 /* ---- Q4_0 ---- */
 
-static void q4_0_block(const float *x, qd_block_q4_0 *y)
+QD_KFN static void q4_0_block(const float *x, qd_block_q4_0 *y)
 {
     const float max = signed_absmax(x, 32, NULL);
     const float d = max / -8;
@@ -119,16 +119,16 @@ static void q4_0_block(const float *x, qd_block_q4_0 *y)
     }
 }
 
-void qd_ref_quantize_q4_0(const float *src, void *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_quantize_q4_0(const float *src, void *dst, int64_t nrows, int64_t ncols)
 {
-    qd_block_q4_0 *y = dst;
+    qd_block_q4_0 *y = (qd_block_q4_0 *)dst;
     for (int64_t i = 0; i < nrows * ncols / 32; i++)
         q4_0_block(src + 32 * i, y + i);
 }
 
-void qd_ref_quantize_q4_0_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
+QD_KFN void qd_ref_quantize_q4_0_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
 {
-    qd_block_q4_0 *y = dst;
+    qd_block_q4_0 *y = (qd_block_q4_0 *)dst;
     float weight[32];
     int8_t L[32];
     for (int64_t r = 0; r < nrows; r++) {
@@ -148,9 +148,9 @@ void qd_ref_quantize_q4_0_imatrix(const float *src, void *dst, int64_t nrows, in
     }
 }
 
-void qd_ref_dequantize_q4_0(const void *src, float *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_dequantize_q4_0(const void *src, float *dst, int64_t nrows, int64_t ncols)
 {
-    const qd_block_q4_0 *x = src;
+    const qd_block_q4_0 *x = (const qd_block_q4_0 *)src;
     for (int64_t i = 0; i < nrows * ncols / 32; i++) {
         const float d = qd_fp16_to_fp32(x[i].d);
         for (int j = 0; j < 16; ++j) {
@@ -164,7 +164,7 @@ void qd_ref_dequantize_q4_0(const void *src, float *dst, int64_t nrows, int64_t 
 
 /* ---- Q4_1 ---- */
 
-static void q4_1_block(const float *x, qd_block_q4_1 *y)
+QD_KFN static void q4_1_block(const float *x, qd_block_q4_1 *y)
 {
     float min = FLT_MAX, max = -FLT_MAX;
     for (int j = 0; j < 32; j++) {
@@ -186,16 +186,16 @@ static void q4_1_block(const float *x, qd_block_q4_1 *y)
     }
 }
 
-void qd_ref_quantize_q4_1(const float *src, void *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_quantize_q4_1(const float *src, void *dst, int64_t nrows, int64_t ncols)
 {
-    qd_block_q4_1 *y = dst;
+    qd_block_q4_1 *y = (qd_block_q4_1 *)dst;
     for (int64_t i = 0; i < nrows * ncols / 32; i++)
         q4_1_block(src + 32 * i, y + i);
 }
 
-void qd_ref_quantize_q4_1_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
+QD_KFN void qd_ref_quantize_q4_1_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
 {
-    qd_block_q4_1 *y = dst;
+    qd_block_q4_1 *y = (qd_block_q4_1 *)dst;
     float weight[32];
     uint8_t L[32], Laux[32];
     for (int64_t r = 0; r < nrows; r++) {
@@ -217,9 +217,9 @@ void qd_ref_quantize_q4_1_imatrix(const float *src, void *dst, int64_t nrows, in
     }
 }
 
-void qd_ref_dequantize_q4_1(const void *src, float *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_dequantize_q4_1(const void *src, float *dst, int64_t nrows, int64_t ncols)
 {
-    const qd_block_q4_1 *x = src;
+    const qd_block_q4_1 *x = (const qd_block_q4_1 *)src;
     for (int64_t i = 0; i < nrows * ncols / 32; i++) {
         const float d = qd_fp16_to_fp32(x[i].d);
         const float m = qd_fp16_to_fp32(x[i].m);
@@ -234,7 +234,7 @@ void qd_ref_dequantize_q4_1(const void *src, float *dst, int64_t nrows, int64_t 
 
 /* ---- Q5_0 ---- */
 
-static void q5_0_block(const float *x, qd_block_q5_0 *y)
+QD_KFN static void q5_0_block(const float *x, qd_block_q5_0 *y)
 {
     const float max = signed_absmax(x, 32, NULL);
     const float d = max / -16;
@@ -246,16 +246,16 @@ static void q5_0_block(const float *x, qd_block_q5_0 *y)
     pack_q5_bits(L, y->qs, y->qh);
 }
 
-void qd_ref_quantize_q5_0(const float *src, void *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_quantize_q5_0(const float *src, void *dst, int64_t nrows, int64_t ncols)
 {
-    qd_block_q5_0 *y = dst;
+    qd_block_q5_0 *y = (qd_block_q5_0 *)dst;
     for (int64_t i = 0; i < nrows * ncols / 32; i++)
         q5_0_block(src + 32 * i, y + i);
 }
 
-void qd_ref_quantize_q5_0_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
+QD_KFN void qd_ref_quantize_q5_0_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
 {
-    qd_block_q5_0 *y = dst;
+    qd_block_q5_0 *y = (qd_block_q5_0 *)dst;
     float weight[32];
     int8_t L[32];
     for (int64_t r = 0; r < nrows; r++) {
@@ -274,9 +274,9 @@ void qd_ref_quantize_q5_0_imatrix(const float *src, void *dst, int64_t nrows, in
     }
 }
 
-void qd_ref_dequantize_q5_0(const void *src, float *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_dequantize_q5_0(const void *src, float *dst, int64_t nrows, int64_t ncols)
 {
-    const qd_block_q5_0 *x = src;
+    const qd_block_q5_0 *x = (const qd_block_q5_0 *)src;
     for (int64_t i = 0; i < nrows * ncols / 32; i++) {
         const float d = qd_fp16_to_fp32(x[i].d);
         const uint32_t qh = load_u32le(x[i].qh);
@@ -293,7 +293,7 @@ void qd_ref_dequantize_q5_0(const void *src, float *dst, int64_t nrows, int64_t 
 
 /* ---- Q5_1 ---- */
 
-static void q5_1_block(const float *x, qd_block_q5_1 *y)
+QD_KFN static void q5_1_block(const float *x, qd_block_q5_1 *y)
 {
     float min = FLT_MAX, max = -FLT_MAX;
     for (int j = 0; j < 32; j++) {
@@ -312,16 +312,16 @@ static void q5_1_block(const float *x, qd_block_q5_1 *y)
     pack_q5_bits(L, y->qs, y->qh);
 }
 
-void qd_ref_quantize_q5_1(const float *src, void *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_quantize_q5_1(const float *src, void *dst, int64_t nrows, int64_t ncols)
 {
-    qd_block_q5_1 *y = dst;
+    qd_block_q5_1 *y = (qd_block_q5_1 *)dst;
     for (int64_t i = 0; i < nrows * ncols / 32; i++)
         q5_1_block(src + 32 * i, y + i);
 }
 
-void qd_ref_quantize_q5_1_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
+QD_KFN void qd_ref_quantize_q5_1_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
 {
-    qd_block_q5_1 *y = dst;
+    qd_block_q5_1 *y = (qd_block_q5_1 *)dst;
     float weight[32];
     uint8_t L[32], Laux[32];
     for (int64_t r = 0; r < nrows; r++) {
@@ -342,9 +342,9 @@ void qd_ref_quantize_q5_1_imatrix(const float *src, void *dst, int64_t nrows, in
     }
 }
 
-void qd_ref_dequantize_q5_1(const void *src, float *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_dequantize_q5_1(const void *src, float *dst, int64_t nrows, int64_t ncols)
 {
-    const qd_block_q5_1 *x = src;
+    const qd_block_q5_1 *x = (const qd_block_q5_1 *)src;
     for (int64_t i = 0; i < nrows * ncols / 32; i++) {
         const float d = qd_fp16_to_fp32(x[i].d);
         const float m = qd_fp16_to_fp32(x[i].m);
@@ -362,9 +362,9 @@ void qd_ref_dequantize_q5_1(const void *src, float *dst, int64_t nrows, int64_t 
 
 /* ---- Q8_0 (the importance matrix is ignored, as in ggml) ---- */
 
-void qd_ref_quantize_q8_0(const float *src, void *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_quantize_q8_0(const float *src, void *dst, int64_t nrows, int64_t ncols)
 {
-    qd_block_q8_0 *y = dst;
+    qd_block_q8_0 *y = (qd_block_q8_0 *)dst;
     for (int64_t i = 0; i < nrows * ncols / 32; i++) {
         const float *x = src + 32 * i;
         float amax = 0;
@@ -378,9 +378,9 @@ void qd_ref_quantize_q8_0(const float *src, void *dst, int64_t nrows, int64_t nc
     }
 }
 
-void qd_ref_dequantize_q8_0(const void *src, float *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_dequantize_q8_0(const void *src, float *dst, int64_t nrows, int64_t ncols)
 {
-    const qd_block_q8_0 *x = src;
+    const qd_block_q8_0 *x = (const qd_block_q8_0 *)src;
     for (int64_t i = 0; i < nrows * ncols / 32; i++) {
         const float d = qd_fp16_to_fp32(x[i].d);
         for (int j = 0; j < 32; ++j)

@@ -14,7 +14,7 @@
  * super-scale and 6-bit sub-scales). qw: sb importance weights or NULL. Writes *dh, q4[sb/2] and, for IQ4_XS,
  * scales_h/scales_l. Both types search with ntry = 7 (what ggml's row quantizer uses with or without an imatrix).
  */
-static void iq4_block(int sb, const float *x, const float *qw, qd_fp16 *dh, uint8_t *q4, uint16_t *scales_h,
+QD_KFN static void iq4_block(int sb, const float *x, const float *qw, qd_fp16 *dh, uint8_t *q4, uint16_t *scales_h,
                       uint8_t *scales_l)
 {
     const int8_t *values = qd_iq4nl_values;
@@ -127,9 +127,9 @@ static void iq4_block(int sb, const float *x, const float *qw, qd_fp16 *dh, uint
             q4[16 * i + j] = (uint8_t)(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
 }
 
-static void iq4_nl_rows(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
+QD_KFN static void iq4_nl_rows(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
 {
-    qd_block_iq4_nl *y = dst;
+    qd_block_iq4_nl *y = (qd_block_iq4_nl *)dst;
     const int64_t nb = ncols / QD_QK4_NL;
     for (int64_t r = 0; r < nrows; r++)
         for (int64_t i = 0; i < nb; i++) {
@@ -140,19 +140,19 @@ static void iq4_nl_rows(const float *src, void *dst, int64_t nrows, int64_t ncol
         }
 }
 
-void qd_ref_quantize_iq4_nl(const float *src, void *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_quantize_iq4_nl(const float *src, void *dst, int64_t nrows, int64_t ncols)
 {
     iq4_nl_rows(src, dst, nrows, ncols, NULL);
 }
 
-void qd_ref_quantize_iq4_nl_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
+QD_KFN void qd_ref_quantize_iq4_nl_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
 {
     iq4_nl_rows(src, dst, nrows, ncols, qw);
 }
 
-void qd_ref_dequantize_iq4_nl(const void *src, float *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_dequantize_iq4_nl(const void *src, float *dst, int64_t nrows, int64_t ncols)
 {
-    const qd_block_iq4_nl *x = src;
+    const qd_block_iq4_nl *x = (const qd_block_iq4_nl *)src;
     for (int64_t i = 0; i < nrows * ncols / 32; i++) {
         const float d = qd_fp16_to_fp32(x[i].d);
         for (int j = 0; j < 16; ++j) {
@@ -162,9 +162,9 @@ void qd_ref_dequantize_iq4_nl(const void *src, float *dst, int64_t nrows, int64_
     }
 }
 
-static void iq4_xs_rows(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
+QD_KFN static void iq4_xs_rows(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
 {
-    qd_block_iq4_xs *y = dst;
+    qd_block_iq4_xs *y = (qd_block_iq4_xs *)dst;
     const int64_t nb = ncols / QD_QK_K;
     for (int64_t r = 0; r < nrows; r++)
         for (int64_t i = 0; i < nb; i++) {
@@ -178,20 +178,20 @@ static void iq4_xs_rows(const float *src, void *dst, int64_t nrows, int64_t ncol
         }
 }
 
-void qd_ref_quantize_iq4_xs(const float *src, void *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_quantize_iq4_xs(const float *src, void *dst, int64_t nrows, int64_t ncols)
 {
     iq4_xs_rows(src, dst, nrows, ncols, NULL);
 }
 
-void qd_ref_quantize_iq4_xs_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
+QD_KFN void qd_ref_quantize_iq4_xs_imatrix(const float *src, void *dst, int64_t nrows, int64_t ncols, const float *qw)
 {
     iq4_xs_rows(src, dst, nrows, ncols, qw);
 }
 
-void qd_ref_dequantize_iq4_xs(const void *src, float *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_dequantize_iq4_xs(const void *src, float *dst, int64_t nrows, int64_t ncols)
 {
-    const qd_block_iq4_xs *x = src;
-    float *y = dst;
+    const qd_block_iq4_xs *x = (const qd_block_iq4_xs *)src;
+    float *y = (float *)dst;
     for (int64_t i = 0; i < nrows * ncols / QD_QK_K; i++) {
         const uint8_t *qs = x[i].qs;
         const float d = qd_fp16_to_fp32(x[i].d);
@@ -211,7 +211,7 @@ void qd_ref_dequantize_iq4_xs(const void *src, float *dst, int64_t nrows, int64_
 /* ---- MXFP4 (the importance matrix is ignored, as in ggml) ---- */
 
 /* The E2M1 code whose value times e is nearest x (the first on ties). */
-static inline int fp4_best_index(float x, float e)
+QD_KFN static inline int fp4_best_index(float x, float e)
 {
     int best = 0;
     float best_err = fabsf(qd_fp4_values[0] * e - x);
@@ -225,9 +225,9 @@ static inline int fp4_best_index(float x, float e)
     return best;
 }
 
-void qd_ref_quantize_mxfp4(const float *src, void *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_quantize_mxfp4(const float *src, void *dst, int64_t nrows, int64_t ncols)
 {
-    qd_block_mxfp4 *y = dst;
+    qd_block_mxfp4 *y = (qd_block_mxfp4 *)dst;
     for (int64_t i = 0; i < nrows * ncols / 32; i++) {
         const float *x = src + 32 * i;
         float amax = 0;
@@ -247,9 +247,9 @@ void qd_ref_quantize_mxfp4(const float *src, void *dst, int64_t nrows, int64_t n
     }
 }
 
-void qd_ref_dequantize_mxfp4(const void *src, float *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_dequantize_mxfp4(const void *src, float *dst, int64_t nrows, int64_t ncols)
 {
-    const qd_block_mxfp4 *x = src;
+    const qd_block_mxfp4 *x = (const qd_block_mxfp4 *)src;
     for (int64_t i = 0; i < nrows * ncols / 32; i++) {
         const float d = qd_e8m0_to_fp32_half(x[i].e);
         for (int j = 0; j < 16; ++j) {
@@ -263,9 +263,9 @@ void qd_ref_dequantize_mxfp4(const void *src, float *dst, int64_t nrows, int64_t
 
 /* ---- NVFP4 (the importance matrix is ignored, as in ggml) ---- */
 
-void qd_ref_quantize_nvfp4(const float *src, void *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_quantize_nvfp4(const float *src, void *dst, int64_t nrows, int64_t ncols)
 {
-    qd_block_nvfp4 *y = dst;
+    qd_block_nvfp4 *y = (qd_block_nvfp4 *)dst;
     for (int64_t i = 0; i < nrows * ncols / QD_QK_NVFP4; i++) {
         for (int s = 0; s < QD_QK_NVFP4 / QD_QK_NVFP4_SUB; s++) {
             const float *xb = src + QD_QK_NVFP4 * i + QD_QK_NVFP4_SUB * s;
@@ -286,9 +286,9 @@ void qd_ref_quantize_nvfp4(const float *src, void *dst, int64_t nrows, int64_t n
     }
 }
 
-void qd_ref_dequantize_nvfp4(const void *src, float *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_dequantize_nvfp4(const void *src, float *dst, int64_t nrows, int64_t ncols)
 {
-    const qd_block_nvfp4 *x = src;
+    const qd_block_nvfp4 *x = (const qd_block_nvfp4 *)src;
     for (int64_t i = 0; i < nrows * ncols / QD_QK_NVFP4; i++) {
         for (int s = 0; s < QD_QK_NVFP4 / QD_QK_NVFP4_SUB; s++) {
             const float d = qd_ue4m3_to_fp32_half(x[i].d[s]);
@@ -304,7 +304,7 @@ void qd_ref_dequantize_nvfp4(const void *src, float *dst, int64_t nrows, int64_t
 
 /* ---- TQ1_0 / TQ2_0 (ternary; the importance matrix is ignored, as in ggml) ---- */
 
-static float ternary_scale(const float *x, qd_fp16 *dh)
+QD_KFN static float ternary_scale(const float *x, qd_fp16 *dh)
 {
     float amax = 0;
     for (int j = 0; j < QD_QK_K; j++)
@@ -314,15 +314,15 @@ static float ternary_scale(const float *x, qd_fp16 *dh)
 }
 
 /* Trit of x: -1, 0, 1 -> 0, 1, 2 (lroundf: halves away from zero). */
-static inline int trit(float x, float id) { return (int)lroundf(x * id) + 1; }
+QD_KFN static inline int trit(float x, float id) { return (int)lroundf(x * id) + 1; }
 
 /* n trits (most significant first) as a base-3 fraction of 256, rounded up, so that the top trit can be read
  * back as (byte * 3) >> 8 after each multiply by 3. */
-static inline uint8_t trits_to_byte(uint8_t q) { return (uint8_t)(((uint16_t)q * 256 + (243 - 1)) / 243); }
+QD_KFN static inline uint8_t trits_to_byte(uint8_t q) { return (uint8_t)(((uint16_t)q * 256 + (243 - 1)) / 243); }
 
-void qd_ref_quantize_tq1_0(const float *src, void *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_quantize_tq1_0(const float *src, void *dst, int64_t nrows, int64_t ncols)
 {
-    qd_block_tq1_0 *y = dst;
+    qd_block_tq1_0 *y = (qd_block_tq1_0 *)dst;
     const size_t nqs = sizeof(y->qs), nqh = sizeof(y->qh);
     for (int64_t i = 0; i < nrows * ncols / QD_QK_K; i++) {
         const float *x = src + QD_QK_K * i;
@@ -358,18 +358,18 @@ void qd_ref_quantize_tq1_0(const float *src, void *dst, int64_t nrows, int64_t n
     }
 }
 
-static inline float trit_value(uint8_t byte, uint8_t pow3, float d)
+QD_KFN static inline float trit_value(uint8_t byte, uint8_t pow3, float d)
 {
     uint8_t q = (uint8_t)(byte * pow3);
     int16_t xi = (int16_t)(((uint16_t)q * 3) >> 8);
     return (float)(xi - 1) * d;
 }
 
-void qd_ref_dequantize_tq1_0(const void *src, float *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_dequantize_tq1_0(const void *src, float *dst, int64_t nrows, int64_t ncols)
 {
     static const uint8_t pow3[6] = {1, 3, 9, 27, 81, 243};
-    const qd_block_tq1_0 *x = src;
-    float *y = dst;
+    const qd_block_tq1_0 *x = (const qd_block_tq1_0 *)src;
+    float *y = (float *)dst;
     const size_t nqs = sizeof(x->qs), nqh = sizeof(x->qh);
     for (int64_t i = 0; i < nrows * ncols / QD_QK_K; ++i) {
         const float d = qd_fp16_to_fp32(x[i].d);
@@ -388,9 +388,9 @@ void qd_ref_dequantize_tq1_0(const void *src, float *dst, int64_t nrows, int64_t
     }
 }
 
-void qd_ref_quantize_tq2_0(const float *src, void *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_quantize_tq2_0(const float *src, void *dst, int64_t nrows, int64_t ncols)
 {
-    qd_block_tq2_0 *y = dst;
+    qd_block_tq2_0 *y = (qd_block_tq2_0 *)dst;
     for (int64_t i = 0; i < nrows * ncols / QD_QK_K; i++) {
         const float *x = src + QD_QK_K * i;
         const float id = ternary_scale(x, &y[i].d);
@@ -406,10 +406,10 @@ void qd_ref_quantize_tq2_0(const float *src, void *dst, int64_t nrows, int64_t n
     }
 }
 
-void qd_ref_dequantize_tq2_0(const void *src, float *dst, int64_t nrows, int64_t ncols)
+QD_KFN void qd_ref_dequantize_tq2_0(const void *src, float *dst, int64_t nrows, int64_t ncols)
 {
-    const qd_block_tq2_0 *x = src;
-    float *y = dst;
+    const qd_block_tq2_0 *x = (const qd_block_tq2_0 *)src;
+    float *y = (float *)dst;
     for (int64_t i = 0; i < nrows * ncols / QD_QK_K; ++i) {
         const float d = qd_fp16_to_fp32(x[i].d);
         for (size_t j = 0; j < sizeof(x->qs); j += 32)

@@ -8,9 +8,9 @@
 
 #include "ref_util.h"
 
-static inline float qx_weight(const float *qw, const float *x, int i) { return qw ? qw[i] : x[i] * x[i]; }
+QD_KFN static inline float qx_weight(const float *qw, const float *x, int i) { return qw ? qw[i] : x[i] * x[i]; }
 
-float qd_make_qx_quants(int n, int nmax, const float *x, int8_t *L, const float *qw)
+QD_KFN float qd_make_qx_quants(int n, int nmax, const float *x, int8_t *L, const float *qw)
 {
     float max = 0, amax = 0;
     for (int i = 0; i < n; ++i) {
@@ -60,7 +60,7 @@ float qd_make_qx_quants(int n, int nmax, const float *x, int8_t *L, const float 
     return scale;
 }
 
-float qd_make_q3_quants(int n, int nmax, const float *x, int8_t *L)
+QD_KFN float qd_make_q3_quants(int n, int nmax, const float *x, int8_t *L)
 {
     float max = 0, amax = 0;
     for (int i = 0; i < n; ++i) {
@@ -115,7 +115,7 @@ float qd_make_q3_quants(int n, int nmax, const float *x, int8_t *L)
 
 /* The common body of qkx2 (weights given, optional mean absolute error) and qkx3 (weights may default to x^2,
  * degenerate when max <= min). */
-static float make_qkx(int n, int nmax, const float *x, const float *wts, uint8_t *L, float *the_min, uint8_t *Laux,
+QD_KFN static float make_qkx(int n, int nmax, const float *x, const float *wts, uint8_t *L, float *the_min, uint8_t *Laux,
                       float rmin, float rdelta, int nstep, bool use_mad, bool v3)
 {
     float min = x[0], max = x[0];
@@ -189,19 +189,19 @@ static float make_qkx(int n, int nmax, const float *x, const float *wts, uint8_t
     return scale;
 }
 
-float qd_make_qkx2_quants(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min, uint8_t *Laux,
+QD_KFN float qd_make_qkx2_quants(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min, uint8_t *Laux,
                           float rmin, float rdelta, int nstep, bool use_mad)
 {
     return make_qkx(n, nmax, x, w, L, the_min, Laux, rmin, rdelta, nstep, use_mad, false);
 }
 
-float qd_make_qkx3_quants(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min, uint8_t *Laux,
+QD_KFN float qd_make_qkx3_quants(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min, uint8_t *Laux,
                           float rmin, float rdelta, int nstep)
 {
     return make_qkx(n, nmax, x, w, L, the_min, Laux, rmin, rdelta, nstep, false, true);
 }
 
-float qd_make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *qw)
+QD_KFN float qd_make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *qw)
 {
     float max = 0;
     for (int i = 0; i < n; ++i)

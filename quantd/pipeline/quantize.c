@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "qd/alloc.h"
+#include "qd/cuda.h"
 #include "qd/err.h"
 #include "qd/log.h"
 #include "qd/model.h"
@@ -501,6 +502,21 @@ static void *grow(void *buf, size_t *cap, size_t need)
     return buf;
 }
 
+/* An output buffer of at least need bytes (grow). With the GPU on (pin), it is also registered with it, so that the
+ * copy engines write into it directly (else its results go through the GPU path's own pinned buffers); a buffer is
+ * unregistered before grow frees it. */
+static uint8_t *out_buf(uint8_t **buf, size_t *cap, const void **reg, qd_cuda *cuda, size_t need, bool pin)
+{
+    if (need > *cap && *reg) {
+        qd_cuda_unregister(cuda, *reg);
+        *reg = NULL;
+    }
+    *buf = grow(*buf, cap, need ? need : 1);
+    if (*buf && pin && !*reg && qd_cuda_register(cuda, *buf, *cap, false) == QD_OK)
+        *reg = *buf;
+    return *buf;
+}
+
 /* ---- tensor order ---------------------------------------------------------------------------------------------- */
 
 /* llama.cpp's loader keeps tensors in a map ordered by (layer of "blk.N.", -1 for others; then name), and
@@ -529,6 +545,52 @@ static int cmp_llama_order(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
+/* ---- the GPU path ---------------------------------------------------------------------------------------------- */
+
+/* The types whose scale search is the work (the rest run at memory bandwidth on the CPU). */
+static bool search_bound(qd_type t, bool imatrix)
+{
+    switch (t) {
+    case QD_TYPE_F32:
+    case QD_TYPE_F16:
+    case QD_TYPE_BF16:
+    case QD_TYPE_Q8_0: return false;
+    case QD_TYPE_Q4_0:
+    case QD_TYPE_Q4_1:
+    case QD_TYPE_Q5_0:
+    case QD_TYPE_Q5_1: return imatrix;
+    default: return true;
+    }
+}
+
+/* Whether tensor t goes to the GPU as type, opening the device on first need (*cuda; *tried once). */
+static int gpu_for(qd_cuda **cuda, bool *tried, const qd_quantize_opts *o, const qd_tensor *t, qd_type type,
+                   bool imatrix, bool *use)
+{
+    *use = false;
+    /* (even when forced, a tensor the GPU path cannot take at all stays on the CPU: a source type it does not read,
+     * rows reordered while read, a type it lacks) */
+    if (o->device == QD_DEVICE_CPU || t->permute_heads > 0 || !qd_cuda_can_read(t->type) ||
+        !qd_cuda_can_quantize(type, imatrix))
+        return QD_OK;
+    if (o->device == QD_DEVICE_AUTO &&
+        (qd_tensor_nelements(t) < (o->cuda_min_elems > 0 ? o->cuda_min_elems : (1 << 20)) ||
+         !search_bound(type, imatrix)))
+        return QD_OK;
+    if (!*cuda && !*tried) {
+        *tried = true;
+        int rc = qd_cuda_open(cuda, 0);
+        if (rc && o->device == QD_DEVICE_CUDA)
+            return rc;
+        if (rc)
+            qd_log(QD_LOG_DEBUG, "quantize", "GPU not used: %s", qd_error_last()->message);
+        else
+            qd_log(QD_LOG_INFO, "quantize", "GPU: %s (%s)", qd_cuda_device(*cuda)->name, qd_cuda_kernel_name(*cuda));
+    }
+    *use = *cuda != NULL;
+    return QD_OK;
+}
+
 /* ---- main loop ----------------------------------------------------------------------------------------------------- */
 
 int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *out_path, const qd_quantize_opts *o)
@@ -553,6 +615,10 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
     task tk;
     pool workers; /* started at the first quantized chunk */
     int pool_on = 0;
+    qd_cuda *cuda = NULL; /* opened at the first tensor for the GPU */
+    bool cuda_tried = false;
+    const void *obuf_reg[2] = {NULL, NULL}; /* the output buffers registered with it (the copy engines write them) */
+    double t_gpu_open = 0, t_gpu = 0, t_gpu_queue = 0; /* where a GPU run's time goes (logged at the end) */
 
     memset(st, 0, sizeof(*st));
     memset(&wt, 0, sizeof(wt));
@@ -578,6 +644,11 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
     if (strcmp(hp.arch, "llama")) {
         rc = qd_error_set(QD_EUNSUPPORTED, QD_EC_ENGINE, "%s: architecture %s: only llama is supported", in_path,
                           hp.arch);
+        goto done;
+    }
+    if (o->device == QD_DEVICE_CUDA && !qd_cuda_built()) {
+        rc = qd_error_set(QD_EUNSUPPORTED, QD_EC_CONFIG, "quantize on the GPU: this build has no GPU path (make "
+                          "CUDA=1)");
         goto done;
     }
     if (!o->imatrix && o->imatrix_path && (rc = qd_imatrix_load(&im, o->imatrix_path)))
@@ -696,6 +767,51 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
             if (imv)
                 st->n_imatrix++;
         }
+        bool on_gpu = false;
+        double tg = now_s();
+        if (ch[i].quantize && (rc = gpu_for(&cuda, &cuda_tried, o, t, ch[i].type, imv != NULL, &on_gpu)))
+            goto done;
+        t_gpu_open += now_s() - tg;
+        if (on_gpu) {
+            /* the whole tensor through the GPU's chunk pipeline (read with pread where the file allows it); the
+             * writer writes it while the next tensor is on the GPU */
+            size_t need_o = (size_t)rows * ors;
+            uint8_t *obuf = out_buf(&obufs[cur], &obuf_caps[cur], &obuf_reg[cur], cuda, need_o, true);
+            if (!obuf) {
+                rc = QD_ENOMEM;
+                goto done;
+            }
+            tg = now_s();
+            rc = t->file_readable ? qd_cuda_quantize_file(cuda, ch[i].type, t->type, t->file_fd, t->file_pos, obuf,
+                                                          rows, nc, imv)
+                                  : qd_cuda_quantize(cuda, ch[i].type, t->type, t->data, obuf, rows, nc, imv);
+            if (rc) {
+                qd_error_prefix("tensor %s", t->name);
+                goto done;
+            }
+            t_gpu += now_s() - tg;
+            tg = now_s();
+            if ((rc = writer_queue(&wt, obuf, need_o)))
+                goto done;
+            t_gpu_queue += now_s() - tg;
+            cur ^= 1;
+            in_done += (uint64_t)rows * irs;
+            if (o->progress) {
+                qd_quantize_progress p = {i, n, t->name, in_done, in_total};
+                o->progress(&p, o->payload);
+            }
+            if (o->cancel && o->cancel(o->payload)) {
+                rc = qd_error_set(QD_ECANCELED, QD_EC_ENGINE, "quantization cancelled at tensor %s", t->name);
+                goto done;
+            }
+            qd_tensor_drop_pages(t);
+            st->n_cuda++;
+            st->n_quantized++;
+            st->tensor_bytes += (uint64_t)rows * ors;
+            st->type_bytes[ch[i].type] += (uint64_t)rows * ors;
+            st->n_elements += (uint64_t)qd_tensor_nelements(t);
+            continue;
+        }
         for (int64_t r0 = 0; r0 < rows; r0 += crows) {
             int64_t nr = rows - r0 < crows ? rows - r0 : crows;
             size_t need_o = (size_t)nr * (ch[i].quantize ? ors : irs);
@@ -705,7 +821,7 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
             } else {
                 /* two output buffers: this chunk's is computed while the previous one is being written; large
                  * anonymous buffers with MADV_HUGEPAGE, reused across tensors (qd_big_alloc) */
-                uint8_t *obuf = obufs[cur] = grow(obufs[cur], &obuf_caps[cur], need_o);
+                uint8_t *obuf = out_buf(&obufs[cur], &obuf_caps[cur], &obuf_reg[cur], cuda, need_o, false);
                 if (!obuf) {
                     rc = QD_ENOMEM;
                     goto done;
@@ -778,8 +894,21 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
         goto done;
     st->n_tensors = n;
     st->file_bytes = qd_gguf_writer_file_size(w);
+    if (st->n_cuda)
+        qd_log(QD_LOG_INFO, "quantize", "GPU: %zu tensors; opening it %.3f s, in its calls %.3f s, waiting for the "
+               "writer %.3f s, of %.3f s", st->n_cuda, t_gpu_open, t_gpu, t_gpu_queue, now_s() - t0);
+    {
+        const char *cpu_k = qd_kernels_name(qd_kernels_current());
+        if (!st->n_cuda)
+            snprintf(st->kernel, sizeof(st->kernel), "%s", cpu_k);
+        else if (st->n_cuda == st->n_quantized)
+            snprintf(st->kernel, sizeof(st->kernel), "%s", qd_cuda_kernel_name(cuda));
+        else
+            snprintf(st->kernel, sizeof(st->kernel), "%s+%s", qd_cuda_kernel_name(cuda), cpu_k);
+    }
     st->seconds = now_s() - t0;
 done:
+    qd_cuda_close(cuda);
     if (pool_on)
         pool_stop(&workers);
     writer_stop(&wt);
