@@ -28,18 +28,7 @@ h2d=$(awk '/^copy bandwidth/ {for (i = 1; i <= NF; i++) if ($i == "host->device"
     --heads 32 --kv-heads 8 --vocab 32000 --seed 5 >/dev/null
 in_bytes=$(stat -c %s "$src")
 cat "$src" >/dev/null
-t() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; t1=$(date +%s.%N); awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}'; }
-best() {
-    local out=$1 b=1e9 x
-    shift
-    for _ in $(seq "$RUNS"); do
-        rm -f "$out"
-        sync
-        x=$(t "$@") || exit 1
-        b=$(awk -v a="$b" -v c="$x" 'BEGIN{print (c < a) ? c : a}')
-    done
-    echo "$b"
-}
+. bench/lib.sh
 gbs() { awk -v n="$in_bytes" -v s="$1" 'BEGIN{printf "%.2f", n / s / 1e9}'; }
 rd=$(best /dev/null sh -c "cat '$src' >/dev/null")
 echo "whole pipeline: $src, $(awk -v n="$in_bytes" 'BEGIN{printf "%.2f", n / 1e9}') GB F16, $(nproc) threads; page-cache read (cat) $(gbs "$rd") GB/s; pinned host->device copy $h2d GB/s; best of $RUNS"

@@ -27,19 +27,7 @@ VARIANTS=${VARIANTS:-$(for v in $all_variants; do QD_KERNELS=$v $Q kernels >/dev
 in_bytes=$(stat -c %s "$src")
 cat "$src" >/dev/null; cat "$src" >/dev/null # warm the page cache
 RUNS=${RUNS:-3}
-t() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N); awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}'; }
-# best of RUNS wall seconds of a command, each run after removing what the last one wrote ($1) and a sync
-best() {
-    local out=$1 b=1e9 x
-    shift
-    for _ in $(seq "$RUNS"); do
-        rm -f "$out"
-        sync
-        x=$(t "$@")
-        b=$(awk -v a="$b" -v c="$x" 'BEGIN{print (c < a) ? c : a}')
-    done
-    echo "$b"
-}
+. bench/lib.sh
 # best of RUNS of quant quantize: "wall cpu rss" of the fastest run (cpu = user + system seconds)
 bestq() {
     local out=$1 b=1e9 line="" w u s m

@@ -545,6 +545,19 @@ static int cmp_llama_order(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
+/* After each chunk of rows: the caller's progress hook, then its cancel hook. @return QD_OK or QD_ECANCELED */
+static int rows_done(const qd_quantize_opts *o, size_t i, size_t n, const char *name, uint64_t in_done,
+                     uint64_t in_total)
+{
+    if (o->progress) {
+        qd_quantize_progress p = {i, n, name, in_done, in_total};
+        o->progress(&p, o->payload);
+    }
+    if (o->cancel && o->cancel(o->payload))
+        return qd_error_set(QD_ECANCELED, QD_EC_ENGINE, "quantization cancelled at tensor %s", name);
+    return QD_OK;
+}
+
 /* ---- the GPU path ---------------------------------------------------------------------------------------------- */
 
 /* The types whose scale search is the work (the rest run at memory bandwidth on the CPU). */
@@ -744,10 +757,8 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
                 if ((rc = writer_queue(&wt, mb, (size_t)rows * ors)))
                     goto done;
                 in_done += (uint64_t)rows * irs;
-                if (o->progress) {
-                    qd_quantize_progress p = {i, n, t->name, in_done, in_total};
-                    o->progress(&p, o->payload);
-                }
+                if ((rc = rows_done(o, i, n, t->name, in_done, in_total)))
+                    goto done;
                 st->n_method++;
                 st->n_quantized++;
                 st->tensor_bytes += (uint64_t)rows * ors;
@@ -796,23 +807,11 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
             t_gpu_queue += now_s() - tg;
             cur ^= 1;
             in_done += (uint64_t)rows * irs;
-            if (o->progress) {
-                qd_quantize_progress p = {i, n, t->name, in_done, in_total};
-                o->progress(&p, o->payload);
-            }
-            if (o->cancel && o->cancel(o->payload)) {
-                rc = qd_error_set(QD_ECANCELED, QD_EC_ENGINE, "quantization cancelled at tensor %s", t->name);
+            if ((rc = rows_done(o, i, n, t->name, in_done, in_total)))
                 goto done;
-            }
-            qd_tensor_drop_pages(t);
             st->n_cuda++;
-            st->n_quantized++;
-            st->tensor_bytes += (uint64_t)rows * ors;
-            st->type_bytes[ch[i].type] += (uint64_t)rows * ors;
-            st->n_elements += (uint64_t)qd_tensor_nelements(t);
-            continue;
         }
-        for (int64_t r0 = 0; r0 < rows; r0 += crows) {
+        for (int64_t r0 = 0; !on_gpu && r0 < rows; r0 += crows) {
             int64_t nr = rows - r0 < crows ? rows - r0 : crows;
             size_t need_o = (size_t)nr * (ch[i].quantize ? ors : irs);
             if (!ch[i].quantize && t->permute_heads <= 0) {
@@ -871,14 +870,8 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
                 cur ^= 1;
             }
             in_done += (uint64_t)nr * irs;
-            if (o->progress) {
-                qd_quantize_progress p = {i, n, t->name, in_done, in_total};
-                o->progress(&p, o->payload);
-            }
-            if (o->cancel && o->cancel(o->payload)) {
-                rc = qd_error_set(QD_ECANCELED, QD_EC_ENGINE, "quantization cancelled at tensor %s", t->name);
+            if ((rc = rows_done(o, i, n, t->name, in_done, in_total)))
                 goto done;
-            }
         }
         qd_tensor_drop_pages(t);
         st->tensor_bytes += (uint64_t)rows * ors;

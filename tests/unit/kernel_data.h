@@ -12,7 +12,16 @@
 
 #include "testutil.h"
 
+#include "qd/err.h"
 #include "qd/quant.h"
+
+/* A call that must return QD_OK; else the test fails with its code and message. */
+#define OK(call)                                                                                                   \
+    do {                                                                                                           \
+        int rc_ = (call);                                                                                          \
+        if (rc_ != QD_OK)                                                                                          \
+            fail_msg("%s: %d (%s)", #call, rc_, qd_error_last()->message);                                         \
+    } while (0)
 
 /* The largest magnitude the current type's block scales still hold in fp16 (with headroom); Q4_1 and Q5_1 store
  * the block minimum itself as fp16. Set per type before generating its rows. */

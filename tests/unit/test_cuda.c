@@ -20,13 +20,6 @@
 #include "qd/err.h"
 #include "qd/quant.h"
 
-#define OK(call)                                                                                                   \
-    do {                                                                                                           \
-        int rc_ = (call);                                                                                          \
-        if (rc_ != QD_OK)                                                                                          \
-            fail_msg("%s: %d (%s)", #call, rc_, qd_error_last()->message);                                         \
-    } while (0)
-
 /* The types the issue asks the GPU path for, then those it has besides. */
 static const qd_type gpu_types[] = {QD_TYPE_F16,  QD_TYPE_BF16, QD_TYPE_Q8_0, QD_TYPE_Q4_0,   QD_TYPE_Q4_1,
                                     QD_TYPE_Q5_0, QD_TYPE_Q5_1, QD_TYPE_Q4_K, QD_TYPE_Q5_K,   QD_TYPE_Q6_K,
@@ -78,26 +71,6 @@ static void test_cuda__open_reports(void **state)
 
 /* ---- golden vectors ---- */
 
-static void *read_file(const char *dir, const char *rel, size_t *len)
-{
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", dir, rel);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *p = malloc(n > 0 ? (size_t)n : 1);
-    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return p;
-}
-
 static void test_cuda__golden_vectors(void **state)
 {
     (void)state;
@@ -128,14 +101,14 @@ static void test_cuda__golden_vectors(void **state)
             continue;
         size_t in_len, q_len, im_len = 0, dq_len = 0;
         snprintf(rel, sizeof(rel), "cases/%s.f32", cs);
-        float *in = read_file(dir, rel, &in_len);
+        float *in = tu_read_in(dir, rel, &in_len);
         float *im = NULL;
         if (imat) {
             snprintf(rel, sizeof(rel), "cases/%s.imatrix.f32", cs);
-            im = read_file(dir, rel, &im_len);
+            im = tu_read_in(dir, rel, &im_len);
             assert_non_null(im);
         }
-        uint8_t *want = read_file(dir, file, &q_len);
+        uint8_t *want = tu_read_in(dir, file, &q_len);
         assert_non_null(in);
         assert_non_null(want);
         assert_int_equal(q_len, (size_t)bytes);
@@ -150,7 +123,7 @@ static void test_cuda__golden_vectors(void **state)
             printf("MISMATCH cuda %s %s%s: rc %d\n", cs, tn, imat ? " imatrix" : "", rc);
         /* the dequantize vector of this block file (one per case and type) */
         snprintf(rel, sizeof(rel), "deq/%s.%s.f32", cs, tn);
-        float *dwant = imat ? NULL : read_file(dir, rel, &dq_len);
+        float *dwant = imat ? NULL : tu_read_in(dir, rel, &dq_len);
         if (dwant) {
             float *dgot = malloc(dq_len);
             assert_non_null(dgot);

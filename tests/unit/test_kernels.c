@@ -24,32 +24,6 @@ static bool is_required(const char *name)
     return false;
 }
 
-static void *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *p = malloc(n > 0 ? (size_t)n : 1);
-    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    if (len)
-        *len = (size_t)n;
-    return p;
-}
-
-static void *read_shared(const char *dir, const char *rel, size_t *len)
-{
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", dir, rel);
-    return read_all(path, len);
-}
-
 typedef struct type_stats {
     char name[32];
     int q_total, q_ok, dq_total, dq_ok, unsupported;
@@ -123,15 +97,15 @@ static void golden_vectors_run(void)
         char rel[1024];
         size_t in_len, q_len, imat_len = 0;
         snprintf(rel, sizeof(rel), "cases/%s.f32", cs);
-        float *in = read_shared(dir, rel, &in_len);
+        float *in = tu_read_in(dir, rel, &in_len);
         float *im = NULL;
         if (imat) {
             snprintf(rel, sizeof(rel), "cases/%s.imatrix.f32", cs);
-            im = read_shared(dir, rel, &imat_len);
+            im = tu_read_in(dir, rel, &imat_len);
             assert_non_null(im);
             assert_int_equal(imat_len, (size_t)ncols * sizeof(float));
         }
-        uint8_t *gold = read_shared(dir, file, &q_len);
+        uint8_t *gold = tu_read_in(dir, file, &q_len);
         assert_non_null(in);
         assert_non_null(gold);
         assert_int_equal(in_len, (size_t)(nrows * ncols) * sizeof(float));
@@ -163,7 +137,7 @@ static void golden_vectors_run(void)
         if (!imat) {
             snprintf(rel, sizeof(rel), "deq/%s.%s.f32", cs, tn);
             size_t dq_len;
-            float *want = read_shared(dir, rel, &dq_len);
+            float *want = tu_read_in(dir, rel, &dq_len);
             if (want) {
                 st->dq_total++;
                 assert_int_equal(dq_len, (size_t)(nrows * ncols) * sizeof(float));

@@ -20,13 +20,6 @@
 
 static const qd_kernel_variant simd_variants[] = {QD_KERNELS_AVX2, QD_KERNELS_AVX512};
 
-#define OK(call)                                                                                                   \
-    do {                                                                                                           \
-        int rc_ = (call);                                                                                          \
-        if (rc_ != QD_OK)                                                                                          \
-            fail_msg("%s: %d (%s)", #call, rc_, qd_error_last()->message);                                         \
-    } while (0)
-
 static void use(qd_kernel_variant v)
 {
     setenv("QD_KERNELS", qd_kernels_name(v), 1);

@@ -112,6 +112,30 @@ static inline const char *tu_shared(const char *rel)
     return stat(buf, &st) == 0 ? buf : NULL;
 }
 
+/* The whole file dir/rel in a malloc'd buffer (its length in *len), or NULL when it cannot be read. */
+static inline void *tu_read_in(const char *dir, const char *rel, size_t *len)
+{
+    char path[4096];
+    int k = snprintf(path, sizeof(path), "%s/%s", dir, rel);
+    if (len)
+        *len = 0;
+    FILE *f = k > 0 && (size_t)k < sizeof(path) ? fopen(path, "rb") : NULL;
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *p = malloc(n > 0 ? (size_t)n : 1);
+    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
+        free(p);
+        p = NULL;
+    }
+    fclose(f);
+    if (len)
+        *len = (size_t)n;
+    return p;
+}
+
 #define TU_SKIP(...)                                                                                               \
     do {                                                                                                           \
         printf("skip: " __VA_ARGS__);                                                                              \
