@@ -31,15 +31,18 @@ cat "$src" >/dev/null
 . bench/lib.sh
 gbs() { awk -v n="$in_bytes" -v s="$1" 'BEGIN{printf "%.2f", n / s / 1e9}'; }
 rd=$(best /dev/null sh -c "cat '$src' >/dev/null")
-echo "whole pipeline: $src, $(awk -v n="$in_bytes" 'BEGIN{printf "%.2f", n / 1e9}') GB F16, $(nproc) threads; page-cache read (cat) $(gbs "$rd") GB/s; pinned host->device copy $h2d GB/s; best of $RUNS"
+echo "whole pipeline: $src, $(awk -v n="$in_bytes" 'BEGIN{printf "%.2f", n / 1e9}') GB F16, $(nproc) threads;" \
+    "page-cache read (cat) $(gbs "$rd") GB/s; pinned host->device copy $h2d GB/s; best of $RUNS"
 printf '%-8s %9s %9s %9s %9s %8s %8s  %s\n' recipe "cpu s" "cpu GB/s" "gpu s" "gpu GB/s" gpu/cpu "of h2d" bytes
 for r in $RECIPES; do
     c=$(best "$dir/cpu.gguf" "$Q" quantize --in "$src" --type "$r" --out "$dir/cpu.gguf" --device cpu)
     g=$(best "$dir/gpu.gguf" "$Q" quantize --in "$src" --type "$r" --out "$dir/gpu.gguf" --device cuda)
     same=identical
     cmp -s "$dir/cpu.gguf" "$dir/gpu.gguf" || { same=DIFFER; rc=1; }
-    printf '%-8s %9.3f %9s %9.3f %9s %7.2fx %7.0f%%  %s\n' "$r" "$c" "$(gbs "$c")" "$g" "$(gbs "$g")" \
-        "$(awk -v a="$c" -v b="$g" 'BEGIN{print a / b}')" "$(awk -v n="$in_bytes" -v s="$g" -v h="$h2d" 'BEGIN{print 100 * n / s / 1e9 / h}')" "$same"
+    ratio=$(awk -v a="$c" -v b="$g" 'BEGIN{print a / b}')
+    of_copy=$(awk -v n="$in_bytes" -v s="$g" -v h="$h2d" 'BEGIN{print 100 * n / s / 1e9 / h}')
+    printf '%-8s %9.3f %9s %9.3f %9s %7.2fx %7.0f%%  %s\n' "$r" "$c" "$(gbs "$c")" "$g" "$(gbs "$g")" "$ratio" \
+        "$of_copy" "$same"
 done
 # where a GPU run's time goes (QUANT_VERBOSE=1: the pipeline's and the GPU path's own accounts)
 for r in $RECIPES; do

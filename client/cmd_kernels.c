@@ -24,8 +24,8 @@ int cmd_kernels(int argc, char **argv)
 {
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         printf("usage: quant kernels [--json]\n\nPrints the kernel variant in use (QD_KERNELS=ref|avx2|avx512 forces one), the "
-               "variants this build has, the CPU features seen, the types it can quantize, and the GPU the GPU path would "
-               "use (make CUDA=1 builds it) or why there is none.\n"
+               "variants this build has, the CPU features seen, the types it can quantize, and the GPU the GPU path\n"
+               "would use (make CUDA=1 builds it) or why there is none.\n"
                "--json: the same as one object (schemas/client.schema.json#/$defs/kernels).\n");
         return 0;
     }

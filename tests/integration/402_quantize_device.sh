@@ -13,7 +13,7 @@ expect_stderr 2 "auto, cpu or cuda" "$QUANT" quantize --in "$M" --type Q4_K_M --
 "$QUANT" quantize --in "$M" --type Q4_K_M --out "$WORK/auto.gguf" >/dev/null 2>&1 || fail "--device auto"
 cmp "$WORK/cpu.gguf" "$WORK/auto.gguf" || fail "auto and cpu differ"
 if ! "$QUANT" quantize --in "$M" --type Q4_K_M --out "$WORK/x.gguf" --device cuda >/dev/null 2>"$WORK/err"; then
-    grep -q "no GPU path" "$WORK/err" || grep -q "CUDA:" "$WORK/err" || fail "--device cuda refused without a reason: $(cat "$WORK/err")"
+    grep -q -e "no GPU path" -e "CUDA:" "$WORK/err" || fail "--device cuda refused without a reason: $(cat "$WORK/err")"
     [ ! -e "$WORK/x.gguf" ] || fail "a refused run left an output file"
     echo "--device cuda refused: $(tail -n 1 "$WORK/err")"
 fi
@@ -25,7 +25,7 @@ if [ ! -x "$QC" ]; then
 fi
 "$QC" imatrix --model "$M" --calib sample:4:32:7 --out "$WORK/im.dat" >/dev/null || fail "imatrix"
 if ! "$QC" quantize --in "$M" --type Q8_0 --out "$WORK/probe.gguf" --device cuda >/dev/null 2>"$WORK/err"; then
-    grep -q "CUDA:" "$WORK/err" || fail "CUDA build: --device cuda failed without naming CUDA: $(cat "$WORK/err")"
+    grep -q "CUDA:" "$WORK/err" || fail "CUDA build: --device cuda failed, not naming CUDA: $(cat "$WORK/err")"
     echo "CUDA build, no device: $(tail -n 1 "$WORK/err")"
     exit 0
 fi
@@ -38,9 +38,11 @@ for recipe in Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K_M Q5_K_M Q6_K IQ4_NL BF16 Q2_K Q3_K_
             fail "$recipe on the CPU"
         "$QC" quantize --in "$M" --type $recipe --out "$WORK/g.gguf" --device cuda "${args[@]}" >"$WORK/s" 2>&1 ||
             fail "$recipe on the GPU: $(cat "$WORK/s")"
-        grep -q "on the GPU" "$WORK/s" && grep -q "kernels cuda-sm" "$WORK/s" || fail "$recipe: summary: $(cat "$WORK/s")"
+        grep -q "on the GPU" "$WORK/s" && grep -q "kernels cuda-sm" "$WORK/s" ||
+            fail "$recipe: summary: $(cat "$WORK/s")"
         cmp "$WORK/c.gguf" "$WORK/g.gguf" || fail "$recipe${im:+ with imatrix}: the GPU's file differs from the CPU's"
-        echo "$recipe${im:+ imatrix}: identical ($(grep -o '[0-9]* on the GPU' "$WORK/s"), $(grep -o 'kernels .*' "$WORK/s"))"
+        echo "$recipe${im:+ imatrix}: identical ($(grep -o '[0-9]* on the GPU' "$WORK/s"), $(grep -o 'kernels .*' \
+            "$WORK/s"))"
         n=$((n + 1))
     done
 done
