@@ -45,6 +45,9 @@ CUDA ?= 0
 ifeq ($(CUDA),1)
 B := build/$(FLAVOUR)-cuda
 NVCC ?= nvcc
+ifeq ($(shell command -v $(NVCC) 2>/dev/null),)
+$(error make CUDA=1: $(NVCC) not found (install CUDA, or NVCC=/path/to/nvcc))
+endif
 CUDA_HOME ?= $(abspath $(dir $(shell command -v $(NVCC) 2>/dev/null))..)
 CUDA_ARCH ?= 90
 # Machine code for CUDA_ARCH and its PTX (newer GPUs compile that at load). The kernels are the scalar reference:
