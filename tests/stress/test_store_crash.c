@@ -159,33 +159,48 @@ static void test_store_crash__sigkill_30_times(void **state)
         /* every reported blob is there and intact; the one in flight is there whole or not at all */
         {
             uint64_t upto = reported ? last + 1 : first;
+            /* the round's blobs by content: two tiny blobs can be equal (1-byte blobs of one seed repeat), and the
+             * store keeps such a pair once */
+            size_t nb = (size_t)(upto - first + 1), distinct_reported = 0;
+            qd_digest *ds = calloc(nb, sizeof(*ds));
+            bool *repeat = calloc(nb, sizeof(*repeat));
+            assert_true(ds && repeat);
+            for (size_t k = 0; k < nb; k++) {
+                digest_of(first + k, &ds[k], scratch);
+                for (size_t j = 0; j < k && !repeat[k]; j++)
+                    repeat[k] = qd_digest_equal(&ds[j], &ds[k]);
+                if (k + 1 < nb && !repeat[k])
+                    distinct_reported++;
+            }
             for (uint64_t i = first; i <= upto; i++) {
-                qd_digest d;
+                const qd_digest *d = &ds[i - first];
                 qd_blob_info info;
-                digest_of(i, &d, scratch);
                 if (i == upto) {
-                    if (qd_store_has(s, &d)) { /* committed, killed before it could report */
-                        assert_int_equal(qd_store_stat(s, &d, &info), QD_OK);
+                    if (qd_store_has(s, d)) { /* committed, killed before it could report */
+                        assert_int_equal(qd_store_stat(s, d, &info), QD_OK);
                         assert_int_equal(info.size, blob_size(i));
                     }
                     continue;
                 }
-                assert_true(qd_store_has(s, &d));
-                assert_int_equal(qd_store_stat(s, &d, &info), QD_OK);
+                assert_true(qd_store_has(s, d));
+                assert_int_equal(qd_store_stat(s, d, &info), QD_OK);
                 assert_int_equal(info.size, blob_size(i));
             }
             /* fsck re-hashed every visible blob against its digest, so every visible blob is complete; the
-             * visible ones must be exactly the reported ones plus at most the one in flight */
+             * visible ones must be exactly the reported ones (by content) plus at most the one in flight */
             assert_int_equal(qd_store_stats_get(s, &st), QD_OK);
-            assert_true(st.blobs >= reported && st.blobs <= reported + 1);
+            assert_true(st.blobs >= distinct_reported && st.blobs <= distinct_reported + !repeat[nb - 1]);
             next = upto + 1;
-            /* start the next round from an empty store: remove them all, then collect the garbage */
-            for (uint64_t i = first; i <= upto; i++) {
-                qd_digest d;
-                digest_of(i, &d, scratch);
-                int rc = qd_store_remove(s, &d);
-                assert_true(rc == QD_OK || (i == upto && rc == QD_ENOTFOUND));
+            /* start the next round from an empty store: remove them all (each content once), then collect the
+             * garbage */
+            for (size_t k = 0; k < nb; k++) {
+                if (repeat[k])
+                    continue;
+                int rc = qd_store_remove(s, &ds[k]);
+                assert_true(rc == QD_OK || (k + 1 == nb && rc == QD_ENOTFOUND));
             }
+            free(ds);
+            free(repeat);
         }
         assert_int_equal(qd_store_gc(s, &gs), QD_OK);
         assert_int_equal(qd_store_fsck(s, 0, NULL, NULL, &fs), QD_OK);
