@@ -160,7 +160,7 @@ fuzz:
 	@$(MAKE) --no-print-directory FLAVOUR=fuzz $(patsubst tests/fuzz/%.c,build/fuzz/libfuzzer/%,$(FUZZ_SRCS))
 	@echo "run e.g.: mkdir -p /tmp/new && build/fuzz/libfuzzer/fuzz_bundle -max_total_time=300 /tmp/new tests/fuzz/corpus/fuzz_bundle"
 
-$(B)/bench/%: bench/%.c $(B)/libqd.a
+$(B)/bench/%: bench/%.c bench/bench.h $(B)/libqd.a
 	@mkdir -p $(@D)
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libqd.a $(LDFLAGS_ALL) $(LIBS)

@@ -20,29 +20,12 @@
 #include <unistd.h>
 
 #include "qd/cuda.h"
+#include "bench.h"
 #include "qd/err.h"
 #include "qd/quant.h"
 
 #define NCOLS 4096
 #define CHUNK_ROWS 16
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void *big_alloc(size_t n)
-{
-    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-        perror("mmap");
-        exit(1);
-    }
-    memset(p, 0, n);
-    return p;
-}
 
 typedef struct job {
     qd_type t;
@@ -146,8 +129,9 @@ int main(int argc, char **argv)
 
     const int64_t rows = (int64_t)(mb << 20) / 2 / NCOLS;
     const size_t nvals = (size_t)rows * NCOLS, in_bytes = nvals * 2;
-    uint16_t *in = big_alloc(in_bytes);
-    uint8_t *og = big_alloc(nvals * 2), *og2 = big_alloc(nvals * 2), *oc = big_alloc(nvals * 2);
+    uint16_t *in = big_alloc(in_bytes, false);
+    uint8_t *og = big_alloc(nvals * 2, false), *og2 = big_alloc(nvals * 2, false);
+    uint8_t *oc = big_alloc(nvals * 2, false);
     fill(in, nvals);
     printf("input: %.2f GB of F16, %lld rows of %d (pageable host memory)\n", (double)in_bytes / 1e9,
            (long long)rows, NCOLS);

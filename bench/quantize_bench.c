@@ -21,32 +21,12 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "bench.h"
 #include "qd/err.h"
 #include "qd/quant.h"
 
 #define NCOLS 2048
 #define CHUNK_ROWS 32
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void *big_alloc(size_t n)
-{
-    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-        perror("mmap");
-        exit(1);
-    }
-#ifdef MADV_HUGEPAGE
-    madvise(p, n, MADV_HUGEPAGE);
-#endif
-    memset(p, 0, n);
-    return p;
-}
 
 /* ---- threads over row ranges ---- */
 
@@ -255,8 +235,8 @@ int main(int argc, char **argv)
         return 0;
     }
 
-    uint16_t *in = big_alloc(in_bytes);
-    uint8_t *copy = big_alloc(in_bytes);
+    uint16_t *in = big_alloc(in_bytes, true);
+    uint8_t *copy = big_alloc(in_bytes, true);
     generate(in, nrows);
     printf("quantize bench: %.0f MiB of F16 (%lld rows x %d), %d threads, %s, kernels: ref avx2 avx512 (as usable); "
            "cpu: %s\n", (double)in_bytes / 1048576, (long long)nrows, NCOLS, nt,
@@ -298,7 +278,7 @@ int main(int argc, char **argv)
             if (!qd_kernels_usable((qd_kernel_variant)v) || select_variant((qd_kernel_variant)v))
                 continue;
             const int64_t rows = v == QD_KERNELS_REF ? rrows : nrows;
-            outs[v] = big_alloc(out_bytes);
+            outs[v] = big_alloc(out_bytes, true);
             double best = 1e9, best_cpu = 1e9;
             const int reps = v == QD_KERNELS_REF ? 1 : 3;
             for (int k = 0; k < reps; k++) {

@@ -6,9 +6,9 @@
  * chunk (i - SLOTS), copies that chunk's result out of pinned memory, copies chunk i's rows into pinned memory,
  * and enqueues copy in, convert and check, quantize, copy out on stream s; so while the host copies, the GPU
  * works on the chunks before, and the copy engines move one slot's input while another slot's output returns.
- * Host copies are split over a few threads (one core does not keep up with PCIe).
+ * Host copies are split over a few threads of a qd_pool (one core does not keep up with PCIe).
  */
-#include <pthread.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +22,8 @@
 #include "qd/err.h"
 #include "qd/fileio.h"
 #include "qd/log.h"
+#include "qd/pool.h"
 
-#include "../kernels/formats.h"
 #include "../kernels/kernels.h"
 #include "launch.h"
 
@@ -31,132 +31,63 @@
 #define QD_CUDA_CHUNK_DEFAULT ((size_t)4 << 20) /* values: 8 MiB of F16 in, enough to keep the copies at full rate */
 #define QD_CUDA_MAX_COPIERS 16
 
-/* ---- parallel memcpy: n threads (this one included) each copy a slice ---- */
+/* ---- host copies split over the pool's threads (this one included): memcpy, or pread from a file ---- */
 
-typedef struct copier copier;
-typedef struct copier_thread {
-    copier *cp;
-    int idx; /* its slice: 1.. (slice 0 is the caller's) */
-    pthread_t tid;
-} copier_thread;
-
-struct copier {
-    pthread_mutex_t mu;
-    pthread_cond_t go, done;
+typedef struct copier {
+    qd_pool *pool;
     uint8_t *dst;
     const uint8_t *src; /* a memcpy from here, or when NULL, a pread from fd at off */
     int fd;
     uint64_t off;
     size_t len;
-    int rc;             /* the first slice's error (pread) */
-    char msg[160];
-    int n;         /* threads taking part, this one included */
-    int started;   /* helper threads running */
-    int pending;   /* helpers not done with this round */
-    uint64_t round;
-    int stop;
-    copier_thread th[QD_CUDA_MAX_COPIERS];
-};
+    int n;              /* slices this round */
+    qd_error_saved err[QD_CUDA_MAX_COPIERS]; /* each slice's result */
+} copier;
 
-static void copy_slice(copier *cp, int i)
+/* Read n bytes at off into p. @return QD_OK or QD_EIO (set) */
+static int read_at(int fd, void *p, size_t n, uint64_t off)
 {
-    /* slices on 4 KiB boundaries so no two threads share a page */
+    if (qd_pread_all(fd, p, n, off) == 0)
+        return QD_OK;
+    return qd_error_set(QD_EIO, QD_EC_OS, "reading %zu bytes at offset %llu: %s", n, (unsigned long long)off,
+                        strerror(errno));
+}
+
+/* The pool's item i: slice i of the copy, on 4 KiB boundaries so no two threads share a page. */
+static void copy_slice(void *arg, int i)
+{
+    copier *cp = arg;
     size_t per = (cp->len / (size_t)cp->n + 4095) & ~(size_t)4095, b = per * (size_t)i;
-    if (b >= cp->len)
-        return;
-    size_t n = cp->len - b < per ? cp->len - b : per;
-    if (cp->src) {
-        memcpy(cp->dst + b, cp->src + b, n);
-        return;
+    int rc = QD_OK;
+    if (b < cp->len) {
+        size_t n = cp->len - b < per ? cp->len - b : per;
+        if (cp->src)
+            memcpy(cp->dst + b, cp->src + b, n);
+        else
+            rc = read_at(cp->fd, cp->dst + b, n, cp->off + b);
     }
-    if (qd_pread_all(cp->fd, cp->dst + b, n, (off_t)(cp->off + b)) != QD_OK) {
-        pthread_mutex_lock(&cp->mu);
-        if (!cp->rc) {
-            cp->rc = qd_error_last()->code;
-            snprintf(cp->msg, sizeof(cp->msg), "%s", qd_error_last()->message);
-        }
-        pthread_mutex_unlock(&cp->mu);
-    }
+    qd_error_save(&cp->err[i], rc);
 }
 
-static void *copier_main(void *arg)
-{
-    copier_thread *th = arg;
-    copier *cp = th->cp;
-    uint64_t seen = 0;
-    pthread_mutex_lock(&cp->mu);
-    for (;;) {
-        while (cp->round == seen && !cp->stop)
-            pthread_cond_wait(&cp->go, &cp->mu);
-        if (cp->stop)
-            break;
-        seen = cp->round;
-        pthread_mutex_unlock(&cp->mu);
-        copy_slice(cp, th->idx);
-        pthread_mutex_lock(&cp->mu);
-        if (--cp->pending == 0)
-            pthread_cond_signal(&cp->done);
-    }
-    pthread_mutex_unlock(&cp->mu);
-    return NULL;
-}
-
-static void copier_start(copier *cp, int n)
-{
-    memset(cp, 0, sizeof(*cp));
-    pthread_mutex_init(&cp->mu, NULL);
-    pthread_cond_init(&cp->go, NULL);
-    pthread_cond_init(&cp->done, NULL);
-    for (int i = 0; i < n - 1 && i < QD_CUDA_MAX_COPIERS; i++) {
-        cp->th[i] = (copier_thread){cp, i + 1, 0};
-        if (pthread_create(&cp->th[i].tid, NULL, copier_main, &cp->th[i]) != 0)
-            break;
-        cp->started++;
-    }
-    cp->n = cp->started + 1;
-}
-
-/* dst <- len bytes of src, or when src is NULL, of the file fd at off (pread). @return QD_OK or pread's error */
+/* dst <- len bytes of src, or when src is NULL, of the file fd at off. @return QD_OK or the first slice's error */
 static int copier_copy(copier *cp, void *dst, const void *src, int fd, uint64_t off, size_t len)
 {
-    if (len < ((size_t)1 << 20) || cp->started == 0) { /* small: not worth waking anyone */
+    if (len < ((size_t)1 << 20) || !cp->pool) { /* small: not worth waking anyone */
         if (src)
             memcpy(dst, src, len);
-        else
-            return qd_pread_all(fd, dst, len, (off_t)off);
-        return QD_OK;
+        return src ? QD_OK : read_at(fd, dst, len, off);
     }
-    pthread_mutex_lock(&cp->mu);
     cp->dst = dst;
     cp->src = src;
     cp->fd = fd;
     cp->off = off;
     cp->len = len;
-    cp->rc = 0;
-    cp->pending = cp->started;
-    cp->round++;
-    pthread_cond_broadcast(&cp->go);
-    pthread_mutex_unlock(&cp->mu);
-    copy_slice(cp, 0);
-    pthread_mutex_lock(&cp->mu);
-    while (cp->pending)
-        pthread_cond_wait(&cp->done, &cp->mu);
-    int rc = cp->rc;
-    pthread_mutex_unlock(&cp->mu);
-    return rc ? qd_error_set(rc, QD_EC_OS, "%s", cp->msg) : QD_OK;
-}
-
-static void copier_stop(copier *cp)
-{
-    pthread_mutex_lock(&cp->mu);
-    cp->stop = 1;
-    pthread_cond_broadcast(&cp->go);
-    pthread_mutex_unlock(&cp->mu);
-    for (int i = 0; i < cp->started; i++)
-        pthread_join(cp->th[i].tid, NULL);
-    pthread_mutex_destroy(&cp->mu);
-    pthread_cond_destroy(&cp->go);
-    pthread_cond_destroy(&cp->done);
+    cp->n = qd_pool_size(cp->pool) + 1;
+    qd_pool_run(cp->pool, cp->n, copy_slice, cp);
+    for (int i = 0; i < cp->n; i++)
+        if (cp->err[i].code)
+            return qd_error_restore(&cp->err[i]);
+    return QD_OK;
 }
 
 /* ---- the device ---- */
@@ -250,6 +181,7 @@ static int ensure_cap(qd_cuda *c, size_t bytes)
     return QD_OK;
 }
 
+/* Host copy threads, this one included. */
 static int copy_threads(void)
 {
     const char *e = getenv("QD_CUDA_COPY_THREADS");
@@ -299,8 +231,10 @@ int qd_cuda_open(qd_cuda **out, size_t chunk_values)
     if (!c)
         return QD_ENOMEM;
     c->chunk_values = chunk_values ? chunk_values : QD_CUDA_CHUNK_DEFAULT;
-    copier_start(&c->cp, copy_threads());
-    int rc = open_device(c);
+    const int nt = copy_threads();
+    int rc = nt > 1 ? qd_pool_start(&c->cp.pool, nt - 1) : QD_OK;
+    if (!rc)
+        rc = open_device(c);
     if (rc) {
         qd_cuda_close(c);
         return rc;
@@ -328,7 +262,7 @@ void qd_cuda_close(qd_cuda *c)
         cudaFree(c->s[i].d_bad);
     }
     cudaFree(c->d_qw);
-    copier_stop(&c->cp);
+    qd_pool_stop(c->cp.pool);
     qd_free(c);
 }
 
@@ -382,9 +316,13 @@ static bool registered(const qd_cuda *c, const void *p, size_t len)
     return false;
 }
 
-bool qd_cuda_can_quantize(qd_type t, bool imatrix) { return qd_cuda_k_has_quantize((int)t, imatrix); }
+bool qd_cuda_can_quantize(qd_type t, bool imatrix)
+{
+    (void)imatrix; /* every type the device code has takes one or ignores it, as the reference does */
+    return qd_cuda_k_has((int)t);
+}
 bool qd_cuda_can_read(qd_type src) { return src == QD_TYPE_F32 || src == QD_TYPE_F16 || src == QD_TYPE_BF16; }
-bool qd_cuda_can_dequantize(qd_type t) { return qd_cuda_k_has_dequantize((int)t); }
+bool qd_cuda_can_dequantize(qd_type t) { return qd_cuda_k_has((int)t); }
 
 /* ---- streaming rows through the slots ---- */
 
@@ -442,18 +380,12 @@ static int finish(qd_cuda *c, const op *o, slot *s)
         int64_t i = (int64_t)s->h_bad[0];
         float v;
         uint8_t p[4];
-        size_t es = o->src_type == QD_TYPE_F32 ? 4 : 2, at = (size_t)row0 * o->in_row + (size_t)i * es;
+        size_t es = qd_row_size(o->src_type, 1), at = (size_t)row0 * o->in_row + (size_t)i * es;
         if (o->src)
             memcpy(p, o->src + at, es);
-        else if (qd_pread_all(o->src_fd, p, es, (off_t)(o->src_off + at)))
+        else if (read_at(o->src_fd, p, es, o->src_off + at))
             return qd_error_prefix("reading back a bad value");
-        if (es == 4) {
-            memcpy(&v, p, 4);
-        } else {
-            uint16_t h;
-            memcpy(&h, p, 2);
-            v = o->src_type == QD_TYPE_F16 ? qd_fp16_to_fp32(h) : qd_bf16_to_fp32(h);
-        }
+        qd_dequantize_rows(o->src_type, p, &v, 1, 1); /* F32, F16, BF16 to f32: exact */
         return qd_error_set(QD_EINVAL, QD_EC_ENGINE, "row %lld col %lld: value %g cannot be stored as %s",
                             (long long)(row0 + i / o->ncols), (long long)(i % o->ncols), (double)v,
                             qd_type_traits_get(o->t)->name);

@@ -55,25 +55,27 @@ __global__ void k_convert(int src_type, const void *src, float *f32, int64_t n, 
 
 /* The reference row functions, by type: quantize without and with an importance matrix, dequantize. */
 template <int T> struct ops;
-#define QD_OPS(T, q, qi, dq, bs, ts, row)                                                                              \
+#define QD_OPS_(T, q, qi_call, dq, bs, ts, row, im)                                                                    \
     template <> struct ops<T> {                                                                                        \
         static constexpr int block = bs;      /* values per block */                                                   \
         static constexpr int bytes = ts;      /* bytes per block */                                                    \
         static constexpr bool row_unit = row; /* the imatrix quantizer needs the whole row */                          \
+        static constexpr bool imatrix = im;   /* false: the reference ignores an importance matrix */                  \
         __device__ static void quantize(const float *x, void *y, int64_t n) { q(x, y, 1, n); }                         \
         __device__ static void quantize_imatrix(const float *x, void *y, int64_t n, const float *w)                    \
         {                                                                                                              \
-            qi(x, y, 1, n, w);                                                                                         \
+            (void)w;                                                                                                   \
+            qi_call;                                                                                                   \
         }                                                                                                              \
         __device__ static void dequantize(const void *x, float *y, int64_t n) { dq(x, y, 1, n); }                     \
     };
+/* a type with an importance-weighted quantizer (row: it needs the whole row), and one without */
+#define QD_OPS(T, q, qi, dq, bs, ts, row) QD_OPS_(T, q, qi(x, y, 1, n, w), dq, bs, ts, row, true)
+#define QD_OPS_PLAIN(T, q, dq, bs, ts) QD_OPS_(T, q, q(x, y, 1, n), dq, bs, ts, false, false)
 
-/* Types whose importance matrix the reference ignores: the imatrix entry point is never instantiated for them. */
-__device__ static void no_imatrix(const float *, void *, int64_t, int64_t, const float *) {}
-
-QD_OPS(QD_TYPE_F32, qd_ref_quantize_f32, no_imatrix, qd_ref_dequantize_f32, 1, 4, false)
-QD_OPS(QD_TYPE_F16, qd_ref_quantize_f16, no_imatrix, qd_ref_dequantize_f16, 1, 2, false)
-QD_OPS(QD_TYPE_BF16, qd_ref_quantize_bf16, no_imatrix, qd_ref_dequantize_bf16, 1, 2, false)
+QD_OPS_PLAIN(QD_TYPE_F32, qd_ref_quantize_f32, qd_ref_dequantize_f32, 1, 4)
+QD_OPS_PLAIN(QD_TYPE_F16, qd_ref_quantize_f16, qd_ref_dequantize_f16, 1, 2)
+QD_OPS_PLAIN(QD_TYPE_BF16, qd_ref_quantize_bf16, qd_ref_dequantize_bf16, 1, 2)
 QD_OPS(QD_TYPE_Q4_0, qd_ref_quantize_q4_0, qd_ref_quantize_q4_0_imatrix, qd_ref_dequantize_q4_0, 32,
        (int)sizeof(qd_block_q4_0), true)
 QD_OPS(QD_TYPE_Q4_1, qd_ref_quantize_q4_1, qd_ref_quantize_q4_1_imatrix, qd_ref_dequantize_q4_1, 32,
@@ -82,8 +84,7 @@ QD_OPS(QD_TYPE_Q5_0, qd_ref_quantize_q5_0, qd_ref_quantize_q5_0_imatrix, qd_ref_
        (int)sizeof(qd_block_q5_0), true)
 QD_OPS(QD_TYPE_Q5_1, qd_ref_quantize_q5_1, qd_ref_quantize_q5_1_imatrix, qd_ref_dequantize_q5_1, 32,
        (int)sizeof(qd_block_q5_1), true)
-QD_OPS(QD_TYPE_Q8_0, qd_ref_quantize_q8_0, no_imatrix, qd_ref_dequantize_q8_0, 32, (int)sizeof(qd_block_q8_0),
-       false)
+QD_OPS_PLAIN(QD_TYPE_Q8_0, qd_ref_quantize_q8_0, qd_ref_dequantize_q8_0, 32, (int)sizeof(qd_block_q8_0))
 QD_OPS(QD_TYPE_Q2_K, qd_ref_quantize_q2_K, qd_ref_quantize_q2_K_imatrix, qd_ref_dequantize_q2_K, 256,
        (int)sizeof(qd_block_q2_K), false)
 QD_OPS(QD_TYPE_Q3_K, qd_ref_quantize_q3_K, qd_ref_quantize_q3_K_imatrix, qd_ref_dequantize_q3_K, 256,
@@ -99,12 +100,12 @@ QD_OPS(QD_TYPE_IQ4_NL, qd_ref_quantize_iq4_nl, qd_ref_quantize_iq4_nl_imatrix, q
 QD_OPS(QD_TYPE_IQ4_XS, qd_ref_quantize_iq4_xs, qd_ref_quantize_iq4_xs_imatrix, qd_ref_dequantize_iq4_xs, 256,
        (int)sizeof(qd_block_iq4_xs), false)
 
-/* One thread per unit of unit_vals values: unit u is row u / per_row, values (u % per_row) * unit_vals onwards. */
 /* The fp16 scales a block must hold finite (byte offsets, -1 for none): qd_kernels_fp16_fields. */
 struct fields {
     int f[2];
 };
 
+/* One thread per unit of unit_vals values: unit u is row u / per_row, values (u % per_row) * unit_vals onwards. */
 template <int T, bool IM>
 __global__ void k_quantize(const float *x, uint8_t *y, int64_t nunits, int64_t per_row, int64_t unit_vals,
                            int64_t ncols, const float *qw, fields fs, unsigned long long *bad)
@@ -144,6 +145,8 @@ template <int T> constexpr int threads_for() { return ops<T>::block == 256 ? 64 
 template <int T> int launch_quantize(cudaStream_t s, const float *x, void *y, int64_t nrows, int64_t ncols,
                                      const float *qw, fields fs, unsigned long long *bad)
 {
+    if (!ops<T>::imatrix)
+        qw = NULL; /* the reference ignores it for this type */
     const bool row = qw && ops<T>::row_unit;
     const int64_t unit_vals = row ? ncols : ops<T>::block, per_row = ncols / unit_vals, nunits = nrows * per_row;
     const int threads = row ? 32 : threads_for<T>();
@@ -172,12 +175,11 @@ template <int T> int launch_dequantize(cudaStream_t s, const void *x, float *y, 
 
 } // namespace
 
-/* The one list of types the device code has; the imatrix column says which take an importance matrix. */
+/* The one list of types the device code has (each with its ops above). */
 #define QD_CUDA_TYPES(X)                                                                                               \
-    X(QD_TYPE_F32, false) X(QD_TYPE_F16, false) X(QD_TYPE_BF16, false) X(QD_TYPE_Q4_0, true) X(QD_TYPE_Q4_1, true)   \
-    X(QD_TYPE_Q5_0, true) X(QD_TYPE_Q5_1, true) X(QD_TYPE_Q8_0, false) X(QD_TYPE_Q2_K, true) X(QD_TYPE_Q3_K, true)    \
-    X(QD_TYPE_Q4_K, true) X(QD_TYPE_Q5_K, true) X(QD_TYPE_Q6_K, true) X(QD_TYPE_IQ4_NL, true)                        \
-    X(QD_TYPE_IQ4_XS, true)
+    X(QD_TYPE_F32) X(QD_TYPE_F16) X(QD_TYPE_BF16) X(QD_TYPE_Q4_0) X(QD_TYPE_Q4_1) X(QD_TYPE_Q5_0) X(QD_TYPE_Q5_1)     \
+    X(QD_TYPE_Q8_0) X(QD_TYPE_Q2_K) X(QD_TYPE_Q3_K) X(QD_TYPE_Q4_K) X(QD_TYPE_Q5_K) X(QD_TYPE_Q6_K)                  \
+    X(QD_TYPE_IQ4_NL) X(QD_TYPE_IQ4_XS)
 
 extern "C" int qd_cuda_k_convert(cudaStream_t stream, int src_type, const void *src, float *f32, int64_t n,
                                  int check, float limit, unsigned long long *bad)
@@ -197,9 +199,9 @@ extern "C" int qd_cuda_k_quantize(cudaStream_t stream, int t, const float *x, vo
 {
     const fields fs = {{fields_[0], fields_[1]}};
     switch (t) {
-#define X(T, IM)                                                                                                       \
+#define X(T)                                                                                                           \
     case T:                                                                                                            \
-        return launch_quantize<T>(stream, x, dst, nrows, ncols, IM ? qw : NULL, fs, bad);
+        return launch_quantize<T>(stream, x, dst, nrows, ncols, qw, fs, bad);
         QD_CUDA_TYPES(X)
 #undef X
     default:
@@ -211,7 +213,7 @@ extern "C" int qd_cuda_k_dequantize(cudaStream_t stream, int t, const void *src,
                                     int64_t ncols)
 {
     switch (t) {
-#define X(T, IM)                                                                                                       \
+#define X(T)                                                                                                           \
     case T:                                                                                                            \
         return launch_dequantize<T>(stream, src, dst, nrows, ncols);
         QD_CUDA_TYPES(X)
@@ -227,18 +229,15 @@ extern "C" int qd_cuda_k_probe(void)
     return (int)cudaFuncGetAttributes(&a, k_convert);
 }
 
-extern "C" bool qd_cuda_k_has_quantize(int t, bool imatrix)
+extern "C" bool qd_cuda_k_has(int t)
 {
     switch (t) {
-#define X(T, IM)                                                                                                       \
+#define X(T)                                                                                                           \
     case T:                                                                                                            \
         return true;
         QD_CUDA_TYPES(X)
 #undef X
     default:
-        (void)imatrix;
         return false;
     }
 }
-
-extern "C" bool qd_cuda_k_has_dequantize(int t) { return qd_cuda_k_has_quantize(t, false); }

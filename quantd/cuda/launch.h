@@ -45,9 +45,8 @@ int qd_cuda_k_dequantize(cudaStream_t stream, int t, const void *src, float *dst
 /** Whether this device can run the kernels (a build for another architecture cannot): a cudaError_t. */
 int qd_cuda_k_probe(void);
 
-/** Which types the device code has: quantize (with imatrix when imatrix) and dequantize. */
-bool qd_cuda_k_has_quantize(int t, bool imatrix);
-bool qd_cuda_k_has_dequantize(int t);
+/** Whether the device code has type t (quantize, with or without an importance matrix, and dequantize). */
+bool qd_cuda_k_has(int t);
 
 #ifdef __cplusplus
 }

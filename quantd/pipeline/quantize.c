@@ -23,6 +23,7 @@
 #include "qd/log.h"
 #include "qd/model.h"
 #include "qd/pipeline.h"
+#include "qd/pool.h"
 #include "qd/tokenizer.h"
 #include "qd/version.h"
 
@@ -222,9 +223,8 @@ typedef struct job {
     float *f32;               /* scratch: block_rows * ne0 */
     uint8_t *stage;           /* scratch: block_rows source rows, read with pread (qd_tensor_read_f32_staged) */
     size_t stage_cap;
-    int rc;
+    qd_error_saved err;       /* its result (err.code 0: every block it claimed went well) */
     int64_t fail_block;       /* the block that failed (the lowest one's error is reported) */
-    char msg[256];
 } job;
 
 /* Rows per block for a row of nc values: as many as fit BLOCK_F32_BYTES, at least one. */
@@ -366,15 +366,17 @@ static void writer_stop(writer_thread *wt)
     wt->started = 0;
 }
 
-static void *run_job(void *arg)
+/* The pool's item i (qd_pool_run): job i of the chunk. */
+static void run_job(void *jobs, int i)
 {
-    job *j = arg;
+    job *j = (job *)jobs + i;
     task *k = j->k;
     int64_t nc = k->t->ne[0];
     size_t ors = qd_row_size(k->type, nc);
     /* block types: the kernels refuse NaN, Inf and values no block can hold, so only plain types are checked here */
     bool check = k->type != QD_TYPE_F32 && !qd_type_traits_get(k->type)->quantized;
-    j->rc = QD_OK;
+    int rc = QD_OK;
+    qd_error_save(&j->err, QD_OK);
     while (!atomic_load_explicit(&k->failed, memory_order_relaxed)) {
         int64_t b = atomic_fetch_add_explicit(&k->next, 1, memory_order_relaxed), r = b * k->block_rows;
         if (r >= k->nrows)
@@ -382,112 +384,18 @@ static void *run_job(void *arg)
         int64_t nr = k->nrows - r < k->block_rows ? k->nrows - r : k->block_rows, row = k->row0 + r;
         if (!k->t->file_readable)
             prefault(k->t, row, nr);
-        j->rc = qd_tensor_read_f32_staged(k->t, row, nr, j->f32, j->stage, j->stage_cap);
-        if (!j->rc && check)
-            j->rc = check_values(k, j->f32, row, nr * nc);
-        if (!j->rc)
-            j->rc = qd_quantize_rows(k->type, j->f32, k->out + (size_t)r * ors, nr, nc, k->imatrix);
-        if (j->rc) {
+        rc = qd_tensor_read_f32_staged(k->t, row, nr, j->f32, j->stage, j->stage_cap);
+        if (!rc && check)
+            rc = check_values(k, j->f32, row, nr * nc);
+        if (!rc)
+            rc = qd_quantize_rows(k->type, j->f32, k->out + (size_t)r * ors, nr, nc, k->imatrix);
+        if (rc) {
             j->fail_block = b;
-            snprintf(j->msg, sizeof(j->msg), "%s", qd_error_last()->message);
+            qd_error_save(&j->err, rc);
             atomic_store(&k->failed, 1);
             break;
         }
     }
-    return NULL;
-}
-
-/* ---- the worker pool: nth - 1 threads started once, each given its job of every chunk -------------------------------
- * (a thread per chunk used to cost its start and a cold cache each time: about 1 ms of a 3 ms Q4_0 chunk) */
-
-typedef struct pool pool;
-typedef struct pool_worker {
-    pool *p;
-    int idx; /* its job: jobs[idx] */
-    pthread_t tid;
-} pool_worker;
-
-struct pool {
-    pthread_mutex_t mu;
-    pthread_cond_t go, done;
-    job *jobs;
-    int k;           /* jobs in this round (jobs[0] is the caller's) */
-    int pending;     /* workers not finished with this round */
-    uint64_t round;
-    int stop;
-    int n;           /* workers started */
-    pool_worker w[QD_MAX_THREADS];
-};
-
-static void *pool_main(void *arg)
-{
-    pool_worker *pw = arg;
-    pool *p = pw->p;
-    uint64_t seen = 0;
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        while (p->round == seen && !p->stop)
-            pthread_cond_wait(&p->go, &p->mu);
-        if (p->stop)
-            break;
-        seen = p->round;
-        if (pw->idx < p->k) {
-            pthread_mutex_unlock(&p->mu);
-            run_job(&p->jobs[pw->idx]);
-            pthread_mutex_lock(&p->mu);
-            if (--p->pending == 0)
-                pthread_cond_signal(&p->done);
-        }
-    }
-    pthread_mutex_unlock(&p->mu);
-    return NULL;
-}
-
-/* Start up to nworkers threads (fewer when the system refuses: the caller's thread then takes their jobs). */
-static void pool_start(pool *p, job *jobs, int nworkers)
-{
-    memset(p, 0, sizeof(*p));
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->go, NULL);
-    pthread_cond_init(&p->done, NULL);
-    p->jobs = jobs;
-    for (int i = 0; i < nworkers; i++) {
-        p->w[i] = (pool_worker){p, i + 1, 0};
-        if (pthread_create(&p->w[i].tid, NULL, pool_main, &p->w[i]) != 0)
-            break;
-        p->n++;
-    }
-}
-
-/* Run jobs[0..k): 1..k-1 on the workers, 0 here. Jobs claim the chunk's blocks, so when fewer workers started,
- * those that did (and this thread) take every block between them. */
-static void pool_run(pool *p, int k)
-{
-    int on_workers = k - 1 < p->n ? k - 1 : p->n;
-    pthread_mutex_lock(&p->mu);
-    p->k = on_workers + 1;
-    p->pending = on_workers;
-    p->round++;
-    pthread_cond_broadcast(&p->go);
-    pthread_mutex_unlock(&p->mu);
-    run_job(&p->jobs[0]);
-    pthread_mutex_lock(&p->mu);
-    while (p->pending)
-        pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
-}
-
-static void pool_stop(pool *p)
-{
-    pthread_mutex_lock(&p->mu);
-    p->stop = 1;
-    pthread_cond_broadcast(&p->go);
-    pthread_mutex_unlock(&p->mu);
-    for (int i = 0; i < p->n; i++)
-        pthread_join(p->w[i].tid, NULL);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->go);
-    pthread_cond_destroy(&p->done);
 }
 
 /* buf grown to at least need bytes (a large anonymous buffer, qd_big_alloc; the old contents are not kept), *cap its
@@ -576,32 +484,28 @@ static bool search_bound(qd_type t, bool imatrix)
     }
 }
 
-/* Whether tensor t goes to the GPU as type, opening the device on first need (*cuda; *tried once). */
-static int gpu_for(qd_cuda **cuda, bool *tried, const qd_quantize_opts *o, const qd_tensor *t, qd_type type,
-                   bool imatrix, bool *use)
+/* Whether tensor t goes to the GPU as type. Forced (QD_DEVICE_CUDA), the device was opened before the run; with
+ * AUTO it is opened at the first tensor that would use it (*cuda; *tried: once, a failure only logged). */
+static bool gpu_for(qd_cuda **cuda, bool *tried, const qd_quantize_opts *o, const qd_tensor *t, qd_type type,
+                    bool imatrix)
 {
-    *use = false;
     /* (even when forced, a tensor the GPU path cannot take at all stays on the CPU: a source type it does not read,
      * rows reordered while read, a type it lacks) */
     if (o->device == QD_DEVICE_CPU || t->permute_heads > 0 || !qd_cuda_can_read(t->type) ||
         !qd_cuda_can_quantize(type, imatrix))
-        return QD_OK;
+        return false;
     if (o->device == QD_DEVICE_AUTO &&
         (qd_tensor_nelements(t) < (o->cuda_min_elems > 0 ? o->cuda_min_elems : (1 << 20)) ||
          !search_bound(type, imatrix)))
-        return QD_OK;
+        return false;
     if (!*cuda && !*tried) {
         *tried = true;
-        int rc = qd_cuda_open(cuda, 0);
-        if (rc && o->device == QD_DEVICE_CUDA)
-            return rc;
-        if (rc)
+        if (qd_cuda_open(cuda, 0))
             qd_log(QD_LOG_DEBUG, "quantize", "GPU not used: %s", qd_error_last()->message);
         else
             qd_log(QD_LOG_INFO, "quantize", "GPU: %s (%s)", qd_cuda_device(*cuda)->name, qd_cuda_kernel_name(*cuda));
     }
-    *use = *cuda != NULL;
-    return QD_OK;
+    return *cuda != NULL;
 }
 
 /* ---- main loop ----------------------------------------------------------------------------------------------------- */
@@ -626,8 +530,7 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
     int rc, nth;
     job jobs[QD_MAX_THREADS];
     task tk;
-    pool workers; /* started at the first quantized chunk */
-    int pool_on = 0;
+    qd_pool *workers = NULL; /* nth - 1 helpers, started at the first quantized chunk */
     qd_cuda *cuda = NULL; /* opened at the first tensor for the GPU */
     bool cuda_tried = false;
     const void *obuf_reg[2] = {NULL, NULL}; /* the output buffers registered with it (the copy engines write them) */
@@ -659,10 +562,15 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
                           hp.arch);
         goto done;
     }
-    if (o->device == QD_DEVICE_CUDA && !qd_cuda_built()) {
-        rc = qd_error_set(QD_EUNSUPPORTED, QD_EC_CONFIG, "quantize on the GPU: this build has no GPU path (make "
-                          "CUDA=1)");
-        goto done;
+    if (o->device == QD_DEVICE_CUDA) { /* forced: no GPU path or no device is an error before any work */
+        double tg = now_s();
+        cuda_tried = true;
+        rc = qd_cuda_open(&cuda, 0);
+        t_gpu_open += now_s() - tg;
+        if (rc) {
+            qd_error_prefix("quantize on the GPU");
+            goto done;
+        }
     }
     if (!o->imatrix && o->imatrix_path && (rc = qd_imatrix_load(&im, o->imatrix_path)))
         goto done;
@@ -778,10 +686,8 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
             if (imv)
                 st->n_imatrix++;
         }
-        bool on_gpu = false;
         double tg = now_s();
-        if (ch[i].quantize && (rc = gpu_for(&cuda, &cuda_tried, o, t, ch[i].type, imv != NULL, &on_gpu)))
-            goto done;
+        const bool on_gpu = ch[i].quantize && gpu_for(&cuda, &cuda_tried, o, t, ch[i].type, imv != NULL);
         t_gpu_open += now_s() - tg;
         if (on_gpu) {
             /* the whole tensor through the GPU's chunk pipeline (read with pread where the file allows it); the
@@ -850,17 +756,17 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
                     atomic_init(&tk.failed, 0);
                     for (int j = 0; j < k; j++)
                         jobs[j] = (job){&tk, f32 + (size_t)j * per_thread, stage + (size_t)j * stage_per, stage_per,
-                                        0, 0, ""};
-                    if (!pool_on) {
-                        pool_start(&workers, jobs, nth - 1);
-                        pool_on = 1;
-                    }
-                    pool_run(&workers, k);
+                                        {0}, 0};
+                    if (!workers && (rc = qd_pool_start(&workers, nth - 1)))
+                        goto done;
+                    /* (when fewer helpers started, those that did and this thread claim every block between them) */
+                    qd_pool_run(workers, k, run_job, jobs);
                     for (int j = 0; j < k; j++)
-                        if (jobs[j].rc && (bad < 0 || jobs[j].fail_block < jobs[bad].fail_block))
+                        if (jobs[j].err.code && (bad < 0 || jobs[j].fail_block < jobs[bad].fail_block))
                             bad = j;
                     if (bad >= 0) {
-                        rc = qd_error_set(jobs[bad].rc, QD_EC_ENGINE, "tensor %s: %s", t->name, jobs[bad].msg);
+                        rc = qd_error_restore(&jobs[bad].err);
+                        qd_error_prefix("tensor %s", t->name);
                         goto done;
                     }
                     drop_rows(t, r0, nr);
@@ -902,8 +808,7 @@ int qd_quantize_model(qd_quantize_stats *st, const char *in_path, const char *ou
     st->seconds = now_s() - t0;
 done:
     qd_cuda_close(cuda);
-    if (pool_on)
-        pool_stop(&workers);
+    qd_pool_stop(workers);
     writer_stop(&wt);
     pthread_mutex_destroy(&wt.mu);
     pthread_cond_destroy(&wt.cv);

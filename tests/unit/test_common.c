@@ -9,6 +9,7 @@
 #include "testutil.h"
 
 #include "qd/fileio.h"
+#include "qd/pool.h"
 #include "qd/qd.h"
 
 static void test_common__sha256_known_answers(void **state)
@@ -170,6 +171,49 @@ static void test_common__alloc_checks_overflow(void **state)
     assert_null(qd_calloc(SIZE_MAX, SIZE_MAX));
 }
 
+/* qd_pool: each item of a round runs once, on a helper unless it is item 0 (the caller's), and a round returns only
+ * when every item has; k beyond size + 1 runs size + 1; a pool of no helpers runs item 0 here. */
+typedef struct pool_round {
+    int count[8];
+    pthread_t who[8];
+} pool_round;
+
+static void pool_item(void *arg, int i)
+{
+    pool_round *r = arg;
+    r->who[i] = pthread_self();
+    __atomic_add_fetch(&r->count[i], 1, __ATOMIC_SEQ_CST);
+}
+
+static void test_common__pool_runs_each_item_once(void **state)
+{
+    (void)state;
+    qd_pool *p;
+    assert_int_equal(qd_pool_start(&p, 3), QD_OK);
+    assert_int_equal(qd_pool_size(p), 3);
+    for (int round = 0; round < 200; round++) {
+        pool_round r;
+        memset(&r, 0, sizeof(r));
+        int k = 1 + round % 6; /* up to 6: more than size + 1 */
+        qd_pool_run(p, k, pool_item, &r);
+        int ran = k < 4 ? k : 4;
+        for (int i = 0; i < 8; i++)
+            assert_int_equal(r.count[i], i < ran ? 1 : 0);
+        assert_true(pthread_equal(r.who[0], pthread_self()));
+        for (int i = 1; i < ran; i++)
+            assert_false(pthread_equal(r.who[i], pthread_self()));
+    }
+    qd_pool_stop(p);
+    assert_int_equal(qd_pool_start(&p, 0), QD_OK);
+    pool_round r;
+    memset(&r, 0, sizeof(r));
+    qd_pool_run(p, 3, pool_item, &r);
+    assert_int_equal(r.count[0], 1);
+    assert_int_equal(r.count[1], 0);
+    qd_pool_stop(p);
+    qd_pool_stop(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -180,6 +224,7 @@ int main(void)
         cmocka_unit_test(test_common__errors_cross_threads_saved),
         cmocka_unit_test(test_common__fsync_parent),
         cmocka_unit_test(test_common__alloc_checks_overflow),
+        cmocka_unit_test(test_common__pool_runs_each_item_once),
     };
     return cmocka_run_group_tests_name("common", tests, NULL, NULL);
 }

@@ -74,29 +74,20 @@ static void test_cuda__open_reports(void **state)
 static void test_cuda__golden_vectors(void **state)
 {
     (void)state;
-    const char *index = tu_shared("vectors/ggml/index.tsv");
-    if (!index)
+    char dir[4096];
+    if (!tu_shared("vectors/ggml/index.tsv"))
         TU_SKIP("../shared/vectors/ggml is absent: golden vector test not run");
     qd_cuda *c = open_or_skip(0);
-    char dir[4096];
-    snprintf(dir, sizeof(dir), "%s", index);
-    *strrchr(dir, '/') = 0;
-    FILE *f = fopen(index, "r");
+    FILE *f = tu_vectors_open(dir, sizeof(dir));
     assert_non_null(f);
     int qn[QD_TYPE_COUNT] = {0}, qok[QD_TYPE_COUNT] = {0}, dn[QD_TYPE_COUNT] = {0}, dok[QD_TYPE_COUNT] = {0};
-    char line[1024];
-    bool header = true;
-    while (fgets(line, sizeof(line), f)) {
-        if (header) {
-            header = false;
-            continue;
-        }
-        char cs[128], tn[32], file[512], rel[1024];
-        int imat;
-        long long nrows, ncols, bytes;
+    tu_vector v;
+    while (tu_vector_next(f, &v)) {
+        const char *cs = v.cs, *tn = v.tn, *file = v.file;
+        const int imat = v.imat;
+        const long long nrows = v.nrows, ncols = v.ncols, bytes = v.bytes;
+        char rel[1024];
         qd_type t;
-        if (sscanf(line, "%127s %31s %d %lld %lld %lld %511s", cs, tn, &imat, &nrows, &ncols, &bytes, file) != 7)
-            fail_msg("bad index line: %s", line);
         if (qd_type_from_name(tn, &t) != QD_OK || !qd_cuda_can_quantize(t, imat))
             continue;
         size_t in_len, q_len, im_len = 0, dq_len = 0;

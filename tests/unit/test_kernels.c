@@ -41,30 +41,18 @@ static double now_s(void)
 /* The vectors under the kernel variant currently selected. */
 static void golden_vectors_run(void)
 {
-    const char *index = tu_shared("vectors/ggml/index.tsv");
-    if (!index)
-        TU_SKIP("../shared/vectors/ggml is absent: golden vector test not run");
     char dir[4096];
-    snprintf(dir, sizeof(dir), "%s", index);
-    *strrchr(dir, '/') = 0;
-
-    FILE *f = fopen(index, "r");
-    assert_non_null(f);
+    FILE *f = tu_vectors_open(dir, sizeof(dir));
+    if (!f)
+        TU_SKIP("../shared/vectors/ggml is absent: golden vector test not run");
     type_stats stats[64];
     int nstats = 0;
     int req_total = 0, req_ok = 0, stretch_total = 0, stretch_ok = 0, failures = 0;
-    char line[1024];
-    bool header = true;
-    while (fgets(line, sizeof(line), f)) {
-        if (header) {
-            header = false;
-            continue;
-        }
-        char cs[128], tn[32], file[512];
-        int imat;
-        long long nrows, ncols, bytes;
-        if (sscanf(line, "%127s %31s %d %lld %lld %lld %511s", cs, tn, &imat, &nrows, &ncols, &bytes, file) != 7)
-            fail_msg("bad index line: %s", line);
+    tu_vector v;
+    while (tu_vector_next(f, &v)) {
+        const char *cs = v.cs, *tn = v.tn, *file = v.file;
+        const int imat = v.imat;
+        const long long nrows = v.nrows, ncols = v.ncols, bytes = v.bytes;
         type_stats *st = NULL;
         for (int i = 0; i < nstats; i++)
             if (!strcmp(stats[i].name, tn))

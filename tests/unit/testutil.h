@@ -8,6 +8,7 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -134,6 +135,42 @@ static inline void *tu_read_in(const char *dir, const char *rel, size_t *len)
     if (len)
         *len = (size_t)n;
     return p;
+}
+
+/* One case of the golden vectors' index (../shared/vectors/ggml/index.tsv). */
+typedef struct tu_vector {
+    char cs[128], tn[32], file[512]; /* case, type name, block file (relative to the index's folder) */
+    int imat;                        /* quantized with cases/<case>.imatrix.f32 */
+    long long nrows, ncols, bytes;
+} tu_vector;
+
+/* The index opened past its header, its folder in dir (dirlen bytes), or NULL where ../shared is absent. */
+static inline FILE *tu_vectors_open(char *dir, size_t dirlen)
+{
+    const char *index = tu_shared("vectors/ggml/index.tsv");
+    char line[1024];
+    FILE *f = index ? fopen(index, "r") : NULL;
+    if (!f)
+        return NULL;
+    snprintf(dir, dirlen, "%s", index);
+    *strrchr(dir, '/') = 0;
+    if (!fgets(line, sizeof(line), f)) { /* the header */
+        fclose(f);
+        return NULL;
+    }
+    return f;
+}
+
+/* The next case into v; false at the end. A malformed line fails the test. */
+static inline bool tu_vector_next(FILE *f, tu_vector *v)
+{
+    char line[1024];
+    if (!fgets(line, sizeof(line), f))
+        return false;
+    if (sscanf(line, "%127s %31s %d %lld %lld %lld %511s", v->cs, v->tn, &v->imat, &v->nrows, &v->ncols, &v->bytes,
+               v->file) != 7)
+        fail_msg("bad index line: %s", line);
+    return true;
 }
 
 #define TU_SKIP(...)                                                                                               \
