@@ -243,6 +243,49 @@ static void test_kernels__nan_and_inf_rejected(void **state)
     assert_int_equal(qd_quantize_rows(QD_TYPE_Q4_K, x, out, 1, 256, im), QD_OK);
 }
 
+/*
+ * Values a type's range admits but whose block scale overflows fp16 are refused after quantizing, naming the row,
+ * under every variant: a large value (the first fp16 field, d), and for Q4_1 / Q4_K a block offset far from zero
+ * with a small spread (only the second field, the min, overflows).
+ */
+static void test_kernels__scale_overflow_named(void **state)
+{
+    (void)state;
+    enum { R = 4, C = 512 };
+    static float x[R * C];
+    static uint8_t out[R * C * 2];
+    static const qd_kernel_variant vs[] = {QD_KERNELS_REF, QD_KERNELS_AVX2, QD_KERNELS_AVX512};
+    static const qd_type types[] = {QD_TYPE_Q4_0, QD_TYPE_Q8_0, QD_TYPE_Q4_1, QD_TYPE_Q5_0, QD_TYPE_Q2_K,
+                                    QD_TYPE_Q4_K, QD_TYPE_Q6_K, QD_TYPE_IQ4_NL};
+    for (size_t v = 0; v < sizeof(vs) / sizeof(vs[0]); v++) {
+        if (!qd_kernels_usable(vs[v]))
+            continue;
+        setenv("QD_KERNELS", qd_kernels_name(vs[v]), 1);
+        assert_int_equal(qd_kernels_select(), QD_OK);
+        for (size_t k = 0; k < sizeof(types) / sizeof(types[0]); k++) {
+            const qd_type t = types[k];
+            for (int shape = 0; shape < 2; shape++) {
+                if (shape == 1 && t != QD_TYPE_Q4_1 && t != QD_TYPE_Q4_K)
+                    continue;
+                for (int i = 0; i < R * C; i++)
+                    x[i] = (float)((i * 7919) % 200) / 1000.0f - 0.1f;
+                assert_int_equal(qd_quantize_rows(t, x, out, R, C, NULL), QD_OK);
+                if (shape == 0)
+                    x[2 * C + 300] = 2.9e8f;
+                else
+                    for (int i = 2 * C + 256; i < 2 * C + 512; i++)
+                        x[i] = -2.9e8f - (float)(i % 3) * 32.0f;
+                if (qd_quantize_rows(t, x, out, R, C, NULL) != QD_EINVAL ||
+                    !strstr(last_msg(), "row 2 holds values too large"))
+                    fail_msg("%s %s shape %d: %s", qd_kernels_name(vs[v]), qd_type_traits_get(t)->name, shape,
+                             last_msg());
+            }
+        }
+    }
+    unsetenv("QD_KERNELS");
+    assert_int_equal(qd_kernels_select(), QD_OK);
+}
+
 static void test_kernels__bad_shapes(void **state)
 {
     (void)state;
@@ -580,6 +623,7 @@ int main(void)
         cmocka_unit_test(test_kernels__golden_vectors),
         cmocka_unit_test(test_kernels__nan_and_inf_rejected),
         cmocka_unit_test(test_kernels__bad_shapes),
+        cmocka_unit_test(test_kernels__scale_overflow_named),
         cmocka_unit_test(test_kernels__type_names),
         cmocka_unit_test(test_kernels__selection),
         cmocka_unit_test(test_kernels__rows_independent_and_bounded),

@@ -5,9 +5,12 @@
  */
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__F16C__)
 #include <immintrin.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #define QD_LANES 8
 #define LQ_SQRT(v) ((lq_vf)_mm256_sqrt_ps((__m256)(v)))
+#define LQ_RINT(v) ((lq_vf)_mm256_round_ps((__m256)(v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
 #define LQ_MINF(a, b) ((lq_vf)_mm256_min_ps((__m256)(a), (__m256)(b)))
 #define LQ_MAXF(a, b) ((lq_vf)_mm256_max_ps((__m256)(a), (__m256)(b)))
 #define LQ_ANY(m) (_mm256_movemask_ps((__m256)(m)) != 0)
@@ -16,8 +19,56 @@
     ((lq_vf)_mm256_blendv_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(tab), (__m256i)(idx)),                       \
                              _mm256_permutevar8x32_ps(_mm256_loadu_ps((tab) + 8), (__m256i)(idx)),                 \
                              _mm256_castsi256_ps(_mm256_slli_epi32((__m256i)(idx), 28))))
+/* An 8 x 8 transpose of 32-bit values in registers: r[i] element k becomes r[k] element i. */
+static inline void lq_t8(__m256 r[8])
+{
+    __m256 t[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int q = 0; q < 8; q += 4) { /* r[q + j]: rows q..q+3, column 4 * half + j */
+        r[q] = _mm256_shuffle_ps(t[q], t[q + 2], 0x44);
+        r[q + 1] = _mm256_shuffle_ps(t[q], t[q + 2], 0xEE);
+        r[q + 2] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0x44);
+        r[q + 3] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0xEE);
+    }
+    for (int j = 0; j < 4; j++) {
+        t[j] = _mm256_permute2f128_ps(r[j], r[4 + j], 0x20);
+        t[4 + j] = _mm256_permute2f128_ps(r[j], r[4 + j], 0x31);
+    }
+    for (int i = 0; i < 8; i++)
+        r[i] = t[i];
+}
+/* dst[i * 8 + k] = src[k][i] for i, k < 8 */
+static inline void lq_arch_gather(float *dst, const float *const *src)
+{
+    __m256 r[8];
+    for (int k = 0; k < 8; k++)
+        r[k] = _mm256_loadu_ps(src[k]);
+    lq_t8(r);
+    for (int i = 0; i < 8; i++)
+        _mm256_storeu_ps(dst + 8 * i, r[i]);
+}
+/* dst[k * stride + i] = the low byte of src[i * 8 + k] for i, k < 8 */
+static inline void lq_arch_scatter_bytes(uint8_t *dst, size_t stride, const int32_t *src)
+{
+    const __m256i low = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12, -1,
+                                         -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    __m256 r[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = _mm256_loadu_ps((const float *)(src + 8 * i));
+    lq_t8(r);
+    for (int k = 0; k < 8; k++) {
+        __m256i b = _mm256_shuffle_epi8(_mm256_castps_si256(r[k]), low);
+        b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0));
+        _mm_storel_epi64((__m128i *)(dst + k * stride), _mm256_castsi256_si128(b));
+    }
+}
 /* sub-blocks searched together: 16 ymm registers hold two sub-blocks' state */
 #define LQ_MAXNS 2
+/* make_qx candidates per sweep: their 2 x 5 sums and the constants fit the 16 ymm registers */
+#define LQ_QX_BATCH 5
 
 #include "../../kernels.h"
 #include "deq.h"

@@ -67,6 +67,13 @@ static inline lq_vi lq_nearest(lq_vf f)
  * as lq_nearest the float level is that sum minus 12582912 exactly (|level| < 2^22). NaN lanes (discarded ones,
  * e.g. an all-zero sub-block's infinite inverse scale) get some level; they are never stored.
  */
+/* The float level alone, as lq_level's *fl: the same clamp, then LQ_RINT (round to nearest even, which is what
+ *  the add and subtract of 12582912 do below 2^22; it may give -0 where they give +0, which no sum or product of
+ *  the searches can tell apart). */
+static inline lq_vf lq_levelf(lq_vf f, float lo, float hi)
+{
+    return LQ_RINT(LQ_MINF(LQ_MAXF(f, lq_splat(lo)), lq_splat(hi)));
+}
 static inline lq_vi lq_level(lq_vf f, float lo, float hi, lq_vf *fl)
 {
     lq_vf v = LQ_MINF(LQ_MAXF(f, lq_splat(lo)), lq_splat(hi)) + 12582912.f;
@@ -118,23 +125,25 @@ static inline lq_vf lq_fp16(lq_vf v, qd_fp16 *h)
     return v;
 }
 
-/* Transpose n values of each lane's block into X[i] (lane k = block k). */
+/* Transpose n values (a multiple of LN) of each lane's block into X[i] (lane k = block k), LN x LN at a time. */
 static inline void lq_load(lq_vf *X, const float *const *xp, int n)
 {
-    float *f = (float *)X;
-    for (int k = 0; k < LN; k++) {
-        const float *x = xp[k];
-        for (int i = 0; i < n; i++)
-            f[i * LN + k] = x[i];
+    for (int i = 0; i < n; i += LN) {
+        const float *src[LN];
+        for (int k = 0; k < LN; k++)
+            src[k] = xp[k] + i;
+        lq_arch_gather((float *)(X + i), src);
     }
 }
 
-/* One lane's levels back out as bytes (the low byte of each int, as the reference's uint8_t stores). */
-static inline void lq_lane_bytes(const lq_vi *L, int n, int k, uint8_t *out)
+/*
+ * Every lane's n levels (a multiple of LN) back out as bytes, lane k's at out + k * n: the low byte of each int, as
+ * the reference's uint8_t stores; LN x LN at a time.
+ */
+static inline void lq_lanes_bytes(const lq_vi *L, int n, uint8_t *out)
 {
-    const int32_t *p = (const int32_t *)L;
-    for (int i = 0; i < n; i++)
-        out[i] = (uint8_t)p[i * LN + k];
+    for (int i = 0; i < n; i += LN)
+        lq_arch_scatter_bytes(out + i, (size_t)n, (const int32_t *)(L + i));
 }
 
 /* Sequential sum of x^2 over n values (the reference's order). */
@@ -168,72 +177,80 @@ static inline void lq_signed_absmax(const lq_vf *x, int n, lq_vf *max_out, lq_vf
 #endif
 
 /*
- * qd_make_qx_quants with weights w (never NULL here: pass x^2 for the unweighted form), on NS independent
- * sub-blocks at once (x, w, L: NS runs of n; scales in scale_out[s]), interleaved as lq_make_qkx_n.
+ * How many of make_qx's 19 candidate scales one sweep over a sub-block's values evaluates: each candidate carries
+ * two independent sums, so a sweep keeps 2 * LQ_QX_BATCH chains in flight from registers (the including file may
+ * lower it where there are fewer registers).
+ */
+#ifndef LQ_QX_BATCH
+#define LQ_QX_BATCH 10
+#endif
+
+/* The reference's (sumlx, suml2) of P candidate inverse scales isc[] over n values, in index order each. */
+static inline __attribute__((always_inline)) void lq_qx_sums(const int P, int n, int nmax, const lq_vf *x,
+                                                             const lq_vf *w, const lq_vf *wx, const lq_vf *isc,
+                                                             lq_vf *sumlx, lq_vf *suml2)
+{
+    lq_vf a[LQ_QX_BATCH], b[LQ_QX_BATCH];
+#pragma GCC unroll 16
+    for (int p = 0; p < P; p++)
+        a[p] = b[p] = lq_splat(0.f);
+    for (int i = 0; i < n; ++i) {
+        const lq_vf xi = x[i], wi = w[i], wxi = wx[i];
+#pragma GCC unroll 16
+        for (int p = 0; p < P; p++) {
+            const lq_vf fl = lq_levelf(isc[p] * xi, (float)-nmax, (float)(nmax - 1));
+            a[p] += wxi * fl;
+            b[p] += wi * fl * fl;
+        }
+    }
+#pragma GCC unroll 16
+    for (int p = 0; p < P; p++) {
+        sumlx[p] = a[p];
+        suml2[p] = b[p];
+    }
+}
+
+/*
+ * qd_make_qx_quants with weights w (never NULL here: pass x^2 for the unweighted form), on NS sub-blocks (x, w, L:
+ * NS runs of n; scales in scale_out[s]). The reference's passes are independent until their comparison: every
+ * candidate's sums are computed first, LQ_QX_BATCH at a time in one sweep, then compared in the reference's order,
+ * and the levels are computed once, with the inverse scale of the pass that won last (the reference recomputes
+ * them from that same product whenever a pass wins).
  */
 static inline __attribute__((always_inline)) void lq_make_qx_n(const int NS, int n, int nmax, const lq_vf *x,
                                                                lq_vi *L, const lq_vf *w, lq_vf *scale_out)
 {
-    lq_vf Laux[LQ_MAXNS * 32]; /* a pass's levels, as floats (lq_level) */
-    lq_vf wx[LQ_MAXNS * 32]; /* w * x: the reference's w * x[i] * l is (w * x[i]) * l, the same in every pass */
-    lq_vf max[LQ_MAXNS], amax[LQ_MAXNS], sumlx[LQ_MAXNS], suml2[LQ_MAXNS], scale[LQ_MAXNS], best[LQ_MAXNS],
-        iscale[LQ_MAXNS];
-    lq_vi small[LQ_MAXNS];
-    for (int s = 0; s < NS; s++) {
-        lq_signed_absmax(x + s * n, n, &max[s], &amax[s]);
-        small[s] = amax[s] < QD_GROUP_MAX_EPS;
-        iscale[s] = (float)(-nmax) / max[s];
-        sumlx[s] = suml2[s] = lq_splat(0.f);
-    }
-    for (int i = 0; i < n; ++i) {
-        for (int s = 0; s < NS; s++) {
-            const lq_vf xi = x[s * n + i], wi = w[s * n + i];
-            lq_vf fl;
-            lq_vi l = lq_level(iscale[s] * xi, (float)-nmax, (float)(nmax - 1), &fl);
-            L[s * n + i] = l + nmax;
-            wx[s * n + i] = wi * xi;
-            sumlx[s] += wx[s * n + i] * fl;
-            suml2[s] += wi * fl * fl;
-        }
-    }
-    for (int s = 0; s < NS; s++) {
-        scale[s] = lq_self(suml2[s] != 0.f, sumlx[s] / suml2[s], lq_splat(0.f));
-        best[s] = scale[s] * sumlx[s];
-    }
-    for (int is = -9; is <= 9; ++is) {
-        if (is == 0)
-            continue;
-        const float num = -(nmax + 0.1f * is);
-        for (int s = 0; s < NS; s++) {
-            iscale[s] = num / max[s];
-            sumlx[s] = suml2[s] = lq_splat(0.f);
+    enum { NC = 19 };
+    for (int s = 0; s < NS; s++, x += n, w += n, L += n) {
+        lq_vf wx[32]; /* w * x: the reference's w * x[i] * l is (w * x[i]) * l, the same in every pass */
+        lq_vf max, amax, isc[NC], S1[NC], S2[NC];
+        lq_signed_absmax(x, n, &max, &amax);
+        const lq_vi small = amax < QD_GROUP_MAX_EPS;
+        isc[0] = (float)(-nmax) / max;
+        for (int is = -9, c = 1; is <= 9; ++is)
+            if (is != 0)
+                isc[c++] = -(nmax + 0.1f * is) / max;
+        for (int i = 0; i < n; ++i)
+            wx[i] = w[i] * x[i];
+        for (int c = 0; c + LQ_QX_BATCH <= NC; c += LQ_QX_BATCH)
+            lq_qx_sums(LQ_QX_BATCH, n, nmax, x, w, wx, isc + c, S1 + c, S2 + c);
+        if (NC % LQ_QX_BATCH)
+            lq_qx_sums(NC % LQ_QX_BATCH, n, nmax, x, w, wx, isc + NC - NC % LQ_QX_BATCH, S1 + NC - NC % LQ_QX_BATCH,
+                       S2 + NC - NC % LQ_QX_BATCH);
+        lq_vf scale = lq_self(S2[0] != 0.f, S1[0] / S2[0], lq_splat(0.f));
+        lq_vf best = scale * S1[0], win = isc[0];
+        for (int c = 1; c < NC; c++) {
+            const lq_vi upd = (S2[c] > 0.f) & (S1[c] * S1[c] > best * S2[c]);
+            const lq_vf sc = S1[c] / S2[c];
+            scale = lq_self(upd, sc, scale);
+            best = lq_self(upd, sc * S1[c], best);
+            win = lq_self(upd, isc[c], win);
         }
         for (int i = 0; i < n; ++i) {
-            for (int s = 0; s < NS; s++) {
-                lq_vf fl;
-                (void)lq_level(iscale[s] * x[s * n + i], (float)-nmax, (float)(nmax - 1), &fl);
-                Laux[s * n + i] = fl;
-                sumlx[s] += wx[s * n + i] * fl;
-                suml2[s] += w[s * n + i] * fl * fl;
-            }
+            lq_vf fl;
+            L[i] = lq_seli(small, lq_splati(0), lq_level(win * x[i], (float)-nmax, (float)(nmax - 1), &fl) + nmax);
         }
-        for (int s = 0; s < NS; s++) {
-            lq_vi upd = (suml2[s] > 0.f) & (sumlx[s] * sumlx[s] > best[s] * suml2[s]);
-            if (LQ_ANY(upd)) {
-                for (int i = 0; i < n; ++i)
-                    L[s * n + i] = lq_seli(upd, __builtin_convertvector(Laux[s * n + i], lq_vi) + nmax, L[s * n + i]);
-                scale[s] = lq_self(upd, sumlx[s] / suml2[s], scale[s]);
-                best[s] = lq_self(upd, scale[s] * sumlx[s], best[s]);
-            }
-        }
-    }
-    for (int s = 0; s < NS; s++) {
-        if (LQ_ANY(small[s])) {
-            for (int i = 0; i < n; ++i)
-                L[s * n + i] = lq_seli(small[s], lq_splati(0), L[s * n + i]);
-            scale[s] = lq_self(small[s], lq_splat(0.f), scale[s]);
-        }
-        scale_out[s] = scale[s];
+        scale_out[s] = lq_self(small, lq_splat(0.f), scale);
     }
 }
 
@@ -610,12 +627,14 @@ static void lq_k45_group(const float *const *xp, const float *const *qwp, uint8_
     lq_vf dall = lq_fp16(d_val, dh);
     lq_vf mall = lq_fp16(m_val, mh);
     lq_k45_requantize(X, dall, mall, ls, lm, nmax, L);
+    uint8_t Lb[LN * QK];
+    lq_lanes_bytes(L, QK, Lb);
     for (int k = 0; k < LN; k++) {
-        uint8_t Lk[QK], sc[QD_K_SCALE_SIZE];
+        const uint8_t *Lk = Lb + k * QK;
+        uint8_t sc[QD_K_SCALE_SIZE];
         memset(sc, 0, sizeof(sc));
         for (int j = 0; j < 8; ++j)
             lq_k4_set_scales(sc, j, (uint8_t)lq_geti(ls[j], k), (uint8_t)lq_geti(lm[j], k));
-        lq_lane_bytes(L, QK, k, Lk);
         if (nmax == 15) {
             qd_block_q4_K *y = (qd_block_q4_K *)yp[k];
             y->d = dh[k];
@@ -684,6 +703,8 @@ static void lq_q6_K_group(const float *const *xp, const float *const *qwp, uint8
             L[16 * j + ii] = lq_seli(nz, l, L[16 * j + ii]);
         }
     }
+    uint8_t Lb[LN * QK];
+    lq_lanes_bytes(L, QK, Lb);
     for (int k = 0; k < LN; k++) {
         qd_block_q6_K *y = (qd_block_q6_K *)yp[k];
         if (lq_geti(zero, k)) {
@@ -691,8 +712,7 @@ static void lq_q6_K_group(const float *const *xp, const float *const *qwp, uint8
             y->d = qd_fp32_to_fp16(0.f);
             continue;
         }
-        uint8_t Lk[QK];
-        lq_lane_bytes(L, QK, k, Lk);
+        const uint8_t *Lk = Lb + k * QK;
         y->d = dh[k];
         for (int ib = 0; ib < 16; ++ib)
             y->scales[ib] = (int8_t)lq_geti(sc[ib], k);
@@ -773,10 +793,11 @@ static void lq_q2_K_group(const float *const *xp, const float *const *qwp, uint8
             L[16 * j + ii] = lq_seli(nz, l, L[16 * j + ii]);
         }
     }
+    uint8_t Lb[LN * QK];
+    lq_lanes_bytes(L, QK, Lb);
     for (int k = 0; k < LN; k++) {
         qd_block_q2_K *y = (qd_block_q2_K *)yp[k];
-        uint8_t Lk[QK];
-        lq_lane_bytes(L, QK, k, Lk);
+        const uint8_t *Lk = Lb + k * QK;
         for (int j = 0; j < 16; ++j)
             y->scales[j] = (uint8_t)lq_geti(sb[j], k);
         y->d = dh[k];
@@ -841,10 +862,11 @@ static void lq_q3_K_group(const float *const *xp, const float *const *qwp, uint8
             L[16 * j + ii] = lq_seli(nz, l, L[16 * j + ii]);
         }
     }
+    uint8_t Lb[LN * QK];
+    lq_lanes_bytes(L, QK, Lb);
     for (int k = 0; k < LN; k++) {
         qd_block_q3_K *y = (qd_block_q3_K *)yp[k];
-        uint8_t Lk[QK];
-        lq_lane_bytes(L, QK, k, Lk);
+        uint8_t *Lk = Lb + k * QK;
         memset(y->scales, 0, 12);
         for (int j = 0; j < 16; ++j)
             lq_q3_set_scale(y->scales, j, (int8_t)lq_geti(sb[j], k));
@@ -990,9 +1012,11 @@ static void lq_iq4_group(int sb, const float *const *xp, const float *const *qwp
             L[j] = lq_iq4_index(&T, id * X[j], &q);
         }
     }
+    uint8_t Lb[LN * QK];
+    lq_lanes_bytes(L, sb, Lb);
     for (int k = 0; k < LN; k++) {
-        uint8_t Lk[QK], *q4;
-        lq_lane_bytes(L, sb, k, Lk);
+        const uint8_t *Lk = Lb + k * sb;
+        uint8_t *q4;
         if (sb > 32) {
             qd_block_iq4_xs *y = (qd_block_iq4_xs *)yp[k];
             y->d = dh[k];
@@ -1046,9 +1070,10 @@ static void lq_legacy_imatrix_group(qd_type t, const float *const *xp, const flo
         lq_fp16(d[g], dh);
         if (!sym)
             lq_fp16(-min[g], mh);
+        uint8_t Lb[LN * 32];
+        lq_lanes_bytes(L + 32 * g, 32, Lb);
         for (int k = 0; k < LN; k++) {
-            uint8_t Lk[32];
-            lq_lane_bytes(L + 32 * g, 32, k, Lk);
+            const uint8_t *Lk = Lb + k * 32;
             uint8_t *y = yp[g * LN + k], *qs;
             memcpy(y, &dh[k], 2);
             if (!sym)
