@@ -8,8 +8,14 @@
 #   --fsync (durable before the rename) against the disk's durable bound: the same cat, then dd oflag=direct
 #     conv=fsync.
 # Every figure is the best of 3 (ours as well as the bounds), each timed command after a `sync`, so that no run pays
-# for the write-back of the one before it (on these VMs a page-cache dd moves by 5x with what is left to flush).
-# LLAMA_QUANTIZE=/path/to/llama-quantize runs it on the same GGUF too and prints the ratios.
+# for the write-back of the one before it (on these VMs a page-cache dd moves by 5x with what is left to flush). The
+# read half of the bound is measured before every recipe and once more at the end, and every ratio uses the run's
+# best of them: a page-cache read here moves by 2-5x within minutes, and a bound taken in a slow minute would
+# flatter us.
+# LLAMA_QUANTIZE=/path/to/llama-quantize runs it on the same GGUF too and prints the ratios; without it, where the
+# runtime tests' npm packages are installed (make deps), llama.cpp's own quantizer in their libllama runs through
+# bench/llama_quantize.c instead (LLAMA_QUANTIZE=none: neither). LLAMA_RUNS (default 1: a run takes seconds, far
+# above the noise) of it, and its output's tensor data is compared with ours, tensor by tensor.
 #   RECIPES="Q8_0 Q4_K_M Q4_0+pure" VARIANTS="avx2 avx512" THREADS=2 RUNS=3 bench/quantize_model.sh
 # (RECIPE+pure: quant quantize --pure, every tensor in the recipe's base type)
 set -eu
@@ -28,6 +34,39 @@ in_bytes=$(stat -c %s "$src")
 cat "$src" >/dev/null; cat "$src" >/dev/null # warm the page cache
 RUNS=${RUNS:-3}
 . bench/lib.sh
+if [ "${LLAMA_QUANTIZE:-}" = none ]; then
+    LLAMA_QUANTIZE=""
+elif [ -z "${LLAMA_QUANTIZE:-}" ]; then
+    lib=$(find tests/llama/node_modules/@node-llama-cpp/linux-x64/bins -name 'libllama.*so' 2>/dev/null | head -n 1)
+    if [ -n "$lib" ] && [ -x "$B/bench/llama_quantize" ]; then
+        export LLAMA_LIB=$lib
+        LLAMA_QUANTIZE=$B/bench/llama_quantize
+        echo "llama.cpp: llama_model_quantize of $lib (bench/llama_quantize)"
+    fi
+fi
+# same A B: whether two GGUFs hold the same tensors with the same bytes (names, types, shapes and data; the
+# metadata may differ), as "yes (N tensors)" or "no: ..."
+same() {
+    python3 - "$Q" "$1" "$2" <<'PY'
+import json, subprocess, sys
+q, a, b = sys.argv[1:4]
+def table(f):
+    d = json.loads(subprocess.run([q, "inspect", "--json", f], capture_output=True, check=True).stdout)
+    return d["data_offset"], {t["name"]: t for t in d["tensors"]}
+(oa, ta), (ob, tb) = table(a), table(b)
+if ta.keys() != tb.keys():
+    sys.exit(print("no: the tensor names differ"))
+with open(a, "rb") as fa, open(b, "rb") as fb:
+    for n, t in ta.items():
+        u = tb[n]
+        if (t["type"], t["shape"], t["bytes"]) != (u["type"], u["shape"], u["bytes"]):
+            sys.exit(print(f"no: {n} is {t['type']} {t['shape']} here, {u['type']} {u['shape']} there"))
+        fa.seek(oa + t["offset"]); fb.seek(ob + u["offset"])
+        if fa.read(t["bytes"]) != fb.read(u["bytes"]):
+            sys.exit(print(f"no: {n} ({t['type']}) differs"))
+print(f"yes ({len(ta)} tensors)")
+PY
+}
 # best of RUNS of quant quantize: "wall cpu rss" of the fastest run (cpu = user + system seconds)
 bestq() {
     local out=$1 b=1e9 line="" w u s m
@@ -46,16 +85,24 @@ bestq() {
 }
 gbs() { awk -v n="$1" -v s="$2" 'BEGIN{printf "%.3f", n / 1e9 / s}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2fx", b / a}'; }
-read_s=$(best "$dir/none" sh -c "cat '$src' >/dev/null")
+# The read half of the bound (see the top): best of RUNS cats, again before each recipe; rows print at the end.
+read_s=1e9
+measure_read() {
+    local r
+    r=$(best "$dir/none" sh -c "cat '$src' >/dev/null")
+    reads="$reads $r"
+    read_s=$(awk -v a="$read_s" -v b="$r" 'BEGIN{print (b < a) ? b : a}')
+}
+reads=""
+measure_read
 echo "quantize benchmark: $(awk -v n="$in_bytes" 'BEGIN{printf "%.2f GB", n / 1e9}') F16 input, $THREADS threads, $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ), best of $RUNS"
-echo "read the input from the page cache (cat): $(gbs "$in_bytes" "$read_s") GB/s"
 # llama-quantize's anchors (FORMATS.md 1.5: another run, same kind of machine, 2 threads), GB/s of F16 input
 anchor() { case $1 in Q8_0) echo 0.23 ;; Q4_0) echo 0.36 ;; Q4_K_M) echo 0.057 ;; *) echo "" ;; esac; }
-printf '%-7s %-7s %6s %8s %6s %8s %8s %8s | %7s %8s %8s %8s | %9s\n' recipe kernels s "GB/s in" "cpu s" "RSS MiB" \
-    bound "vs bound" "fsync s" "GB/s in" durable "vs dur." "vs anchor"
+rows=() # recipe variant secs cpu rss fsecs ws ds llama_s
 for r in $RECIPES; do
     type=${r%+pure}
     pure=$([ "$type" != "$r" ] && echo --pure || true)
+    measure_read
     for v in $VARIANTS; do
         out=$dir/out-$r.gguf
         # shellcheck disable=SC2086 # $pure: nothing or --pure
@@ -63,24 +110,38 @@ for r in $RECIPES; do
         # shellcheck disable=SC2086
         read -r fsecs _ _ <<<"$(bestq "$out" env QD_KERNELS="$v" "$Q" quantize --in "$src" --type "$type" $pure --out "$out" -t "$THREADS" --fsync)"
         ob=$(stat -c %s "$out")
+        ls=- llsame=-
+        if [ -n "${LLAMA_QUANTIZE:-}" ] && [ -z "$pure" ] && [ "$v" = "$(echo "$VARIANTS" | awk '{print $NF}')" ]; then
+            ls=$(RUNS=${LLAMA_RUNS:-1} best "$dir/llama-$r.gguf" "$LLAMA_QUANTIZE" "$src" "$dir/llama-$r.gguf" "$type" "$THREADS")
+            llsame=$(same "$out" "$dir/llama-$r.gguf" | tr ' ' '_')
+            rm -f "$dir/llama-$r.gguf"
+        fi
         rm -f "$out"
         ws=$(best "$dir/dd.bin" dd if=/dev/zero of="$dir/dd.bin" bs=1M count=$(( (ob + 1048575) / 1048576 )))
         ds=$(best "$dir/dd.bin" dd if=/dev/zero of="$dir/dd.bin" bs=8M count=$(( (ob + 8388607) / 8388608 )) oflag=direct conv=fsync)
         rm -f "$dir/dd.bin"
-        # the bounds as F16-input GB/s: read the input (read_s), then write this output (ws, or ds durably)
-        bs=$(awk -v a="$read_s" -v b="$ws" 'BEGIN{print a + b}')
-        bd=$(awk -v a="$read_s" -v b="$ds" 'BEGIN{print a + b}')
-        a=$([ -z "$pure" ] && anchor "$r" || true)
-        va=$([ -n "$a" ] && awk -v g="$(gbs "$in_bytes" "$secs")" -v a="$a" 'BEGIN{printf "%.2fx", g / a}' || echo -)
-        printf '%-7s %-7s %6.2f %8s %6s %8d %8s %8s | %7.2f %8s %8s %8s | %9s\n' "$r" "$v" "$secs" "$(gbs "$in_bytes" "$secs")" \
-            "$cpu" $((rss / 1024)) "$(gbs "$in_bytes" "$bs")" "$(ratio "$secs" "$bs")" "$fsecs" "$(gbs "$in_bytes" "$fsecs")" \
-            "$(gbs "$in_bytes" "$bd")" "$(ratio "$fsecs" "$bd")" "$va"
-        if [ -n "${LLAMA_QUANTIZE:-}" ] && [ "$v" = "$(echo $VARIANTS | awk '{print $NF}')" ]; then
-            ls=$(best "$dir/llama-$r.gguf" "$LLAMA_QUANTIZE" "$src" "$dir/llama-$r.gguf" "$r" "$THREADS")
-            printf '%-7s %-7s %6.2f %8s   (ours is %s)\n' "$r" llama "$ls" "$(gbs "$in_bytes" "$ls")" "$(ratio "$secs" "$ls")"
-            rm -f "$dir/llama-$r.gguf"
-        fi
+        rows+=("$r $v $secs $cpu $rss $fsecs $ws $ds $ls $llsame")
     done
+done
+measure_read
+echo "read the input from the page cache (cat, best of $RUNS, before each recipe and at the end):$(for x in $reads; do printf ' %s' "$(gbs "$in_bytes" "$x")"; done) GB/s; the bounds below use the best, $(gbs "$in_bytes" "$read_s") GB/s"
+printf '%-7s %-7s %6s %8s %6s %8s %8s %8s | %7s %8s %8s %8s | %9s\n' recipe kernels s "GB/s in" "cpu s" "RSS MiB" \
+    bound "vs bound" "fsync s" "GB/s in" durable "vs dur." "vs anchor"
+for row in "${rows[@]}"; do
+    read -r r v secs cpu rss fsecs ws ds ls llsame <<<"$row"
+    pure=$([ "${r%+pure}" != "$r" ] && echo --pure || true)
+    # the bounds as F16-input GB/s: read the input (read_s), then write this output (ws, or ds durably)
+    bs=$(awk -v a="$read_s" -v b="$ws" 'BEGIN{print a + b}')
+    bd=$(awk -v a="$read_s" -v b="$ds" 'BEGIN{print a + b}')
+    a=$([ -z "$pure" ] && anchor "$r" || true)
+    va=$([ -n "$a" ] && awk -v g="$(gbs "$in_bytes" "$secs")" -v a="$a" 'BEGIN{printf "%.2fx", g / a}' || echo -)
+    printf '%-7s %-7s %6.2f %8s %6s %8d %8s %8s | %7.2f %8s %8s %8s | %9s\n' "$r" "$v" "$secs" "$(gbs "$in_bytes" "$secs")" \
+        "$cpu" $((rss / 1024)) "$(gbs "$in_bytes" "$bs")" "$(ratio "$secs" "$bs")" "$fsecs" "$(gbs "$in_bytes" "$fsecs")" \
+        "$(gbs "$in_bytes" "$bd")" "$(ratio "$fsecs" "$bd")" "$va"
+    if [ "$ls" != - ]; then
+        printf '%-7s %-7s %6.2f %8s   (ours is %s; same tensor bytes as ours: %s)\n' "$r" llama "$ls" \
+            "$(gbs "$in_bytes" "$ls")" "$(ratio "$secs" "$ls")" "$(echo "$llsame" | tr '_' ' ')"
+    fi
 done
 [ -n "${LLAMA_QUANTIZE:-}" ] || echo "LLAMA_QUANTIZE not given: 'vs anchor' uses llama-quantize's figures from FORMATS.md 1.5 (another run, same kind of machine): Q8_0 0.23, Q4_0 0.36, Q4_K_M 0.057 GB/s"
 echo "s, GB/s in: the default (page cache); fsync s: with --fsync; cpu s: user + system CPU seconds of the fastest default run"

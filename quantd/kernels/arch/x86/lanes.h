@@ -4,8 +4,10 @@
  * Included by avx2.c (QD_LANES 8) and avx512.c (QD_LANES 16), each compiled with its own -m flags; everything
  * here is static, so no SIMD code reaches generic objects. The including file defines QD_LANES, LQ_SQRT(v)
  * (a correctly rounded lane-wise square root), LQ_MINF/LQ_MAXF(a, b) (lane-wise minimum and maximum of floats;
- * only ever given non-NaN values where the result is kept) and LQ_ANY(mask) (nonzero when any lane of an int mask
- * is set).
+ * only ever given non-NaN values where the result is kept), LQ_RINT(v) (lane-wise round to nearest even),
+ * LQ_ANY(mask) (nonzero when any lane of an int mask is set), LQ_LOOKUP16(tab, idx), and the LN x LN transposes of
+ * 32-bit values lq_arch_gather(dst, src) (dst[i * LN + k] = src[k][i]) and lq_arch_scatter_bytes(dst, stride, src)
+ * (dst[k * stride + i] = the low byte of src[i * LN + k]).
  *
  * Every lane runs the reference's exact sequence of float operations (ref_util.c, ref_kquants.c, ref_other.c,
  * ref_legacy.c): the same operands in the same order, IEEE single precision add/sub/mul/div/sqrt (which are
