@@ -14,8 +14,8 @@
 # flatter us.
 # LLAMA_QUANTIZE=/path/to/llama-quantize runs it on the same GGUF too and prints the ratios; without it, where the
 # runtime tests' npm packages are installed (make deps), llama.cpp's own quantizer in their libllama runs through
-# bench/llama_quantize.c instead (LLAMA_QUANTIZE=none: neither). LLAMA_RUNS (default 1: a run takes seconds, far
-# above the noise) of it, and its output's tensor data is compared with ours, tensor by tensor.
+# tests/tools/llama_quantize.c instead (LLAMA_QUANTIZE=none: neither). LLAMA_RUNS (default 1: a run takes seconds,
+# far above the noise) of it, and its output's tensor data is compared with ours, tensor by tensor.
 #   RECIPES="Q8_0 Q4_K_M Q4_0+pure" VARIANTS="avx2 avx512" THREADS=2 RUNS=3 bench/quantize_model.sh
 # (RECIPE+pure: quant quantize --pure, every tensor in the recipe's base type)
 set -eu
@@ -38,35 +38,14 @@ if [ "${LLAMA_QUANTIZE:-}" = none ]; then
     LLAMA_QUANTIZE=""
 elif [ -z "${LLAMA_QUANTIZE:-}" ]; then
     lib=$(find tests/llama/node_modules/@node-llama-cpp/linux-x64/bins -name 'libllama.*so' 2>/dev/null | head -n 1)
-    if [ -n "$lib" ] && [ -x "$B/bench/llama_quantize" ]; then
+    if [ -n "$lib" ] && [ -x "$B/tools/llama_quantize" ]; then
         export LLAMA_LIB=$lib
-        LLAMA_QUANTIZE=$B/bench/llama_quantize
-        echo "llama.cpp: llama_model_quantize of $lib (bench/llama_quantize)"
+        LLAMA_QUANTIZE=$B/tools/llama_quantize
+        echo "llama.cpp: llama_model_quantize of $lib (tests/tools/llama_quantize.c)"
     fi
 fi
-# same A B: whether two GGUFs hold the same tensors with the same bytes (names, types, shapes and data; the
-# metadata may differ), as "yes (N tensors)" or "no: ..."
-same() {
-    python3 - "$Q" "$1" "$2" <<'PY'
-import json, subprocess, sys
-q, a, b = sys.argv[1:4]
-def table(f):
-    d = json.loads(subprocess.run([q, "inspect", "--json", f], capture_output=True, check=True).stdout)
-    return d["data_offset"], {t["name"]: t for t in d["tensors"]}
-(oa, ta), (ob, tb) = table(a), table(b)
-if ta.keys() != tb.keys():
-    sys.exit(print("no: the tensor names differ"))
-with open(a, "rb") as fa, open(b, "rb") as fb:
-    for n, t in ta.items():
-        u = tb[n]
-        if (t["type"], t["shape"], t["bytes"]) != (u["type"], u["shape"], u["bytes"]):
-            sys.exit(print(f"no: {n} is {t['type']} {t['shape']} here, {u['type']} {u['shape']} there"))
-        fa.seek(oa + t["offset"]); fb.seek(ob + u["offset"])
-        if fa.read(t["bytes"]) != fb.read(u["bytes"]):
-            sys.exit(print(f"no: {n} ({t['type']}) differs"))
-print(f"yes ({len(ta)} tensors)")
-PY
-}
+# same A B: whether two GGUFs hold the same tensors with the same bytes (tests/integration/gguf_same.py)
+same() { python3 tests/integration/gguf_same.py "$Q" "$1" "$2" || true; }
 # best of RUNS of quant quantize: "wall cpu rss" of the fastest run (cpu = user + system seconds)
 bestq() {
     local out=$1 b=1e9 line="" w u s m
@@ -112,7 +91,8 @@ for r in $RECIPES; do
         ob=$(stat -c %s "$out")
         ls=- llsame=-
         if [ -n "${LLAMA_QUANTIZE:-}" ] && [ -z "$pure" ] && [ "$v" = "$(echo "$VARIANTS" | awk '{print $NF}')" ]; then
-            ls=$(RUNS=${LLAMA_RUNS:-1} best "$dir/llama-$r.gguf" "$LLAMA_QUANTIZE" "$src" "$dir/llama-$r.gguf" "$type" "$THREADS")
+            ls=$(RUNS=${LLAMA_RUNS:-1} best "$dir/llama-$r.gguf" "$LLAMA_QUANTIZE" "$src" "$dir/llama-$r.gguf" "$type" \
+                "$THREADS")
             llsame=$(same "$out" "$dir/llama-$r.gguf" | tr ' ' '_')
             rm -f "$dir/llama-$r.gguf"
         fi

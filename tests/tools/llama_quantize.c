@@ -1,8 +1,8 @@
 /*
- * llama_quantize.c - llama-quantize's command line over llama.cpp's own quantizer in a shared library, for the
- * whole-pipeline benchmark (bench/quantize_model.sh) where no llama-quantize binary is installed: the npm package
- * the runtime tests already install (node-llama-cpp) ships libllama, whose llama_model_quantize is the function
- * llama-quantize calls.
+ * llama_quantize - llama-quantize's command line over llama.cpp's own quantizer in a shared library: the npm package
+ * the runtime tests already install (node-llama-cpp, make deps) ships libllama, whose llama_model_quantize is the
+ * function llama-quantize calls. tests/integration/453_llama_quantize_identical.sh compares our output with it
+ * tensor by tensor, and bench/quantize_model.sh times it beside ours where no llama-quantize binary is installed.
  *
  *   LLAMA_LIB=path/to/libllama.so llama_quantize IN.gguf OUT.gguf TYPE [THREADS]
  *
