@@ -77,6 +77,8 @@ measure_read
 echo "quantize benchmark: $(awk -v n="$in_bytes" 'BEGIN{printf "%.2f GB", n / 1e9}') F16 input, $THREADS threads, $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ), best of $RUNS"
 # llama-quantize's anchors (FORMATS.md 1.5: another run, same kind of machine, 2 threads), GB/s of F16 input
 anchor() { case $1 in Q8_0) echo 0.23 ;; Q4_0) echo 0.36 ;; Q4_K_M) echo 0.057 ;; *) echo "" ;; esac; }
+# shellcheck disable=SC2086 # (VARIANTS is a word list, one per line when detected)
+last_variant=$(printf '%s\n' $VARIANTS | tail -n 1) # llama.cpp runs once per recipe, beside this variant's row
 rows=() # recipe variant secs cpu rss fsecs ws ds llama_s
 for r in $RECIPES; do
     type=${r%+pure}
@@ -90,7 +92,7 @@ for r in $RECIPES; do
         read -r fsecs _ _ <<<"$(bestq "$out" env QD_KERNELS="$v" "$Q" quantize --in "$src" --type "$type" $pure --out "$out" -t "$THREADS" --fsync)"
         ob=$(stat -c %s "$out")
         ls=- llsame=-
-        if [ -n "${LLAMA_QUANTIZE:-}" ] && [ -z "$pure" ] && [ "$v" = "$(echo "$VARIANTS" | awk '{print $NF}')" ]; then
+        if [ -n "${LLAMA_QUANTIZE:-}" ] && [ -z "$pure" ] && [ "$v" = "$last_variant" ]; then
             ls=$(RUNS=${LLAMA_RUNS:-1} best "$dir/llama-$r.gguf" "$LLAMA_QUANTIZE" "$src" "$dir/llama-$r.gguf" "$type" \
                 "$THREADS")
             llsame=$(same "$out" "$dir/llama-$r.gguf" | tr ' ' '_')

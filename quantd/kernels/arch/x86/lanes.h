@@ -69,18 +69,20 @@ static inline lq_vi lq_nearest(lq_vf f)
  * as lq_nearest the float level is that sum minus 12582912 exactly (|level| < 2^22). NaN lanes (discarded ones,
  * e.g. an all-zero sub-block's infinite inverse scale) get some level; they are never stored.
  */
-/* The float level alone, as lq_level's *fl: the same clamp, then LQ_RINT (round to nearest even, which is what
- *  the add and subtract of 12582912 do below 2^22; it may give -0 where they give +0, which no sum or product of
- *  the searches can tell apart). */
-static inline lq_vf lq_levelf(lq_vf f, float lo, float hi)
-{
-    return LQ_RINT(LQ_MINF(LQ_MAXF(f, lq_splat(lo)), lq_splat(hi)));
-}
 static inline lq_vi lq_level(lq_vf f, float lo, float hi, lq_vf *fl)
 {
     lq_vf v = LQ_MINF(LQ_MAXF(f, lq_splat(lo)), lq_splat(hi)) + 12582912.f;
     *fl = v - 12582912.f;
     return (lq_vi)v - 0x4B400000; /* the bits of 12582912.f */
+}
+/*
+ * The float level alone, as lq_level's *fl: the same clamp, then LQ_RINT (round to nearest even, which is what the
+ * add and subtract of 12582912 do below 2^22; it may give -0 where they give +0, which no sum or product of the
+ * searches can tell apart).
+ */
+static inline lq_vf lq_levelf(lq_vf f, float lo, float hi)
+{
+    return LQ_RINT(LQ_MINF(LQ_MAXF(f, lq_splat(lo)), lq_splat(hi)));
 }
 /*
  * Whether lq_level may stand for the reference's nearest-then-clamp on iscale * (x - min) for every x of a block
@@ -223,36 +225,49 @@ static inline __attribute__((always_inline)) void lq_make_qx_n(const int NS, int
                                                                lq_vi *L, const lq_vf *w, lq_vf *scale_out)
 {
     enum { NC = 19 };
-    for (int s = 0; s < NS; s++, x += n, w += n, L += n) {
+    lq_vf isc[LQ_MAXNS][NC], S1[LQ_MAXNS][NC], S2[LQ_MAXNS][NC], scale[LQ_MAXNS], best[LQ_MAXNS], win[LQ_MAXNS];
+    lq_vi small[LQ_MAXNS];
+    for (int s = 0; s < NS; s++) {
+        const lq_vf *xs = x + s * n, *ws = w + s * n;
         lq_vf wx[32]; /* w * x: the reference's w * x[i] * l is (w * x[i]) * l, the same in every pass */
-        lq_vf max, amax, isc[NC], S1[NC], S2[NC];
-        lq_signed_absmax(x, n, &max, &amax);
-        const lq_vi small = amax < QD_GROUP_MAX_EPS;
-        isc[0] = (float)(-nmax) / max;
+        lq_vf max, amax;
+        lq_signed_absmax(xs, n, &max, &amax);
+        small[s] = amax < QD_GROUP_MAX_EPS;
+        isc[s][0] = (float)(-nmax) / max;
         for (int is = -9, c = 1; is <= 9; ++is)
             if (is != 0)
-                isc[c++] = -(nmax + 0.1f * is) / max;
+                isc[s][c++] = -(nmax + 0.1f * is) / max;
         for (int i = 0; i < n; ++i)
-            wx[i] = w[i] * x[i];
+            wx[i] = ws[i] * xs[i];
         for (int c = 0; c + LQ_QX_BATCH <= NC; c += LQ_QX_BATCH)
-            lq_qx_sums(LQ_QX_BATCH, n, nmax, x, w, wx, isc + c, S1 + c, S2 + c);
-        if (NC % LQ_QX_BATCH)
-            lq_qx_sums(NC % LQ_QX_BATCH, n, nmax, x, w, wx, isc + NC - NC % LQ_QX_BATCH, S1 + NC - NC % LQ_QX_BATCH,
-                       S2 + NC - NC % LQ_QX_BATCH);
-        lq_vf scale = lq_self(S2[0] != 0.f, S1[0] / S2[0], lq_splat(0.f));
-        lq_vf best = scale * S1[0], win = isc[0];
-        for (int c = 1; c < NC; c++) {
-            const lq_vi upd = (S2[c] > 0.f) & (S1[c] * S1[c] > best * S2[c]);
-            const lq_vf sc = S1[c] / S2[c];
-            scale = lq_self(upd, sc, scale);
-            best = lq_self(upd, sc * S1[c], best);
-            win = lq_self(upd, isc[c], win);
+            lq_qx_sums(LQ_QX_BATCH, n, nmax, xs, ws, wx, isc[s] + c, S1[s] + c, S2[s] + c);
+        if (NC % LQ_QX_BATCH) {
+            const int c = NC - NC % LQ_QX_BATCH;
+            lq_qx_sums(NC % LQ_QX_BATCH, n, nmax, xs, ws, wx, isc[s] + c, S1[s] + c, S2[s] + c);
         }
+    }
+    /* the comparisons, a serial chain per sub-block: the NS chains interleaved */
+    for (int s = 0; s < NS; s++) {
+        scale[s] = lq_self(S2[s][0] != 0.f, S1[s][0] / S2[s][0], lq_splat(0.f));
+        best[s] = scale[s] * S1[s][0];
+        win[s] = isc[s][0];
+    }
+    for (int c = 1; c < NC; c++) {
+        for (int s = 0; s < NS; s++) {
+            const lq_vi upd = (S2[s][c] > 0.f) & (S1[s][c] * S1[s][c] > best[s] * S2[s][c]);
+            const lq_vf sc = S1[s][c] / S2[s][c];
+            scale[s] = lq_self(upd, sc, scale[s]);
+            best[s] = lq_self(upd, sc * S1[s][c], best[s]);
+            win[s] = lq_self(upd, isc[s][c], win[s]);
+        }
+    }
+    for (int s = 0; s < NS; s++) {
         for (int i = 0; i < n; ++i) {
             lq_vf fl;
-            L[i] = lq_seli(small, lq_splati(0), lq_level(win * x[i], (float)-nmax, (float)(nmax - 1), &fl) + nmax);
+            L[s * n + i] = lq_seli(small[s], lq_splati(0),
+                                   lq_level(win[s] * x[s * n + i], (float)-nmax, (float)(nmax - 1), &fl) + nmax);
         }
-        scale_out[s] = lq_self(small, lq_splat(0.f), scale);
+        scale_out[s] = lq_self(small[s], lq_splat(0.f), scale[s]);
     }
 }
 
