@@ -39,7 +39,9 @@ fi
     { echo "FAIL: Q4_0"; exit 1; }
 cp "$work/a.gguf" "$work/b.gguf"
 size=$(stat -c %s "$work/b.gguf")
-printf '\x5a' | dd of="$work/b.gguf" bs=1 seek=$((size - 7)) conv=notrunc status=none
+byte=$(od -An -tu1 -j $((size - 7)) -N 1 "$work/b.gguf")
+# shellcheck disable=SC2059 # (the format is the octal escape of the flipped byte)
+printf "\\$(printf %03o $((byte ^ 0xff)))" | dd of="$work/b.gguf" bs=1 seek=$((size - 7)) conv=notrunc status=none
 if python3 "$ROOT/tests/integration/gguf_same.py" "$QUANT" "$work/a.gguf" "$work/b.gguf" >"$work/same.txt"; then
     echo "FAIL: a changed byte in the last tensor went unnoticed: $(cat "$work/same.txt")"; exit 1
 fi
