@@ -1,15 +1,19 @@
 /*
- * bench.h - helpers the C benchmarks share: a wall clock and large touched buffers.
+ * bench.h - helpers the C benchmarks share: a wall clock, large touched buffers, and the CPU's way through F16 rows.
  */
 #ifndef QD_BENCH_H
 #define QD_BENCH_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+
+#include "qd/err.h"
+#include "qd/quant.h"
 
 /* Wall-clock seconds (CLOCK_MONOTONIC). */
 static inline double now_s(void)
@@ -34,6 +38,25 @@ static inline void *big_alloc(size_t n, bool huge)
 #endif
     memset(p, 0, n);
     return p;
+}
+
+/* Rows r0..r1 of an F16 matrix of ncols columns quantized to t (with imatrix, or NULL) into out (rows of
+ * qd_row_size(t, ncols) bytes), as a CPU thread of the benchmarks does it: chunk rows at a time converted to F32 in a
+ * small buffer, then quantized. @return QD_OK or the first error */
+static inline int bench_quantize_f16_rows(qd_type t, const uint16_t *in, uint8_t *out, int64_t r0, int64_t r1,
+                                          int64_t ncols, int64_t chunk, const float *imatrix)
+{
+    float *f = malloc(sizeof(float) * (size_t)(chunk * ncols));
+    const size_t ors = qd_row_size(t, ncols);
+    int rc = f ? QD_OK : QD_ENOMEM;
+    for (int64_t r = r0; r < r1 && !rc; r += chunk) {
+        const int64_t n = r1 - r < chunk ? r1 - r : chunk;
+        rc = qd_dequantize_rows(QD_TYPE_F16, in + r * ncols, f, n, ncols);
+        if (!rc)
+            rc = qd_quantize_rows(t, f, out + (size_t)r * ors, n, ncols, imatrix);
+    }
+    free(f);
+    return rc;
 }
 
 #endif

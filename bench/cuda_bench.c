@@ -38,16 +38,7 @@ typedef struct job {
 static void *cpu_main(void *arg)
 {
     job *j = arg;
-    float *f = malloc((size_t)CHUNK_ROWS * NCOLS * sizeof(float));
-    size_t ors = qd_row_size(j->t, NCOLS);
-    j->rc = f ? QD_OK : QD_ENOMEM;
-    for (int64_t r = j->r0; r < j->r1 && !j->rc; r += CHUNK_ROWS) {
-        int64_t n = j->r1 - r < CHUNK_ROWS ? j->r1 - r : CHUNK_ROWS;
-        j->rc = qd_dequantize_rows(QD_TYPE_F16, j->in + r * NCOLS, f, n, NCOLS);
-        if (!j->rc)
-            j->rc = qd_quantize_rows(j->t, f, j->out + (size_t)r * ors, n, NCOLS, NULL);
-    }
-    free(f);
+    j->rc = bench_quantize_f16_rows(j->t, j->in, j->out, j->r0, j->r1, NCOLS, CHUNK_ROWS, NULL);
     return NULL;
 }
 

@@ -36,7 +36,6 @@ typedef struct job {
     const uint16_t *in;
     uint8_t *out;
     int64_t r0, r1;
-    size_t row_bytes;
     uint64_t sum;
     const float *imatrix; /* NULL: plain quantization */
     double cpu_s;         /* this thread's CPU time */
@@ -79,18 +78,7 @@ static void *work(job *j)
         memcpy(j->out + j->r0 * NCOLS * 2, j->in + j->r0 * NCOLS, (size_t)(j->r1 - j->r0) * NCOLS * 2);
         return NULL;
     }
-    float *f = malloc(sizeof(float) * CHUNK_ROWS * NCOLS);
-    if (!f) {
-        j->rc = QD_ENOMEM;
-        return NULL;
-    }
-    for (int64_t r = j->r0; r < j->r1 && !j->rc; r += CHUNK_ROWS) {
-        const int64_t n = j->r1 - r < CHUNK_ROWS ? j->r1 - r : CHUNK_ROWS;
-        j->rc = qd_dequantize_rows(QD_TYPE_F16, j->in + r * NCOLS, f, n, NCOLS);
-        if (!j->rc)
-            j->rc = qd_quantize_rows(j->t, f, j->out + (size_t)r * j->row_bytes, n, NCOLS, j->imatrix);
-    }
-    free(f);
+    j->rc = bench_quantize_f16_rows(j->t, j->in, j->out, j->r0, j->r1, NCOLS, CHUNK_ROWS, j->imatrix);
     return NULL;
 }
 
@@ -105,7 +93,7 @@ static double run(int mode, qd_type t, const uint16_t *in, uint8_t *out, int64_t
     const double t0 = now_s();
     for (int i = 0; i < nt; i++) {
         jobs[i] = (job){.mode = mode, .t = t, .in = in, .out = out, .r0 = nrows * i / nt, .r1 = nrows * (i + 1) / nt,
-                        .row_bytes = qd_row_size(t, NCOLS), .imatrix = g_imatrix};
+                        .imatrix = g_imatrix};
         pthread_create(&th[i], NULL, worker, &jobs[i]);
     }
     int rc = 0;

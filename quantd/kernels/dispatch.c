@@ -384,23 +384,19 @@ static int check_scales(qd_type t, const void *dst, int64_t nrows, int64_t ncols
     const uint8_t *b = dst;
     const int64_t nb = nrows * (ncols / tr->block_size);
     const size_t ts = tr->type_size;
-    /* the common case first: every block's fp16 fields OR-ed without a branch ((e & 0x7c00) + 0x400 carries into
-     * bit 15 exactly when the exponent is all ones: Inf or NaN), then the block-by-block walk only where one failed */
-    const int f0 = fp16_fields[t][0], f1 = fp16_fields[t][1];
-    if (t != QD_TYPE_IQ1_M && f0 >= 0) {
+    /* the common case first: each fp16 field of every block OR-ed without a branch ((e & 0x7c00) + 0x400 carries
+     * into bit 15 exactly when the exponent is all ones: Inf or NaN), a pass per field; then the block-by-block walk
+     * only where one failed */
+    if (t != QD_TYPE_IQ1_M) {
         unsigned acc = 0;
-        uint16_t h0, h1;
-        if (f1 < 0)
-            for (int64_t i = 0; i < nb; i++) {
-                memcpy(&h0, b + (size_t)i * ts + f0, 2);
-                acc |= (h0 & 0x7c00u) + 0x400u;
+        for (int k = 0; k < 2; k++) {
+            const int f = fp16_fields[t][k];
+            for (int64_t i = 0; f >= 0 && i < nb; i++) {
+                uint16_t h;
+                memcpy(&h, b + (size_t)i * ts + f, 2);
+                acc |= (h & 0x7c00u) + 0x400u;
             }
-        else
-            for (int64_t i = 0; i < nb; i++) {
-                memcpy(&h0, b + (size_t)i * ts + f0, 2);
-                memcpy(&h1, b + (size_t)i * ts + f1, 2);
-                acc |= ((h0 & 0x7c00u) + 0x400u) | ((h1 & 0x7c00u) + 0x400u);
-            }
+        }
         if (!(acc & 0x8000u))
             return QD_OK;
     }

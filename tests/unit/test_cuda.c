@@ -83,26 +83,16 @@ static void test_cuda__golden_vectors(void **state)
     int qn[QD_TYPE_COUNT] = {0}, qok[QD_TYPE_COUNT] = {0}, dn[QD_TYPE_COUNT] = {0}, dok[QD_TYPE_COUNT] = {0};
     tu_vector v;
     while (tu_vector_next(f, &v)) {
-        const char *cs = v.cs, *tn = v.tn, *file = v.file;
+        const char *cs = v.cs, *tn = v.tn;
         const int imat = v.imat;
-        const long long nrows = v.nrows, ncols = v.ncols, bytes = v.bytes;
-        char rel[1024];
+        const long long nrows = v.nrows, ncols = v.ncols;
+        const size_t q_len = (size_t)v.bytes, dq_len = (size_t)(nrows * ncols) * 4;
         qd_type t;
         if (qd_type_from_name(tn, &t) != QD_OK || !qd_cuda_can_quantize(t, imat))
             continue;
-        size_t in_len, q_len, im_len = 0, dq_len = 0;
-        snprintf(rel, sizeof(rel), "cases/%s.f32", cs);
-        float *in = tu_read_in(dir, rel, &in_len);
-        float *im = NULL;
-        if (imat) {
-            snprintf(rel, sizeof(rel), "cases/%s.imatrix.f32", cs);
-            im = tu_read_in(dir, rel, &im_len);
-            assert_non_null(im);
-        }
-        uint8_t *want = tu_read_in(dir, file, &q_len);
-        assert_non_null(in);
-        assert_non_null(want);
-        assert_int_equal(q_len, (size_t)bytes);
+        float *in, *im;
+        uint8_t *want;
+        tu_vector_load(dir, &v, &in, &im, &want);
         uint8_t *got = malloc(q_len);
         assert_non_null(got);
         memset(got, 0xa5, q_len);
@@ -113,14 +103,13 @@ static void test_cuda__golden_vectors(void **state)
         else
             printf("MISMATCH cuda %s %s%s: rc %d\n", cs, tn, imat ? " imatrix" : "", rc);
         /* the dequantize vector of this block file (one per case and type) */
-        snprintf(rel, sizeof(rel), "deq/%s.%s.f32", cs, tn);
-        float *dwant = imat ? NULL : tu_read_in(dir, rel, &dq_len);
+        float *dwant = tu_vector_deq(dir, &v);
         if (dwant) {
             float *dgot = malloc(dq_len);
             assert_non_null(dgot);
             dn[t]++;
             rc = qd_cuda_dequantize(c, t, want, dgot, nrows, ncols);
-            if (rc == QD_OK && dq_len == (size_t)(nrows * ncols) * 4 && !memcmp(dgot, dwant, dq_len))
+            if (rc == QD_OK && !memcmp(dgot, dwant, dq_len))
                 dok[t]++;
             else
                 printf("MISMATCH cuda dequantize %s %s: rc %d\n", cs, tn, rc);

@@ -50,7 +50,7 @@ static void golden_vectors_run(void)
     int req_total = 0, req_ok = 0, stretch_total = 0, stretch_ok = 0, failures = 0;
     tu_vector v;
     while (tu_vector_next(f, &v)) {
-        const char *cs = v.cs, *tn = v.tn, *file = v.file;
+        const char *cs = v.cs, *tn = v.tn;
         const int imat = v.imat;
         const long long nrows = v.nrows, ncols = v.ncols, bytes = v.bytes;
         type_stats *st = NULL;
@@ -82,22 +82,9 @@ static void golden_vectors_run(void)
             }
             continue;
         }
-        char rel[1024];
-        size_t in_len, q_len, imat_len = 0;
-        snprintf(rel, sizeof(rel), "cases/%s.f32", cs);
-        float *in = tu_read_in(dir, rel, &in_len);
-        float *im = NULL;
-        if (imat) {
-            snprintf(rel, sizeof(rel), "cases/%s.imatrix.f32", cs);
-            im = tu_read_in(dir, rel, &imat_len);
-            assert_non_null(im);
-            assert_int_equal(imat_len, (size_t)ncols * sizeof(float));
-        }
-        uint8_t *gold = tu_read_in(dir, file, &q_len);
-        assert_non_null(in);
-        assert_non_null(gold);
-        assert_int_equal(in_len, (size_t)(nrows * ncols) * sizeof(float));
-        assert_int_equal(q_len, (size_t)bytes);
+        float *in, *im;
+        uint8_t *gold;
+        tu_vector_load(dir, &v, &in, &im, &gold);
         assert_int_equal(qd_row_size(t, ncols) * (size_t)nrows, (size_t)bytes);
 
         uint8_t *out = malloc((size_t)bytes);
@@ -122,26 +109,21 @@ static void golden_vectors_run(void)
             if (required)
                 failures++;
         }
-        if (!imat) {
-            snprintf(rel, sizeof(rel), "deq/%s.%s.f32", cs, tn);
-            size_t dq_len;
-            float *want = tu_read_in(dir, rel, &dq_len);
-            if (want) {
-                st->dq_total++;
-                assert_int_equal(dq_len, (size_t)(nrows * ncols) * sizeof(float));
-                float *got = malloc(dq_len);
-                assert_int_equal(qd_dequantize_rows(t, gold, got, nrows, ncols), QD_OK);
-                if (!memcmp(got, want, dq_len)) {
-                    st->dq_ok++;
-                } else {
-                    printf("%s %s %s: dequantized values differ\n", required ? "MISMATCH" : "stretch mismatch", cs,
-                           tn);
-                    if (required)
-                        failures++;
-                }
-                free(got);
-                free(want);
+        float *want = tu_vector_deq(dir, &v);
+        if (want) {
+            const size_t dq_len = (size_t)(nrows * ncols) * sizeof(float);
+            st->dq_total++;
+            float *got = malloc(dq_len);
+            assert_int_equal(qd_dequantize_rows(t, gold, got, nrows, ncols), QD_OK);
+            if (!memcmp(got, want, dq_len)) {
+                st->dq_ok++;
+            } else {
+                printf("%s %s %s: dequantized values differ\n", required ? "MISMATCH" : "stretch mismatch", cs, tn);
+                if (required)
+                    failures++;
             }
+            free(got);
+            free(want);
         }
         free(out);
         free(gold);

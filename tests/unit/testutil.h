@@ -173,6 +173,43 @@ static inline bool tu_vector_next(FILE *f, tu_vector *v)
     return true;
 }
 
+/* A case's files, every length checked: its input (nrows x ncols floats) in *in, its importance matrix (ncols floats)
+ * in *im where the case has one (else NULL), ggml's block bytes in *blocks. The caller frees the three. */
+static inline void tu_vector_load(const char *dir, const tu_vector *v, float **in, float **im, uint8_t **blocks)
+{
+    char rel[1024];
+    size_t n;
+    snprintf(rel, sizeof(rel), "cases/%s.f32", v->cs);
+    *in = tu_read_in(dir, rel, &n);
+    assert_non_null(*in);
+    assert_int_equal(n, (size_t)(v->nrows * v->ncols) * sizeof(float));
+    *im = NULL;
+    if (v->imat) {
+        snprintf(rel, sizeof(rel), "cases/%s.imatrix.f32", v->cs);
+        *im = tu_read_in(dir, rel, &n);
+        assert_non_null(*im);
+        assert_int_equal(n, (size_t)v->ncols * sizeof(float));
+    }
+    *blocks = tu_read_in(dir, v->file, &n);
+    assert_non_null(*blocks);
+    assert_int_equal(n, (size_t)v->bytes);
+}
+
+/* ggml's dequantization of the case's block file (nrows x ncols floats, length checked), or NULL where the vectors
+ * have none (cases quantized with an importance matrix have none). The caller frees it. */
+static inline float *tu_vector_deq(const char *dir, const tu_vector *v)
+{
+    char rel[1024];
+    size_t n;
+    if (v->imat)
+        return NULL;
+    snprintf(rel, sizeof(rel), "deq/%s.%s.f32", v->cs, v->tn);
+    float *p = tu_read_in(dir, rel, &n);
+    if (p)
+        assert_int_equal(n, (size_t)(v->nrows * v->ncols) * sizeof(float));
+    return p;
+}
+
 #define TU_SKIP(...)                                                                                               \
     do {                                                                                                           \
         printf("skip: " __VA_ARGS__);                                                                              \

@@ -67,7 +67,8 @@ static inline void lq_arch_scatter_bytes(uint8_t *dst, size_t stride, const int3
 }
 /* sub-blocks searched together: 16 ymm registers hold two sub-blocks' state */
 #define LQ_MAXNS 2
-/* make_qx candidates per sweep: their 2 x 5 sums and the constants fit the 16 ymm registers */
+/* make_qx candidates per sweep: 2 x 5 sums with the constants are one more than the 16 ymm registers (gcc keeps one
+ * sum on the stack); 4 and 6 measured the same as 5 on Q6_K */
 #define LQ_QX_BATCH 5
 
 #include "../../kernels.h"

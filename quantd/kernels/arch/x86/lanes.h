@@ -182,8 +182,8 @@ static inline void lq_signed_absmax(const lq_vf *x, int n, lq_vf *max_out, lq_vf
 
 /*
  * How many of make_qx's 19 candidate scales one sweep over a sub-block's values evaluates: each candidate carries
- * two independent sums, so a sweep keeps 2 * LQ_QX_BATCH chains in flight from registers (the including file may
- * lower it where there are fewer registers).
+ * two independent sums, so a sweep keeps 2 * LQ_QX_BATCH chains in flight, from registers where they fit (the
+ * including file may lower it where there are fewer registers).
  */
 #ifndef LQ_QX_BATCH
 #define LQ_QX_BATCH 10
