@@ -64,8 +64,8 @@ static int cur_u64(io_cur *c, uint64_t *v, const char *what)
     return QD_OK;
 }
 
-/* A GGUF string: u64 length + bytes, copied out NUL-terminated. */
-static int cur_str(io_cur *c, char **out, uint64_t *out_len, const char *what)
+/* A GGUF string: u64 length + bytes, copied out NUL-terminated into the arena. */
+static int cur_str(io_cur *c, qd_arena *a, char **out, uint64_t *out_len, const char *what)
 {
     uint64_t n;
     int rc = cur_u64(c, &n, what);
@@ -74,11 +74,8 @@ static int cur_str(io_cur *c, char **out, uint64_t *out_len, const char *what)
     if (n > c->len - c->pos)
         return qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: %s length %llu runs past the end of the file", what,
                             (unsigned long long)n);
-    *out = qd_malloc((size_t)n + 1);
-    if (!*out)
+    if (!(*out = qd_arena_strndup(a, (const char *)c->p + c->pos, (size_t)n)))
         return QD_ENOMEM;
-    memcpy(*out, c->p + c->pos, (size_t)n);
-    (*out)[n] = '\0';
     if (out_len)
         *out_len = n;
     c->pos += (size_t)n;
@@ -151,7 +148,8 @@ int qd_kv_float(const qd_kv *kv, double *out)
     return 0;
 }
 
-static int read_value(io_cur *c, qd_kv *kv, const char *key)
+/* One value of kv (its members in the arena a). */
+static int read_value(io_cur *c, qd_arena *a, qd_kv *kv, const char *key)
 {
     int rc;
     uint32_t t;
@@ -162,7 +160,7 @@ static int read_value(io_cur *c, qd_kv *kv, const char *key)
     kv->type = (qd_gguf_type)t;
     kv->n = 1;
     if (t == QD_GGUF_STRING)
-        return cur_str(c, &kv->str, &kv->str_len, key);
+        return cur_str(c, a, &kv->str, &kv->str_len, key);
     if (t != QD_GGUF_ARRAY) {
         size_t sz = qd_gguf_type_size(kv->type);
         if ((rc = cur_need(c, sz, key)))
@@ -189,14 +187,14 @@ static int read_value(io_cur *c, qd_kv *kv, const char *key)
         if (n > (c->len - c->pos) / 8)
             return qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: key %s: %llu strings cannot fit in the file", key,
                                 (unsigned long long)n);
-        char **strs = qd_calloc(n ? (size_t)n : 1, sizeof(char *));
-        uint64_t *lens = qd_calloc(n ? (size_t)n : 1, sizeof(uint64_t));
+        char **strs = qd_arena_alloc(a, (size_t)n * sizeof(char *));
+        uint64_t *lens = qd_arena_alloc(a, (size_t)n * sizeof(uint64_t));
         kv->arr = strs;
         kv->arr_lens = lens;
         if (!strs || !lens)
             return QD_ENOMEM;
         for (uint64_t i = 0; i < n; i++)
-            if ((rc = cur_str(c, &strs[i], &lens[i], key)))
+            if ((rc = cur_str(c, a, &strs[i], &lens[i], key)))
                 return rc;
         return QD_OK;
     }
@@ -204,7 +202,7 @@ static int read_value(io_cur *c, qd_kv *kv, const char *key)
     if (n > (c->len - c->pos) / sz)
         return qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: key %s: array of %llu %s runs past the end", key,
                             (unsigned long long)n, qd_gguf_type_name(kv->arr_type));
-    kv->arr = qd_malloc(n ? (size_t)(n * sz) : 1);
+    kv->arr = qd_arena_alloc(a, (size_t)(n * sz));
     if (!kv->arr)
         return QD_ENOMEM;
     memcpy(kv->arr, c->p + c->pos, (size_t)(n * sz));
@@ -278,19 +276,14 @@ int io_gguf_parse(qd_model *m, const uint8_t *p, size_t len)
         qd_kv kv;
         memset(&kv, 0, sizeof(kv));
         uint64_t kl = 0;
-        if ((rc = cur_str(&c, &kv.key, &kl, "metadata key"))) {
-            io_kv_clear(&kv);
+        /* (on failure, what was read stays in the model's arena until the model is freed) */
+        if ((rc = cur_str(&c, &m->arena, &kv.key, &kl, "metadata key")))
             return rc;
-        }
-        if (kl == 0 || memchr(kv.key, 0, (size_t)kl)) {
-            io_kv_clear(&kv);
+        if (kl == 0 || memchr(kv.key, 0, (size_t)kl))
             return qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: metadata key %llu is empty or holds a NUL byte",
                                 (unsigned long long)i);
-        }
-        if ((rc = read_value(&c, &kv, kv.key))) {
-            io_kv_clear(&kv);
+        if ((rc = read_value(&c, &m->arena, &kv, kv.key)))
             return rc;
-        }
         if ((rc = io_model_add_kv(m, &kv)))
             return rc;
     }
@@ -316,20 +309,19 @@ int io_gguf_parse(qd_model *m, const uint8_t *p, size_t len)
 
     for (uint64_t i = 0; i < n_tensors; i++) {
         qd_tensor t;
-        char *name = NULL;
         uint64_t name_len, off;
         uint32_t nd, ty;
         memset(&t, 0, sizeof(t));
-        if ((rc = cur_str(&c, &name, &name_len, "tensor name")))
+        if ((rc = cur_u64(&c, &name_len, "tensor name")))
             return rc;
-        if (name_len == 0 || name_len > QD_GGUF_MAX_NAME || memchr(name, 0, (size_t)name_len)) {
-            rc = qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: tensor %llu: bad name (length %llu, at most %d)",
-                              (unsigned long long)i, (unsigned long long)name_len, QD_GGUF_MAX_NAME);
-            qd_free(name);
-            return rc;
-        }
-        memcpy(t.name, name, (size_t)name_len + 1);
-        qd_free(name);
+        if (name_len > c.len - c.pos)
+            return qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: tensor name length %llu runs past the end of the "
+                                "file", (unsigned long long)name_len);
+        if (name_len == 0 || name_len > QD_GGUF_MAX_NAME || memchr(c.p + c.pos, 0, (size_t)name_len))
+            return qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: tensor %llu: bad name (length %llu, at most %d)",
+                                (unsigned long long)i, (unsigned long long)name_len, QD_GGUF_MAX_NAME);
+        memcpy(t.name, c.p + c.pos, (size_t)name_len); /* (t was zeroed: the name ends in a NUL) */
+        c.pos += (size_t)name_len;
         if ((rc = cur_u32(&c, &nd, "tensor dims")))
             return rc;
         if (nd < 1 || nd > 4)
@@ -407,6 +399,7 @@ struct qd_gguf_writer {
     uint32_t alignment;
     qd_kv *kvs;
     size_t n_kv, cap_kv;
+    qd_arena arena; /* every kv's keys, strings and arrays (a vocabulary is tens of thousands of strings) */
     w_tensor *ts;
     size_t n_ts, cap_ts;
     uint64_t data_size; /* sum of padded tensor sizes */
@@ -481,8 +474,7 @@ void qd_gguf_writer_free(qd_gguf_writer *w)
 {
     if (!w)
         return;
-    for (size_t i = 0; i < w->n_kv; i++)
-        io_kv_clear(&w->kvs[i]);
+    qd_arena_free(&w->arena);
     qd_free(w->kvs);
     qd_free(w->ts);
     qd_syncer_stop(w->syncer);
@@ -503,8 +495,7 @@ void qd_gguf_writer_free(qd_gguf_writer *w)
 void qd_gguf_del(qd_gguf_writer *w, const char *key)
 {
     for (size_t i = 0; i < w->n_kv; i++) {
-        if (!strcmp(w->kvs[i].key, key)) {
-            io_kv_clear(&w->kvs[i]);
+        if (!strcmp(w->kvs[i].key, key)) { /* (its bytes stay in the arena until the writer is freed) */
             memmove(&w->kvs[i], &w->kvs[i + 1], (w->n_kv - i - 1) * sizeof(qd_kv));
             w->n_kv--;
             return;
@@ -512,12 +503,11 @@ void qd_gguf_del(qd_gguf_writer *w, const char *key)
     }
 }
 
-/* Take over kv (replacing an existing key in place, so key order is kept). */
-static int w_put(qd_gguf_writer *w, qd_kv *kv)
+/* Take over kv, whose members are in the arena (replacing an existing key in place, so key order is kept). */
+static int w_put(qd_gguf_writer *w, const qd_kv *kv)
 {
     for (size_t i = 0; i < w->n_kv; i++) {
         if (!strcmp(w->kvs[i].key, kv->key)) {
-            io_kv_clear(&w->kvs[i]);
             w->kvs[i] = *kv;
             return QD_OK;
         }
@@ -525,10 +515,8 @@ static int w_put(qd_gguf_writer *w, qd_kv *kv)
     if (w->n_kv == w->cap_kv) {
         size_t cap = w->cap_kv ? w->cap_kv * 2 : 32;
         qd_kv *n = qd_reallocarray(w->kvs, cap, sizeof(qd_kv));
-        if (!n) {
-            io_kv_clear(kv);
+        if (!n)
             return QD_ENOMEM;
-        }
         w->kvs = n;
         w->cap_kv = cap;
     }
@@ -542,8 +530,7 @@ static int w_scalar(qd_gguf_writer *w, const char *key, qd_gguf_type t, uint64_t
     memset(&kv, 0, sizeof(kv));
     if (!key || !*key)
         return qd_error_set(QD_EINVAL, QD_EC_INVALID, "gguf: empty key");
-    kv.key = qd_strdup(key);
-    if (!kv.key)
+    if (!(kv.key = qd_arena_strndup(&w->arena, key, strlen(key))))
         return QD_ENOMEM;
     kv.type = t;
     kv.n = 1;
@@ -567,15 +554,12 @@ int qd_gguf_set_str(qd_gguf_writer *w, const char *key, const char *v)
 {
     qd_kv kv;
     memset(&kv, 0, sizeof(kv));
-    kv.key = qd_strdup(key);
-    kv.str = qd_strdup(v);
-    if (!kv.key || !kv.str) {
-        io_kv_clear(&kv);
+    kv.str_len = strlen(v);
+    if (!(kv.key = qd_arena_strndup(&w->arena, key, strlen(key))) ||
+        !(kv.str = qd_arena_strndup(&w->arena, v, (size_t)kv.str_len)))
         return QD_ENOMEM;
-    }
     kv.type = QD_GGUF_STRING;
     kv.n = 1;
-    kv.str_len = strlen(v);
     return w_put(w, &kv);
 }
 
@@ -586,12 +570,11 @@ int qd_gguf_set_arr(qd_gguf_writer *w, const char *key, qd_gguf_type et, const v
     memset(&kv, 0, sizeof(kv));
     if (!sz)
         return qd_error_set(QD_EINVAL, QD_EC_INVALID, "gguf: %s: not a numeric array type", key);
-    kv.key = qd_strdup(key);
-    kv.arr = qd_mallocarray(n ? (size_t)n : 1, sz);
-    if (!kv.key || !kv.arr) {
-        io_kv_clear(&kv);
+    if (n > SIZE_MAX / sz)
+        return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "gguf: %s: %llu elements", key, (unsigned long long)n);
+    if (!(kv.key = qd_arena_strndup(&w->arena, key, strlen(key))) ||
+        !(kv.arr = qd_arena_alloc(&w->arena, (size_t)n * sz)))
         return QD_ENOMEM;
-    }
     if (n)
         memcpy(kv.arr, data, (size_t)n * sz);
     kv.type = QD_GGUF_ARRAY;
@@ -606,23 +589,18 @@ static int w_str_arr(qd_gguf_writer *w, const char *key, const char *const *strs
     memset(&kv, 0, sizeof(kv));
     kv.type = QD_GGUF_ARRAY;
     kv.arr_type = QD_GGUF_STRING;
-    kv.key = qd_strdup(key);
-    kv.arr = qd_calloc(n ? (size_t)n : 1, sizeof(char *));
-    kv.arr_lens = qd_calloc(n ? (size_t)n : 1, sizeof(uint64_t));
-    if (!kv.key || !kv.arr || !kv.arr_lens) {
-        io_kv_clear(&kv);
+    if (n > SIZE_MAX / sizeof(char *) / 2)
+        return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "gguf: %s: %llu strings", key, (unsigned long long)n);
+    if (!(kv.key = qd_arena_strndup(&w->arena, key, strlen(key))) ||
+        !(kv.arr = qd_arena_alloc(&w->arena, (size_t)n * sizeof(char *))) ||
+        !(kv.arr_lens = qd_arena_alloc(&w->arena, (size_t)n * sizeof(uint64_t))))
         return QD_ENOMEM;
-    }
-    kv.n = n; /* set before filling, so a failure frees what was copied */
+    kv.n = n;
     for (uint64_t i = 0; i < n; i++) {
         uint64_t l = lens ? lens[i] : strlen(strs[i]);
-        char *s = qd_malloc((size_t)l + 1);
-        if (!s) {
-            io_kv_clear(&kv);
+        char *s = l < SIZE_MAX ? qd_arena_strndup(&w->arena, strs[i], (size_t)l) : NULL;
+        if (!s)
             return QD_ENOMEM;
-        }
-        memcpy(s, strs[i], (size_t)l);
-        s[l] = '\0';
         ((char **)kv.arr)[i] = s;
         kv.arr_lens[i] = l;
     }
@@ -640,15 +618,10 @@ int qd_gguf_set_kv(qd_gguf_writer *w, const qd_kv *kv)
     case QD_GGUF_STRING: {
         qd_kv c;
         memset(&c, 0, sizeof(c));
-        c.key = qd_strdup(kv->key);
-        c.str = qd_malloc((size_t)kv->str_len + 1); /* not strndup: the string may hold NUL bytes */
-        if (!c.key || !c.str) {
-            io_kv_clear(&c);
+        /* (the string may hold NUL bytes: copied by its length) */
+        if (kv->str_len >= SIZE_MAX || !(c.key = qd_arena_strndup(&w->arena, kv->key, strlen(kv->key))) ||
+            !(c.str = qd_arena_strndup(&w->arena, kv->str, (size_t)kv->str_len)))
             return QD_ENOMEM;
-        }
-        if (kv->str_len)
-            memcpy(c.str, kv->str, (size_t)kv->str_len);
-        c.str[kv->str_len] = '\0';
         c.type = QD_GGUF_STRING;
         c.n = 1;
         c.str_len = kv->str_len;
@@ -709,31 +682,29 @@ int qd_gguf_add_tensor(qd_gguf_writer *w, const char *name, qd_type type, uint32
     return QD_OK;
 }
 
-/* Serialized header into a growable buffer. */
+/* The serialized header: measured by a first pass (p NULL: only len counts), then written into a buffer of
+ * exactly that size (a vocabulary makes it hundreds of KiB: a big buffer, one fault per 2 MiB, not per page). */
 typedef struct hbuf {
     uint8_t *p;
     size_t len, cap;
-    int err;
 } hbuf;
+
+#define HB_BIG (256u << 10) /* from this size on the buffer is a qd_big_alloc */
 
 static void hb_put(hbuf *b, const void *d, size_t n)
 {
-    if (b->err)
-        return;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n)
-            cap *= 2;
-        uint8_t *np = qd_reallocarray(b->p, cap, 1);
-        if (!np) {
-            b->err = QD_ENOMEM;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, d, n);
+    if (b->p && n) /* (the measuring pass counted exactly these bytes: len + n <= cap) */
+        memcpy(b->p + b->len, d, n);
     b->len += n;
+}
+
+static void hb_free(hbuf *b)
+{
+    if (b->cap >= HB_BIG)
+        qd_big_free(b->p, b->cap);
+    else
+        qd_free(b->p);
+    memset(b, 0, sizeof(*b));
 }
 
 static void hb_u32(hbuf *b, uint32_t v) { hb_put(b, &v, 4); }
@@ -761,9 +732,8 @@ static void hb_scalar(hbuf *b, const qd_kv *kv)
     }
 }
 
-static int build_header(qd_gguf_writer *w, hbuf *b)
+static void header_bytes(const qd_gguf_writer *w, hbuf *b)
 {
-    memset(b, 0, sizeof(*b));
     hb_put(b, GGUF_MAGIC, 4);
     hb_u32(b, 3);
     hb_u64(b, w->n_ts);
@@ -796,12 +766,20 @@ static int build_header(qd_gguf_writer *w, hbuf *b)
         hb_u64(b, t->offset);
     }
     static const uint8_t zeros[64];
-    while (!b->err && b->len % w->alignment)
+    while (b->len % w->alignment)
         hb_put(b, zeros, (w->alignment - b->len % w->alignment) > 64 ? 64 : w->alignment - b->len % w->alignment);
-    if (b->err) {
-        qd_free(b->p);
-        return b->err;
-    }
+}
+
+static int build_header(qd_gguf_writer *w, hbuf *b)
+{
+    memset(b, 0, sizeof(*b));
+    header_bytes(w, b);
+    b->cap = b->len;
+    b->p = b->cap >= HB_BIG ? qd_big_alloc(b->cap) : qd_malloc(b->cap);
+    if (!b->p)
+        return QD_ENOMEM;
+    b->len = 0;
+    header_bytes(w, b);
     w->header_size = b->len;
     return QD_OK;
 }
@@ -887,13 +865,13 @@ int qd_gguf_writer_begin(qd_gguf_writer *w, const char *path)
     w->path = qd_strdup(path);
     w->tmp = qd_malloc(strlen(path) + 8);
     if (!w->path || !w->tmp) {
-        qd_free(b.p);
+        hb_free(&b);
         return QD_ENOMEM;
     }
     snprintf(w->tmp, strlen(path) + 8, "%s.part", path);
     w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (w->fd < 0) {
-        qd_free(b.p);
+        hb_free(&b);
         return qd_error_set(errno == ENOENT ? QD_ENOTFOUND : QD_EIO, QD_EC_OS, "create %s: %s", w->tmp,
                             strerror(errno));
     }
@@ -907,7 +885,7 @@ int qd_gguf_writer_begin(qd_gguf_writer *w, const char *path)
     if (w->dfd >= 0)
         (void)qd_syncer_start(&w->syncer, w->fd, DIRECT_SYNC_STEP);
     rc = w_emit(w, b.p, b.len);
-    qd_free(b.p);
+    hb_free(&b);
     w->cur = 0;
     w->cur_written = 0;
     return rc;
@@ -1000,12 +978,12 @@ int qd_gguf_writer_to_mem(qd_gguf_writer *w, const void *const *datas, uint8_t *
     size_t total = b.len + (size_t)w->data_size;
     w->mem = qd_malloc(total ? total : 1);
     if (!w->mem) {
-        qd_free(b.p);
+        hb_free(&b);
         return QD_ENOMEM;
     }
     memcpy(w->mem, b.p, b.len);
     w->mem_pos = b.len;
-    qd_free(b.p);
+    hb_free(&b);
     w->cur = 0;
     w->cur_written = 0;
     for (size_t i = 0; i < w->n_ts; i++)

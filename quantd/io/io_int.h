@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "qd/alloc.h"
 #include "qd/model.h"
 
 /* One mapped file (a model has several for sharded safetensors). */
@@ -21,6 +22,7 @@ struct qd_model {
     size_t n_maps;
     qd_kv *kvs;
     size_t n_kv;
+    qd_arena arena; /* every kv's keys, strings and arrays */
     qd_tensor *tensors;
     size_t n_tensors;
     uint32_t gguf_version;
@@ -35,8 +37,7 @@ typedef struct io_cur {
     size_t pos;
 } io_cur;
 
-void io_kv_clear(qd_kv *kv);
-int io_model_add_kv(qd_model *m, qd_kv *kv); /* takes ownership of kv's members */
+int io_model_add_kv(qd_model *m, const qd_kv *kv); /* kv's members are in m->arena */
 int io_model_set_u32(qd_model *m, const char *key, uint32_t v);
 int io_model_set_f32(qd_model *m, const char *key, float v);
 int io_model_set_str(qd_model *m, const char *key, const char *v);

@@ -132,8 +132,7 @@ int io_l2c_parse(qd_model *m, const uint8_t *p, size_t len)
     {
         qd_kv kv;
         memset(&kv, 0, sizeof(kv));
-        kv.key = qd_strdup("llama2c.shared_classifier");
-        if (!kv.key)
+        if (!(kv.key = qd_arena_strndup(&m->arena, "llama2c.shared_classifier", 25)))
             return QD_ENOMEM;
         kv.type = QD_GGUF_BOOL;
         kv.n = 1;

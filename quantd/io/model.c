@@ -19,32 +19,16 @@
 
 /* ---- kv and tensor tables -------------------------------------------------------------------------------------- */
 
-void io_kv_clear(qd_kv *kv)
-{
-    if (kv->type == QD_GGUF_ARRAY && kv->arr_type == QD_GGUF_STRING && kv->arr) {
-        for (uint64_t i = 0; i < kv->n; i++)
-            qd_free(((char **)kv->arr)[i]);
-    }
-    qd_free(kv->key);
-    qd_free(kv->str);
-    qd_free(kv->arr);
-    qd_free(kv->arr_lens);
-    memset(kv, 0, sizeof(*kv));
-}
-
-int io_model_add_kv(qd_model *m, qd_kv *kv)
+int io_model_add_kv(qd_model *m, const qd_kv *kv)
 {
     if ((m->n_kv & (m->n_kv - 1)) == 0) { /* grow at powers of two */
         size_t cap = m->n_kv ? m->n_kv * 2 : 16;
         qd_kv *n = qd_reallocarray(m->kvs, cap, sizeof(qd_kv));
-        if (!n) {
-            io_kv_clear(kv);
+        if (!n)
             return QD_ENOMEM;
-        }
         m->kvs = n;
     }
     m->kvs[m->n_kv++] = *kv;
-    memset(kv, 0, sizeof(*kv));
     return QD_OK;
 }
 
@@ -52,8 +36,7 @@ static int set_scalar(qd_model *m, const char *key, qd_gguf_type t, uint64_t u, 
 {
     qd_kv kv;
     memset(&kv, 0, sizeof(kv));
-    kv.key = qd_strdup(key);
-    if (!kv.key)
+    if (!(kv.key = qd_arena_strndup(&m->arena, key, strlen(key))))
         return QD_ENOMEM;
     kv.type = t;
     kv.n = 1;
@@ -71,15 +54,12 @@ int io_model_set_str(qd_model *m, const char *key, const char *v)
 {
     qd_kv kv;
     memset(&kv, 0, sizeof(kv));
-    kv.key = qd_strdup(key);
-    kv.str = qd_strdup(v);
-    if (!kv.key || !kv.str) {
-        io_kv_clear(&kv);
+    kv.str_len = strlen(v);
+    if (!(kv.key = qd_arena_strndup(&m->arena, key, strlen(key))) ||
+        !(kv.str = qd_arena_strndup(&m->arena, v, (size_t)kv.str_len)))
         return QD_ENOMEM;
-    }
     kv.type = QD_GGUF_STRING;
     kv.n = 1;
-    kv.str_len = strlen(v);
     return io_model_add_kv(m, &kv);
 }
 
@@ -257,8 +237,7 @@ void qd_model_free(qd_model *m)
 {
     if (!m)
         return;
-    for (size_t i = 0; i < m->n_kv; i++)
-        io_kv_clear(&m->kvs[i]);
+    qd_arena_free(&m->arena);
     qd_free(m->kvs);
     for (size_t i = 0; i < m->n_tensors; i++)
         qd_free(m->tensors[i].src_name);

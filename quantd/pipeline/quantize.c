@@ -57,18 +57,15 @@ static size_t utf8_put(char *o, uint32_t cp)
 
 int qd_write_placeholder_vocab(struct qd_gguf_writer *w, int64_t n_vocab)
 {
-    char **toks = NULL, *pool = NULL;
-    float *scores = NULL;
-    int32_t *types = NULL;
+    qd_arena scratch = {0}; /* (a megabyte for 32000 tokens: whole huge pages, not 250 first touches) */
     int rc = QD_OK;
     if (n_vocab < 4 || n_vocab > (1 << 24))
         return qd_error_set(QD_EINVAL, QD_EC_INVALID, "placeholder vocabulary: %lld tokens (need 4..16M)",
                             (long long)n_vocab);
     size_t n = (size_t)n_vocab;
-    toks = qd_calloc(n, sizeof(char *));
-    pool = qd_calloc(n, 16);
-    scores = qd_calloc(n, sizeof(float));
-    types = qd_calloc(n, sizeof(int32_t));
+    char **toks = qd_arena_alloc(&scratch, n * sizeof(char *)), *pool = qd_arena_alloc(&scratch, n * 16);
+    float *scores = qd_arena_alloc(&scratch, n * sizeof(float));
+    int32_t *types = qd_arena_alloc(&scratch, n * sizeof(int32_t));
     if (!toks || !pool || !scores || !types) {
         rc = QD_ENOMEM;
         goto done;
@@ -112,10 +109,7 @@ int qd_write_placeholder_vocab(struct qd_gguf_writer *w, int64_t n_vocab)
         (rc = qd_gguf_set_bool(w, "quantd.placeholder_vocab", true)))
         goto done;
 done:
-    qd_free(toks);
-    qd_free(pool);
-    qd_free(scores);
-    qd_free(types);
+    qd_arena_free(&scratch);
     return rc;
 }
 

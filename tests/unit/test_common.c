@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -171,6 +173,74 @@ static void test_common__alloc_checks_overflow(void **state)
     assert_null(qd_calloc(SIZE_MAX, SIZE_MAX));
 }
 
+/* Whether [p, p + n) is mapped in this process (madvise refuses an unmapped range with ENOMEM). */
+static bool mapped(const void *p, size_t n) { return madvise((void *)p, n, MADV_NORMAL) == 0; }
+
+/* qd_big_alloc: whole 2 MiB pages, 2 MiB-aligned, nothing of the over-mapping left behind; qd_big_free with the
+ * caller's size unmaps all of it; a size that cannot be rounded is refused. */
+static void test_common__big_alloc_whole_huge_pages(void **state)
+{
+    (void)state;
+    const size_t mb2 = (size_t)2 << 20;
+    const size_t sizes[] = {1, 4096, mb2 - 1, mb2, mb2 + 1, (size_t)3400 << 10, (size_t)8 << 20};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        size_t n = sizes[i], len = (n + mb2 - 1) / mb2 * mb2;
+        uint8_t *p = qd_big_alloc(n);
+        assert_non_null(p);
+        assert_int_equal((uintptr_t)p % mb2, 0);
+        p[0] = 1;
+        p[n - 1] = 2;
+        assert_true(mapped(p, len));
+        assert_false(mapped(p + len, 4096)); /* the tail of the over-mapping was cut off */
+        assert_false(mapped(p - 4096, 4096)); /* and its head */
+        qd_big_free(p, n);
+        assert_false(mapped(p, 4096));
+        assert_false(mapped(p + len - 4096, 4096));
+    }
+    assert_null(qd_big_alloc(SIZE_MAX - 4096));
+    assert_int_equal(qd_error_last()->code, QD_ENOMEM);
+}
+
+/* qd_arena: every allocation 16-aligned and distinct, contents kept across chunks (a run of small ones, then one
+ * larger than a chunk, then small ones again), strndup keeps NUL bytes and ends in one; free empties it and it can be
+ * used again. */
+static void test_common__arena_keeps_every_allocation(void **state)
+{
+    (void)state;
+    qd_arena a = {0};
+    enum { N = 200000 };
+    uint32_t **p = calloc(N, sizeof(*p));
+    assert_non_null(p);
+    for (int round = 0; round < 2; round++) {
+        for (uint32_t i = 0; i < N; i++) {
+            size_t n = i == N / 2 ? ((size_t)5 << 20) : 4 + 4 * (i % 7); /* ~3.4 MiB of small ones: several chunks */
+            p[i] = qd_arena_alloc(&a, n);
+            assert_non_null(p[i]);
+            assert_int_equal((uintptr_t)p[i] % 16, 0);
+            p[i][0] = i * 2654435761u;
+            if (i == N / 2)
+                p[i][((size_t)5 << 20) / 4 - 1] = ~i;
+        }
+        for (uint32_t i = 0; i < N; i++)
+            assert_int_equal(p[i][0], i * 2654435761u);
+        assert_int_equal(p[N / 2][((size_t)5 << 20) / 4 - 1], ~(uint32_t)(N / 2));
+        char *s = qd_arena_strndup(&a, "ab\0cd", 5);
+        assert_non_null(s);
+        assert_memory_equal(s, "ab\0cd", 6);
+        char *e = qd_arena_strndup(&a, NULL, 0);
+        assert_non_null(e);
+        assert_int_equal(e[0], '\0');
+        assert_non_null(qd_arena_alloc(&a, 0));
+        qd_arena_free(&a);
+        assert_null(a.chunks);
+        assert_int_equal(a.left, 0);
+    }
+    assert_null(qd_arena_alloc(&a, SIZE_MAX - 16));
+    assert_int_equal(qd_error_last()->code, QD_ENOMEM);
+    qd_arena_free(&a);
+    free(p);
+}
+
 /* qd_pool: each item of a round runs once, on a helper unless it is item 0 (the caller's), and a round returns only
  * when every item has; k beyond size + 1 runs size + 1; a pool of no helpers runs item 0 here. */
 typedef struct pool_round {
@@ -224,6 +294,8 @@ int main(void)
         cmocka_unit_test(test_common__errors_cross_threads_saved),
         cmocka_unit_test(test_common__fsync_parent),
         cmocka_unit_test(test_common__alloc_checks_overflow),
+        cmocka_unit_test(test_common__big_alloc_whole_huge_pages),
+        cmocka_unit_test(test_common__arena_keeps_every_allocation),
         cmocka_unit_test(test_common__pool_runs_each_item_once),
     };
     return cmocka_run_group_tests_name("common", tests, NULL, NULL);
