@@ -17,7 +17,9 @@
  *  - Q4_0 is min(15, trunc(x * id + 8.5f)) as in the reference, with x * id + 8.5f within a few ulps of [0.5, 16.5],
  *    where the truncation to int32 and the reference's (int8_t) agree;
  *  - Q4_0's signed maximum is the first value of the block's largest magnitude (the reference's strict-compare
- *    scan), or +0 when every value is zero;
+ *    scan), or +0 when every value is zero: the block's maximum and minimum (reduced 16 or 8 blocks at a time, as
+ *    the magnitudes are for Q8_0) say which sign holds that magnitude, and only a block where both signs hold it
+ *    is scanned for the first;
  *  - both bounds on x * id need 1 / d to be accurate, i.e. d a normal float: a group where some d is subnormal
  *    (amax below about 1.5e-36) goes through legacy.h's per-block path, which follows the reference to the byte
  *    whatever the magnitudes (tests/unit/test_kernels_simd.c has such blocks, alone and mixed into groups).
@@ -61,23 +63,35 @@ static inline __m512 gr_block_max(const float *x)
     return _mm512_max_ps(a, b);
 }
 
-/* 16 vectors of partial maxima -> one vector whose lane b is the maximum of m[b]'s lanes. */
-static inline __m512 gr_hmax(const __m512 *m)
+/* The block's 32 values, maximum and minimum lane-wise: 16 partials of each (Q4_0's signed maximum, below). */
+static inline void gr_block_maxmin(const float *x, __m512 *mx, __m512 *mn)
 {
-    __m512 r1[8], r2[4];
-    for (int p = 0; p < 8; p++) /* 128-bit chunks: block 2p in chunks 0-1, block 2p+1 in chunks 2-3 */
-        r1[p] = _mm512_max_ps(_mm512_shuffle_f32x4(m[2 * p], m[2 * p + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-                              _mm512_shuffle_f32x4(m[2 * p], m[2 * p + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-    for (int q = 0; q < 4; q++) /* chunk c: block 4q + c, 4 partials */
-        r2[q] = _mm512_max_ps(_mm512_shuffle_f32x4(r1[2 * q], r1[2 * q + 1], _MM_SHUFFLE(2, 0, 2, 0)),
-                              _mm512_shuffle_f32x4(r1[2 * q], r1[2 * q + 1], _MM_SHUFFLE(3, 1, 3, 1)));
-    /* a 4x4 reduction within each chunk: lane j of chunk c ends as the maximum of block 4j + c */
-    __m512 u0 = _mm512_max_ps(_mm512_unpacklo_ps(r2[0], r2[1]), _mm512_unpackhi_ps(r2[0], r2[1]));
-    __m512 u1 = _mm512_max_ps(_mm512_unpacklo_ps(r2[2], r2[3]), _mm512_unpackhi_ps(r2[2], r2[3]));
-    __m512 v = _mm512_max_ps(_mm512_shuffle_ps(u0, u1, _MM_SHUFFLE(1, 0, 1, 0)),
-                             _mm512_shuffle_ps(u0, u1, _MM_SHUFFLE(3, 2, 3, 2)));
-    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), v);
+    const __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
+    *mx = _mm512_max_ps(a, b);
+    *mn = _mm512_min_ps(a, b);
 }
+
+/* 16 vectors of partials -> one vector whose lane b is OP (max or min) of m[b]'s lanes: gr_hmax, gr_hmin. */
+#define GR_HREDUCE(name, OP)                                                                                           \
+    static inline __m512 name(const __m512 *m)                                                                         \
+    {                                                                                                                  \
+        __m512 r1[8], r2[4];                                                                                           \
+        for (int p = 0; p < 8; p++) /* 128-bit chunks: block 2p in chunks 0-1, block 2p+1 in chunks 2-3 */             \
+            r1[p] = OP(_mm512_shuffle_f32x4(m[2 * p], m[2 * p + 1], _MM_SHUFFLE(1, 0, 1, 0)),                          \
+                       _mm512_shuffle_f32x4(m[2 * p], m[2 * p + 1], _MM_SHUFFLE(3, 2, 3, 2)));                         \
+        for (int q = 0; q < 4; q++) /* chunk c: block 4q + c, 4 partials */                                            \
+            r2[q] = OP(_mm512_shuffle_f32x4(r1[2 * q], r1[2 * q + 1], _MM_SHUFFLE(2, 0, 2, 0)),                        \
+                       _mm512_shuffle_f32x4(r1[2 * q], r1[2 * q + 1], _MM_SHUFFLE(3, 1, 3, 1)));                       \
+        /* a 4x4 reduction within each chunk: lane j of chunk c ends as the result of block 4j + c */                  \
+        __m512 u0 = OP(_mm512_unpacklo_ps(r2[0], r2[1]), _mm512_unpackhi_ps(r2[0], r2[1]));                            \
+        __m512 u1 = OP(_mm512_unpacklo_ps(r2[2], r2[3]), _mm512_unpackhi_ps(r2[2], r2[3]));                            \
+        __m512 v = OP(_mm512_shuffle_ps(u0, u1, _MM_SHUFFLE(1, 0, 1, 0)),                                            \
+                     _mm512_shuffle_ps(u0, u1, _MM_SHUFFLE(3, 2, 3, 2)));                                           \
+        return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), v);     \
+    }
+GR_HREDUCE(gr_hmax, _mm512_max_ps)
+GR_HREDUCE(gr_hmin, _mm512_min_ps)
+#undef GR_HREDUCE
 
 /* lane-wise d ? 1 / d : 0; *bad gets whether some d is subnormal (see above) */
 static inline __m512 gr_inverse(__m512 d, int *bad)
@@ -98,6 +112,18 @@ static inline void gr_halves(__m512 d, qd_fp16 *h)
 static inline gr_vf gr_divc(gr_vf d, float c) { return _mm512_div_ps(d, _mm512_set1_ps(c)); }
 
 static inline void gr_store(float *p, gr_vf v) { _mm512_storeu_ps(p, v); }
+static inline gr_vf gr_load(const float *p) { return _mm512_loadu_ps(p); }
+
+/* Lane-wise from the blocks' maxima and minima: the maximum where only it has the largest magnitude (-mn < mx),
+ * the minimum where only it has (-mn > mx), +0 where both are zeros; *tie gets the lanes where +amax and -amax
+ * both occur (amax != 0), left +0 here. */
+static inline gr_vf gr_signed_max(gr_vf mx, gr_vf mn, uint32_t *tie)
+{
+    const __m512 nmn = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(mn), _mm512_set1_epi32(INT32_MIN)));
+    const __mmask16 neg = _mm512_cmp_ps_mask(nmn, mx, _CMP_GT_OQ), pos = _mm512_cmp_ps_mask(mx, nmn, _CMP_GT_OQ);
+    *tie = _mm512_cmp_ps_mask(nmn, mx, _CMP_EQ_OQ) & _mm512_cmp_ps_mask(mx, _mm512_setzero_ps(), _CMP_NEQ_OQ);
+    return _mm512_mask_mov_ps(_mm512_maskz_mov_ps(pos, mx), neg, mn);
+}
 
 /* The 32 values of a Q8_0 block times id, rounded half away from zero (|x * id| <= 127.00004), into qs. */
 static inline void gr_q8_block(const float *x, float id, int8_t *qs)
@@ -121,12 +147,6 @@ static inline uint32_t gr_first_negative(const float *x, float amax)
                   (uint32_t)_mm512_cmpeq_epi32_mask(_mm512_and_si512(x1, mag), a) << 16;
     uint32_t sg = _mm512_cmplt_epi32_mask(x0, zero) | (uint32_t)_mm512_cmplt_epi32_mask(x1, zero) << 16;
     return (sg >> __builtin_ctz(eq)) & 1u;
-}
-
-/* -v in the lanes whose bit is set in neg (an exact sign flip) */
-static inline gr_vf gr_negate(gr_vf v, uint32_t neg)
-{
-    return _mm512_mask_sub_ps(v, (__mmask16)neg, _mm512_setzero_ps(), v);
 }
 
 /* Q4_0 levels min(15, trunc(x * id + 8.5f)) of a block, two to a byte (element j low, j + 16 high), into qs. */
@@ -170,20 +190,32 @@ static inline __m256 gr_block_max(const float *x)
     return _mm256_max_ps(a, b);
 }
 
-/* 8 vectors of partial maxima -> one vector whose lane b is the maximum of m[b]'s lanes. */
-static inline __m256 gr_hmax(const __m256 *m)
+static inline void gr_block_maxmin(const float *x, __m256 *mx, __m256 *mn)
 {
-    __m256 r[4];
-    for (int p = 0; p < 4; p++) /* 128-bit halves: block 2p in the low, block 2p+1 in the high, 4 partials */
-        r[p] = _mm256_max_ps(_mm256_permute2f128_ps(m[2 * p], m[2 * p + 1], 0x20),
-                             _mm256_permute2f128_ps(m[2 * p], m[2 * p + 1], 0x31));
-    /* a 4x4 reduction within each half: lane j of half c ends as the maximum of block 2j + c */
-    __m256 u0 = _mm256_max_ps(_mm256_unpacklo_ps(r[0], r[1]), _mm256_unpackhi_ps(r[0], r[1]));
-    __m256 u1 = _mm256_max_ps(_mm256_unpacklo_ps(r[2], r[3]), _mm256_unpackhi_ps(r[2], r[3]));
-    __m256 v = _mm256_max_ps(_mm256_shuffle_ps(u0, u1, _MM_SHUFFLE(1, 0, 1, 0)),
-                             _mm256_shuffle_ps(u0, u1, _MM_SHUFFLE(3, 2, 3, 2)));
-    return _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    __m256 v[4];
+    lg_load32(x, v);
+    *mx = _mm256_max_ps(_mm256_max_ps(v[0], v[1]), _mm256_max_ps(v[2], v[3]));
+    *mn = _mm256_min_ps(_mm256_min_ps(v[0], v[1]), _mm256_min_ps(v[2], v[3]));
 }
+
+/* 8 vectors of partials -> one vector whose lane b is OP (max or min) of m[b]'s lanes: gr_hmax, gr_hmin. */
+#define GR_HREDUCE(name, OP)                                                                                           \
+    static inline __m256 name(const __m256 *m)                                                                         \
+    {                                                                                                                  \
+        __m256 r[4];                                                                                                   \
+        for (int p = 0; p < 4; p++) /* 128-bit halves: block 2p in the low, block 2p+1 in the high, 4 partials */      \
+            r[p] = OP(_mm256_permute2f128_ps(m[2 * p], m[2 * p + 1], 0x20),                                            \
+                      _mm256_permute2f128_ps(m[2 * p], m[2 * p + 1], 0x31));                                           \
+        /* a 4x4 reduction within each half: lane j of half c ends as the result of block 2j + c */                    \
+        __m256 u0 = OP(_mm256_unpacklo_ps(r[0], r[1]), _mm256_unpackhi_ps(r[0], r[1]));                                \
+        __m256 u1 = OP(_mm256_unpacklo_ps(r[2], r[3]), _mm256_unpackhi_ps(r[2], r[3]));                                \
+        __m256 v = OP(_mm256_shuffle_ps(u0, u1, _MM_SHUFFLE(1, 0, 1, 0)),                                            \
+                     _mm256_shuffle_ps(u0, u1, _MM_SHUFFLE(3, 2, 3, 2)));                                           \
+        return _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));                                \
+    }
+GR_HREDUCE(gr_hmax, _mm256_max_ps)
+GR_HREDUCE(gr_hmin, _mm256_min_ps)
+#undef GR_HREDUCE
 
 static inline __m256 gr_inverse(__m256 d, int *bad)
 {
@@ -201,6 +233,16 @@ static inline void gr_halves(__m256 d, qd_fp16 *h)
 static inline gr_vf gr_divc(gr_vf d, float c) { return _mm256_div_ps(d, _mm256_set1_ps(c)); }
 
 static inline void gr_store(float *p, gr_vf v) { _mm256_storeu_ps(p, v); }
+static inline gr_vf gr_load(const float *p) { return _mm256_loadu_ps(p); }
+
+static inline gr_vf gr_signed_max(gr_vf mx, gr_vf mn, uint32_t *tie)
+{
+    const __m256 nmn = _mm256_xor_ps(mn, _mm256_set1_ps(-0.0f));
+    const __m256 neg = _mm256_cmp_ps(nmn, mx, _CMP_GT_OQ), pos = _mm256_cmp_ps(mx, nmn, _CMP_GT_OQ);
+    *tie = (uint32_t)_mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(nmn, mx, _CMP_EQ_OQ),
+                                                      _mm256_cmp_ps(mx, _mm256_setzero_ps(), _CMP_NEQ_OQ)));
+    return _mm256_blendv_ps(_mm256_and_ps(pos, mx), mn, neg);
+}
 
 static inline void gr_q8_block(const float *x, float id, int8_t *qs)
 {
@@ -225,13 +267,6 @@ static inline uint32_t gr_first_negative(const float *x, float amax)
         sg |= (uint32_t)_mm256_movemask_ps(xv[k]) << (8 * k);
     }
     return (sg >> __builtin_ctz(eq)) & 1u;
-}
-
-static inline gr_vf gr_negate(gr_vf v, uint32_t neg)
-{
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i bit = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)neg), lane), _mm256_set1_epi32(1));
-    return _mm256_xor_ps(v, _mm256_castsi256_ps(_mm256_slli_epi32(bit, 31)));
 }
 
 static inline void gr_q4_block(const float *x, float id, uint8_t *qs)
@@ -303,19 +338,30 @@ static void gr_quantize_q4_0(const float *src, void *dst, int64_t nrows, int64_t
     int64_t i = 0;
     for (; i + GR_N <= nb; i += GR_N) {
         const float *x = src + 32 * i;
-        gr_vf m[GR_N];
-        float amax[GR_N], id[GR_N];
+        gr_vf pmx[GR_N], pmn[GR_N];
+        float id[GR_N];
         qd_fp16 h[GR_N];
-        uint32_t neg = 0; /* bit b: block b's first value of largest magnitude is negative */
+        uint32_t tie; /* bit b: block b holds both +amax and -amax */
         int bad;
         for (int b = 0; b < GR_N; b++)
-            m[b] = gr_block_max(x + 32 * b);
-        const gr_vf am = gr_hmax(m);
-        gr_store(amax, am);
-        for (int b = 0; b < GR_N; b++) /* amax 0: every value is a zero and the reference keeps +0 */
-            neg |= (amax[b] != 0.0f ? gr_first_negative(x + 32 * b, amax[b]) : 0u) << b;
-        /* max / -8 with max = -amax where negative */
-        const gr_vf d = gr_divc(gr_negate(am, neg), -8.0f);
+            gr_block_maxmin(x + 32 * b, &pmx[b], &pmn[b]);
+        /* the reference's max, the first value of the largest magnitude: the maximum where only a positive value
+         * has it, the minimum where only a negative one has it, +0 where every value is a zero; where both signs
+         * have it (rare in weights), the first of them decides */
+        const gr_vf mx = gr_hmax(pmx), mn = gr_hmin(pmn);
+        gr_vf smax = gr_signed_max(mx, mn, &tie);
+        if (tie) {
+            float a[GR_N], lo[GR_N], sm[GR_N];
+            gr_store(a, mx);
+            gr_store(lo, mn);
+            gr_store(sm, smax);
+            for (; tie; tie &= tie - 1) {
+                const int b = __builtin_ctz(tie);
+                sm[b] = gr_first_negative(x + 32 * b, a[b]) ? lo[b] : a[b];
+            }
+            smax = gr_load(sm);
+        }
+        const gr_vf d = gr_divc(smax, -8.0f);
         gr_store(id, gr_inverse(d, &bad));
         if (bad) {
             lg_quantize_q4_0(x, y + i, 1, 32 * GR_N);
