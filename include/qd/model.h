@@ -169,10 +169,12 @@ int qd_tensor_read_f32(const qd_tensor *t, int64_t row0, int64_t nrows, float *d
  * mapping when the tensor allows it (file_readable, no head permutation, the rows fit): on VMs with nested paging
  * streaming a large mapping costs a TLB miss per 4 KiB page, several times what the kernel's copy into a small
  * buffer that stays in cache costs. Falls back to qd_tensor_read_f32 otherwise. Same bytes out either way.
+ * amax (NULL: not wanted) gets the largest magnitude read where the conversion measured it on the way
+ * (qd_dequantize_rows_bound), else NaN: the bound qd_quantize_rows_bounded takes.
  * @return as qd_tensor_read_f32, or QD_EIO when the read fails
  */
 int qd_tensor_read_f32_staged(const qd_tensor *t, int64_t row0, int64_t nrows, float *dst, void *stage,
-                              size_t stage_cap);
+                              size_t stage_cap, float *amax);
 
 /** Drop the mapped pages of a tensor from this process (they stay in the page cache): keeps resident memory small
  * while streaming a model. The data stays readable (it is faulted in again on access). */

@@ -79,8 +79,23 @@ size_t qd_row_size(qd_type t, int64_t ncols);
  */
 int qd_quantize_rows(qd_type t, const float *src, void *dst, int64_t nrows, int64_t ncols, const float *imatrix);
 
+/**
+ * qd_quantize_rows for a caller that knows a bound on the input: amax the largest magnitude of src (as
+ * qd_dequantize_rows_bound reports it). Where amax is within what t accepts, the input check is skipped (it is
+ * the same check, already made); otherwise (NaN: not known) it is made as qd_quantize_rows makes it.
+ */
+int qd_quantize_rows_bounded(qd_type t, const float *src, void *dst, int64_t nrows, int64_t ncols,
+                             const float *imatrix, float amax);
+
 /** Dequantize nrows rows into f32. @return QD_OK, QD_EINVAL, QD_EUNSUPPORTED */
 int qd_dequantize_rows(qd_type t, const void *src, float *dst, int64_t nrows, int64_t ncols);
+
+/**
+ * qd_dequantize_rows, and *amax the largest magnitude of the values written: +Inf when one is infinite, NaN
+ * when one is NaN or when the variant does not measure it on the way for this type (F16 sources are measured in
+ * the same pass, at the cost of two instructions per 16 values). @return as qd_dequantize_rows
+ */
+int qd_dequantize_rows_bound(qd_type t, const void *src, float *dst, int64_t nrows, int64_t ncols, float *amax);
 
 /** Kernel variants. The reference defines the result; the others must match it byte for byte. */
 typedef enum qd_kernel_variant {

@@ -610,12 +610,16 @@ int qd_tensor_read_f32(const qd_tensor *t, int64_t row0, int64_t nrows, float *d
 }
 
 int qd_tensor_read_f32_staged(const qd_tensor *t, int64_t row0, int64_t nrows, float *dst, void *stage,
-                              size_t stage_cap)
+                              size_t stage_cap, float *amax)
 {
     int rc;
     size_t rs = qd_row_size(t->type, t->ne[0]), len;
     uint8_t *buf;
     uint64_t pos;
+    float bound;
+    if (!amax)
+        amax = &bound;
+    *amax = NAN;
     if (!t->file_readable || t->permute_heads > 0 || !rs)
         return qd_tensor_read_f32(t, row0, nrows, dst);
     if ((rc = row_range_ok(t, row0, nrows)))
@@ -629,7 +633,7 @@ int qd_tensor_read_f32_staged(const qd_tensor *t, int64_t row0, int64_t nrows, f
         return qd_error_set(QD_EIO, QD_EC_OS, "tensor %s: read: %s", t->name, strerror(errno));
     if (t->type == QD_TYPE_F32)
         return QD_OK;
-    return qd_dequantize_rows(t->type, buf, dst, nrows, t->ne[0]);
+    return qd_dequantize_rows_bound(t->type, buf, dst, nrows, t->ne[0], amax);
 }
 
 void qd_tensor_drop_pages(const qd_tensor *t)

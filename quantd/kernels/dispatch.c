@@ -445,6 +445,12 @@ static int resolve(qd_type t, int64_t nrows, int64_t ncols, const char *what, co
 
 int qd_quantize_rows(qd_type t, const float *src, void *dst, int64_t nrows, int64_t ncols, const float *imatrix)
 {
+    return qd_quantize_rows_bounded(t, src, dst, nrows, ncols, imatrix, NAN);
+}
+
+int qd_quantize_rows_bounded(qd_type t, const float *src, void *dst, int64_t nrows, int64_t ncols,
+                             const float *imatrix, float amax)
+{
     const qd_type_traits *tr;
     const qd_kernel_ops *ops, *ref;
     int rc = resolve(t, nrows, ncols, "quantize", &tr, &ops, &ref);
@@ -463,7 +469,9 @@ int qd_quantize_rows(qd_type t, const float *src, void *dst, int64_t nrows, int6
         return qd_error_set(QD_EINVAL, QD_EC_INVALID, "quantize %s: NULL buffer", tr->name);
     if (qd_ref_iq_prepare(t) < 0)
         return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "quantize %s: out of memory building its grid tables", tr->name);
-    if (tr->quantized && !qd_kernels_table()->within(src, nrows * ncols, qd_kernels_max_abs(t))) {
+    /* (!(amax <= max): NaN, an amax not known, is checked here) */
+    if (tr->quantized && !(amax <= qd_kernels_max_abs(t)) &&
+        !qd_kernels_table()->within(src, nrows * ncols, qd_kernels_max_abs(t))) {
         const int64_t n = nrows * ncols;
         const float max_abs = qd_kernels_max_abs(t);
         for (int64_t i = 0; i < n; i++) {
@@ -491,6 +499,13 @@ int qd_quantize_rows(qd_type t, const float *src, void *dst, int64_t nrows, int6
 
 int qd_dequantize_rows(qd_type t, const void *src, float *dst, int64_t nrows, int64_t ncols)
 {
+    float amax;
+    return qd_dequantize_rows_bound(t, src, dst, nrows, ncols, &amax);
+}
+
+int qd_dequantize_rows_bound(qd_type t, const void *src, float *dst, int64_t nrows, int64_t ncols, float *amax)
+{
+    *amax = NAN;
     const qd_type_traits *tr;
     const qd_kernel_ops *ops, *ref;
     int rc = resolve(t, nrows, ncols, "dequantize", &tr, &ops, &ref);
@@ -506,6 +521,10 @@ int qd_dequantize_rows(qd_type t, const void *src, float *dst, int64_t nrows, in
         return qd_error_set(QD_EINVAL, QD_EC_INVALID, "dequantize %s: NULL buffer", tr->name);
     if (qd_ref_iq_prepare(t) < 0)
         return qd_error_set(QD_ENOMEM, QD_EC_NOMEM, "dequantize %s: out of memory building its grid tables", tr->name);
+    if (t == QD_TYPE_F16 && qd_kernels_table()->f16_bound) {
+        *amax = qd_kernels_table()->f16_bound(src, dst, nrows * ncols);
+        return QD_OK;
+    }
     dq(src, dst, nrows, ncols);
     return QD_OK;
 }

@@ -37,13 +37,17 @@ typedef struct qd_kernel_ops {
 /** Whether every one of n values is finite with |x| <= max_abs (the input check of qd_quantize_rows). */
 typedef bool (*qd_within_fn)(const float *x, int64_t n, float max_abs);
 
-/** A variant: a name, an ops entry per type (all-NULL for a type it lacks) and its input check (every table has
- *  one). */
+/** F16 to f32 of n values, returning the largest magnitude among them (+Inf for an infinity, NaN for a NaN). */
+typedef float (*qd_f16_bound_fn)(const void *src, float *dst, int64_t n);
+
+/** A variant: a name, an ops entry per type (all-NULL for a type it lacks), its input check (every table has
+ *  one) and optionally an F16 conversion that measures its output's magnitude on the way. */
 typedef struct qd_kernel_table {
     qd_kernel_variant variant;
     const char *name;
     qd_kernel_ops ops[QD_TYPE_COUNT];
     qd_within_fn within;
+    qd_f16_bound_fn f16_bound;
 } qd_kernel_table;
 
 /** The scalar reference (ref.c): complete, and the definition every other variant must match. */

@@ -378,11 +378,12 @@ static void run_job(void *jobs, int i)
         int64_t nr = k->nrows - r < k->block_rows ? k->nrows - r : k->block_rows, row = k->row0 + r;
         if (!k->t->file_readable)
             prefault(k->t, row, nr);
-        rc = qd_tensor_read_f32_staged(k->t, row, nr, j->f32, j->stage, j->stage_cap);
+        float amax; /* (measured on the way for F16 sources: then the input check is not made twice) */
+        rc = qd_tensor_read_f32_staged(k->t, row, nr, j->f32, j->stage, j->stage_cap, &amax);
         if (!rc && check)
             rc = check_values(k, j->f32, row, nr * nc);
         if (!rc)
-            rc = qd_quantize_rows(k->type, j->f32, k->out + (size_t)r * ors, nr, nc, k->imatrix);
+            rc = qd_quantize_rows_bounded(k->type, j->f32, k->out + (size_t)r * ors, nr, nc, k->imatrix, amax);
         if (rc) {
             j->fail_block = b;
             qd_error_save(&j->err, rc);

@@ -356,6 +356,87 @@ static void test_kernels_simd__conversions(void **state)
     free(f);
 }
 
+/* qd_dequantize_rows_bound on F16: under each SIMD variant the same floats as the reference's conversion and the
+ * exact largest magnitude (rows of every length around the 8 and 16 lanes, zeros of both signs, the largest
+ * finite half), +Inf with an infinity and NaN with a NaN anywhere in them; the reference does not measure (NaN).
+ * qd_quantize_rows_bounded then skips the input check only for a bound within the type's: a NaN input with an
+ * unknown (NaN) or infinite bound is refused with qd_quantize_rows's message, and a true bound gives its bytes. */
+static void test_kernels_simd__f16_bound(void **state)
+{
+    (void)state;
+    if (!usable_count())
+        skip();
+    tu_rng r;
+    tu_rng_seed(&r, tu_seed() + 9);
+    enum { MAXN = 4096 + 13 };
+    uint16_t *h = malloc(MAXN * 2);
+    float *fa = malloc(MAXN * 4), *fb = malloc(MAXN * 4);
+    uint8_t *qa = malloc(qd_row_size(QD_TYPE_Q4_0, 4096)), *qb = malloc(qd_row_size(QD_TYPE_Q4_0, 4096));
+    char want_msg[512];
+    assert_non_null(h);
+    assert_non_null(fa);
+    assert_non_null(fb);
+    assert_non_null(qa);
+    assert_non_null(qb);
+    float amax;
+    long cases = 0;
+    for (int64_t n = 1; n <= MAXN; n += n < 70 ? 1 : n < 1100 ? 97 : 1499) {
+        for (int kind = 0; kind < 4; kind++) {
+            for (int64_t i = 0; i < n; i++) { /* finite halves: exponent below 31 */
+                uint16_t v = (uint16_t)tu_next(&r);
+                if ((v & 0x7c00u) == 0x7c00u)
+                    v &= 0xbfffu;
+                h[i] = kind == 1 ? (uint16_t)(v & 0x8000u) : kind == 2 && i == n / 3 ? ((v & 0x8000u) | 0x7bffu) : v;
+            }
+            const int64_t at = (int64_t)(tu_next(&r) % (uint64_t)n);
+            if (kind == 3) /* an infinity or a NaN somewhere, of either sign */
+                h[at] = (uint16_t)((tu_next(&r) & 1 ? 0x7c00u : 0x7c00u | (1u + tu_next(&r) % 0x3ffu)) |
+                                   (tu_next(&r) & 1 ? 0x8000u : 0));
+            use(QD_KERNELS_REF);
+            OK(qd_dequantize_rows_bound(QD_TYPE_F16, h, fa, 1, n, &amax));
+            assert_true(isnan(amax));
+            float want = 0.0f;
+            for (int64_t i = 0; i < n; i++)
+                want = isnan(fa[i]) || isnan(want) ? NAN : fmaxf(want, fabsf(fa[i]));
+            for (size_t vi = 0; vi < sizeof(simd_variants) / sizeof(simd_variants[0]); vi++) {
+                if (!qd_kernels_usable(simd_variants[vi]))
+                    continue;
+                use(simd_variants[vi]);
+                OK(qd_dequantize_rows_bound(QD_TYPE_F16, h, fb, 1, n, &amax));
+                assert_memory_equal(fa, fb, (size_t)n * 4);
+                if (isnan(want) ? !isnan(amax) : amax != want || signbit(amax))
+                    fail_msg("%s: %lld halves (kind %d): bound %g, the largest magnitude %g",
+                             qd_kernels_name(simd_variants[vi]), (long long)n, kind, (double)amax, (double)want);
+                if (n % 32 == 0 && n <= 4096) {
+                    const int rq = qd_quantize_rows(QD_TYPE_Q4_0, fb, qa, 1, n, NULL);
+                    snprintf(want_msg, sizeof(want_msg), "%s", rq ? qd_error_last()->message : "");
+                    if (rq != (kind == 3 ? QD_EINVAL : QD_OK))
+                        fail_msg("kind %d n %lld: %d %s", kind, (long long)n, rq, want_msg);
+                    const float bounds[] = {amax, NAN, INFINITY};
+                    for (int b = 0; b < 3; b++) {
+                        if (kind == 3 && b == 0 && !isnan(amax) && amax <= 3e8f)
+                            fail_msg("a bound of %g over an infinity or NaN", (double)amax);
+                        const int rb = qd_quantize_rows_bounded(QD_TYPE_Q4_0, fb, qb, 1, n, NULL, bounds[b]);
+                        assert_int_equal(rb, rq);
+                        if (rq)
+                            assert_string_equal(qd_error_last()->message, want_msg);
+                        else
+                            assert_memory_equal(qa, qb, qd_row_size(QD_TYPE_Q4_0, n));
+                    }
+                }
+                cases++;
+            }
+        }
+    }
+    use_default();
+    free(h);
+    free(fa);
+    free(fb);
+    free(qa);
+    free(qb);
+    printf("f16 bound: %ld cases\n", cases);
+}
+
 
 /* ---- a generated "model": several tensors, each variant, 1 and 2 threads over row ranges ---- */
 
@@ -446,6 +527,7 @@ int main(void)
     tu_seed();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kernels_simd__conversions),
+        cmocka_unit_test(test_kernels_simd__f16_bound),
         cmocka_unit_test(test_kernels_simd__quantize_matches_reference),
         cmocka_unit_test(test_kernels_simd__edge_blocks),
         cmocka_unit_test(test_kernels_simd__input_check),

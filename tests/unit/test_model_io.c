@@ -246,19 +246,19 @@ static void test_model_io__staged_reads_match_the_mapping(void **state)
             memset(y, 0xAB, (size_t)nel * 4);
             for (int64_t r = 0; r < rows; r += 3) {
                 int64_t n = rows - r < 3 ? rows - r : 3;
-                assert_int_equal(qd_tensor_read_f32_staged(t, r, n, y + r * nc, stage, cap), QD_OK);
+                assert_int_equal(qd_tensor_read_f32_staged(t, r, n, y + r * nc, stage, cap, NULL), QD_OK);
             }
             assert_memory_equal(x, y, (size_t)nel * 4);
             /* a stage of one row for four rows: the mapping answers, same floats (y is scrambled first, so a
              * read that wrote nothing would fail) */
             if (rows >= 4) {
                 memset(y, 0xAB, (size_t)(4 * nc) * 4);
-                assert_int_equal(qd_tensor_read_f32_staged(t, 0, 4, y, stage, rs), QD_OK);
+                assert_int_equal(qd_tensor_read_f32_staged(t, 0, 4, y, stage, rs, NULL), QD_OK);
                 assert_memory_equal(x, y, (size_t)(4 * nc) * 4);
                 small_stage++;
             }
             readable += t->file_readable;
-            assert_int_equal(qd_tensor_read_f32_staged(t, rows, 1, y, stage, cap), QD_EINVAL); /* out of range */
+            assert_int_equal(qd_tensor_read_f32_staged(t, rows, 1, y, stage, cap, NULL), QD_EINVAL); /* out of range */
             free(x);
             free(y);
             free(stage);

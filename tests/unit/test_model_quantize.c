@@ -240,10 +240,11 @@ static void test_model_quantize__hf_permutation_on_copy_path(void **state)
     qd_model_free(b);
 }
 
-static void write_tiny_aligned(const char *path, float bad, uint32_t align)
+static void write_tiny_typed(const char *path, float bad, uint32_t align, qd_type emb_type)
 {
     qd_gguf_writer *w;
     float emb[32 * 8], norm[32];
+    uint16_t emb16[32 * 8];
     for (int i = 0; i < 32 * 8; i++)
         emb[i] = (float)(i % 7) * 0.01f;
     for (int i = 0; i < 32; i++)
@@ -255,13 +256,23 @@ static void write_tiny_aligned(const char *path, float bad, uint32_t align)
     assert_int_equal(qd_gguf_set_u32(w, "llama.block_count", 1), QD_OK);
     assert_int_equal(qd_gguf_set_u32(w, "llama.attention.head_count", 2), QD_OK);
     int64_t ne[2] = {32, 8};
-    assert_int_equal(qd_gguf_add_tensor(w, "token_embd.weight", QD_TYPE_F32, 2, ne), QD_OK);
+    assert_int_equal(qd_gguf_add_tensor(w, "token_embd.weight", emb_type, 2, ne), QD_OK);
     assert_int_equal(qd_gguf_add_tensor(w, "output_norm.weight", QD_TYPE_F32, 1, ne), QD_OK);
     assert_int_equal(qd_gguf_writer_begin(w, path), QD_OK);
-    assert_int_equal(qd_gguf_writer_write(w, emb, sizeof(emb)), QD_OK);
+    if (emb_type == QD_TYPE_F16) { /* (F16 holds NaN and Inf: converted, not refused) */
+        assert_int_equal(qd_quantize_rows(QD_TYPE_F16, emb, emb16, 8, 32, NULL), QD_OK);
+        assert_int_equal(qd_gguf_writer_write(w, emb16, sizeof(emb16)), QD_OK);
+    } else {
+        assert_int_equal(qd_gguf_writer_write(w, emb, sizeof(emb)), QD_OK);
+    }
     assert_int_equal(qd_gguf_writer_write(w, norm, sizeof(norm)), QD_OK);
     assert_int_equal(qd_gguf_writer_finish(w), QD_OK);
     qd_gguf_writer_free(w);
+}
+
+static void write_tiny_aligned(const char *path, float bad, uint32_t align)
+{
+    write_tiny_typed(path, bad, align, QD_TYPE_F32);
 }
 
 static void write_tiny(const char *path, float bad) { write_tiny_aligned(path, bad, 0); }
@@ -311,6 +322,32 @@ static void test_model_quantize__values_a_type_cannot_hold(void **state)
     assert_int_equal(qd_quantize_model(&st, sp("bad.gguf"), sp("okbf.gguf"), &ob), QD_OK);
     write_tiny(sp("bad.gguf"), NAN);
     assert_int_equal(qd_quantize_model(&st, sp("bad.gguf"), sp("nanbf.gguf"), &ob), QD_EINVAL);
+    /* an F16 source (its conversion measures the magnitudes on the way, qd_dequantize_rows_bound): a NaN or an
+     * infinity is refused by every block type, under every kernel variant, and the largest finite half is not */
+    qd_quantize_opts o8 = opts(QD_FTYPE_Q8_0, 2);
+    const float bads16[] = {NAN, INFINITY, -INFINITY, 65504.0f};
+    for (int v = 0; v < 3; v++) {
+        if (!qd_kernels_usable((qd_kernel_variant)v))
+            continue;
+        setenv("QD_KERNELS", qd_kernels_name((qd_kernel_variant)v), 1);
+        assert_int_equal(qd_kernels_select(), QD_OK);
+        for (size_t i = 0; i < 4; i++) {
+            write_tiny_typed(sp("bad16src.gguf"), bads16[i], 0, QD_TYPE_F16);
+            const int rc = qd_quantize_model(&st, sp("bad16src.gguf"), sp("bad8.gguf"), &o8);
+            if (i == 3) {
+                assert_int_equal(rc, QD_OK);
+                continue;
+            }
+            assert_int_equal(rc, QD_EINVAL);
+            const char *msg = qd_error_last()->message;
+            assert_non_null(strstr(msg, "token_embd.weight"));
+            assert_non_null(strstr(msg, "row 2 column 13"));
+            assert_non_null(strstr(msg, i ? "is Inf" : "is NaN"));
+            assert_false(exists(sp("bad8.gguf.part")));
+        }
+    }
+    unsetenv("QD_KERNELS");
+    assert_int_equal(qd_kernels_select(), QD_OK);
 }
 
 static void test_model_quantize__small_placeholder_vocab(void **state)

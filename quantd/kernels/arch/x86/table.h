@@ -24,6 +24,7 @@ const qd_kernel_table QD_SIMD_TABLE = {
         [QD_TYPE_IQ4_XS] = OPS(lq_quantize_iq4_xs, lq_quantize_iq4_xs_imatrix, dq_dequantize_iq4_xs),
     },
     .within = gr_within,
+    .f16_bound = lg_f16_bound,
 };
 
 #undef OPS
