@@ -269,13 +269,20 @@ static inline uint32_t gr_first_negative(const float *x, float amax)
     return (sg >> __builtin_ctz(eq)) & 1u;
 }
 
+/* (x * id + 8.5f lies in [0.5, 16.5] here, see the top: the truncation needs no sign extension and the levels
+ * no masking, unlike legacy.h's lg_levels_sym, which takes any block) */
 static inline void gr_q4_block(const float *x, float id, uint8_t *qs)
 {
-    __m256 xv[4];
+    const __m256 vid = _mm256_set1_ps(id), bias = _mm256_set1_ps(8.5f);
+    const __m256i top = _mm256_set1_epi32(15);
     __m256i q[4];
-    lg_load32(x, xv);
-    lg_levels_sym(xv, id, 8.5f, 15, q);
-    lg_pack_nibbles(q, qs);
+    for (int k = 0; k < 4; k++) {
+        const __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), vid), bias);
+        q[k] = _mm256_min_epi32(_mm256_cvttps_epi32(v), top);
+    }
+    /* element j low, j + 16 high: bytes 0-7 from q[0] | q[2] << 4, 8-15 from q[1] | q[3] << 4 */
+    lg_store_u8x16(qs, _mm256_or_si256(q[0], _mm256_slli_epi32(q[2], 4)),
+                   _mm256_or_si256(q[1], _mm256_slli_epi32(q[3], 4)));
 }
 
 #endif
