@@ -41,8 +41,9 @@ static inline void *big_alloc(size_t n, bool huge)
 }
 
 /* Rows r0..r1 of an F16 matrix of ncols columns quantized to t (with imatrix, or NULL) into out (rows of
- * qd_row_size(t, ncols) bytes), as a CPU thread of the benchmarks does it: chunk rows at a time converted to F32 in a
- * small buffer, then quantized. @return QD_OK or the first error */
+ * qd_row_size(t, ncols) bytes), as a thread of the quantize pipeline does it: chunk rows at a time converted to F32
+ * in a small buffer, the conversion's magnitude bound sparing the quantizer its input check, then quantized.
+ * @return QD_OK or the first error */
 static inline int bench_quantize_f16_rows(qd_type t, const uint16_t *in, uint8_t *out, int64_t r0, int64_t r1,
                                           int64_t ncols, int64_t chunk, const float *imatrix)
 {
@@ -51,9 +52,10 @@ static inline int bench_quantize_f16_rows(qd_type t, const uint16_t *in, uint8_t
     int rc = f ? QD_OK : QD_ENOMEM;
     for (int64_t r = r0; r < r1 && !rc; r += chunk) {
         const int64_t n = r1 - r < chunk ? r1 - r : chunk;
-        rc = qd_dequantize_rows(QD_TYPE_F16, in + r * ncols, f, n, ncols);
+        float amax;
+        rc = qd_dequantize_rows_bound(QD_TYPE_F16, in + r * ncols, f, n, ncols, &amax);
         if (!rc)
-            rc = qd_quantize_rows(t, f, out + (size_t)r * ors, n, ncols, imatrix);
+            rc = qd_quantize_rows_bounded(t, f, out + (size_t)r * ors, n, ncols, imatrix, amax);
     }
     free(f);
     return rc;

@@ -160,9 +160,9 @@ struct qd_arena_chunk { /* at the start of each chunk; the allocations follow it
 
 void *qd_arena_alloc(qd_arena *a, size_t n)
 {
-    size_t need = n ? (n + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN : ARENA_ALIGN;
     if (n > SIZE_MAX - 2 * ARENA_CHUNK)
         return oom(n);
+    size_t need = n ? (n + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN : ARENA_ALIGN;
     if (need > a->left) {
         size_t size = need + sizeof(struct qd_arena_chunk) > ARENA_CHUNK ? need + sizeof(struct qd_arena_chunk)
                                                                           : ARENA_CHUNK;

@@ -64,21 +64,32 @@ static int cur_u64(io_cur *c, uint64_t *v, const char *what)
     return QD_OK;
 }
 
-/* A GGUF string: u64 length + bytes, copied out NUL-terminated into the arena. */
-static int cur_str(io_cur *c, qd_arena *a, char **out, uint64_t *out_len, const char *what)
+/* A GGUF string where it lies: u64 length + bytes (*s points into the buffer, not NUL-terminated). */
+static int cur_strview(io_cur *c, const char **s, uint64_t *len, const char *what)
 {
-    uint64_t n;
-    int rc = cur_u64(c, &n, what);
+    int rc = cur_u64(c, len, what);
     if (rc)
         return rc;
-    if (n > c->len - c->pos)
+    if (*len > c->len - c->pos)
         return qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: %s length %llu runs past the end of the file", what,
-                            (unsigned long long)n);
-    if (!(*out = qd_arena_strndup(a, (const char *)c->p + c->pos, (size_t)n)))
+                            (unsigned long long)*len);
+    *s = (const char *)c->p + c->pos;
+    c->pos += (size_t)*len;
+    return QD_OK;
+}
+
+/* A GGUF string copied out NUL-terminated into the arena. */
+static int cur_str(io_cur *c, qd_arena *a, char **out, uint64_t *out_len, const char *what)
+{
+    const char *s = NULL;
+    uint64_t n = 0;
+    int rc = cur_strview(c, &s, &n, what);
+    if (rc)
+        return rc;
+    if (!(*out = qd_arena_strndup(a, s, (size_t)n)))
         return QD_ENOMEM;
     if (out_len)
         *out_len = n;
-    c->pos += (size_t)n;
     return QD_OK;
 }
 
@@ -309,19 +320,16 @@ int io_gguf_parse(qd_model *m, const uint8_t *p, size_t len)
 
     for (uint64_t i = 0; i < n_tensors; i++) {
         qd_tensor t;
-        uint64_t name_len, off;
+        const char *name = NULL;
+        uint64_t name_len = 0, off;
         uint32_t nd, ty;
         memset(&t, 0, sizeof(t));
-        if ((rc = cur_u64(&c, &name_len, "tensor name")))
+        if ((rc = cur_strview(&c, &name, &name_len, "tensor name")))
             return rc;
-        if (name_len > c.len - c.pos)
-            return qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: tensor name length %llu runs past the end of the "
-                                "file", (unsigned long long)name_len);
-        if (name_len == 0 || name_len > QD_GGUF_MAX_NAME || memchr(c.p + c.pos, 0, (size_t)name_len))
+        if (name_len == 0 || name_len > QD_GGUF_MAX_NAME || memchr(name, 0, (size_t)name_len))
             return qd_error_set(QD_ECORRUPT, QD_EC_INVALID, "gguf: tensor %llu: bad name (length %llu, at most %d)",
                                 (unsigned long long)i, (unsigned long long)name_len, QD_GGUF_MAX_NAME);
-        memcpy(t.name, c.p + c.pos, (size_t)name_len); /* (t was zeroed: the name ends in a NUL) */
-        c.pos += (size_t)name_len;
+        memcpy(t.name, name, (size_t)name_len); /* (t was zeroed: the name ends in a NUL) */
         if ((rc = cur_u32(&c, &nd, "tensor dims")))
             return rc;
         if (nd < 1 || nd > 4)
@@ -598,7 +606,7 @@ static int w_str_arr(qd_gguf_writer *w, const char *key, const char *const *strs
     kv.n = n;
     for (uint64_t i = 0; i < n; i++) {
         uint64_t l = lens ? lens[i] : strlen(strs[i]);
-        char *s = l < SIZE_MAX ? qd_arena_strndup(&w->arena, strs[i], (size_t)l) : NULL;
+        char *s = qd_arena_strndup(&w->arena, strs[i], (size_t)l);
         if (!s)
             return QD_ENOMEM;
         ((char **)kv.arr)[i] = s;
@@ -619,7 +627,7 @@ int qd_gguf_set_kv(qd_gguf_writer *w, const qd_kv *kv)
         qd_kv c;
         memset(&c, 0, sizeof(c));
         /* (the string may hold NUL bytes: copied by its length) */
-        if (kv->str_len >= SIZE_MAX || !(c.key = qd_arena_strndup(&w->arena, kv->key, strlen(kv->key))) ||
+        if (!(c.key = qd_arena_strndup(&w->arena, kv->key, strlen(kv->key))) ||
             !(c.str = qd_arena_strndup(&w->arena, kv->str, (size_t)kv->str_len)))
             return QD_ENOMEM;
         c.type = QD_GGUF_STRING;
@@ -683,28 +691,17 @@ int qd_gguf_add_tensor(qd_gguf_writer *w, const char *name, qd_type type, uint32
 }
 
 /* The serialized header: measured by a first pass (p NULL: only len counts), then written into a buffer of
- * exactly that size (a vocabulary makes it hundreds of KiB: a big buffer, one fault per 2 MiB, not per page). */
+ * exactly that size in the writer's arena (a vocabulary makes it hundreds of KiB: no realloc, one fault per 2 MiB). */
 typedef struct hbuf {
     uint8_t *p;
-    size_t len, cap;
+    size_t len;
 } hbuf;
-
-#define HB_BIG (256u << 10) /* from this size on the buffer is a qd_big_alloc */
 
 static void hb_put(hbuf *b, const void *d, size_t n)
 {
-    if (b->p && n) /* (the measuring pass counted exactly these bytes: len + n <= cap) */
+    if (b->p && n) /* (the measuring pass counted exactly these bytes) */
         memcpy(b->p + b->len, d, n);
     b->len += n;
-}
-
-static void hb_free(hbuf *b)
-{
-    if (b->cap >= HB_BIG)
-        qd_big_free(b->p, b->cap);
-    else
-        qd_free(b->p);
-    memset(b, 0, sizeof(*b));
 }
 
 static void hb_u32(hbuf *b, uint32_t v) { hb_put(b, &v, 4); }
@@ -774,9 +771,7 @@ static int build_header(qd_gguf_writer *w, hbuf *b)
 {
     memset(b, 0, sizeof(*b));
     header_bytes(w, b);
-    b->cap = b->len;
-    b->p = b->cap >= HB_BIG ? qd_big_alloc(b->cap) : qd_malloc(b->cap);
-    if (!b->p)
+    if (!(b->p = qd_arena_alloc(&w->arena, b->len)))
         return QD_ENOMEM;
     b->len = 0;
     header_bytes(w, b);
@@ -864,17 +859,13 @@ int qd_gguf_writer_begin(qd_gguf_writer *w, const char *path)
         return rc;
     w->path = qd_strdup(path);
     w->tmp = qd_malloc(strlen(path) + 8);
-    if (!w->path || !w->tmp) {
-        hb_free(&b);
+    if (!w->path || !w->tmp)
         return QD_ENOMEM;
-    }
     snprintf(w->tmp, strlen(path) + 8, "%s.part", path);
     w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (w->fd < 0) {
-        hb_free(&b);
+    if (w->fd < 0)
         return qd_error_set(errno == ENOENT ? QD_ENOTFOUND : QD_EIO, QD_EC_OS, "create %s: %s", w->tmp,
                             strerror(errno));
-    }
     /* -1 (not durable, or e.g. tmpfs): the page cache it is */
     w->dfd = w->durable ? open(w->tmp, O_WRONLY | O_DIRECT | O_CLOEXEC) : -1;
     if (w->dfd >= 0 && !(w->stage = qd_big_alloc(DIRECT_BLOCK))) {
@@ -885,7 +876,6 @@ int qd_gguf_writer_begin(qd_gguf_writer *w, const char *path)
     if (w->dfd >= 0)
         (void)qd_syncer_start(&w->syncer, w->fd, DIRECT_SYNC_STEP);
     rc = w_emit(w, b.p, b.len);
-    hb_free(&b);
     w->cur = 0;
     w->cur_written = 0;
     return rc;
@@ -977,13 +967,10 @@ int qd_gguf_writer_to_mem(qd_gguf_writer *w, const void *const *datas, uint8_t *
         return rc;
     size_t total = b.len + (size_t)w->data_size;
     w->mem = qd_malloc(total ? total : 1);
-    if (!w->mem) {
-        hb_free(&b);
+    if (!w->mem)
         return QD_ENOMEM;
-    }
     memcpy(w->mem, b.p, b.len);
     w->mem_pos = b.len;
-    hb_free(&b);
     w->cur = 0;
     w->cur_written = 0;
     for (size_t i = 0; i < w->n_ts; i++)

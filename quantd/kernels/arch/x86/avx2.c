@@ -19,10 +19,24 @@
     ((lq_vf)_mm256_blendv_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(tab), (__m256i)(idx)),                       \
                              _mm256_permutevar8x32_ps(_mm256_loadu_ps((tab) + 8), (__m256i)(idx)),                 \
                              _mm256_castsi256_ps(_mm256_slli_epi32((__m256i)(idx), 28))))
-/* An 8 x 8 transpose of 32-bit values in registers: r[i] element k becomes r[k] element i. */
-static inline void lq_t8(__m256 r[8])
+/* sub-blocks searched together: 16 ymm registers hold two sub-blocks' state */
+#define LQ_MAXNS 2
+/* make_qx candidates per sweep: 2 x 5 sums with the constants are one more than the 16 ymm registers (gcc keeps one
+ * sum on the stack); 4 and 6 measured the same as 5 on Q6_K */
+#define LQ_QX_BATCH 5
+
+#include "../../kernels.h"
+#include "deq.h"
+#include "lanes.h"
+#include "legacy.h"
+#include "groups.h"
+
+/* lanes.h's 8 x 8 transpose: unpack, shuffle, then the 128-bit halves. */
+static inline void lq_arch_transpose(lq_vf rv[8])
 {
-    __m256 t[8];
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = (__m256)rv[i];
     for (int i = 0; i < 8; i += 2) {
         t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
         t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
@@ -38,44 +52,18 @@ static inline void lq_t8(__m256 r[8])
         t[4 + j] = _mm256_permute2f128_ps(r[j], r[4 + j], 0x31);
     }
     for (int i = 0; i < 8; i++)
-        r[i] = t[i];
+        rv[i] = (lq_vf)t[i];
 }
-/* dst[i * 8 + k] = src[k][i] for i, k < 8 */
-static inline void lq_arch_gather(float *dst, const float *const *src)
+
+static inline void lq_arch_store_low_bytes(uint8_t *dst, lq_vi v)
 {
-    __m256 r[8];
-    for (int k = 0; k < 8; k++)
-        r[k] = _mm256_loadu_ps(src[k]);
-    lq_t8(r);
-    for (int i = 0; i < 8; i++)
-        _mm256_storeu_ps(dst + 8 * i, r[i]);
-}
-/* dst[k * stride + i] = the low byte of src[i * 8 + k] for i, k < 8 */
-static inline void lq_arch_scatter_bytes(uint8_t *dst, size_t stride, const int32_t *src)
-{
+    /* bytes 0, 4, 8, 12 of each 128-bit half, then the two halves' words side by side */
     const __m256i low = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12, -1,
                                          -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
-    __m256 r[8];
-    for (int i = 0; i < 8; i++)
-        r[i] = _mm256_loadu_ps((const float *)(src + 8 * i));
-    lq_t8(r);
-    for (int k = 0; k < 8; k++) {
-        __m256i b = _mm256_shuffle_epi8(_mm256_castps_si256(r[k]), low);
-        b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0));
-        _mm_storel_epi64((__m128i *)(dst + k * stride), _mm256_castsi256_si128(b));
-    }
+    const __m256i b = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8((__m256i)v, low),
+                                                  _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0));
+    _mm_storel_epi64((__m128i *)dst, _mm256_castsi256_si128(b));
 }
-/* sub-blocks searched together: 16 ymm registers hold two sub-blocks' state */
-#define LQ_MAXNS 2
-/* make_qx candidates per sweep: 2 x 5 sums with the constants are one more than the 16 ymm registers (gcc keeps one
- * sum on the stack); 4 and 6 measured the same as 5 on Q6_K */
-#define LQ_QX_BATCH 5
-
-#include "../../kernels.h"
-#include "deq.h"
-#include "lanes.h"
-#include "legacy.h"
-#include "groups.h"
 
 #define QD_SIMD_TABLE qd_kernels_avx2
 #define QD_SIMD_VARIANT QD_KERNELS_AVX2

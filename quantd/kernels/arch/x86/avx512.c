@@ -16,10 +16,18 @@
 #define LQ_ANY(m) (_mm512_test_epi32_mask((__m512i)(m), (__m512i)(m)) != 0)
 #define LQ_LOOKUP16(tab, idx) ((lq_vf)_mm512_permutexvar_ps((__m512i)(idx), _mm512_loadu_ps(tab)))
 
-/* A 16 x 16 transpose of 32-bit values in registers: r[i] element k becomes r[k] element i. */
-static inline void lq_t16(__m512 r[16])
+#include "../../kernels.h"
+#include "deq.h"
+#include "lanes.h"
+#include "legacy.h"
+#include "groups.h"
+
+/* lanes.h's 16 x 16 transpose: unpack, shuffle, then two rounds of 128-bit chunk shuffles. */
+static inline void lq_arch_transpose(lq_vf rv[16])
 {
-    __m512 t[16];
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; i++)
+        r[i] = (__m512)rv[i];
     for (int i = 0; i < 16; i += 2) {
         t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
         t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
@@ -39,34 +47,13 @@ static inline void lq_t16(__m512 r[16])
         t[12 + j] = _mm512_shuffle_f32x4(b, d, 0xDD);
     }
     for (int i = 0; i < 16; i++)
-        r[i] = t[i];
-}
-/* dst[i * 16 + k] = src[k][i] for i, k < 16 */
-static inline void lq_arch_gather(float *dst, const float *const *src)
-{
-    __m512 r[16];
-    for (int k = 0; k < 16; k++)
-        r[k] = _mm512_loadu_ps(src[k]);
-    lq_t16(r);
-    for (int i = 0; i < 16; i++)
-        _mm512_storeu_ps(dst + 16 * i, r[i]);
-}
-/* dst[k * stride + i] = the low byte of src[i * 16 + k] for i, k < 16 */
-static inline void lq_arch_scatter_bytes(uint8_t *dst, size_t stride, const int32_t *src)
-{
-    __m512 r[16];
-    for (int i = 0; i < 16; i++)
-        r[i] = _mm512_loadu_ps((const float *)(src + 16 * i));
-    lq_t16(r);
-    for (int k = 0; k < 16; k++)
-        _mm_storeu_si128((__m128i *)(dst + k * stride), _mm512_cvtepi32_epi8(_mm512_castps_si512(r[k])));
+        rv[i] = (lq_vf)t[i];
 }
 
-#include "../../kernels.h"
-#include "deq.h"
-#include "lanes.h"
-#include "legacy.h"
-#include "groups.h"
+static inline void lq_arch_store_low_bytes(uint8_t *dst, lq_vi v)
+{
+    _mm_storeu_si128((__m128i *)dst, _mm512_cvtepi32_epi8((__m512i)v));
+}
 
 #define QD_SIMD_TABLE qd_kernels_avx512
 #define QD_SIMD_VARIANT QD_KERNELS_AVX512

@@ -5,9 +5,9 @@
  * here is static, so no SIMD code reaches generic objects. The including file defines QD_LANES, LQ_SQRT(v)
  * (a correctly rounded lane-wise square root), LQ_MINF/LQ_MAXF(a, b) (lane-wise minimum and maximum of floats;
  * only ever given non-NaN values where the result is kept), LQ_RINT(v) (lane-wise round to nearest even),
- * LQ_ANY(mask) (nonzero when any lane of an int mask is set), LQ_LOOKUP16(tab, idx), and the LN x LN transposes of
- * 32-bit values lq_arch_gather(dst, src) (dst[i * LN + k] = src[k][i]) and lq_arch_scatter_bytes(dst, stride, src)
- * (dst[k * stride + i] = the low byte of src[i * LN + k]).
+ * LQ_ANY(mask) (nonzero when any lane of an int mask is set) and LQ_LOOKUP16(tab, idx); and, after including this
+ * header, the two functions declared below it from its own intrinsics: lq_arch_transpose (LN x LN, in registers)
+ * and lq_arch_store_low_bytes.
  *
  * Every lane runs the reference's exact sequence of float operations (ref_util.c, ref_kquants.c, ref_other.c,
  * ref_legacy.c): the same operands in the same order, IEEE single precision add/sub/mul/div/sqrt (which are
@@ -37,6 +37,12 @@
 
 typedef float lq_vf __attribute__((vector_size(4 * LN)));
 typedef int32_t lq_vi __attribute__((vector_size(4 * LN)));
+typedef float lq_vf_u __attribute__((vector_size(4 * LN), aligned(4))); /* an unaligned lq_vf in memory */
+
+/* Defined by the including file: r[i] element k becomes r[k] element i (32-bit values, i, k < LN); dst[i] = the low
+ * byte of lane i of v (i < LN). */
+static inline void lq_arch_transpose(lq_vf r[LN]);
+static inline void lq_arch_store_low_bytes(uint8_t *dst, lq_vi v);
 
 /* ---- lane-wise helpers ---- */
 
@@ -133,10 +139,12 @@ static inline lq_vf lq_fp16(lq_vf v, qd_fp16 *h)
 static inline void lq_load(lq_vf *X, const float *const *xp, int n)
 {
     for (int i = 0; i < n; i += LN) {
-        const float *src[LN];
+        lq_vf r[LN];
         for (int k = 0; k < LN; k++)
-            src[k] = xp[k] + i;
-        lq_arch_gather((float *)(X + i), src);
+            r[k] = *(const lq_vf_u *)(xp[k] + i);
+        lq_arch_transpose(r);
+        for (int k = 0; k < LN; k++)
+            X[i + k] = r[k];
     }
 }
 
@@ -146,8 +154,14 @@ static inline void lq_load(lq_vf *X, const float *const *xp, int n)
  */
 static inline void lq_lanes_bytes(const lq_vi *L, int n, uint8_t *out)
 {
-    for (int i = 0; i < n; i += LN)
-        lq_arch_scatter_bytes(out + i, (size_t)n, (const int32_t *)(L + i));
+    for (int i = 0; i < n; i += LN) {
+        lq_vf r[LN];
+        for (int k = 0; k < LN; k++)
+            r[k] = (lq_vf)L[i + k];
+        lq_arch_transpose(r);
+        for (int k = 0; k < LN; k++)
+            lq_arch_store_low_bytes(out + (size_t)k * (size_t)n + (size_t)i, (lq_vi)r[k]);
+    }
 }
 
 /* Sequential sum of x^2 over n values (the reference's order). */

@@ -291,27 +291,10 @@ static void lg_quantize_f16(const float *src, void *dst, int64_t nrows, int64_t 
     }
 }
 
-static void lg_dequantize_f16(const void *src, float *dst, int64_t nrows, int64_t ncols)
-{
-    const uint8_t *in = src;
-    const int64_t n = nrows * ncols;
-    int64_t i = 0;
-#ifdef __AVX512F__ /* (the AVX-512 table: 16 at a time) */
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(in + 2 * i))));
-#endif
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(in + 2 * i))));
-    for (; i < n; i++) {
-        qd_fp16 h;
-        memcpy(&h, in + 2 * i, 2);
-        dst[i] = qd_fp16_to_fp32(h);
-    }
-}
-
-/* lg_dequantize_f16 of n values, returning the largest magnitude among them: the unsigned maximum of the halves'
- * magnitude bits (NaN's above Inf's above every finite one), converted. Two more instructions per 16 values, where
- * the input check of qd_quantize_rows would read the floats again. */
+/* F16 -> F32 of n values (vcvtph2ps: exact, NaNs quieted as qd_fp16_to_fp32 does), returning the largest magnitude
+ * among them: the unsigned maximum of the halves' magnitude bits (NaN's above Inf's above every finite one),
+ * converted. Two more instructions per 16 values, where the input check of qd_quantize_rows would read the floats
+ * again (dispatch.c calls it for every F16 conversion: the table's f16_bound). */
 static float lg_f16_bound(const void *src, float *dst, int64_t n)
 {
     const uint8_t *in = src;
@@ -322,7 +305,7 @@ static float lg_f16_bound(const void *src, float *dst, int64_t n)
     __m256i m2 = _mm256_setzero_si256();
     for (; i + 16 <= n; i += 16) {
         const __m256i h = _mm256_loadu_si256((const __m256i *)(in + 2 * i));
-        m2 = _mm256_max_epu16(m2, _mm256_and_si256(h, _mm256_set1_epi16(0x7fff)));
+        m2 = _mm256_max_epu16(m2, _mm256_and_si256(h, _mm256_broadcastsi128_si256(mag)));
         _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(h));
     }
     m = _mm_max_epu16(_mm256_castsi256_si128(m2), _mm256_extracti128_si256(m2, 1));
@@ -342,6 +325,12 @@ static float lg_f16_bound(const void *src, float *dst, int64_t n)
             top = (uint16_t)(h & 0x7fffu);
     }
     return qd_fp16_to_fp32(top);
+}
+
+/* The table's F16 dequantizer: the same conversion (qd_dequantize_rows takes the bound's path for F16 itself). */
+static void lg_dequantize_f16(const void *src, float *dst, int64_t nrows, int64_t ncols)
+{
+    (void)lg_f16_bound(src, dst, nrows * ncols);
 }
 
 static void lg_quantize_bf16(const float *src, void *dst, int64_t nrows, int64_t ncols)
